@@ -1,0 +1,344 @@
+"""The ``Axeom`` application: routes, plugins, hooks and the request lifecycle.
+
+``await app.handle(request)`` is the whole engine: a request head in, a
+response out. For a WebSocket route the response is a ``101`` whose
+``upgrade`` carries the handlers and the socket's data; the adapter that
+called ``handle`` performs the upgrade. Nothing here imports an event loop
+or touches a socket, so every rule is testable with plain calls.
+
+Lifecycle of one request (hooks run in registration order)::
+
+    on_before_match -> route match -> route checks -> on_request
+      -> derive -> on_before_handle -> handler -> on_after_handle
+      -> on_response (always, also after an error)
+
+A hook that returns something other than ``None`` ends the request with that
+as the response; raising ``HTTPError`` ends it with that status. Other
+exceptions pass through ``on_error`` and default to a 500 (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ._call import call_maybe_async
+from ._context import Context
+from ._messages import Request, Response
+from ._router import MethodMismatch, Router
+from .errors import HTTPError, MethodNotAllowed, NotFound
+
+if TYPE_CHECKING:
+    from .ws._plugin import WSRegistrar
+
+__all__ = ["Axeom", "Endpoint", "Group"]
+
+logger = logging.getLogger("axeom.engine")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Hook = Callable[..., Any]
+
+
+class Endpoint(Protocol):
+    """What a route points at. ``check`` runs right after matching (cheap
+    protocol checks, before any user hook); ``handle`` produces the response."""
+
+    def check(self, ctx: Context) -> None: ...
+
+    async def handle(self, ctx: Context) -> Response: ...
+
+
+class _Scope:
+    """Hooks that apply to the routes of one group (and its sub-groups)."""
+
+    __slots__ = ("derive", "on_after_handle", "on_before_handle", "parent")
+
+    def __init__(self, parent: _Scope | None = None) -> None:
+        self.parent = parent
+        self.derive: list[Hook] = []
+        self.on_before_handle: list[Hook] = []
+        self.on_after_handle: list[Hook] = []
+
+    def chain(self) -> list[_Scope]:
+        """Outermost scope first, so app-wide hooks run before group hooks."""
+        scopes: list[_Scope] = []
+        scope: _Scope | None = self
+        while scope is not None:
+            scopes.append(scope)
+            scope = scope.parent
+        scopes.reverse()
+        return scopes
+
+
+@dataclass(slots=True)
+class _Route:
+    method: str
+    pattern: str
+    endpoint: Endpoint
+    scope: _Scope
+
+
+class _HTTPEndpoint:
+    """A plain HTTP route: the handler's return value becomes the response."""
+
+    def __init__(self, handler: Hook) -> None:
+        self.handler = handler
+
+    def check(self, ctx: Context) -> None:
+        return None
+
+    async def handle(self, ctx: Context) -> Response:
+        return to_response(await call_maybe_async(self.handler, ctx))
+
+
+def to_response(value: Any) -> Response:
+    """Turn what a hook or handler returned into a ``Response``."""
+    if isinstance(value, Response):
+        return value
+    if isinstance(value, str):
+        return Response.text(value)
+    if isinstance(value, bytes | bytearray):
+        return Response(200, [("content-type", "application/octet-stream")], bytes(value))
+    if isinstance(value, dict | list):
+        return Response.json(value)
+    if value is None:
+        return Response(204)
+    raise TypeError(f"cannot turn {type(value).__name__} into a response")
+
+
+class _Registrar:
+    """Route registration shared by the app and its groups."""
+
+    _app: Axeom
+    _prefix: str
+    _scope: _Scope
+
+    def route(self, method: str, path: str, handler: Hook | None = None) -> Any:
+        """Register an HTTP handler; usable as ``@app.route("GET", "/x")``."""
+
+        def register(fn: F) -> F:
+            self._app._add_route(
+                method.upper(), self._prefix + path, _HTTPEndpoint(fn), self._scope
+            )
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def get(self, path: str, handler: Hook | None = None) -> Any:
+        """Register a GET handler (health checks, metrics, small APIs)."""
+        return self.route("GET", path, handler)
+
+    def add_endpoint(self, method: str, path: str, endpoint: Endpoint) -> None:
+        """Register a prepared endpoint (plugins use this)."""
+        self._app._add_route(method, self._prefix + path, endpoint, self._scope)
+
+    @property
+    def ws(self) -> WSRegistrar:
+        """``ws(path, handlers, **options)``: added by ``ws_plugin()``."""
+        plugin = self._app.extensions.get("ws")
+        if plugin is None:
+            raise AttributeError("app.ws needs the WebSocket plugin: Axeom().use(ws_plugin())")
+        return plugin.registrar(self)
+
+    def group(self, prefix: str, build: Callable[[Group], Any]) -> Any:
+        """Register routes under ``prefix``; hooks added to the group apply only to them."""
+        build(Group(self._app, self._prefix + prefix.rstrip("/"), _Scope(self._scope)))
+        return self
+
+    def derive(self, fn: F) -> F:
+        """Run ``fn(ctx)`` during the handshake; the dict it returns is merged into
+        ``ctx.data`` (``ws.data`` on a WebSocket route)."""
+        self._scope.derive.append(fn)
+        return fn
+
+    def on_before_handle(self, fn: F) -> F:
+        """Run after ``derive``, before the handler; return a response to reject."""
+        self._scope.on_before_handle.append(fn)
+        return fn
+
+    def on_after_handle(self, fn: F) -> F:
+        """Run as ``fn(ctx, response)`` after the handler; return a response to replace it."""
+        self._scope.on_after_handle.append(fn)
+        return fn
+
+
+class Group(_Registrar):
+    """Routes under a common prefix, with hooks of their own."""
+
+    def __init__(self, app: Axeom, prefix: str, scope: _Scope) -> None:
+        self._app = app
+        self._prefix = prefix
+        self._scope = scope
+
+
+class Axeom(_Registrar):
+    """A WebSocket (and small HTTP) application.
+
+    >>> app = Axeom().use(ws_plugin())
+    >>> app.ws("/echo", message=lambda ws, msg: ws.send(msg))
+    """
+
+    def __init__(self) -> None:
+        self._app = self
+        self._prefix = ""
+        self._scope = _Scope()
+        self._router: Router[_Route] = Router()
+        self._routes: list[_Route] = []
+        self.extensions: dict[str, Any] = {}
+        self.decorations: dict[str, Any] = {}
+        self._before_match: list[Hook] = []
+        self._on_request: list[Hook] = []
+        self._on_error: list[Hook] = []
+        self._on_response: list[Hook] = []
+
+    # -- composition ---------------------------------------------------------
+
+    def use(self, plugin: Callable[[Axeom], Any] | Axeom) -> Axeom:
+        """Apply a plugin (a callable taking the app) or mount another app's routes and hooks."""
+        if isinstance(plugin, Axeom):
+            self._mount(plugin)
+        else:
+            plugin(self)
+        return self
+
+    def decorate(self, **values: Any) -> Axeom:
+        """Make values (a database pool, a settings object) readable as ``ctx.name``
+        in hooks and ``ws.name`` in socket handlers. Not sent across processes."""
+        self.decorations.update(values)
+        return self
+
+    def _mount(self, other: Axeom) -> None:
+        for name, ext in other.extensions.items():
+            self.extensions.setdefault(name, ext)
+        self.decorations.update(other.decorations)
+        self._before_match += other._before_match
+        self._on_request += other._on_request
+        self._on_error += other._on_error
+        self._on_response += other._on_response
+        other._scope.parent = self._scope
+        for route in other._routes:
+            self._add_route(route.method, route.pattern, route.endpoint, route.scope)
+
+    def _add_route(self, method: str, pattern: str, endpoint: Endpoint, scope: _Scope) -> None:
+        route = _Route(method, pattern or "/", endpoint, scope)
+        self._router.add(method, route.pattern, route)
+        self._routes.append(route)
+
+    @property
+    def routes(self) -> list[tuple[str, str, Endpoint]]:
+        """(method, pattern, endpoint) of every route, in registration order."""
+        return [(r.method, r.pattern, r.endpoint) for r in self._routes]
+
+    # -- app-wide hooks ------------------------------------------------------
+
+    def on_before_match(self, fn: F) -> F:
+        """Run before routing; may rewrite ``ctx.path`` or return a response."""
+        self._before_match.append(fn)
+        return fn
+
+    def on_request(self, fn: F) -> F:
+        """Run after routing (``ctx.route`` and ``ctx.params`` are set)."""
+        self._on_request.append(fn)
+        return fn
+
+    def on_error(self, fn: F) -> F:
+        """Run as ``fn(ctx, error)`` when anything raised; return a response to use it."""
+        self._on_error.append(fn)
+        return fn
+
+    def on_response(self, fn: F) -> F:
+        """Run as ``fn(ctx, response)`` on every response, errors included; may replace it."""
+        self._on_response.append(fn)
+        return fn
+
+    # -- the engine ----------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one request head: an HTTP response, or a 101 carrying an upgrade."""
+        ctx = Context(self, request)
+        try:
+            response = await self._lifecycle(ctx)
+        except Exception as exc:
+            response = await self._error_response(ctx, exc)
+        if ctx.response_headers:
+            response.headers.extend(ctx.response_headers)
+        for hook in self._on_response:
+            try:
+                replaced = await call_maybe_async(hook, ctx, response)
+            except Exception:
+                logger.exception("on_response hook %r failed; response kept", hook)
+                continue
+            if replaced is not None:
+                response = to_response(replaced)
+        return response
+
+    async def _lifecycle(self, ctx: Context) -> Response:
+        for hook in self._before_match:
+            result = await call_maybe_async(hook, ctx)
+            if result is not None:
+                return to_response(result)
+        route = self._match(ctx)
+        route.endpoint.check(ctx)
+        for hook in self._on_request:
+            result = await call_maybe_async(hook, ctx)
+            if result is not None:
+                return to_response(result)
+        scopes = route.scope.chain()
+        for scope in scopes:
+            for fn in scope.derive:
+                self._merge_derived(ctx, fn, await call_maybe_async(fn, ctx))
+        for scope in scopes:
+            for hook in scope.on_before_handle:
+                result = await call_maybe_async(hook, ctx)
+                if result is not None:
+                    return to_response(result)
+        response = await route.endpoint.handle(ctx)
+        for scope in scopes:
+            for hook in scope.on_after_handle:
+                result = await call_maybe_async(hook, ctx, response)
+                if result is not None:
+                    response = to_response(result)
+        return response
+
+    def _match(self, ctx: Context) -> _Route:
+        found = self._router.match(ctx.request.method, ctx.path)
+        if found is None:
+            raise NotFound(f"no route for {ctx.path}")
+        if isinstance(found, MethodMismatch):
+            allow = ", ".join(found.allowed)
+            raise MethodNotAllowed(
+                f"method {ctx.request.method} not allowed here (allowed: {allow})",
+                headers=[("allow", allow)],
+            )
+        ctx.route = found.pattern
+        ctx.params = found.params
+        return found.endpoint
+
+    @staticmethod
+    def _merge_derived(ctx: Context, fn: Hook, derived: Any) -> None:
+        if derived is None:
+            return
+        if not isinstance(derived, dict):
+            raise TypeError(
+                f"derive function {getattr(fn, '__name__', fn)!r} must return a dict or None, "
+                f"got {type(derived).__name__}"
+            )
+        ctx.data.update(derived)
+
+    async def _error_response(self, ctx: Context, exc: Exception) -> Response:
+        for hook in self._on_error:
+            try:
+                result = await call_maybe_async(hook, ctx, exc)
+            except Exception:
+                logger.exception("on_error hook %r failed", hook)
+                continue
+            if result is not None:
+                return to_response(result)
+        if isinstance(exc, HTTPError):
+            return Response.error(exc.status, exc.reason, exc.headers)
+        logger.error(
+            "unhandled error answering %s %s", ctx.request.method, ctx.request.target, exc_info=exc
+        )
+        return Response.error(500, "Internal Server Error")

@@ -1,0 +1,601 @@
+"""Configuration for ``axeom run``: one frozen object built from defaults, a TOML file, overrides.
+
+A configuration file looks like this (every key is optional; the values shown are the defaults)::
+
+    [server]
+    host = "127.0.0.1"
+    port = 8000
+    workers = 0                 # 0 = single process, N >= 1 = supervisor + acceptor + N workers
+    log_level = "info"          # critical | error | warning | info | debug
+    graceful_timeout = 10.0     # seconds a worker may spend draining connections on SIGTERM
+
+    [supervisor]
+    strategy = "one_for_one"    # or "one_for_all"
+    max_restarts = 5            # more than this many restarts ...
+    max_seconds = 30            # ... within this many seconds: give up
+    backoff = { initial = 0.1, max = 5.0, multiplier = 2.0, jitter = 0.1 }
+    shutdown_timeout = 10
+
+    [workers]
+    restart = "permanent"       # permanent | transient | temporary
+    heartbeat_interval = 1.0
+    heartbeat_timeout = 5.0
+
+Precedence is *override > file > default*: overrides are what the command line or the environment
+gave (``None`` means "not given"), the file is optional, and every knob has a default, so
+``Config.build("myapp:app")`` is a complete, valid configuration.
+
+Everything is validated up front, before any process starts, because a typo discovered by a
+worker at 3 a.m. is much more expensive than one reported by ``axeom run`` at startup. Errors are
+raised as :class:`ConfigError` and read like ``config.toml: supervisor.max_restarts must be an
+integer >= 0, got "five"``: the file (or ``overrides``), the dotted key, what was expected and what
+was found.
+
+This module only uses the standard library (no trio, nothing else from ``axeom``) so that the
+CLI, the supervisor and tests can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
+
+__all__ = [
+    "OVERRIDES_SOURCE",
+    "OVERRIDE_KEYS",
+    "BackoffConfig",
+    "Config",
+    "ConfigError",
+    "LogLevel",
+    "RestartType",
+    "ServerConfig",
+    "Strategy",
+    "SupervisorConfig",
+    "WorkerPolicyConfig",
+    "load_config_file",
+]
+
+Strategy = Literal["one_for_one", "one_for_all"]
+"""Which children a supervisor restarts when one dies (see :class:`SupervisorConfig`)."""
+
+RestartType = Literal["permanent", "transient", "temporary"]
+"""When a worker is restarted after it exits (see :class:`WorkerPolicyConfig`)."""
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+"""Names of the log levels accepted by ``server.log_level``."""
+
+OVERRIDES_SOURCE = "overrides"
+"""How errors name values that came from overrides (command line / environment) and not a file."""
+
+
+class ConfigError(Exception):
+    """An invalid configuration: one readable line naming where the problem is and what it is.
+
+    ``str(error)`` is ``"<source>: <key> <detail>"`` (parts that are unknown are left out), e.g.
+    ``config.toml: supervisor.max_restarts must be an integer >= 0, got "five"``. The parts are
+    also available separately so a CLI can format them differently.
+
+    Attributes:
+        detail: What is wrong, e.g. ``must be an integer >= 0, got "five"``.
+        key: The dotted key the problem is about (``supervisor.max_restarts``), or ``None`` when
+            the problem is not about one key (a missing file, a TOML syntax error, an unknown key,
+            whose name is then part of ``detail``).
+        source: The file name as it was given, ``"overrides"``, or ``None`` when a dataclass was
+            constructed directly in Python.
+        related: Other keys the problem involves (``heartbeat_interval`` for a
+            ``heartbeat_timeout`` that is too small); used to find the source to blame.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        key: str | None = None,
+        source: str | None = None,
+        related: tuple[str, ...] = (),
+    ) -> None:
+        # All arguments go to Exception.args so that the error survives pickling between processes.
+        super().__init__(detail, key, source, related)
+        self.detail = detail
+        self.key = key
+        self.source = source
+        self.related = related
+
+    def __str__(self) -> str:
+        message = f"{self.key} {self.detail}" if self.key else self.detail
+        return f"{self.source}: {message}" if self.source else message
+
+    def within(self, prefix: str, origins: Mapping[str, str]) -> ConfigError:
+        """Return this error re-rooted under the table ``prefix``, blaming the right source.
+
+        ``origins`` maps full dotted keys to the source that set them. The key the error is about
+        is blamed first; if it was left at its default, the first related key that was set is.
+        """
+        key = f"{prefix}.{self.key}" if self.key else prefix
+        related = tuple(f"{prefix}.{name}" for name in self.related)
+        source = next((origins[k] for k in (key, *related) if k in origins), self.source)
+        return ConfigError(self.detail, key, source, related)
+
+
+# --------------------------------------------------------------------------------------------
+# Value checks. Each returns the normalised value or raises ValueError("must be ..., got ...").
+# --------------------------------------------------------------------------------------------
+
+Check = Callable[[Any], Any]
+
+
+def _show(value: Any) -> str:
+    """Render a value the way it would be written in TOML, so messages quote what the user wrote."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return repr(value)
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    """A ``' (did you mean "x"?)'`` suffix for the closest candidate, or ``''`` if none is close."""
+    lowered = {candidate.lower(): candidate for candidate in candidates}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+    return f' (did you mean "{lowered[close[0]]}"?)' if close else ""
+
+
+def _is_number(value: Any) -> bool:
+    """True for ints and floats. Bools are ints in Python but ``port = true`` is never meant."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Check:
+    """An integer in ``minimum..maximum`` (floats are refused: ``workers = 2.5`` is a mistake)."""
+    wanted = (
+        f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
+    )
+
+    def check(value: Any) -> int:
+        upper = math.inf if maximum is None else maximum
+        if not (_is_number(value) and isinstance(value, int) and minimum <= value <= upper):
+            raise ValueError(f"must be {wanted}, got {_show(value)}")
+        return int(value)
+
+    return check
+
+
+def _number(wanted: str, ok: Callable[[float], bool]) -> Check:
+    """A finite int or float satisfying ``ok`` (described by ``wanted``), returned as a float."""
+
+    def check(value: Any) -> float:
+        if not _is_number(value) or not ok(value):
+            raise ValueError(f"must be a number {wanted}, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {_show(value)}")
+        return float(value)
+
+    return check
+
+
+_POSITIVE = _number("> 0", lambda value: value > 0)
+_NON_NEGATIVE = _number(">= 0", lambda value: value >= 0)
+_AT_LEAST_ONE = _number(">= 1", lambda value: value >= 1)
+_FRACTION = _number("between 0 and 1", lambda value: 0 <= value <= 1)
+
+
+def _choice(alias: Any) -> Check:
+    """One of the strings of a ``Literal`` alias, with a did-you-mean hint for near misses."""
+    choices: tuple[str, ...] = get_args(alias)
+    wanted = ", ".join(f'"{choice}"' for choice in choices)
+
+    def check(value: Any) -> str:
+        if value not in choices or not isinstance(value, str):
+            hint = _did_you_mean(value, list(choices)) if isinstance(value, str) else ""
+            raise ValueError(f"must be one of {wanted}, got {_show(value)}{hint}")
+        return value
+
+    return check
+
+
+def _non_empty_string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {_show(value)}")
+    return value
+
+
+def _instance_of(cls: type) -> Check:
+    def check(value: Any) -> Any:
+        if not isinstance(value, cls):
+            raise ValueError(f"must be a {cls.__name__}, got {_show(value)}")
+        return value
+
+    return check
+
+
+def _checked(check: Check) -> dict[str, Any]:
+    """Field metadata: the value is validated (and normalised) by ``check``."""
+    return {"check": check}
+
+
+def _nested(cls: type) -> dict[str, Any]:
+    """Field metadata: the value is a nested table (a TOML section or inline table)."""
+    return {"check": _instance_of(cls), "table": cls}
+
+
+def _validate(obj: Any) -> None:
+    """Run every field's check on a (frozen) dataclass instance and store normalised values.
+
+    Checking in ``__post_init__`` means that *any* config object, however it was made, is valid;
+    the loader re-roots the errors raised here with the file name and dotted key.
+    """
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        try:
+            normalised = f.metadata["check"](value)
+        except ValueError as error:
+            raise ConfigError(str(error), f.name) from None
+        object.__setattr__(obj, f.name, normalised)
+
+
+def _require_greater(obj: Any, name: str, other: str, *, or_equal: bool = False) -> None:
+    """Cross-field check: ``obj.name > obj.other`` (or ``>=``)."""
+    value, bound = getattr(obj, name), getattr(obj, other)
+    if value < bound or (value == bound and not or_equal):
+        relation = ">=" if or_equal else "greater than"
+        detail = f"must be {relation} {other} ({_show(bound)}), got {_show(value)}"
+        raise ConfigError(detail, name, related=(other,))
+
+
+# --------------------------------------------------------------------------------------------
+# The configuration objects.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffConfig:
+    """How long the supervisor waits before restarting a child that keeps failing.
+
+    Restarting a crashing worker immediately turns one bug into a busy loop that burns CPU and
+    floods the logs; waiting a little longer after each consecutive failure gives a dependency
+    (database, disk, DNS) time to come back. The delay before the *n*-th consecutive restart of
+    a child is ``min(max, initial * multiplier ** (n - 1))``, then multiplied by a random factor
+    in ``1 ± jitter`` (as in gRPC's connection backoff) so that workers that died together do not
+    all come back in the same instant.
+
+    Attributes:
+        initial: Delay in seconds before the first restart of a child (``>= 0``; ``0`` together
+            with ``multiplier = 1`` disables the backoff).
+        max: Longest delay in seconds before jitter (``>= initial``).
+        multiplier: Factor applied per consecutive failure (``>= 1``; ``1`` means a fixed delay).
+        jitter: Random spread as a fraction of the delay, ``0 <= jitter <= 1``.
+    """
+
+    initial: float = field(default=0.1, metadata=_checked(_NON_NEGATIVE))
+    max: float = field(default=5.0, metadata=_checked(_NON_NEGATIVE))
+    multiplier: float = field(default=2.0, metadata=_checked(_AT_LEAST_ONE))
+    jitter: float = field(default=0.1, metadata=_checked(_FRACTION))
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        _require_greater(self, "max", "initial", or_equal=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    """How the supervisor reacts when a child process (acceptor or worker) exits.
+
+    The model is Erlang/OTP's supervisor: restart what crashed, but if crashes come too fast the
+    problem is not transient, so stop (exit non-zero) and let the outer layer (systemd,
+    Kubernetes, a human) decide, instead of restarting forever.
+
+    Attributes:
+        strategy: ``"one_for_one"`` restarts only the child that exited, right for independent
+            workers. ``"one_for_all"`` stops and restarts every child, for deployments where
+            the children share state that one crash may have left inconsistent.
+        max_restarts: Restart intensity: if more than this many restarts (counted over all
+            children) happen within ``max_seconds``, the supervisor gives up. ``0`` means the
+            first crash is fatal.
+        max_seconds: Length in seconds of the sliding window for ``max_restarts``. It is also how
+            long a child must stay up for its backoff to start over from ``backoff.initial``.
+        backoff: Delays between restarts of a failing child, see :class:`BackoffConfig`.
+        shutdown_timeout: Seconds the supervisor waits for its children to exit after asking them
+            to stop, before killing them. Give workers at least ``server.graceful_timeout``.
+    """
+
+    strategy: Strategy = field(default="one_for_one", metadata=_checked(_choice(Strategy)))
+    max_restarts: int = field(default=5, metadata=_checked(_integer(0)))
+    max_seconds: float = field(default=30.0, metadata=_checked(_POSITIVE))
+    backoff: BackoffConfig = field(default_factory=BackoffConfig, metadata=_nested(BackoffConfig))
+    shutdown_timeout: float = field(default=10.0, metadata=_checked(_POSITIVE))
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPolicyConfig:
+    """When workers are restarted and how the supervisor notices a worker that hangs.
+
+    Attributes:
+        restart: Erlang/OTP restart type. ``"permanent"``: always restarted, even after a clean
+            exit (a worker is never supposed to stop on its own). ``"transient"``: restarted
+            only after an abnormal exit (non-zero code or killed by a signal). ``"temporary"``:
+            never restarted.
+        heartbeat_interval: Seconds between the "I am alive" messages a worker sends.
+        heartbeat_timeout: Seconds without a heartbeat after which the supervisor considers the
+            worker hung (an event loop blocked by CPU-bound code) and kills it. Must be greater
+            than ``heartbeat_interval``, or every healthy worker would be killed.
+    """
+
+    restart: RestartType = field(default="permanent", metadata=_checked(_choice(RestartType)))
+    heartbeat_interval: float = field(default=1.0, metadata=_checked(_POSITIVE))
+    heartbeat_timeout: float = field(default=5.0, metadata=_checked(_POSITIVE))
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        _require_greater(self, "heartbeat_timeout", "heartbeat_interval")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where to listen and how many processes to run.
+
+    Attributes:
+        host: Interface to bind. The default ``127.0.0.1`` is only reachable from this machine;
+            use ``0.0.0.0`` (or ``::``) to accept outside connections.
+        port: TCP port, ``0..65535``; ``0`` lets the OS pick a free port (useful in tests).
+        workers: ``0`` runs everything in one process, which is simplest to debug (development).
+            ``N >= 1`` runs a supervisor, an acceptor and ``N`` worker processes (production).
+        log_level: One of ``critical``, ``error``, ``warning``, ``info``, ``debug``.
+        graceful_timeout: Seconds a worker may spend draining open connections after SIGTERM
+            before the remaining ones are closed.
+    """
+
+    host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
+    port: int = field(default=8000, metadata=_checked(_integer(0, 65535)))
+    workers: int = field(default=0, metadata=_checked(_integer(0)))
+    log_level: LogLevel = field(default="info", metadata=_checked(_choice(LogLevel)))
+    graceful_timeout: float = field(default=10.0, metadata=_checked(_POSITIVE))
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def single_process(self) -> bool:
+        """True in development mode (``workers = 0``): no supervisor, acceptor or workers."""
+        return self.workers == 0
+
+
+def _app_string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f'must be an import string like "package.module:app", got {_show(value)}')
+    return value
+
+
+def _optional_string(value: Any) -> str | None:
+    return None if value is None else _non_empty_string(value)
+
+
+OVERRIDE_KEYS: Mapping[str, str] = {
+    "host": "server.host",
+    "port": "server.port",
+    "workers": "server.workers",
+    "log_level": "server.log_level",
+    "graceful_timeout": "server.graceful_timeout",
+    "strategy": "supervisor.strategy",
+    "max_restarts": "supervisor.max_restarts",
+    "max_seconds": "supervisor.max_seconds",
+    "shutdown_timeout": "supervisor.shutdown_timeout",
+    "backoff_initial": "supervisor.backoff.initial",
+    "backoff_max": "supervisor.backoff.max",
+    "backoff_multiplier": "supervisor.backoff.multiplier",
+    "backoff_jitter": "supervisor.backoff.jitter",
+    "restart": "workers.restart",
+    "heartbeat_interval": "workers.heartbeat_interval",
+    "heartbeat_timeout": "workers.heartbeat_timeout",
+}
+"""Keyword names accepted as overrides by :meth:`Config.build`, and the dotted key each sets.
+
+Dotted keys themselves (``**{"supervisor.max_restarts": 3}``) are accepted too, which suits a
+generic environment-variable mapping.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything ``axeom run`` needs: the application to serve and how to run it.
+
+    Build it with :meth:`Config.build`; constructing it directly is fine too (it is validated
+    either way) but skips the file and the overrides.
+
+    Attributes:
+        app: Import string of the application, ``"package.module:attribute"``.
+        server: Listening address, process count, logging; see :class:`ServerConfig`.
+        supervisor: Restart strategy, intensity and backoff; see :class:`SupervisorConfig`.
+        workers: Worker restart type and heartbeats; see :class:`WorkerPolicyConfig`.
+        file: The configuration file the values were read from, if any (for log messages).
+    """
+
+    app: str = field(metadata=_checked(_app_string))
+    server: ServerConfig = field(default_factory=ServerConfig, metadata=_nested(ServerConfig))
+    supervisor: SupervisorConfig = field(
+        default_factory=SupervisorConfig, metadata=_nested(SupervisorConfig)
+    )
+    workers: WorkerPolicyConfig = field(
+        default_factory=WorkerPolicyConfig, metadata=_nested(WorkerPolicyConfig)
+    )
+    file: str | None = field(default=None, metadata=_checked(_optional_string))
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def build(
+        cls, app: str, file: str | os.PathLike[str] | None = None, **overrides: Any
+    ) -> Config:
+        """Merge defaults, the TOML ``file`` (optional) and ``overrides`` into a valid Config.
+
+        ``overrides`` use the names in :data:`OVERRIDE_KEYS` (``port=9000``,
+        ``backoff_max=2.0``) or dotted keys; a value of ``None`` means "not given" so a CLI can
+        pass every option through unconditionally. Values must already have the right Python
+        type (click converts option and environment-variable strings).
+
+        Raises:
+            ConfigError: if the file cannot be read or parsed, or any value is invalid.
+            TypeError: for an override name that does not exist (a programming error).
+        """
+        layers: list[tuple[str, dict[str, Any]]] = []
+        if file is not None:
+            source = os.fspath(file)
+            raw = load_config_file(file)
+            _check_shape(cls, raw, "", source)
+            layers.append((source, raw))
+        layers.append((OVERRIDES_SOURCE, _nest_overrides(overrides)))
+        values, origins = _merge(layers)
+        values["app"] = app
+        values["file"] = None if file is None else os.fspath(file)
+        return _construct(cls, values, "", origins)
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and parse a TOML file; the raw dict is returned and not validated.
+
+    Raises:
+        ConfigError: naming the file, if it cannot be read, is not UTF-8 or is not valid TOML
+            (the message then includes tomllib's line and column).
+    """
+    source = os.fspath(path)
+    try:
+        with open(path, "rb") as stream:
+            return tomllib.load(stream)
+    except OSError as error:
+        detail = f"cannot read config file: {error.strerror or error}"
+        raise ConfigError(detail, None, source) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"not valid UTF-8 (at byte {error.start})", None, source) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"invalid TOML: {error}", None, source) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Loading machinery: shape checks, merging layers, constructing the dataclasses.
+# --------------------------------------------------------------------------------------------
+
+
+def _tables(cls: type) -> dict[str, type | None]:
+    """Keys a table accepts in a file: field name -> nested dataclass (or None for a value).
+
+    At the top level only sections are accepted: ``app`` and ``file`` are not file settings.
+    """
+    accepted = {f.name: f.metadata.get("table") for f in fields(cls)}
+    if cls is Config:
+        return {name: table for name, table in accepted.items() if table is not None}
+    return accepted
+
+
+def _leaf_keys(cls: type = Config, prefix: str = "") -> Iterator[str]:
+    """Every dotted key a file or an override can set (``server.port``, ...)."""
+    for name, table in _tables(cls).items():
+        if table is None:
+            yield f"{prefix}{name}"
+        else:
+            yield from _leaf_keys(table, f"{prefix}{name}.")
+
+
+def _top_level_hint(name: str) -> str:
+    """For a value written outside its section (``port = 8000``): suggest ``server.port``."""
+    by_leaf = {key.rsplit(".", 1)[-1]: key for key in _leaf_keys()}
+    close = difflib.get_close_matches(name, list(by_leaf), n=1)
+    return f' (did you mean "{by_leaf[close[0]]}"?)' if close else ""
+
+
+def _check_shape(cls: type, raw: Mapping[str, Any], prefix: str, source: str) -> None:
+    """Reject unknown sections and keys, and scalars where a table belongs, in file order."""
+    accepted = _tables(cls)
+    for name, value in raw.items():
+        key = f"{prefix}{name}"
+        if name not in accepted:
+            raise ConfigError(_unknown(cls, name, key, value), None, source)
+        table = accepted[name]
+        if table is None:
+            continue
+        if not isinstance(value, dict):
+            hint = _top_level_hint(name) if cls is Config else ""
+            raise ConfigError(f"must be a table, got {_show(value)}{hint}", key, source)
+        _check_shape(table, value, f"{key}.", source)
+
+
+def _unknown(cls: type, name: str, key: str, value: Any) -> str:
+    """The message for a name the schema does not have, with the closest match if any."""
+    if cls is Config and isinstance(value, dict):
+        return f'unknown section "{key}"{_did_you_mean(name, list(_tables(cls)))}'
+    hint = _top_level_hint(name) if cls is Config else _did_you_mean(name, list(_tables(cls)))
+    return f'unknown key "{key}"{hint}'
+
+
+def _nest_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``{"port": 9000, "backoff_max": None}`` into ``{"server": {"port": 9000}}``."""
+    leaves = set(_leaf_keys())
+    nested: dict[str, Any] = {}
+    for name, value in overrides.items():
+        key = OVERRIDE_KEYS.get(name, name)
+        if key not in leaves:
+            hint = _did_you_mean(name, [*OVERRIDE_KEYS, *leaves])
+            raise TypeError(f'Config.build() got an unknown override "{name}"{hint}')
+        if value is None:
+            continue
+        *tables, leaf = key.split(".")
+        target = nested
+        for table in tables:
+            target = target.setdefault(table, {})
+        target[leaf] = value
+    return nested
+
+
+def _merge(layers: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Deep-merge layers (later ones win) and record which source set each dotted key."""
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    def merge_into(
+        target: dict[str, Any], layer: Mapping[str, Any], prefix: str, source: str
+    ) -> None:
+        for name, value in layer.items():
+            if isinstance(value, dict):
+                merge_into(target.setdefault(name, {}), value, f"{prefix}{name}.", source)
+            else:
+                target[name] = value
+                origins[f"{prefix}{name}"] = source
+
+    for source, layer in layers:
+        merge_into(merged, layer, "", source)
+    return merged, origins
+
+
+def _construct(
+    cls: type, values: Mapping[str, Any], prefix: str, origins: Mapping[str, str]
+) -> Any:
+    """Instantiate ``cls`` (nested tables first) and blame errors on the right file and key."""
+    tables = {f.name: f.metadata.get("table") for f in fields(cls)}
+    kwargs = {
+        name: _construct(tables[name], value, f"{prefix}{name}.", origins)
+        if tables[name]
+        else value
+        for name, value in values.items()
+    }
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        if not prefix:
+            raise
+        raise error.within(prefix.rstrip("."), origins) from None

@@ -1,0 +1,79 @@
+"""The per-request context that hooks, ``derive`` and handlers receive."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._headers import Headers
+from ._messages import Request
+
+if TYPE_CHECKING:
+    from ._app import Axeom
+
+__all__ = ["Context"]
+
+
+class Context:
+    """What the engine knows about one request while it handles it.
+
+    ``data`` accumulates what ``derive`` functions return (it becomes
+    ``ws.data`` on a WebSocket route); values derived earlier are also
+    readable as attributes (``ctx.user``), as are the app's ``decorate``
+    values. ``set_header`` adds a header to whatever response is sent,
+    the 101 included.
+    """
+
+    __slots__ = (
+        "_query",
+        "app",
+        "data",
+        "endpoint_state",
+        "params",
+        "path",
+        "request",
+        "response_headers",
+        "route",
+    )
+
+    def __init__(self, app: Axeom, request: Request) -> None:
+        self.app = app
+        self.request = request
+        self.path = request.path
+        self.params: dict[str, str] = {}
+        self.route: str | None = None
+        self.data: dict[str, Any] = {}
+        self.response_headers: list[tuple[str, str]] = []
+        self._query: dict[str, str] | None = None
+        # Scratch space for the matched endpoint between its check and handle steps.
+        self.endpoint_state: Any = None
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def headers(self) -> Headers:
+        return self.request.headers
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            self._query = self.request.query
+        return self._query
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        return self.request.client
+
+    def set_header(self, name: str, value: str) -> None:
+        """Add a header to the response this request ends with."""
+        self.response_headers.append((name, value))
+
+    def __getattr__(self, name: str) -> Any:
+        data = self.data
+        if name in data:
+            return data[name]
+        decorations = self.app.decorations
+        if name in decorations:
+            return decorations[name]
+        raise AttributeError(f"context has no attribute {name!r} (not derived, not decorated)")

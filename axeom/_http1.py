@@ -1,0 +1,93 @@
+"""HTTP/1.1 request heads and responses as bytes, sans-IO.
+
+Only what a WebSocket server needs: parse one request head (no body: an
+upgrade request has none) and serialize a response. Strict where laxness
+would be a smuggling or confusion risk (bare CR/LF, obs-fold, bad tokens).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._headers import Headers
+from ._messages import Request, Response
+
+__all__ = ["HeadError", "find_head_end", "parse_request_head", "serialize_response"]
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_VERSION = re.compile(rb"^HTTP/1\.[01]$")
+MAX_HEADERS = 100
+
+
+class HeadError(ValueError):
+    """A malformed request head; ``status`` is what to answer (400 or 505)."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def find_head_end(buffer: bytes | bytearray, start: int = 0) -> int:
+    """Index just past the blank line ending the head, or -1 if not there yet.
+
+    ``start`` lets a caller resume the search over bytes it already scanned.
+    """
+    index = buffer.find(b"\r\n\r\n", max(0, start - 3))
+    return -1 if index < 0 else index + 4
+
+
+def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Request:
+    """Parse a complete head (request line, headers, blank line)."""
+    lines = head.split(b"\r\n")
+    if len(lines) < 3 or lines[-1] != b"" or lines[-2] != b"":
+        raise HeadError("request head must end with an empty line")
+    request_line = lines[0]
+    parts = request_line.split(b" ")
+    if len(parts) != 3:
+        raise HeadError("malformed request line")
+    method, target, version = parts
+    if not _TOKEN.match(method):
+        raise HeadError("malformed method")
+    if not _VERSION.match(version):
+        if version.startswith(b"HTTP/"):
+            raise HeadError("HTTP version not supported", 505)
+        raise HeadError("malformed HTTP version")
+    if not target.startswith(b"/") or any(c <= 0x20 or c == 0x7F for c in target):
+        raise HeadError("request target must be an origin-form path")
+    header_lines = lines[1:-2]
+    if len(header_lines) > MAX_HEADERS:
+        raise HeadError(f"more than {MAX_HEADERS} header fields", 431)
+    headers = Headers()
+    for line in header_lines:
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.match(name):
+            raise HeadError("malformed header field")
+        value = value.strip(b" \t")
+        if b"\r" in value or b"\n" in value or b"\x00" in value:
+            raise HeadError("invalid character in header value")
+        headers.add(name.decode("ascii"), value.decode("latin-1"))
+    if version == b"HTTP/1.0":
+        raise HeadError("WebSocket requires HTTP/1.1", 505)
+    return Request(method.decode("ascii"), target.decode("latin-1"), headers, client, "1.1")
+
+
+def serialize_response(response: Response, *, close: bool) -> bytes:
+    """A response head (and body) as bytes; ``close`` adds ``Connection: close``."""
+    lines = [f"HTTP/1.1 {response.status} {response.reason_phrase}"]
+    has_length = False
+    for name, value in response.headers:
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+            raise ValueError(f"header {name!r} contains a line break")
+        lower = name.lower()
+        if lower == "content-length":
+            has_length = True
+        if close and lower == "connection":
+            continue
+        lines.append(f"{name}: {value}")
+    if response.status != 101:
+        if not has_length:
+            lines.append(f"content-length: {len(response.body)}")
+        if close:
+            lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body

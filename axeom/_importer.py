@@ -1,0 +1,85 @@
+"""Load an app from ``module:attr`` or ``path/to/file.py:attr``.
+
+Every way this can fail becomes an ``ImportFromStringError`` with one line a
+user can act on; the CLI prints it instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ImportFromStringError", "import_from_string"]
+
+
+class ImportFromStringError(Exception):
+    """The import string is malformed, or what it names cannot be loaded."""
+
+
+def import_from_string(import_str: str) -> Any:
+    """Return the object ``import_str`` names."""
+    module_str, sep, attrs_str = import_str.partition(":")
+    if not sep or not module_str or not attrs_str:
+        raise ImportFromStringError(
+            f'Import string "{import_str}" must be in format "<module>:<attribute>" '
+            'or "<path/to/file.py>:<attribute>".'
+        )
+    module = _load_module(module_str)
+    instance: Any = module
+    try:
+        for attr in attrs_str.split("."):
+            instance = getattr(instance, attr)
+    except AttributeError:
+        raise ImportFromStringError(
+            f'Attribute "{attrs_str}" not found in module "{module_str}".'
+        ) from None
+    return instance
+
+
+def _load_module(module_str: str) -> Any:
+    if module_str.endswith(".py") or "/" in module_str:
+        return _load_file(Path(module_str))
+    try:
+        return importlib.import_module(module_str)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_str and not module_str.startswith(f"{exc.name}."):
+            raise ImportFromStringError(_describe_failure(module_str, exc)) from None
+        raise ImportFromStringError(f'Could not import module "{module_str}".') from None
+    except Exception as exc:
+        raise ImportFromStringError(_describe_failure(module_str, exc)) from None
+
+
+def _load_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ImportFromStringError(f'Could not import file "{path}": no such file.')
+    name = path.stem if path.stem.isidentifier() else "axeom_app"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportFromStringError(f'Could not import file "{path}".')
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise ImportFromStringError(_describe_failure(str(path), exc)) from None
+    return module
+
+
+def _describe_failure(where: str, exc: BaseException) -> str:
+    """One line: what was raised, and the innermost line of user code that raised it."""
+    location = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    if user:
+        last = user[-1]
+        location = f" ({last.filename}, line {last.lineno})"
+    elif isinstance(exc, SyntaxError) and exc.filename:
+        location = f" ({exc.filename}, line {exc.lineno})"
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return f'Error loading "{where}": {type(exc).__name__}: {message}{location}'

@@ -1,0 +1,288 @@
+"""One WebSocket on trio: the socket's task loop, writes and drain.
+
+The task reads, turns bytes into messages and runs the handlers one at a
+time; it reads nothing more while a handler runs, so a slow handler pushes
+back on its own client through TCP and on nobody else. Frames queued by
+``ws.send`` leave in one write per read (or per wake-up of the runtime's
+flusher when sent from outside a handler). A write that would block moves
+to a writer task of its own, so a slow client never stalls the flusher.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..ws._actor import Actor
+from ..ws._frames import FrameConnection
+from ..ws._options import WSOptions
+from ..ws._socket import SendStatus, WebSocket
+from ..ws._upgrade import Upgrade
+from ._transport import Transport
+
+if TYPE_CHECKING:
+    from ._runtime import SocketRuntime
+
+__all__ = ["NativeConnection"]
+
+logger = logging.getLogger("axeom.ws")
+
+
+class NativeConnection:
+    """The ``Connection`` under a ``WebSocket`` in the native runtime."""
+
+    __slots__ = (
+        "_drained",
+        "_handler_idle",
+        "active",
+        "actor",
+        "broken",
+        "close_started_at",
+        "drain_due",
+        "flush_scheduled",
+        "frames",
+        "in_dispatch",
+        "last_activity",
+        "options",
+        "ping_sent_at",
+        "runtime",
+        "scope",
+        "transport",
+        "writing",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        runtime: SocketRuntime,
+        transport: Transport,
+        upgrade: Upgrade,
+        frames: FrameConnection,
+        *,
+        socket_id: str | None = None,
+    ) -> None:
+        route = upgrade.route
+        self.runtime = runtime
+        self.transport = transport
+        self.options: WSOptions = route.options
+        self.frames = frames
+        self.ws = WebSocket(
+            self,
+            app=runtime.app,
+            route=route.pattern,
+            path=upgrade.path,
+            params=upgrade.params,
+            query=upgrade.query,
+            headers=upgrade.headers,
+            data=upgrade.data,
+            subprotocol=upgrade.subprotocol,
+            remote_address=upgrade.remote_address,
+            socket_id=socket_id,
+        )
+        self.actor = Actor(self.ws, route.handlers.bind(), self._left_dispatch)
+        self.scope: trio.CancelScope | None = None
+        self.in_dispatch = False
+        self.flush_scheduled = False
+        self.writing = False
+        self.broken = False
+        self.drain_due = False
+        self.active = True
+        self.last_activity = trio.current_time()
+        self.ping_sent_at: float | None = None
+        self.close_started_at: float | None = None
+        self._drained: trio.Event | None = None
+        self._handler_idle: trio.Event | None = None
+
+    # -- Connection protocol (what ws.* calls) -------------------------------
+
+    def send_message(self, data: str | bytes) -> SendStatus:
+        status = self.frames.send(data)
+        if status and not self.in_dispatch and not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.runtime.schedule_flush(self)
+        return status
+
+    def close(self, code: int, reason: str) -> None:
+        if self.frames.close(code, reason) and not self.in_dispatch and not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.runtime.schedule_flush(self)
+
+    async def wait_drained(self) -> None:
+        while (self.frames.outbox or self.writing) and not self.broken:
+            if self._drained is None:
+                self._drained = trio.Event()
+            await self._drained.wait()
+
+    @property
+    def buffered_amount(self) -> int:
+        return self.frames.buffered
+
+    @property
+    def is_open(self) -> bool:
+        return self.frames.is_open and not self.broken
+
+    # -- the socket's task ---------------------------------------------------
+
+    async def run(self, trailing: bytes = b"") -> None:
+        """Run the socket until it closes; ``trailing`` are bytes read with the head."""
+        runtime = self.runtime
+        runtime.connections.add(self)
+        runtime.watch_timers(self.options)
+        transport = self.transport
+        frames = self.frames
+        try:
+            with trio.CancelScope() as self.scope:
+                self.in_dispatch = True
+                await self.actor.open()
+                self.in_dispatch = False
+                if trailing:
+                    await self._process(trailing)
+                while not frames.eof and not self.broken:
+                    data = await transport.receive()
+                    if not data:
+                        frames.receive_eof()
+                        break
+                    self.active = True
+                    await self._process(data)
+                await self._flush_before_close()
+        finally:
+            runtime.connections.discard(self)
+            with trio.CancelScope(shield=True) as shield:
+                shield.deadline = trio.current_time() + self.options.close_timeout
+                self.broken = True
+                await transport.aclose()
+                self._wake_drained()
+                code, reason = frames.close_status()
+                await self.actor.close(code, reason)
+
+    async def _process(self, data: bytes) -> None:
+        actor = self.actor
+        frames = self.frames
+        for message in frames.receive(data):
+            if frames.close_started:
+                break
+            if actor.busy:
+                await self._wait_handler_idle()
+            self.in_dispatch = True
+            await actor.message(message)
+            self.in_dispatch = False
+        if self.drain_due:
+            self.drain_due = False
+            await actor.drain()
+        if frames.outbox:
+            await self.flush()
+
+    def _left_dispatch(self) -> None:
+        """A handler suspended: let what it queued leave now."""
+        self.in_dispatch = False
+        if self.frames.outbox and not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.runtime.schedule_flush(self)
+
+    async def _wait_handler_idle(self) -> None:
+        while self.actor.busy:
+            if self._handler_idle is None:
+                self._handler_idle = trio.Event()
+            await self._handler_idle.wait()
+
+    # -- writing ---------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write the outbox until it is empty (one writer at a time)."""
+        if self.writing or self.broken:
+            return
+        self.writing = True
+        frames = self.frames
+        try:
+            while frames.outbox:
+                await self.transport.send_all(frames.take_output())
+        except trio.BrokenResourceError:
+            self._break()
+        finally:
+            self.writing = False
+        self._wake_drained()
+        if frames.wants_drain and not self.broken:
+            frames.wants_drain = False
+            await self._run_drain()
+
+    def flush_now(self) -> None:
+        """Called by the runtime's flusher: write without waiting if possible,
+        else hand the rest to a writer task of this socket's own."""
+        self.flush_scheduled = False
+        if self.writing or self.broken or not self.frames.outbox:
+            return
+        data = self.frames.take_output()
+        try:
+            sent = self.transport.try_send(data)
+        except trio.BrokenResourceError:
+            self._break()
+            return
+        if sent is not None and sent == len(data):
+            self._wake_drained()
+            if self.frames.wants_drain:
+                self.frames.wants_drain = False
+                self.runtime.nursery.start_soon(self._run_drain)
+            return
+        self.frames.put_back(data[sent:] if sent else data)
+        self.runtime.nursery.start_soon(self.flush)
+
+    async def _run_drain(self) -> None:
+        if self.actor.busy or self.in_dispatch:
+            self.drain_due = True  # the socket's task runs it after the current handler
+            return
+        await self.actor.drain()
+        if self._handler_idle is not None:
+            self._handler_idle.set()
+            self._handler_idle = None
+        if self.frames.outbox:
+            await self.flush()
+
+    async def _flush_before_close(self) -> None:
+        if self.writing:
+            await self.wait_drained()
+        else:
+            await self.flush()
+
+    def _wake_drained(self) -> None:
+        if self._drained is not None and not self.frames.outbox:
+            self._drained.set()
+            self._drained = None
+
+    def _break(self) -> None:
+        """The peer is gone: stop the socket's task (its ``finally`` cleans up)."""
+        self.broken = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+    # -- timers (called by the runtime's sweeper) -----------------------------
+
+    def sweep(self, now: float) -> None:
+        """Idle timeout, keepalive ping and close timeout, checked once per tick."""
+        options = self.options
+        frames = self.frames
+        if self.active:
+            self.active = False
+            self.last_activity = now
+        if frames.pong_seen:
+            frames.pong_seen = False
+            self.ping_sent_at = None
+        if frames.close_started or frames.eof:
+            if self.close_started_at is None:
+                self.close_started_at = now
+            elif now - self.close_started_at >= options.close_timeout:
+                self._break()
+            return
+        idle = now - self.last_activity
+        if options.idle_timeout is not None and idle >= options.idle_timeout:
+            self.close(1001, "idle timeout")
+        elif self.ping_sent_at is not None:
+            if now - self.ping_sent_at >= options.ping_timeout:
+                self.close(1011, "keepalive ping timeout")
+        elif options.ping_interval is not None and idle >= options.ping_interval:
+            self.ping_sent_at = now
+            frames.ping()
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                self.runtime.schedule_flush(self)

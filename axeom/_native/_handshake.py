@@ -1,0 +1,115 @@
+"""Read a request head from a socket and answer it: reject, or accept (101).
+
+Shared by the in-process server and the multi-process acceptor. The head is
+read under a deadline and a size limit, so a slow or oversized client costs
+a bounded amount of time and memory; every rejection is a complete HTTP
+response with a reason, written before the connection is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+import trio
+
+from .._app import Axeom
+from .._http1 import HeadError, find_head_end, parse_request_head, serialize_response
+from .._messages import Response
+from ..ws._upgrade import Upgrade
+from ._transport import SocketTransport
+
+__all__ = ["Accepted", "HandshakeLimits", "answer_handshake"]
+
+logger = logging.getLogger("axeom.server")
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeLimits:
+    """max_head_size: bytes of request head before 431; timeout: seconds to
+    receive the whole head before 408."""
+
+    max_head_size: int = 16384
+    timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A socket whose 101 has been written: run it with ``trailing`` first."""
+
+    upgrade: Upgrade
+    trailing: bytes
+
+
+async def answer_handshake(
+    app: Axeom,
+    transport: SocketTransport,
+    client: tuple[str, int] | None,
+    limits: HandshakeLimits,
+) -> Accepted | None:
+    """Read the head, run ``app.handle`` and write the response.
+
+    Returns ``Accepted`` after writing a 101, or ``None`` once a rejection
+    was written (the transport is then closed).
+    """
+    head: bytes | None = None
+    trailing = b""
+    response: Response | None = None
+    with trio.move_on_after(limits.timeout):
+        try:
+            head, trailing = await _read_head(transport, limits.max_head_size)
+        except HeadError as exc:
+            response = Response.error(exc.status, exc.reason)
+    if response is None:
+        if head is None:
+            response = Response.error(408, "request head not received in time")
+        else:
+            try:
+                request = parse_request_head(head, client)
+            except HeadError as exc:
+                response = Response.error(exc.status, exc.reason)
+            else:
+                response = await app.handle(request)
+    if response.status == 101 and response.upgrade is not None:
+        try:
+            await transport.send_all(serialize_response(response, close=False))
+        except trio.BrokenResourceError:
+            transport.close()
+            return None
+        return Accepted(response.upgrade, trailing)
+    await _reject(transport, response)
+    return None
+
+
+async def _read_head(transport: SocketTransport, limit: int) -> tuple[bytes | None, bytes]:
+    buffer = bytearray()
+    while True:
+        data = await transport.receive()
+        if not data:
+            return None, b""
+        scanned = len(buffer)
+        buffer += data
+        end = find_head_end(buffer, scanned)
+        if end >= 0:
+            if end > limit:
+                raise HeadError(f"request head larger than {limit} bytes", 431)
+            return bytes(buffer[:end]), bytes(buffer[end:])
+        if len(buffer) > limit:
+            raise HeadError(f"request head larger than {limit} bytes", 431)
+
+
+async def _reject(transport: SocketTransport, response: Response) -> None:
+    """Write the rejection, then close so that the client can still read it:
+    half-close first and discard what the client still sends, briefly, since
+    closing with unread input makes the kernel reset the connection."""
+    try:
+        await transport.send_all(serialize_response(response, close=True))
+        transport.sock.shutdown(socket.SHUT_WR)
+        with trio.move_on_after(0.5):
+            while await transport.receive():
+                pass
+    except (trio.BrokenResourceError, OSError):
+        pass
+    finally:
+        transport.close()

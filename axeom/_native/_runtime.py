@@ -1,0 +1,129 @@
+"""Services shared by every socket of one process: flusher, timers, registry.
+
+One flusher task writes what ``ws.send`` queued from outside a socket's own
+handlers (publishes, sends to other sockets, pings), coalescing everything
+queued for a socket since the last pass into one write. One sweeper task
+checks every socket's idle, keepalive and close timers a few times per
+shortest timeout, so idle sockets cost no task and no timer of their own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+
+from .. import ws as _ws
+from ..ws._deflate import rebuild
+from ..ws._frames import FrameConnection
+from ._connection import NativeConnection
+from ._transport import Transport
+
+if TYPE_CHECKING:
+    from .._app import Axeom
+
+__all__ = ["SocketRuntime", "open_socket_runtime"]
+
+MIN_TICK, MAX_TICK = 0.01, 1.0
+
+
+class SocketRuntime:
+    """Runs WebSocket connections for one app inside one trio nursery."""
+
+    def __init__(self, app: Axeom | None, nursery: trio.Nursery) -> None:
+        self.app = app
+        self.nursery = nursery
+        self.connections: set[NativeConnection] = set()
+        self.accepted = 0
+        self._dirty: list[NativeConnection] = []
+        self._flusher_lot = trio.lowlevel.ParkingLot()
+        self._tick = MAX_TICK
+        self._tick_changed = trio.lowlevel.ParkingLot()
+
+    async def run_socket(
+        self,
+        transport: Transport,
+        upgrade: _ws.Upgrade,
+        trailing: bytes = b"",
+        *,
+        socket_id: str | None = None,
+    ) -> None:
+        """Run one upgraded socket to its end (the handshake is already answered)."""
+        options = upgrade.route.options
+        extensions = [rebuild(upgrade.deflate_offer)] if upgrade.deflate_offer else None
+        frames = FrameConnection(
+            max_message_size=options.max_message_size,
+            backpressure_limit=options.backpressure_limit,
+            extensions=extensions,
+        )
+        self.accepted += 1
+        conn = NativeConnection(self, transport, upgrade, frames, socket_id=socket_id)
+        await conn.run(trailing)
+
+    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> int:
+        """Start the closing handshake on every open socket; returns how many."""
+        count = 0
+        for conn in list(self.connections):
+            if conn.is_open:
+                conn.close(code, reason)
+                count += 1
+        return count
+
+    def schedule_flush(self, conn: NativeConnection) -> None:
+        self._dirty.append(conn)
+        if len(self._dirty) == 1:
+            self._flusher_lot.unpark_all()
+
+    def watch_timers(self, options: _ws.WSOptions) -> None:
+        """Make the sweeper tick often enough for these options' timers."""
+        timers = [
+            t
+            for t in (
+                options.idle_timeout,
+                options.ping_interval,
+                options.ping_timeout,
+                options.close_timeout,
+            )
+            if t is not None
+        ]
+        tick = min(max(min(timers, default=math.inf) / 4, MIN_TICK), MAX_TICK)
+        if tick < self._tick:
+            self._tick = tick
+            self._tick_changed.unpark_all()
+
+    async def _flusher(self) -> None:
+        while True:
+            if not self._dirty:
+                await self._flusher_lot.park()
+            batch, self._dirty = self._dirty, []
+            for conn in batch:
+                conn.flush_now()
+            await trio.lowlevel.checkpoint()
+
+    async def _sweeper(self) -> None:
+        while True:
+            with trio.move_on_after(self._tick):
+                await self._tick_changed.park()
+            now = trio.current_time()
+            for conn in list(self.connections):
+                conn.sweep(now)
+
+
+@asynccontextmanager
+async def open_socket_runtime(app: Axeom | None) -> AsyncIterator[SocketRuntime]:
+    """A runtime whose flusher and sweeper live as long as the ``async with``.
+
+    Leaving the block cancels every socket still running in it (their
+    ``close`` handlers still run).
+    """
+    async with trio.open_nursery() as nursery:
+        runtime = SocketRuntime(app, nursery)
+        nursery.start_soon(runtime._flusher)
+        nursery.start_soon(runtime._sweeper)
+        try:
+            yield runtime
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,111 @@
+"""The in-process server: accept, handshake and run sockets in one trio process."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+
+import trio
+
+from .._app import Axeom
+from ._handshake import HandshakeLimits, answer_handshake
+from ._runtime import SocketRuntime, open_socket_runtime
+from ._transport import SocketTransport
+
+__all__ = ["bind_listener", "serve", "serve_listener"]
+
+logger = logging.getLogger("axeom.server")
+
+ACCEPT_BATCH = 64
+_ACCEPT_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A non-blocking listening TCP socket on (host, port); port 0 picks one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(
+    app: Axeom,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    limits: HandshakeLimits | None = None,
+    backlog: int = 1024,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until cancelled; reports the bound (host, port) through
+    ``task_status`` (use ``await nursery.start(serve, app, "127.0.0.1", 0)``)."""
+    listener = bind_listener(host, port, backlog)
+    with listener:
+        await serve_listener(app, listener, limits=limits, task_status=task_status)
+
+
+async def serve_listener(
+    app: Axeom,
+    listener: socket.socket,
+    *,
+    limits: HandshakeLimits | None = None,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on an already bound, listening socket."""
+    limits = limits or HandshakeLimits()
+    listener.setblocking(False)
+    async with open_socket_runtime(app) as runtime:
+        task_status.started(listener.getsockname()[:2])
+        await _accept_loop(app, listener, runtime, limits)
+
+
+async def _accept_loop(
+    app: Axeom, listener: socket.socket, runtime: SocketRuntime, limits: HandshakeLimits
+) -> None:
+    while True:
+        await trio.lowlevel.wait_readable(listener)
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in _ACCEPT_TRANSIENT:
+                    logger.error("accept failed (%s); retrying shortly", exc)
+                    await trio.sleep(0.1)
+                    break
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                raise
+            runtime.nursery.start_soon(_serve_client, app, runtime, sock, address, limits)
+        await trio.lowlevel.checkpoint()
+
+
+async def _serve_client(
+    app: Axeom,
+    runtime: SocketRuntime,
+    sock: socket.socket,
+    address: tuple[str, int],
+    limits: HandshakeLimits,
+) -> None:
+    """One client: handshake, then its socket loop. A failure here is a bug in
+    Axeom, not in the app (handlers are contained by the actor): it is logged
+    and costs this connection only."""
+    transport = SocketTransport(sock)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        accepted = await answer_handshake(app, transport, address[:2], limits)
+        if accepted is not None:
+            await runtime.run_socket(transport, accepted.upgrade, accepted.trailing)
+    except Exception:
+        logger.exception("internal error serving %s:%s; connection dropped", *address[:2])
+    finally:
+        transport.close()

@@ -1,0 +1,251 @@
+"""Test an Axeom app in-process: the real engine and the real socket actor,
+over in-memory streams, with no sockets and no processes.
+
+    async with TestClient(app) as client:
+        async with client.websocket("/chat?room=1", headers={"x-user": "ann"}) as ws:
+            await ws.send("hi")
+            assert await ws.receive() == "Echo: hi"
+
+The handshake goes through ``app.handle`` exactly as on a server; the
+accepted socket runs in the same task loop the native runtime uses, fed by
+``trio.testing.memory_stream_pair``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+import trio.testing
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN, Protocol, Side
+
+from ._app import Axeom
+from ._headers import Headers
+from ._messages import Request, Response
+from ._native._runtime import SocketRuntime, open_socket_runtime
+from ._native._transport import StreamTransport
+from .ws._handshake import accept_key
+
+__all__ = ["HandshakeRejected", "TestClient", "TestWebSocket", "WebSocketClosed"]
+
+
+class HandshakeRejected(Exception):
+    """The app answered the upgrade with something other than 101."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        self.status = response.status
+        self.body = response.body.decode("utf-8", "replace")
+        self.headers = Headers(response.headers)
+        super().__init__(f"handshake rejected: {self.status} {self.body.strip()}")
+
+
+class WebSocketClosed(Exception):
+    """The socket is closed; ``code`` and ``reason`` are the server's close frame."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"WebSocket closed: {code} {reason}".rstrip())
+
+
+class TestClient:
+    """Drives one app; every socket opened through it shares one runtime."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, app: Axeom, *, client: tuple[str, int] = ("testclient", 50000)) -> None:
+        self.app = app
+        self.client = client
+        self._runtime: SocketRuntime | None = None
+        self._stack: Any = None
+
+    async def __aenter__(self) -> TestClient:
+        self._stack = open_socket_runtime(self.app)
+        self._runtime = await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.__aexit__(*exc_info)
+
+    @property
+    def runtime(self) -> SocketRuntime:
+        if self._runtime is None:
+            raise RuntimeError("use TestClient in 'async with TestClient(app) as client:'")
+        return self._runtime
+
+    async def request(
+        self, method: str, target: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """Run one plain HTTP request through the engine."""
+        hdrs = Headers({"host": "testserver", **(headers or {})})
+        return await self.app.handle(Request(method, target, hdrs, self.client))
+
+    @asynccontextmanager
+    async def websocket(
+        self,
+        target: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        subprotocols: list[str] | None = None,
+    ) -> AsyncIterator[TestWebSocket]:
+        """Open a socket to ``target``; raises ``HandshakeRejected`` if refused."""
+        key = base64.b64encode(os.urandom(16)).decode()
+        hdrs = Headers(
+            {
+                "host": "testserver",
+                "upgrade": "websocket",
+                "connection": "Upgrade",
+                "sec-websocket-key": key,
+                "sec-websocket-version": "13",
+            }
+        )
+        if subprotocols:
+            hdrs.add("sec-websocket-protocol", ", ".join(subprotocols))
+        for name, value in (headers or {}).items():
+            hdrs.add(name, value)
+        response = await self.app.handle(Request("GET", target, hdrs, self.client))
+        if response.status != 101 or response.upgrade is None:
+            raise HandshakeRejected(response)
+        if response.header("sec-websocket-accept") != accept_key(key):
+            raise AssertionError("server answered with a wrong Sec-WebSocket-Accept")
+        server_stream, client_stream = trio.testing.memory_stream_pair()
+        runtime = self.runtime
+        runtime.nursery.start_soon(
+            runtime.run_socket, StreamTransport(server_stream), response.upgrade
+        )
+        async with trio.open_nursery() as nursery:
+            ws = TestWebSocket(client_stream, response)
+            nursery.start_soon(ws._read_loop)
+            try:
+                yield ws
+            finally:
+                await ws._finish()
+                nursery.cancel_scope.cancel()
+
+
+class TestWebSocket:
+    """The client end of one in-memory socket."""
+
+    __test__ = False
+
+    def __init__(self, stream: trio.abc.Stream, response: Response) -> None:
+        self.response = response
+        self.subprotocol = response.header("sec-websocket-protocol")
+        self._stream = stream
+        self._protocol = Protocol(Side.CLIENT, state=OPEN, max_size=None)
+        self._send_lock = trio.Lock()
+        self._inbox_send, self._inbox = trio.open_memory_channel[str | bytes](1000)
+        self._fragments: list[bytes] = []
+        self._text = False
+        self._closed = trio.Event()
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    async def send(self, data: str | bytes) -> None:
+        """Send one text (``str``) or binary (``bytes``) message."""
+        if isinstance(data, str):
+            self._protocol.send_text(data.encode())
+        else:
+            self._protocol.send_binary(data)
+        await self._write_pending()
+
+    async def send_fragments(self, parts: list[bytes], *, text: bool) -> None:
+        """Send one message as several frames (first, continuations, final)."""
+        for index, part in enumerate(parts):
+            fin = index == len(parts) - 1
+            if index == 0:
+                (self._protocol.send_text if text else self._protocol.send_binary)(part, fin=fin)
+            else:
+                self._protocol.send_continuation(part, fin=fin)
+        await self._write_pending()
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are (to test how the server treats broken frames)."""
+        async with self._send_lock:
+            await self._stream.send_all(data)
+
+    async def send_frame(self, opcode: Opcode, payload: bytes, *, fin: bool = True) -> None:
+        """Send a correctly masked frame with any opcode and payload."""
+        raw = Frame(opcode, payload, fin).serialize(mask=True, extensions=[])
+        await self.send_raw(raw)
+
+    async def ping(self, payload: bytes = b"") -> None:
+        self._protocol.send_ping(payload)
+        await self._write_pending()
+
+    async def receive(self) -> str | bytes:
+        """The next message; raises ``WebSocketClosed`` once the socket is closed."""
+        try:
+            return await self._inbox.receive()
+        except trio.EndOfChannel:
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason or "") from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake and wait for the server to end it."""
+        if self._protocol.state is OPEN:
+            self._protocol.send_close(code, reason)
+            await self._write_pending()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the server closed the connection."""
+        await self._closed.wait()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def _write_pending(self) -> None:
+        async with self._send_lock:
+            for chunk in self._protocol.data_to_send():
+                if chunk:
+                    try:
+                        await self._stream.send_all(chunk)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return
+
+    async def _read_loop(self) -> None:
+        protocol = self._protocol
+        try:
+            while True:
+                try:
+                    data = await self._stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if data:
+                    protocol.receive_data(data)
+                else:
+                    protocol.receive_eof()
+                for frame in protocol.events_received():
+                    await self._deliver(frame)
+                await self._write_pending()
+                if not data:
+                    break
+        finally:
+            close = protocol.close_rcvd
+            self.close_code = close.code if close is not None else 1006
+            self.close_reason = close.reason if close is not None else ""
+            self._inbox_send.close()
+            self._closed.set()
+
+    async def _deliver(self, frame: Frame) -> None:
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            self._fragments.append(bytes(frame.data))
+            if frame.opcode is not Opcode.CONT:
+                self._text = frame.opcode is Opcode.TEXT
+            if frame.fin:
+                payload = b"".join(self._fragments)
+                self._fragments = []
+                message = payload.decode() if self._text else payload
+                await self._inbox_send.send(message)
+
+    async def _finish(self) -> None:
+        with trio.move_on_after(5):
+            if not self.closed:
+                await self.close()

@@ -1,0 +1,19 @@
+"""WebSockets for Axeom: the plugin, the socket object and its options."""
+
+from ._handlers import Handlers
+from ._options import WSOptions
+from ._plugin import WSPlugin, ws_plugin
+from ._route import WSRoute
+from ._socket import SendStatus, WebSocket
+from ._upgrade import Upgrade
+
+__all__ = [
+    "Handlers",
+    "SendStatus",
+    "Upgrade",
+    "WSOptions",
+    "WSPlugin",
+    "WSRoute",
+    "WebSocket",
+    "ws_plugin",
+]

@@ -1,0 +1,230 @@
+"""Frames in, messages out, for one server-side socket; sans-IO.
+
+Wraps the websockets library's sans-IO ``Protocol`` (C-accelerated
+unmasking, thorough RFC 6455 checks) and adds what it leaves to its caller:
+
+- reassembly of fragmented messages into one ``str`` or ``bytes``;
+- UTF-8 validation of text messages (invalid: close 1007);
+- an outbox with a byte count, for backpressure and coalesced writes.
+
+Close codes for broken input are decided here and only here: 1002 for a
+protocol violation, 1007 for invalid UTF-8, 1009 for a message over
+``max_message_size`` (the last two from the Protocol's own checks).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+from websockets.extensions.base import Extension
+from websockets.frames import Close, Opcode
+from websockets.protocol import CLOSED, OPEN, Protocol, Side
+
+from ._socket import SendStatus
+
+__all__ = ["FrameConnection"]
+
+_frames_logger = logging.getLogger("axeom.ws.frames")
+
+_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+
+
+def _frame_head(opcode: int, length: int) -> bytes:
+    """Header of an unmasked, final, uncompressed frame (server to client)."""
+    if length < 126:
+        return bytes((0x80 | opcode, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, length)
+    return struct.pack("!BBQ", 0x80 | opcode, 127, length)
+
+
+class FrameConnection:
+    """Protocol state, outbox and backpressure of one socket.
+
+    ``receive(data)`` returns the complete messages that ``data`` finished;
+    anything to write (pongs, close frames, queued messages) accumulates in
+    ``outbox`` until the adapter takes it with ``take_output``. ``eof`` turns
+    true when the TCP connection should be closed once the outbox is written.
+    """
+
+    __slots__ = (
+        "_fast",
+        "_fragments",
+        "_text",
+        "buffered",
+        "close_started",
+        "eof",
+        "limit",
+        "outbox",
+        "pong_seen",
+        "protocol",
+        "wants_drain",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int,
+        backpressure_limit: int,
+        extensions: list[Extension] | None = None,
+    ) -> None:
+        protocol = Protocol(
+            Side.SERVER, state=OPEN, max_size=max_message_size, logger=_frames_logger
+        )
+        if extensions:
+            protocol.extensions = list(extensions)
+        self.protocol = protocol
+        # Without extensions, frames are built here directly: the same bytes
+        # as Protocol.send_*, at a fraction of the cost on the hot path.
+        self._fast = not extensions
+        self.outbox: list[bytes] = []
+        self.buffered = 0
+        self.limit = backpressure_limit
+        self.wants_drain = False
+        self.eof = False
+        self.close_started = False
+        self.pong_seen = False
+        self._fragments: list[bytes] | None = None
+        self._text = False
+
+    # -- input ---------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[str | bytes]:
+        """Feed bytes from the peer; return the messages they completed."""
+        protocol = self.protocol
+        protocol.receive_data(data)
+        messages: list[str | bytes] = []
+        for frame in protocol.events_received():
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY:
+                if frame.fin:
+                    if opcode is _TEXT:
+                        text = self._decode(frame.data)
+                        if text is None:
+                            break
+                        messages.append(text)
+                    else:
+                        messages.append(bytes(frame.data))
+                else:
+                    self._fragments = [bytes(frame.data)]
+                    self._text = opcode is _TEXT
+            elif opcode is _CONT:
+                assert self._fragments is not None  # the Protocol checks the sequence
+                self._fragments.append(bytes(frame.data))
+                if frame.fin:
+                    payload = b"".join(self._fragments)
+                    self._fragments = None
+                    if self._text:
+                        text = self._decode(payload)
+                        if text is None:
+                            break
+                        messages.append(text)
+                    else:
+                        messages.append(payload)
+            elif opcode is _PONG:
+                self.pong_seen = True
+        self._collect()
+        return messages
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of the TCP connection."""
+        self.protocol.receive_eof()
+        self._collect()
+
+    def _decode(self, payload: bytes) -> str | None:
+        try:
+            return payload.decode()
+        except UnicodeDecodeError as exc:
+            self.protocol.fail(1007, f"invalid UTF-8 at position {exc.start}")
+            return None
+
+    # -- output --------------------------------------------------------------
+
+    def send(self, data: str | bytes) -> SendStatus:
+        """Queue one message, unless the socket is closing or the outbox is full."""
+        if self.close_started or self.protocol.state is not OPEN:
+            return SendStatus.CLOSED
+        if self.buffered >= self.limit:
+            self.wants_drain = True
+            return SendStatus.DROPPED
+        if self._fast:
+            if isinstance(data, str):
+                payload = data.encode()
+                self.outbox.append(_frame_head(0x1, len(payload)))
+            else:
+                payload = data
+                self.outbox.append(_frame_head(0x2, len(payload)))
+            self.outbox.append(payload)
+            self.buffered += len(payload) + 2
+        elif isinstance(data, str):
+            self.protocol.send_text(data.encode())
+            self._collect()
+        else:
+            self.protocol.send_binary(data)
+            self._collect()
+        if self.buffered >= self.limit:
+            self.wants_drain = True
+            return SendStatus.BACKPRESSURE
+        return SendStatus.QUEUED
+
+    def ping(self, payload: bytes = b"") -> None:
+        if self.protocol.state is OPEN and not self.close_started:
+            self.protocol.send_ping(payload)
+            self._collect()
+
+    def close(self, code: int, reason: str) -> bool:
+        """Queue a close frame; False if the closing handshake had already begun."""
+        if self.close_started or self.protocol.state is not OPEN:
+            return False
+        self.close_started = True
+        self.protocol.send_close(code, reason)
+        self._collect()
+        return True
+
+    def take_output(self) -> bytes:
+        """Everything queued, as one buffer (one write), and reset the count."""
+        outbox = self.outbox
+        if not outbox:
+            return b""
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        outbox.clear()
+        self.buffered = 0
+        return data
+
+    def put_back(self, data: bytes) -> None:
+        """Return bytes a partial write left over to the front of the outbox."""
+        self.outbox.insert(0, data)
+        self.buffered += len(data)
+
+    def _collect(self) -> None:
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                self.outbox.append(chunk)
+                self.buffered += len(chunk)
+            else:
+                self.eof = True
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.protocol.state is OPEN and not self.close_started
+
+    @property
+    def closed(self) -> bool:
+        return self.protocol.state is CLOSED
+
+    def close_status(self) -> tuple[int, str]:
+        """(code, reason) for the ``close`` handler.
+
+        The peer's close frame when there was one (1005 if it carried no
+        code), else the frame we sent, else 1006 (connection lost).
+        """
+        received: Close | None = self.protocol.close_rcvd
+        if received is not None:
+            return received.code, received.reason
+        sent: Close | None = self.protocol.close_sent
+        if sent is not None:
+            return sent.code, sent.reason
+        return 1006, ""

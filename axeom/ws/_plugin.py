@@ -1,0 +1,91 @@
+"""``ws_plugin()``: adds ``app.ws(path, handlers, **options)`` to an app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._handlers import HANDLER_NAMES, Handlers
+from ._options import WSOptions
+from ._route import WSRoute
+
+if TYPE_CHECKING:
+    from .._app import Axeom, _Registrar
+
+__all__ = ["WSPlugin", "WSRegistrar", "ws_plugin"]
+
+
+def ws_plugin(**defaults: Any) -> WSPlugin:
+    """The WebSocket plugin; ``defaults`` are ``WSOptions`` for every route.
+
+    >>> app = Axeom().use(ws_plugin(max_message_size=64 * 1024))
+    """
+    return WSPlugin(WSOptions().with_overrides(defaults))
+
+
+class WSPlugin:
+    """Holds the plugin-wide defaults; installed as ``app.extensions["ws"]``."""
+
+    def __init__(self, defaults: WSOptions) -> None:
+        self.defaults = defaults
+
+    def __call__(self, app: Axeom) -> None:
+        app.extensions["ws"] = self
+
+    def registrar(self, target: _Registrar) -> WSRegistrar:
+        return WSRegistrar(self, target)
+
+
+class WSRegistrar:
+    """The callable behind ``app.ws``.
+
+    Three spellings register the same thing::
+
+        app.ws("/a", {"open": on_open, "message": on_message}, idle_timeout=30)
+        app.ws("/a", open=on_open, message=on_message, idle_timeout=30)
+
+        @app.ws("/a", idle_timeout=30)
+        class Room:                       # one instance per socket
+            async def message(self, ws, msg): ...
+    """
+
+    def __init__(self, plugin: WSPlugin, target: _Registrar) -> None:
+        self._plugin = plugin
+        self._target = target
+
+    def __call__(
+        self,
+        path: str,
+        handlers: Mapping[str, Callable[..., Any]] | type | None = None,
+        /,
+        **kwargs: Any,
+    ) -> Any:
+        given = {name: kwargs.pop(name) for name in HANDLER_NAMES if name in kwargs}
+        options = self._plugin.defaults.with_overrides(kwargs)
+        if handlers is None and not given:
+            return lambda target: self._decorated(path, target, options)
+        if handlers is not None and given:
+            raise TypeError(
+                "give handlers either as a dict/class or as keyword arguments, not both"
+            )
+        if isinstance(handlers, type):
+            resolved = Handlers.from_class(handlers)
+        elif handlers is not None:
+            resolved = Handlers.from_mapping(handlers)
+        else:
+            resolved = Handlers.from_mapping(given)
+        return self._register(path, resolved, options)
+
+    def _decorated(self, path: str, target: Any, options: WSOptions) -> Any:
+        if isinstance(target, type):
+            self._register(path, Handlers.from_class(target), options)
+        elif callable(target):
+            self._register(path, Handlers.from_mapping({"message": target}), options)
+        else:
+            raise TypeError(f"@app.ws decorates a class or a message function, not {target!r}")
+        return target
+
+    def _register(self, path: str, handlers: Handlers, options: WSOptions) -> WSRoute:
+        route = WSRoute(self._target._prefix + path, handlers, options)
+        self._target.add_endpoint("GET", path, route)
+        return route

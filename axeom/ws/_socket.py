@@ -1,0 +1,165 @@
+"""The ``ws`` object handlers receive: one per socket, whatever the adapter."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import json
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._headers import Headers
+
+if TYPE_CHECKING:
+    from .._app import Axeom
+
+__all__ = ["Connection", "SendStatus", "WebSocket", "new_socket_id"]
+
+
+class SendStatus(enum.Enum):
+    """What ``ws.send`` did with a message.
+
+    QUEUED: queued; it leaves with the next write.
+    BACKPRESSURE: queued, but the outbox is now over ``backpressure_limit``;
+        further sends are dropped until ``drain`` runs.
+    DROPPED: not queued, the outbox was already over the limit.
+    CLOSED: not queued, the socket is closing or closed.
+    """
+
+    QUEUED = "queued"
+    BACKPRESSURE = "backpressure"
+    DROPPED = "dropped"
+    CLOSED = "closed"
+
+    def __bool__(self) -> bool:
+        return self is SendStatus.QUEUED or self is SendStatus.BACKPRESSURE
+
+
+class Connection(Protocol):
+    """What an adapter provides under a ``WebSocket`` (frames, writes, timers)."""
+
+    def send_message(self, data: str | bytes) -> SendStatus: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+    async def wait_drained(self) -> None: ...
+
+    @property
+    def buffered_amount(self) -> int: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+
+_process_prefix = os.urandom(6).hex()
+_counter = itertools.count(1)
+
+
+def new_socket_id() -> str:
+    """An id unique across processes: a random per-process prefix and a counter."""
+    return f"{_process_prefix}-{next(_counter):x}"
+
+
+class WebSocket:
+    """One connected socket, as its handlers see it.
+
+    ``send`` never blocks: it queues a frame and everything queued while a
+    handler runs leaves in one write. ``data`` is this socket's private
+    state, seeded by ``derive`` at handshake time. Values given to
+    ``app.decorate`` are readable as attributes (``ws.db``).
+    """
+
+    __slots__ = (
+        "_conn",
+        "app",
+        "data",
+        "headers",
+        "id",
+        "params",
+        "path",
+        "query",
+        "remote_address",
+        "route",
+        "subprotocol",
+    )
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        app: Axeom | None,
+        route: str,
+        path: str,
+        params: dict[str, str],
+        query: dict[str, str],
+        headers: Headers,
+        data: dict[str, Any],
+        subprotocol: str | None,
+        remote_address: tuple[str, int] | None,
+        socket_id: str | None = None,
+    ) -> None:
+        self._conn = conn
+        self.app = app
+        self.id = socket_id or new_socket_id()
+        self.route = route
+        self.path = path
+        self.params = params
+        self.query = query
+        self.headers = headers
+        self.data = data
+        self.subprotocol = subprotocol
+        self.remote_address = remote_address
+
+    def send(self, data: str | bytes | bytearray | memoryview | dict | list) -> SendStatus:
+        """Queue a message: ``str`` as a text frame, bytes-like as binary, a
+        dict or list as JSON text. Returns at once with what happened."""
+        if isinstance(data, str):
+            return self._conn.send_message(data)
+        if isinstance(data, bytes):
+            return self._conn.send_message(data)
+        if isinstance(data, bytearray | memoryview):
+            return self._conn.send_message(bytes(data))
+        if isinstance(data, dict | list):
+            return self._conn.send_message(json.dumps(data, separators=(",", ":")))
+        raise TypeError(f"ws.send takes str, bytes-like, dict or list, not {type(data).__name__}")
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; ``close`` handler runs when it ends."""
+        _check_close(code, reason)
+        self._conn.close(code, reason)
+
+    async def drained(self) -> None:
+        """Wait until everything queued so far has been written to the socket."""
+        await self._conn.wait_drained()
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued and not yet written."""
+        return self._conn.buffered_amount
+
+    @property
+    def is_open(self) -> bool:
+        """True until a close frame was sent or received."""
+        return self._conn.is_open
+
+    def __getattr__(self, name: str) -> Any:
+        app = object.__getattribute__(self, "app")
+        if app is not None and name in app.decorations:
+            return app.decorations[name]
+        raise AttributeError(f"WebSocket has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.id} {self.path}>"
+
+
+def _check_close(code: int, reason: str) -> None:
+    if not (
+        code == 1000
+        or 3000 <= code <= 4999
+        or code in (1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013)
+    ):
+        raise ValueError(
+            f"close code {code} cannot be sent: use 1000-1003, 1007-1009, 1011-1013 or 3000-4999"
+        )
+    if len(reason.encode()) > 123:
+        raise ValueError("close reason must be at most 123 bytes of UTF-8")

@@ -1,0 +1,134 @@
+"""Machine description, result tables and the JSON file.
+
+Ratios are always server / websockets for the test's own unit, so for throughput tests a
+ratio above 1 means faster than websockets, and for memory a ratio below 1 means leaner.
+"""
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import LOADGEN_BUSY, TESTS, Result
+from bench.targets import BASELINE
+
+DISPLAY_ORDER = ("echo", "pipelined", "handshake", "large", "memory")
+_PACKAGES = ("websockets", "trio", "trio-websocket", "uvloop", "msgpack", "axeom")
+
+
+def machine_info() -> dict[str, Any]:
+    """Describe what the figures were measured on (they mean little without it)."""
+    cpu_model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "python_impl": platform.python_implementation(),
+        "packages": versions,
+    }
+
+
+def format_machine(info: dict[str, Any]) -> str:
+    """Return the machine description as a few human lines."""
+    packages = ", ".join(f"{k} {v or '(not installed)'}" for k, v in info["packages"].items())
+    return (
+        f"machine: {info['nproc']} CPUs ({info['cpu_model']}), Linux {info['kernel']}\n"
+        f"python:  {info['python_impl']} {info['python']}\n"
+        f"packages: {packages}"
+    )
+
+
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "failed"
+    if unit in ("MiB/s", "KiB/conn"):
+        return f"{value:,.1f}"
+    return f"{value:,.0f}"
+
+
+def _ratio(result: Result, baseline: Result | None) -> str:
+    if baseline is None or not baseline.value or result.value is None:
+        return "n/a"
+    return f"{result.value / baseline.value:.2f}x"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary(results: dict[str, dict[str, Result]], servers: list[str], tests: list[str]) -> str:
+    """One row per test: each server's figure with its ratio to websockets."""
+    ordered = [t for t in DISPLAY_ORDER if t in tests]
+    rows = [["test", "unit", *servers]]
+    for test in ordered:
+        spec = TESTS[test]
+        base = results.get(BASELINE, {}).get(test)
+        row = [spec.label, spec.unit + ("" if spec.higher_is_better else " (lower=better)")]
+        for server in servers:
+            result = results.get(server, {}).get(test)
+            if result is None:
+                row.append("-")
+                continue
+            flag = " !" if result.loadgen_bound else ""
+            row.append(f"{_figure(result.value, spec.unit)} ({_ratio(result, base)}){flag}")
+        rows.append(row)
+    return _table(rows)
+
+
+def details(results: dict[str, dict[str, Result]], servers: list[str], tests: list[str]) -> str:
+    """One row per test and server: the CPU figures that tell whether a figure is sound."""
+    rows = [["test", "server", "value", "loadgen CPU", "server CPU", "errors"]]
+    for test in [t for t in DISPLAY_ORDER if t in tests]:
+        for server in servers:
+            result = results.get(server, {}).get(test)
+            if result is None:
+                continue
+            lg = "-" if result.loadgen_cpu is None else f"{result.loadgen_cpu:.0%}"
+            if result.loadgen_bound:
+                lg += " !"
+            srv = "-" if result.server_cpu is None else f"{result.server_cpu:.0%}"
+            errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())) or "0"
+            rows.append([test, server, _figure(result.value, result.unit), lg, srv, errors])
+    return _table(rows)
+
+
+def footnote() -> str:
+    """Explain the marks used in the tables."""
+    return (
+        f"ratio = server / {BASELINE} (same unit). "
+        f"'!' = load generator above {LOADGEN_BUSY:.0%} of a core: "
+        "the figure may be limited by the client, not the server."
+    )
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` (creating its folder), pretty-printed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,32 @@
+"""Echo server built on the ``websockets`` library's default asyncio server (the baseline).
+
+Deliberately uses the plain asyncio event loop (not uvloop): the baseline is what a user
+gets from the library out of the box. Prints its bound port on one line when ready.
+"""
+
+import asyncio
+
+from websockets.asyncio.server import ServerConnection, serve
+
+MAX_SIZE = 2**21  # 2 MiB, same limit as every server under test
+
+
+async def echo(ws: ServerConnection) -> None:
+    """Send every message back with its type: ``str`` frames go out as text, bytes as binary."""
+    if ws.request is None or ws.request.path != "/echo":
+        await ws.close(1008, "unknown path")
+        return
+    async for message in ws:
+        await ws.send(message)
+
+
+async def main() -> None:
+    """Bind an ephemeral port, announce it, and serve until killed."""
+    async with serve(echo, "127.0.0.1", 0, max_size=MAX_SIZE, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        print(f"websockets echo listening on ws://127.0.0.1:{port}", flush=True)
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
