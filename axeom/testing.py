@@ -146,6 +146,7 @@ class TestWebSocket:
         self._closed = trio.Event()
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.pings_received = 0
 
     async def send(self, data: str | bytes) -> None:
         """Send one text (``str``) or binary (``bytes``) message."""
@@ -235,6 +236,8 @@ class TestWebSocket:
             self._closed.set()
 
     async def _deliver(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.PING:
+            self.pings_received += 1
         if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
             self._fragments.append(bytes(frame.data))
             if frame.opcode is not Opcode.CONT:

@@ -137,6 +137,8 @@ class NativeConnection:
                 self.in_dispatch = True
                 await self.actor.open()
                 self.in_dispatch = False
+                if frames.outbox:
+                    await self.flush()
                 if trailing:
                     await self._process(trailing)
                 while not frames.eof and not self.broken:
