@@ -82,7 +82,9 @@ async def test_raising_socket_leaves_sibling_working(caplog: pytest.LogCaptureFi
             assert await good.receive() == "after"
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
     assert any("secret database password" in r.getMessage() or r.exc_info for r in caplog.records)
-    assert any(r.exc_info and "secret database password" in str(r.exc_info[1]) for r in caplog.records)
+    assert any(
+        r.exc_info and "secret database password" in str(r.exc_info[1]) for r in caplog.records
+    )
 
 
 async def test_error_in_open_closes_with_1011() -> None:
@@ -246,13 +248,17 @@ async def test_sends_queued_in_one_handler_leave_in_one_write() -> None:
         await trio.testing.wait_all_tasks_blocked()
         server_conn = next(iter(client.runtime.connections))
         transport = server_conn.transport
-        original = transport.send_all
+        stream = transport.stream
 
-        async def counting_send_all(data: bytes) -> None:
-            writes.append(data)
-            await original(data)
+        class CountingStream:
+            receive_some = stream.receive_some
+            aclose = stream.aclose
 
-        transport.send_all = counting_send_all  # type: ignore[method-assign]
+            async def send_all(self, data: bytes) -> None:
+                writes.append(bytes(data))
+                await stream.send_all(data)
+
+        transport.stream = CountingStream()
         await ws.send("m")
         assert [await ws.receive() for _ in range(5)] == [f"m-{i}" for i in range(5)]
     assert len(writes[0]) == 5 * (2 + 3)
@@ -458,7 +464,9 @@ async def test_invalid_close_code_from_handler_is_a_clear_error(
         async with TestClient(app) as client, client.websocket("/cc") as ws:
             await ws.wait_closed()
             assert ws.close_code == 1011
-    assert any("close code 1005 cannot be sent" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+    assert any(
+        "close code 1005 cannot be sent" in str(r.exc_info[1]) for r in caplog.records if r.exc_info
+    )
 
 
 async def test_compression_negotiated_and_used() -> None:
@@ -481,5 +489,7 @@ async def test_compression_negotiated_and_used() -> None:
         )
         response = await app.handle(Request("GET", "/z", headers))
         assert response.status == 101
-        assert response.header("sec-websocket-extensions", ).startswith("permessage-deflate")
+        assert response.header(
+            "sec-websocket-extensions",
+        ).startswith("permessage-deflate")
         assert response.upgrade is not None and response.upgrade.deflate_offer is not None
