@@ -58,22 +58,24 @@ def run(app: str, host: str, port: int, log_level: str) -> None:
     application = load_app(app)
     import trio
 
-    from ._native._serve import serve
+    from ._native._serve import bind_listener, serve_listener
+
+    try:
+        listener = bind_listener(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
     async def main_task() -> None:
         async with trio.open_nursery() as nursery:
-            bound: Any = await nursery.start(serve, application, host, port)
+            bound: Any = await nursery.start(serve_listener, application, listener)
             click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
             sys.stdout.flush()
 
-    try:
-        trio.run(main_task)
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from None
-    except KeyboardInterrupt:
-        pass
+    with listener:
+        try:
+            trio.run(main_task)
+        except KeyboardInterrupt:
+            pass
 
 
 def load_app(import_str: str) -> Axeom:

@@ -467,29 +467,3 @@ async def test_invalid_close_code_from_handler_is_a_clear_error(
     assert any(
         "close code 1005 cannot be sent" in str(r.exc_info[1]) for r in caplog.records if r.exc_info
     )
-
-
-async def test_compression_negotiated_and_used() -> None:
-    """With compression on, a deflate-offering client gets compressed frames that round-trip."""
-    app = make_app(compression=True)
-    app.ws("/z", message=lambda ws, msg: ws.send(msg))
-    async with TestClient(app) as client:
-        from axeom._headers import Headers
-        from axeom._messages import Request
-
-        headers = Headers(
-            {
-                "host": "t",
-                "upgrade": "websocket",
-                "connection": "upgrade",
-                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-                "sec-websocket-version": "13",
-                "sec-websocket-extensions": "permessage-deflate; client_max_window_bits",
-            }
-        )
-        response = await app.handle(Request("GET", "/z", headers))
-        assert response.status == 101
-        assert response.header(
-            "sec-websocket-extensions",
-        ).startswith("permessage-deflate")
-        assert response.upgrade is not None and response.upgrade.deflate_offer is not None

@@ -1,0 +1,5 @@
+"""``python -m axeom`` is the ``axeom`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,95 @@
+"""Start ``axeom`` as a real subprocess and always reap it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+READY = re.compile(r"Axeom listening on ws://([\w.\[\]:]+):(\d+)")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Server:
+    """A running ``axeom run`` process and what it printed so far."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+def axeom_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "axeom", *args]
+
+
+@contextmanager
+def running_axeom(*args: str, ready_timeout: float = 20.0) -> Iterator[Server]:
+    """``axeom run ARGS`` until the ready line; terminated and reaped on exit."""
+    proc = subprocess.Popen(
+        axeom_command("run", *args),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    ready = threading.Event()
+    port: list[int] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            match = READY.search(line)
+            if match and not port:
+                port.append(int(match.group(2)))
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        if not ready.wait(ready_timeout) or not port:
+            raise AssertionError(f"axeom did not become ready:\n{''.join(output)}")
+        yield Server(proc, port[0], output)
+    finally:
+        stop(proc)
+        reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
+    """SIGTERM the process group, then SIGKILL; always waits."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()
+
+
+def run_axeom(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``axeom ARGS`` to completion (for commands that must fail fast)."""
+    return subprocess.run(
+        axeom_command(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )

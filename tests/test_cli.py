@@ -1,0 +1,109 @@
+"""`axeom run` as a real subprocess, and the user-facing errors of the CLI."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+import websockets.sync.client as ws_sync
+
+from axeom.testing import TestClient
+from tests._processes import running_axeom, run_axeom
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def echo_once(url: str, text: str) -> object:
+    with ws_sync.connect(url, open_timeout=5) as client:
+        client.send(text)
+        return client.recv(timeout=5)
+
+
+async def test_run_serves_the_echo_example() -> None:
+    """`axeom run examples/echo.py:app --port 0` prints its address and echoes."""
+    with running_axeom("examples/echo.py:app", "--port", "0") as server:
+        assert server.output[0].strip() == f"Axeom listening on ws://127.0.0.1:{server.port}"
+        reply = await trio.to_thread.run_sync(echo_once, f"{server.url}/chat", "hi")
+    assert reply == "Echo: hi"
+
+
+async def test_chat_example_two_users_one_room() -> None:
+    """In examples/chat.py a message reaches everyone in the room, tagged with the user."""
+    with running_axeom("examples/chat.py:app", "--port", "0") as server:
+
+        def talk() -> list[object]:
+            url = f"{server.url}/chat/lobby"
+            with ws_sync.connect(url, additional_headers={"x-user": "ann"}) as ann:
+                assert ann.recv(timeout=5) == "* ann joined lobby"
+                with ws_sync.connect(url, additional_headers={"x-user": "bob"}) as bob:
+                    assert bob.recv(timeout=5) == "* bob joined lobby"
+                    assert ann.recv(timeout=5) == "* bob joined lobby"
+                    ann.send("hello")
+                    return [ann.recv(timeout=5), bob.recv(timeout=5)]
+
+        assert await trio.to_thread.run_sync(talk) == ["ann: hello", "ann: hello"]
+
+
+async def test_testkit_snippet_against_echo_example() -> None:
+    """The README's test-kit snippet works as written against examples/echo.py."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from echo import app
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    async with TestClient(app) as client:
+        async with client.websocket("/chat?room=1", headers={"x-user": "ann"}) as ws:
+            await ws.send("hi")
+            assert await ws.receive() == "Echo: hi"
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("nocolon", 'Import string "nocolon" must be in format'),
+        ("no_such_module_xyz:app", 'Could not import module "no_such_module_xyz"'),
+        ("examples/echo.py:nope", 'Attribute "nope" not found'),
+        ("examples/missing.py:app", "no such file"),
+        ("examples/echo.py:log", "not an Axeom app"),
+    ],
+)
+def test_bad_import_is_one_line_and_exit_1(target: str, expected: str) -> None:
+    """A bad import string is a one-line error with exit status 1, no traceback."""
+    result = run_axeom("run", target, "--port", "0")
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_app_that_raises_on_import(tmp_path: Path) -> None:
+    """An app whose module raises names the error and the line, in one line."""
+    broken = tmp_path / "broken.py"
+    broken.write_text("import os\n\nvalue = 1 / 0\n")
+    result = run_axeom("run", f"{broken}:app")
+    assert result.returncode == 1
+    assert "ZeroDivisionError: division by zero" in result.stderr
+    assert "line 3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    """Listening on a taken port fails with one readable line."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_axeom("run", "examples/echo.py:app", "--port", str(port))
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_option_is_a_usage_error() -> None:
+    """A bad option value is a click usage error (exit 2), not a traceback."""
+    result = run_axeom("run", "examples/echo.py:app", "--port", "99999")
+    assert result.returncode == 2
+    assert "Invalid value for '--port'" in result.stderr

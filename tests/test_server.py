@@ -1,0 +1,198 @@
+"""The in-process server on 127.0.0.1 with real clients (websockets, raw sockets)."""
+
+from __future__ import annotations
+
+import functools
+
+import trio
+import websockets.sync.client as ws_sync
+
+from axeom import Axeom, serve
+from axeom._native._handshake import HandshakeLimits
+from axeom.ws import ws_plugin
+from tests._wsraw import RawClient, client_frame, close_code, upgrade_request
+
+
+def echo_app(**defaults: object) -> Axeom:
+    app = Axeom().use(ws_plugin(**defaults))
+    app.ws("/chat", message=lambda ws, msg: ws.send(f"Echo: {msg}"))
+    app.ws("/raw", message=lambda ws, msg: ws.send(msg))
+    return app
+
+
+async def start(nursery: trio.Nursery, app: Axeom, **kwargs: object) -> int:
+    host_port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0, **kwargs))
+    return host_port[1]
+
+
+async def in_thread(fn, *args):  # type: ignore[no-untyped-def]
+    return await trio.to_thread.run_sync(fn, *args)
+
+
+def websockets_echo(port: int, messages: list[str | bytes], **kwargs: object) -> list[object]:
+    with ws_sync.connect(f"ws://127.0.0.1:{port}/chat", open_timeout=5, **kwargs) as client:
+        replies = []
+        for message in messages:
+            client.send(message)
+            replies.append(client.recv(timeout=5))
+        return replies
+
+
+async def test_websockets_client_gets_echo(nursery: trio.Nursery) -> None:
+    """A websockets client sending `hi` to /chat gets `Echo: hi`."""
+    port = await start(nursery, echo_app())
+    replies = await in_thread(websockets_echo, port, ["hi", "there"])
+    assert replies == ["Echo: hi", "Echo: there"]
+
+
+async def test_many_concurrent_clients(nursery: trio.Nursery) -> None:
+    """Fifty websockets clients in parallel each get their own echoes."""
+    port = await start(nursery, echo_app())
+    results: list[list[object]] = []
+
+    async def one(i: int) -> None:
+        results.append(await in_thread(websockets_echo, port, [f"{i}-a", f"{i}-b"]))
+
+    async with trio.open_nursery() as clients:
+        for i in range(50):
+            clients.start_soon(one, i)
+    assert sorted(results) == sorted([[f"Echo: {i}-a", f"Echo: {i}-b"] for i in range(50)])
+
+
+async def test_first_frame_in_the_handshake_write_is_not_lost(nursery: trio.Nursery) -> None:
+    """Bytes that arrive with the request head are the socket's first frame."""
+    port = await start(nursery, echo_app())
+    client = await RawClient.connect(port)
+    await client.send(upgrade_request("/chat") + client_frame(0x1, b"early"))
+    status, _ = await client.read_head()
+    assert status == 101
+    assert await client.read_frame() == (0x1, b"Echo: early")
+    await client.aclose()
+
+
+async def test_rejections_have_status_and_reason(nursery: trio.Nursery) -> None:
+    """Bad handshakes get an HTTP status with a reason body, then the connection closes."""
+    port = await start(nursery, echo_app())
+    cases = [
+        (upgrade_request("/nowhere"), 404, "no route"),
+        (b"GET /chat HTTP/1.1\r\nHost: x\r\n\r\n", 426, "websocket"),
+        (b"POST /chat HTTP/1.1\r\nHost: x\r\n\r\n", 405, "not allowed"),
+        (b"GET /chat HTTP/1.1\r\nBad Header\r\n\r\n", 400, "header"),
+        (b"GET /chat HTTP/1.0\r\nHost: x\r\n\r\n", 505, "HTTP/1.1"),
+        (upgrade_request("/chat").replace(b"13", b"8"), 426, "13"),
+    ]
+    for request, expected, reason in cases:
+        client = await RawClient.connect(port)
+        await client.send(request)
+        status, head = await client.read_head()
+        body = await client.read_body()
+        assert status == expected, (request, head)
+        assert reason.lower() in body.decode().lower()
+        assert "connection: close" in head.lower()
+        await client.aclose()
+
+
+async def test_oversized_head_gets_431(nursery: trio.Nursery) -> None:
+    """A request head over the size limit is answered 431."""
+    port = await start(nursery, echo_app(), limits=HandshakeLimits(max_head_size=2048))
+    client = await RawClient.connect(port)
+    await client.send(upgrade_request("/chat", extra="X-Big: " + "a" * 4000 + "\r\n"))
+    status, _ = await client.read_head()
+    assert status == 431
+    await client.aclose()
+
+
+async def test_slow_head_gets_408(nursery: trio.Nursery) -> None:
+    """A client that does not finish its head in time is answered 408."""
+    port = await start(nursery, echo_app(), limits=HandshakeLimits(timeout=0.3))
+    client = await RawClient.connect(port)
+    await client.send(b"GET /chat HTTP/1.1\r\n")
+    status, _ = await client.read_head()
+    assert status == 408
+    await client.aclose()
+
+
+async def test_unanswered_pings_close_with_1011(nursery: trio.Nursery) -> None:
+    """A peer that never answers pings is closed with 1011 after ping_timeout."""
+    port = await start(nursery, echo_app(ping_interval=0.1, ping_timeout=0.2, close_timeout=0.3))
+    client = await RawClient.connect(port)
+    await client.send(upgrade_request("/raw"))
+    assert (await client.read_head())[0] == 101
+    opcodes = []
+    with trio.fail_after(5):
+        while True:
+            opcode, payload = await client.read_frame()
+            opcodes.append(opcode)
+            if opcode in (0x8, -1):
+                break
+    assert 0x9 in opcodes  # a ping came first
+    assert opcode == 0x8 and close_code(payload) == 1011
+    assert await client.read_frame() == (-1, b"")  # then the server dropped TCP
+    await client.aclose()
+
+
+async def test_slow_reader_does_not_stall_other_sockets(nursery: trio.Nursery) -> None:
+    """A client that stops reading only fills its own outbox; others keep echoing."""
+    app = Axeom().use(ws_plugin(backpressure_limit=64 * 2**20))
+    statuses: list[str] = []
+
+    def on_message(ws, msg):  # type: ignore[no-untyped-def]
+        if msg == "flood":
+            for _ in range(64):
+                statuses.append(ws.send(b"x" * 2**20).value)
+        else:
+            ws.send(msg)
+
+    app.ws("/raw", message=on_message)
+    port = await start(nursery, app)
+    slow = await RawClient.connect(port)
+    await slow.send(upgrade_request("/raw") + client_frame(0x1, b"flood"))
+    assert (await slow.read_head())[0] == 101
+    with trio.fail_after(5):
+        for i in range(20):
+            reply = await in_thread(websockets_echo_raw, port, f"m{i}")
+            assert reply == f"m{i}"
+    assert statuses.count("queued") >= 60
+    await slow.aclose()
+
+
+def websockets_echo_raw(port: int, message: str) -> object:
+    with ws_sync.connect(f"ws://127.0.0.1:{port}/raw", open_timeout=5) as client:
+        client.send(message)
+        return client.recv(timeout=5)
+
+
+async def test_compression_round_trip_with_websockets_client(nursery: trio.Nursery) -> None:
+    """permessage-deflate negotiated with a real client; messages survive both ways."""
+    app = Axeom().use(ws_plugin(compression=True))
+    app.ws("/chat", message=lambda ws, msg: ws.send(msg * 3))
+
+    def talk(port: int) -> tuple[object, str | None]:
+        with ws_sync.connect(f"ws://127.0.0.1:{port}/chat", compression="deflate") as client:
+            client.send("abc" * 1000)
+            reply = client.recv(timeout=5)
+            extensions = client.response.headers.get("Sec-WebSocket-Extensions")
+            return reply, extensions
+
+    port = await start(nursery, app)
+    reply, extensions = await in_thread(talk, port)
+    assert reply == "abc" * 3000
+    assert extensions is not None and extensions.startswith("permessage-deflate")
+
+
+async def test_client_close_code_reaches_close_handler(nursery: trio.Nursery) -> None:
+    """The code a real client closes with is what `close` receives."""
+    closed: list[tuple[int, str]] = []
+    done = trio.Event()
+    app = Axeom().use(ws_plugin())
+    app.ws("/chat", close=lambda ws, code, reason: (closed.append((code, reason)), done.set()))
+
+    def talk(port: int) -> None:
+        with ws_sync.connect(f"ws://127.0.0.1:{port}/chat") as client:
+            client.close(4242, "done here")
+
+    port = await start(nursery, app)
+    await in_thread(talk, port)
+    with trio.fail_after(5):
+        await done.wait()
+    assert closed == [(4242, "done here")]
