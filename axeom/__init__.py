@@ -26,7 +26,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ._native._serve import serve
+    from ._native._serve import serve as serve
 
 __all__ = [
     "Axeom",
@@ -46,7 +46,6 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UpgradeRequired",
-    "serve",
 ]
 
 __version__ = "0.1.0"
@@ -54,7 +53,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "serve":
-        from ._native._serve import serve
+        from ._native._serve import serve as serve
 
         return serve
     raise AttributeError(f"module 'axeom' has no attribute {name!r}")
+
+
+# ``serve`` is deliberately not in __all__: ``from axeom import *`` must not load trio.

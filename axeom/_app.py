@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._call import call_maybe_async
@@ -263,15 +263,15 @@ class Axeom(_Registrar):
         except Exception as exc:
             response = await self._error_response(ctx, exc)
         if ctx.response_headers:
-            response.headers.extend(ctx.response_headers)
+            # A copy: a hook may have returned a shared (module-level) Response.
+            response = replace(response, headers=[*response.headers, *ctx.response_headers])
         for hook in self._on_response:
             try:
                 replaced = await call_maybe_async(hook, ctx, response)
+                if replaced is not None:
+                    response = to_response(replaced)
             except Exception:
                 logger.exception("on_response hook %r failed; response kept", hook)
-                continue
-            if replaced is not None:
-                response = to_response(replaced)
         return response
 
     async def _lifecycle(self, ctx: Context) -> Response:
@@ -331,11 +331,10 @@ class Axeom(_Registrar):
         for hook in self._on_error:
             try:
                 result = await call_maybe_async(hook, ctx, exc)
+                if result is not None:
+                    return to_response(result)
             except Exception:
                 logger.exception("on_error hook %r failed", hook)
-                continue
-            if result is not None:
-                return to_response(result)
         if isinstance(exc, HTTPError):
             return Response.error(exc.status, exc.reason, exc.headers)
         logger.error(

@@ -86,7 +86,7 @@ def serialize_response(response: Response, *, close: bool) -> bytes:
             continue
         lines.append(f"{name}: {value}")
     if response.status != 101:
-        if not has_length:
+        if not has_length and response.status != 204:
             lines.append(f"content-length: {len(response.body)}")
         if close:
             lines.append("connection: close")

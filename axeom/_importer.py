@@ -57,6 +57,8 @@ def _load_file(path: Path) -> Any:
     if not path.is_file():
         raise ImportFromStringError(f'Could not import file "{path}": no such file.')
     name = path.stem if path.stem.isidentifier() else "axeom_app"
+    if name in sys.modules:  # never shadow a real module (a user file named logging.py)
+        name = f"axeom_app_{name}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportFromStringError(f'Could not import file "{path}".')
@@ -75,11 +77,11 @@ def _describe_failure(where: str, exc: BaseException) -> str:
     """One line: what was raised, and the innermost line of user code that raised it."""
     location = ""
     frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename]
-    if user:
+    user = [f for f in frames if "importlib" not in f.filename and f.filename != __file__]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        location = f" ({exc.filename}, line {exc.lineno})"
+    elif user:
         last = user[-1]
         location = f" ({last.filename}, line {last.lineno})"
-    elif isinstance(exc, SyntaxError) and exc.filename:
-        location = f" ({exc.filename}, line {exc.lineno})"
     message = str(exc).splitlines()[0] if str(exc) else ""
     return f'Error loading "{where}": {type(exc).__name__}: {message}{location}'

@@ -92,18 +92,16 @@ class Router(Generic[T]):
         """Find the endpoint for ``method`` and an encoded ``path``.
 
         Returns ``None`` when no route has this path, ``MethodMismatch`` when
-        routes exist for the path but not for this method.
+        routes exist for the path but none for this method (a more general
+        route that does have the method wins over that).
         """
         segments = path.strip("/").split("/") if path.strip("/") else []
         raw_params: list[str] = []
-        found = _find(self._root, segments, 0, raw_params)
+        allowed: set[str] = set()
+        found = _find(self._root, segments, 0, raw_params, method, allowed)
         if found is None:
-            return None
-        endpoints, names = found
-        entry = endpoints.get(method)
-        if entry is None:
-            return MethodMismatch(sorted(endpoints))
-        pattern, endpoint = entry
+            return MethodMismatch(sorted(allowed)) if allowed else None
+        (pattern, endpoint), names = found
         params = {
             name: decode_segment(value) for name, value in zip(names, raw_params, strict=True)
         }
@@ -129,44 +127,53 @@ def _split_pattern(pattern: str) -> list[str]:
 
 
 def _find(
-    node: _Node[T], segments: list[str], index: int, params: list[str]
-) -> tuple[dict[str, tuple[str, T]], list[str]] | None:
-    """Depth-first search in precedence order; ``params`` collects raw values."""
+    node: _Node[T],
+    segments: list[str],
+    index: int,
+    params: list[str],
+    method: str,
+    allowed: set[str],
+) -> tuple[tuple[str, T], list[str]] | None:
+    """Depth-first search in precedence order for a route with ``method``;
+    ``params`` collects raw values, ``allowed`` the methods of paths that
+    matched without it."""
     if index == len(segments):
-        if node.endpoints:
-            return node.endpoints, _names_on_path(node)
-        if node.wildcard:
-            return _with_wildcard(node, segments, index, params)
-        return None
+        entry = node.endpoints.get(method)
+        if entry is not None:
+            return entry, _pattern_params(entry[0])
+        allowed.update(node.endpoints)
+        return _with_wildcard(node, segments, index, params, method, allowed)
     segment = segments[index]
     child = node.static.get(segment)
     if child is not None:
-        found = _find(child, segments, index + 1, params)
+        found = _find(child, segments, index + 1, params, method, allowed)
         if found is not None:
             return found
     if node.param is not None and segment:
         params.append(segment)
-        found = _find(node.param, segments, index + 1, params)
+        found = _find(node.param, segments, index + 1, params, method, allowed)
         if found is not None:
             return found
         params.pop()
-    if node.wildcard:
-        return _with_wildcard(node, segments, index, params)
-    return None
+    return _with_wildcard(node, segments, index, params, method, allowed)
 
 
 def _with_wildcard(
-    node: _Node[T], segments: list[str], index: int, params: list[str]
-) -> tuple[dict[str, tuple[str, T]], list[str]]:
-    assert node.wildcard is not None
+    node: _Node[T],
+    segments: list[str],
+    index: int,
+    params: list[str],
+    method: str,
+    allowed: set[str],
+) -> tuple[tuple[str, T], list[str]] | None:
+    if not node.wildcard:
+        return None
+    entry = node.wildcard.get(method)
+    if entry is None:
+        allowed.update(node.wildcard)
+        return None
     params.append("/".join(segments[index:]))
-    names = [*_pattern_params(next(iter(node.wildcard.values()))[0]), "*"]
-    return node.wildcard, names
-
-
-def _names_on_path(node: _Node[T]) -> list[str]:
-    pattern = next(iter(node.endpoints.values()))[0]
-    return _pattern_params(pattern)
+    return entry, [*_pattern_params(entry[0]), "*"]
 
 
 def _pattern_params(pattern: str) -> list[str]:

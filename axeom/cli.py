@@ -63,7 +63,9 @@ def run(app: str, host: str, port: int, log_level: str) -> None:
     try:
         listener = bind_listener(host, port)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
 
     async def main_task() -> None:
         async with trio.open_nursery() as nursery:

@@ -11,7 +11,7 @@ import trio
 import websockets.sync.client as ws_sync
 
 from axeom.testing import TestClient
-from tests._processes import running_axeom, run_axeom
+from tests._processes import run_axeom, running_axeom
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

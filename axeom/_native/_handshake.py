@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -47,9 +48,12 @@ async def answer_handshake(
     transport: SocketTransport,
     client: tuple[str, int] | None,
     limits: HandshakeLimits,
+    admit: Callable[[], Response | None] | None = None,
 ) -> Accepted | None:
     """Read the head, run ``app.handle`` and write the response.
 
+    ``admit`` is asked just before a 101 is written; a response it returns
+    is sent instead (the acceptor answers 503 when no worker is alive).
     Returns ``Accepted`` after writing a 101, or ``None`` once a rejection
     was written (the transport is then closed).
     """
@@ -71,6 +75,8 @@ async def answer_handshake(
                 response = Response.error(exc.status, exc.reason)
             else:
                 response = await app.handle(request)
+    if response.status == 101 and admit is not None:
+        response = admit() or response
     if response.status == 101 and response.upgrade is not None:
         try:
             await transport.send_all(serialize_response(response, close=False))

@@ -95,9 +95,13 @@ def select_subprotocol(headers: Headers, supported: Sequence[str]) -> str | None
     """The first subprotocol in the server's preference order that the client offered."""
     if not supported:
         return None
-    offered = set(headers.tokens("sec-websocket-protocol"))
+    offered = {
+        token.strip()
+        for value in headers.get_all("sec-websocket-protocol")
+        for token in value.split(",")
+    }
     for name in supported:
-        if name.lower() in offered:
+        if name in offered:  # subprotocol names are compared exactly, as clients do
             return name
     return None
 

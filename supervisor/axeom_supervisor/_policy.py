@@ -21,6 +21,7 @@ import signal
 from collections import deque
 from dataclasses import dataclass
 
+from axeom._child import EXIT_APP_LOAD_FAILED
 from axeom._config import RestartType, Strategy, SupervisorConfig
 
 __all__ = [
@@ -33,12 +34,9 @@ __all__ = [
     "RestartPolicy",
 ]
 
-EXIT_APP_LOAD_FAILED = 3
-"""Exit code of a child that could not import the application.
-
-Restarting cannot fix a typo in the app module, and a restart loop would bury the traceback
-under repeated copies of it, so the supervisor gives up at once on this code.
-"""
+# EXIT_APP_LOAD_FAILED (3): a child that could not import the application. Restarting cannot
+# fix a typo in the app module, and a restart loop would bury the error under repeated copies
+# of it, so the supervisor gives up at once on this code. Children exit with it from axeom._child.
 
 _RESTART_TYPES: tuple[RestartType, ...] = ("permanent", "transient", "temporary")
 

@@ -1,0 +1,39 @@
+"""What every child process of ``axeom run --workers N`` does first."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import NoReturn
+
+from ._app import Axeom
+from ._importer import ImportFromStringError, import_from_string
+
+__all__ = ["EXIT_APP_LOAD_FAILED", "configure_child_logging", "load_app_or_exit"]
+
+# The supervisor reads this status as "the app cannot be loaded": it stops
+# everything instead of restarting into the same failure.
+EXIT_APP_LOAD_FAILED = 3
+
+
+def configure_child_logging(level: str, name: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def load_app_or_exit(import_str: str) -> Axeom:
+    try:
+        app = import_from_string(import_str)
+    except ImportFromStringError as exc:
+        _fail(str(exc))
+    if not isinstance(app, Axeom):
+        _fail(f'"{import_str}" is a {type(app).__name__}, not an Axeom app.')
+    return app
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_APP_LOAD_FAILED)

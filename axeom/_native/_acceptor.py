@@ -1,0 +1,217 @@
+"""The acceptor process: accept, handshake, place on a worker, hand off.
+
+It owns no listening socket of its own: the supervisor binds it and passes
+it down, so connections queue in the kernel's backlog while an acceptor
+restarts. Placement is "fewest open sockets": the workers' own counts
+(relayed by the supervisor once per heartbeat) plus what was handed to
+each since. A worker whose channel fails is taken out of placement on the
+spot, before the supervisor has even noticed the exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import pynng
+import trio
+
+from .._app import Axeom
+from .._messages import Response
+from ..ws._socket import new_socket_id
+from . import _handoff, _ipc
+from ._handshake import Accepted, HandshakeLimits, answer_handshake
+from ._transport import SocketTransport
+
+__all__ = ["Acceptor", "AcceptorSettings"]
+
+logger = logging.getLogger("axeom.acceptor")
+
+ACCEPT_BATCH = 64
+
+
+@dataclass(frozen=True)
+class AcceptorSettings:
+    run_dir: str
+    heartbeat_interval: float
+    limits: HandshakeLimits = field(default_factory=HandshakeLimits)
+
+
+@dataclass
+class WorkerSlot:
+    """What the acceptor knows of one worker generation."""
+
+    worker_id: str
+    generation: int
+    path: str
+    channel: socket.socket | None = None
+    reported_sockets: int = 0
+    reported_received: int = 0
+    handed: int = 0
+    alive: bool = True
+
+    @property
+    def load(self) -> int:
+        return self.reported_sockets + max(0, self.handed - self.reported_received)
+
+    def close(self) -> None:
+        self.alive = False
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+
+class Acceptor:
+    def __init__(self, app: Axeom, listener: socket.socket, settings: AcceptorSettings) -> None:
+        self.app = app
+        self.listener = listener
+        self.settings = settings
+        self.paths = _ipc.RunPaths(settings.run_dir)
+        self.slots: dict[tuple[str, int], WorkerSlot] = {}
+        self.handed_total = 0
+        self.rejected_total = 0
+        self.unplaced_total = 0
+
+    # -- placement ---------------------------------------------------------------
+
+    def choose(self) -> WorkerSlot | None:
+        best: WorkerSlot | None = None
+        for slot in self.slots.values():
+            if slot.alive and slot.channel is not None and (best is None or slot.load < best.load):
+                best = slot
+        return best
+
+    def admit(self) -> Response | None:
+        if self.choose() is None:
+            self.unplaced_total += 1
+            return Response.error(503, "no worker available, retry shortly", [("retry-after", "1")])
+        return None
+
+    def update_workers(self, workers: list[dict[str, Any]]) -> None:
+        """Apply the supervisor's worker table: connect new ones, drop gone ones."""
+        seen = set()
+        for info in workers:
+            key = (info["id"], info["gen"])
+            seen.add(key)
+            slot = self.slots.get(key)
+            if slot is None:
+                slot = self.slots[key] = WorkerSlot(info["id"], info["gen"], info["handoff"])
+                self._connect(slot)
+            elif slot.alive and slot.channel is None:
+                self._connect(slot)
+            if info.get("received") is not None:
+                slot.reported_sockets = info.get("sockets", 0)
+                slot.reported_received = info["received"]
+        for key in list(self.slots):
+            if key not in seen:
+                self.slots.pop(key).close()
+
+    def _connect(self, slot: WorkerSlot) -> None:
+        channel = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            channel.connect(slot.path)
+        except OSError as exc:
+            logger.warning("cannot reach %s yet (%s)", slot.worker_id, exc)
+            channel.close()
+            return
+        channel.setblocking(False)
+        _handoff.tune(channel)
+        slot.channel = channel
+
+    # -- serving -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        with (
+            pynng.Push0(dial=self.paths.reports) as reports,
+            pynng.Sub0(dial=self.paths.events) as events,
+        ):
+            events.subscribe(_ipc.TOPIC_ALL)
+            events.subscribe(_ipc.TOPIC_ACCEPTOR)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._events, events)
+                nursery.start_soon(self._heartbeats, reports)
+                nursery.start_soon(self._signals, nursery)
+                nursery.start_soon(self._accept_loop, nursery)
+                await reports.asend(_ipc.encode("ready", id="acceptor", gen=0, pid=os.getpid()))
+
+    async def _events(self, events: pynng.Socket) -> None:
+        while True:
+            _, message = _ipc.split_topic(await events.arecv())
+            if message["t"] == "workers":
+                self.update_workers(message["workers"])
+
+    async def _heartbeats(self, reports: pynng.Socket) -> None:
+        while True:
+            await reports.asend(
+                _ipc.encode(
+                    "hb",
+                    id="acceptor",
+                    gen=0,
+                    pid=os.getpid(),
+                    handed=self.handed_total,
+                    rejected=self.rejected_total,
+                    unplaced=self.unplaced_total,
+                )
+            )
+            await trio.sleep(self.settings.heartbeat_interval)
+
+    async def _signals(self, nursery: trio.Nursery) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                logger.info("acceptor stopping")
+                nursery.cancel_scope.cancel()
+
+    async def _accept_loop(self, nursery: trio.Nursery) -> None:
+        listener = self.listener
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    sock, address = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    logger.error("accept failed: %s", exc)
+                    await trio.sleep(0.05)
+                    break
+                nursery.start_soon(self._serve_client, sock, address)
+            await trio.lowlevel.checkpoint()
+
+    async def _serve_client(self, sock: socket.socket, address: Any) -> None:
+        transport = SocketTransport(sock)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            accepted = await answer_handshake(
+                self.app, transport, tuple(address[:2]), self.settings.limits, self.admit
+            )
+            if accepted is None:
+                self.rejected_total += 1
+            else:
+                await self._hand_off(sock, accepted)
+        except Exception:
+            logger.exception("internal error in the acceptor; connection dropped")
+        finally:
+            transport.close()
+
+    async def _hand_off(self, sock: socket.socket, accepted: Accepted) -> None:
+        blob = _handoff.encode(accepted.upgrade, accepted.trailing, new_socket_id())
+        while True:
+            slot = self.choose()
+            if slot is None:
+                logger.error("no live worker for an accepted socket; closing it")
+                self.unplaced_total += 1
+                return
+            assert slot.channel is not None
+            try:
+                await _handoff.send_socket(slot.channel, sock.fileno(), blob)
+            except _handoff.HandoffError as exc:
+                logger.warning("worker %s unreachable (%s); placing elsewhere", slot.worker_id, exc)
+                slot.close()
+                continue
+            slot.handed += 1
+            self.handed_total += 1
+            return

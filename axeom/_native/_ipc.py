@@ -1,0 +1,72 @@
+"""Messages between the processes of one ``axeom run`` tree, over nng.
+
+Every message is one msgpack map with a ``"t"`` (type) key. Children PUSH
+reports (ready, heartbeat with load figures) to the supervisor's PULL; the
+supervisor PUBlishes events to children, each prefixed with a topic so a
+child subscribes only to what concerns it; ``axeom status`` and friends use
+REQ/REP on the control socket. Nothing here sits on a per-message path:
+heartbeats carry load figures in bulk once per interval.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+__all__ = ["RunPaths", "control_address", "decode", "encode", "split_topic", "topic_message"]
+
+TOPIC_ALL = b"all"
+TOPIC_ACCEPTOR = b"acceptor"
+
+
+def encode(kind: str, **fields: Any) -> bytes:
+    return msgpack.packb({"t": kind, **fields})
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    message = msgpack.unpackb(data)
+    if not isinstance(message, dict) or "t" not in message:
+        raise ValueError("not an axeom IPC message")
+    return message
+
+
+def topic_message(topic: bytes, kind: str, **fields: Any) -> bytes:
+    """A PUB message: topic, a space, then the encoded message."""
+    return topic + b" " + encode(kind, **fields)
+
+
+def split_topic(data: bytes) -> tuple[bytes, dict[str, Any]]:
+    topic, _, rest = data.partition(b" ")
+    return topic, decode(rest)
+
+
+def worker_topic(worker_id: str) -> bytes:
+    return f"w:{worker_id}".encode()
+
+
+def control_address(port: int) -> str:
+    """Where the supervisor of the server on ``port`` answers control commands."""
+    return f"ipc://{os.path.join(tempfile.gettempdir(), f'axeom-{port}.ctl')}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The private directory of one process tree and the addresses inside it."""
+
+    run_dir: str
+
+    @property
+    def reports(self) -> str:
+        return f"ipc://{self.run_dir}/reports.ipc"
+
+    @property
+    def events(self) -> str:
+        return f"ipc://{self.run_dir}/events.ipc"
+
+    def handoff(self, worker_id: str, generation: int) -> str:
+        """Unix SOCK_SEQPACKET path where a worker receives sockets."""
+        return os.path.join(self.run_dir, f"{worker_id}.{generation}.sock")

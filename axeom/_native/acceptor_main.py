@@ -1,0 +1,34 @@
+"""``python -m axeom._native.acceptor_main SETTINGS_JSON``: started by the supervisor."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+
+import trio
+
+from .._child import configure_child_logging, load_app_or_exit
+from ._acceptor import Acceptor, AcceptorSettings
+from ._handshake import HandshakeLimits
+
+
+def main() -> None:
+    options = json.loads(sys.argv[1])
+    configure_child_logging(options["log_level"], "acceptor")
+    app = load_app_or_exit(options["app"])
+    listener = socket.socket(fileno=options["listener_fd"])
+    listener.setblocking(False)
+    settings = AcceptorSettings(
+        run_dir=options["run_dir"],
+        heartbeat_interval=options["heartbeat_interval"],
+        limits=HandshakeLimits(),
+    )
+    try:
+        trio.run(Acceptor(app, listener, settings).run)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""``python -m axeom_workers SETTINGS_JSON``: started by the supervisor only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import trio
+
+from axeom._child import configure_child_logging, load_app_or_exit
+
+from ._worker import WorkerSettings, run_worker
+
+
+def main() -> None:
+    options = json.loads(sys.argv[1])
+    configure_child_logging(options["log_level"], options["worker_id"])
+    app = load_app_or_exit(options["app"])
+    settings = WorkerSettings(
+        worker_id=options["worker_id"],
+        generation=options["generation"],
+        run_dir=options["run_dir"],
+        heartbeat_interval=options["heartbeat_interval"],
+        graceful_timeout=options["graceful_timeout"],
+    )
+    try:
+        trio.run(run_worker, app, settings)
+    except KeyboardInterrupt:
+        pass
+    logging.getLogger("axeom.worker").debug("worker %s exiting", settings.worker_id)
+
+
+main()

@@ -1,0 +1,182 @@
+"""One worker: receive sockets, run them, report load, drain on request.
+
+After the hand-off, a socket's bytes never leave this process: the worker
+runs it with the same runtime (``SocketRuntime``) as the single-process
+server. Heartbeats are sent from the event loop itself, so a handler that
+blocks the loop silences them and the supervisor notices.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+
+import pynng
+import trio
+
+from axeom import Axeom
+from axeom._native import _handoff, _ipc
+from axeom._native._runtime import SocketRuntime, open_socket_runtime
+from axeom._native._transport import SocketTransport
+
+__all__ = ["WorkerSettings", "run_worker"]
+
+logger = logging.getLogger("axeom.worker")
+
+DRAIN_BATCH = 500
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    worker_id: str
+    generation: int
+    run_dir: str
+    heartbeat_interval: float
+    graceful_timeout: float
+
+
+class Worker:
+    def __init__(self, app: Axeom, settings: WorkerSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.paths = _ipc.RunPaths(settings.run_dir)
+        self.routes = _handoff.ws_routes(app)
+        self.received = 0
+        self.draining = False
+        self.runtime: SocketRuntime | None = None
+
+    async def run(self) -> None:
+        settings = self.settings
+        path = self.paths.handoff(settings.worker_id, settings.generation)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(path)
+        listener.listen(16)
+        listener.setblocking(False)
+        with (
+            listener,
+            pynng.Push0(dial=self.paths.reports) as reports,
+            pynng.Sub0(dial=self.paths.events) as events,
+        ):
+            events.subscribe(_ipc.TOPIC_ALL)
+            events.subscribe(_ipc.worker_topic(settings.worker_id))
+            async with open_socket_runtime(self.app) as runtime:
+                self.runtime = runtime
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._accept_channels, listener, nursery)
+                    nursery.start_soon(self._heartbeats, reports)
+                    nursery.start_soon(self._events, events, nursery)
+                    nursery.start_soon(self._signals, nursery)
+                    await reports.asend(
+                        _ipc.encode(
+                            "ready",
+                            id=settings.worker_id,
+                            gen=settings.generation,
+                            pid=os.getpid(),
+                            handoff=path,
+                        )
+                    )
+
+    async def _accept_channels(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+        """The acceptor connects here (again after it restarts)."""
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            try:
+                channel, _ = listener.accept()
+            except BlockingIOError:
+                continue
+            channel.setblocking(False)
+            _handoff.tune(channel)
+            nursery.start_soon(self._receive_sockets, channel)
+
+    async def _receive_sockets(self, channel: socket.socket) -> None:
+        runtime = self.runtime
+        assert runtime is not None
+        with channel:
+            while True:
+                received = await _handoff.receive_socket(channel)
+                if received is None:
+                    return
+                fd, blob = received
+                self.received += 1
+                sock = socket.socket(fileno=fd)
+                try:
+                    handed = _handoff.decode(self.routes, blob)
+                except _handoff.HandoffError as exc:
+                    logger.error("refusing a socket: %s", exc)
+                    sock.close()
+                    continue
+                if self.draining:
+                    sock.close()
+                    continue
+                runtime.nursery.start_soon(self._run_socket, sock, handed)
+
+    async def _run_socket(self, sock: socket.socket, handed: _handoff.HandedOff) -> None:
+        runtime = self.runtime
+        assert runtime is not None
+        transport = SocketTransport(sock)
+        try:
+            await runtime.run_socket(
+                transport, handed.upgrade, handed.trailing, socket_id=handed.socket_id
+            )
+        except Exception:
+            logger.exception("internal error running socket %s; dropped", handed.socket_id)
+        finally:
+            transport.close()
+
+    async def _heartbeats(self, reports: pynng.Socket) -> None:
+        settings = self.settings
+        runtime = self.runtime
+        assert runtime is not None
+        while True:
+            await reports.asend(
+                _ipc.encode(
+                    "hb",
+                    id=settings.worker_id,
+                    gen=settings.generation,
+                    pid=os.getpid(),
+                    sockets=len(runtime.connections),
+                    received=self.received,
+                    draining=self.draining,
+                )
+            )
+            await trio.sleep(settings.heartbeat_interval)
+
+    async def _events(self, events: pynng.Socket, nursery: trio.Nursery) -> None:
+        while True:
+            _, message = _ipc.split_topic(await events.arecv())
+            if message["t"] == "drain":
+                nursery.start_soon(self.drain, nursery)
+
+    async def _signals(self, nursery: trio.Nursery) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.start_soon(self.drain, nursery)
+
+    async def drain(self, nursery: trio.Nursery) -> None:
+        """Close every socket with 1001 (in batches), wait for their ``close``
+        handlers within the graceful timeout, then stop the process."""
+        if self.draining:
+            return
+        self.draining = True
+        runtime = self.runtime
+        assert runtime is not None
+        logger.info(
+            "worker %s draining %d sockets", self.settings.worker_id, len(runtime.connections)
+        )
+        with trio.move_on_after(self.settings.graceful_timeout):
+            pending = [c for c in runtime.connections if c.is_open]
+            for start in range(0, len(pending), DRAIN_BATCH):
+                for conn in pending[start : start + DRAIN_BATCH]:
+                    conn.close(1001, "server shutting down")
+                await trio.sleep(0)
+            while runtime.connections:
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+        runtime.nursery.cancel_scope.cancel()
+
+
+async def run_worker(app: Axeom, settings: WorkerSettings) -> None:
+    await Worker(app, settings).run()
