@@ -1,70 +1,112 @@
-"""The ``axeom`` command line: a thin shim over ``axeom.serve``.
+"""The ``axeom`` command line: a thin shim over one validated ``Config``.
 
-Mistakes a user can make (a bad import string, an app that fails to load, a
-port in use) end with one readable line and a non-zero status, never a
-traceback.
+``axeom run`` serves in this process (``--workers 0``) or execs the
+supervisor (``--workers N``), which then is the main process of the tree.
+Mistakes a user can make (a bad import string, an app that fails to load,
+a bad config key, a port in use) end with one readable line and a non-zero
+status, never a traceback. Every option also reads ``AXEOM_<NAME>``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from typing import Any
 
 import click
 
 from ._app import Axeom
+from ._config import Config, ConfigError, ServerConfig
 from ._importer import ImportFromStringError, import_from_string
 
 __all__ = ["main"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+_DEFAULTS = ServerConfig()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AXEOM"}
+)
 @click.version_option(package_name="axeom", prog_name="axeom")
 def main() -> None:
     """Axeom: WebSocket apps on a multi-process, actor-style runtime."""
 
 
+# Options default to None ("not given") so that a config file can set them;
+# the effective defaults are shown in the help text.
 @main.command()
 @click.argument("app", metavar="IMPORT")
 @click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="AXEOM_HOST",
-    help="Address to listen on.",
+    "--host", envvar="AXEOM_HOST", help=f"Address to listen on.  [default: {_DEFAULTS.host}]"
 )
 @click.option(
     "--port",
-    default=8000,
-    show_default=True,
     type=click.IntRange(0, 65535),
     envvar="AXEOM_PORT",
-    help="Port to listen on (0 picks a free one).",
+    help=f"Port to listen on; 0 picks a free one.  [default: {_DEFAULTS.port}]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    envvar="AXEOM_WORKERS",
+    help="Worker processes; 0 serves from this one process (development).  "
+    f"[default: {_DEFAULTS.workers}]",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="AXEOM_CONFIG",
+    help="TOML file with [server], [supervisor] and [workers] tables.",
 )
 @click.option(
     "--log-level",
-    default="info",
-    show_default=True,
-    envvar="AXEOM_LOG_LEVEL",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="Logging threshold.",
+    envvar="AXEOM_LOG_LEVEL",
+    help=f"Logging threshold.  [default: {_DEFAULTS.log_level}]",
 )
-def run(app: str, host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--graceful-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="AXEOM_GRACEFUL_TIMEOUT",
+    help="Seconds workers get to close their sockets on SIGTERM.  "
+    f"[default: {_DEFAULTS.graceful_timeout:g}]",
+)
+def run(app: str, config_file: str | None, **overrides: Any) -> None:
     """Serve the app named by IMPORT (module:attr or path/to/file.py:attr)."""
-    _configure_logging(log_level)
-    application = load_app(app)
+    if overrides.get("log_level"):
+        overrides["log_level"] = overrides["log_level"].lower()
+    try:
+        config = Config.build(app, config_file, **overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if config.server.workers == 0:
+        _serve_in_process(config)
+        return
+    arguments = {"app": app, "file": config_file, "overrides": overrides}
+    argv = [sys.executable, "-m", "axeom_supervisor", json.dumps(arguments)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+
+
+def _serve_in_process(config: Config) -> None:
+    server = config.server
+    _configure_logging(server.log_level)
+    application = load_app(config.app)
     import trio
 
     from ._native._serve import bind_listener, serve_listener
 
     try:
-        listener = bind_listener(host, port)
+        listener = bind_listener(server.host, server.port)
     except OSError as exc:
+        reason = exc.strerror or exc
         raise click.ClickException(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            f"cannot listen on {server.host}:{server.port}: {reason}"
         ) from None
 
     async def main_task() -> None:
@@ -78,6 +120,83 @@ def run(app: str, host: str, port: int, log_level: str) -> None:
             trio.run(main_task)
         except KeyboardInterrupt:
             pass
+
+
+@main.command()
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=_DEFAULTS.port,
+    show_default=True,
+    envvar="AXEOM_PORT",
+    help="Port of the server to ask.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Seconds to wait for the supervisor.",
+)
+def status(port: int, as_json: bool, timeout: float) -> None:
+    """Show the processes of a running `axeom run --workers N`."""
+    result = control_request(port, {"cmd": "status"}, timeout)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(_format_status(result))
+
+
+def control_request(port: int, request: dict[str, Any], timeout: float) -> Any:
+    """Send one command to the supervisor on ``port``; exit 1 with a reason on failure."""
+    import msgpack
+    import pynng
+
+    from ._native._ipc import control_address
+
+    address = control_address(port)
+    if not os.path.exists(address.removeprefix("ipc://")):
+        raise click.ClickException(
+            f"no Axeom supervisor on port {port} (is `axeom run --workers N` running there?)"
+        )
+    try:
+        with pynng.Req0(
+            dial=address, recv_timeout=int(timeout * 1000), send_timeout=int(timeout * 1000)
+        ) as req:
+            req.send(msgpack.packb(request))
+            reply = msgpack.unpackb(req.recv())
+    except pynng.exceptions.NNGException as exc:
+        raise click.ClickException(f"supervisor on port {port} did not answer: {exc}") from None
+    if not reply.get("ok"):
+        raise click.ClickException(reply.get("message", "command failed"))
+    return reply["result"]
+
+
+def _format_status(result: dict[str, Any]) -> str:
+    lines = [
+        f"Axeom on port {result['port']} (supervisor pid {result['pid']}, "
+        f"up {result['uptime']:.0f}s)",
+        "",
+    ]
+    header = f"{'NAME':<12} {'ROLE':<9} {'PID':>7} {'STATE':<9} {'UPTIME':>8} {'RESTARTS':>8} {'SOCKETS':>8}"
+    lines.append(header)
+    for p in result["processes"]:
+        sockets = str(p["sockets"]) if "sockets" in p else "-"
+        lines.append(
+            f"{p['name']:<12} {p['role']:<9} {p['pid']:>7} {p['state']:<9} "
+            f"{p['uptime']:>7.0f}s {p['restarts']:>8} {sockets:>8}"
+        )
+    totals = result["totals"]
+    lines += [
+        "",
+        (
+            f"sockets open: {totals['sockets']}  handed off: {totals['handed_off']}  "
+            f"rejected handshakes: {totals['rejected_handshakes']}  "
+            f"restarts: {totals['restarts']}"
+        ),
+    ]
+    return "\n".join(lines)
 
 
 def load_app(import_str: str) -> Axeom:
