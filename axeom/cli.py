@@ -179,7 +179,10 @@ def _format_status(result: dict[str, Any]) -> str:
         f"up {result['uptime']:.0f}s)",
         "",
     ]
-    header = f"{'NAME':<12} {'ROLE':<9} {'PID':>7} {'STATE':<9} {'UPTIME':>8} {'RESTARTS':>8} {'SOCKETS':>8}"
+    header = (
+        f"{'NAME':<12} {'ROLE':<9} {'PID':>7} {'STATE':<9} "
+        f"{'UPTIME':>8} {'RESTARTS':>8} {'SOCKETS':>8}"
+    )
     lines.append(header)
     for p in result["processes"]:
         sockets = str(p["sockets"]) if "sockets" in p else "-"

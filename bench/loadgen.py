@@ -11,6 +11,7 @@ import collections
 import contextlib
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from bench import frames
 
@@ -105,8 +106,8 @@ class WsClient(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ import asyncio
 import functools
 import os
 import resource
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -121,6 +122,10 @@ async def bench_all(
     args: argparse.Namespace, results: dict[str, dict[str, Result]], meta: dict[str, Any]
 ) -> None:
     """Run every selected server in turn (baseline first); record skips in ``meta``."""
+    # SIGTERM (e.g. from `timeout`) must stop the servers too: treat it like Ctrl-C.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     for name in args.servers:
         spec = SERVERS[name]
         print(f"\n== {name}: {spec.about} (pinned to CPU {SERVER_CPU})", flush=True)
@@ -136,6 +141,9 @@ async def bench_all(
             print(f"  listening on port {server.port}, pid {server.pid}", flush=True)
             results[name] = {}
             meta["warmup"][name] = await bench_server(server, args.tests, args, results[name])
+        except Exception as exc:  # report and go on with the next server
+            print(f"  ABORTED: {exc!r}", flush=True)
+            meta["aborted"][name] = repr(exc)
         finally:
             code = server.stop()
             meta["exit_codes"][name] = code
@@ -155,11 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         f"RLIMIT_NOFILE {nofile}; {args.duration:g}s per test"
     )
     results: dict[str, dict[str, Result]] = {}
-    meta: dict[str, Any] = {"skipped": {}, "warmup": {}, "exit_codes": {}}
+    meta: dict[str, Any] = {"skipped": {}, "aborted": {}, "warmup": {}, "exit_codes": {}}
     code = 0
     try:
         uvloop.run(bench_all(args, results, meta))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("\ninterrupted: reporting what was measured", file=sys.stderr)
         code = 130
     ran = [s for s in args.servers if s in results]

@@ -76,6 +76,16 @@ class Window:
         )
 
 
+async def _drain(load: Load, timeout: float = 3.0) -> None:
+    """After sends stop, wait until echoes stop arriving (bounded), so the closing
+    handshake does not race messages still queued in the server."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while load.messages != last and time.monotonic() < deadline:
+        last = load.messages
+        await asyncio.sleep(0.1)
+
+
 def _request(server: ServerProcess) -> bytes:
     return frames.upgrade_request(HOST, server.port, PATH)
 
@@ -111,6 +121,7 @@ async def _echo(
         result = window.close(test, unit)
     finally:
         load.sending = False
+        await _drain(load)
         await close_all(clients)
     result.details["connections"] = len(clients)
     if unit == "MiB/s":
@@ -192,6 +203,8 @@ async def _cycles(
 
 async def _join(tasks: list[asyncio.Task[None]], timeout: float) -> None:
     """Wait for ``tasks`` at most ``timeout`` seconds, then cancel the stragglers."""
+    if not tasks:
+        return
     _, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
         task.cancel()

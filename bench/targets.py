@@ -124,7 +124,9 @@ class ServerProcess:
 
     def _argv(self) -> list[str]:
         argv = [sys.executable if arg == "{python}" else arg for arg in self.spec.argv]
-        exe = shutil.which(argv[0])
+        # Prefer the script installed next to this interpreter (no pyenv/venv shim in between).
+        beside = Path(sys.executable).parent / argv[0]
+        exe = str(beside) if beside.is_file() else shutil.which(argv[0])
         if exe is None:
             raise ServerStartError(
                 f"command {argv[0]!r} not found on PATH (for axeom: pip install -e . first)"

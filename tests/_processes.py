@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 READY = re.compile(r"Axeom listening on ws://([\w.\[\]:]+):(\d+)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,11 +40,14 @@ def axeom_command(*args: str) -> list[str]:
 
 
 @contextmanager
-def running_axeom(*args: str, ready_timeout: float = 20.0) -> Iterator[Server]:
+def running_axeom(
+    *args: str, ready_timeout: float = 20.0, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """``axeom run ARGS`` until the ready line; terminated and reaped on exit."""
     proc = subprocess.Popen(
         axeom_command("run", *args),
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -86,6 +92,22 @@ def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     return proc.wait()
+
+
+def status(port: int) -> dict[str, Any]:
+    """``axeom status --json`` of the server on ``port``."""
+    result = run_axeom("status", "--port", str(port), "--json", timeout=10)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 50 ms until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
 
 
 def run_axeom(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

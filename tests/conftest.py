@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
@@ -20,8 +21,28 @@ async def _deadline(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         yield
 
 
+@pytest.fixture
+def _sync_deadline(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The same limit for plain tests, through SIGALRM (they run in the main thread)."""
+    marker = request.node.get_closest_marker("timeout")
+    seconds = marker.args[0] if marker else DEFAULT_TIMEOUT
+
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"test exceeded its {seconds}s limit")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         function = getattr(item, "function", None)
-        if function is not None and inspect.iscoroutinefunction(function):
-            item.fixturenames.insert(0, "_deadline")  # type: ignore[attr-defined]
+        if function is None:
+            continue
+        fixture = "_deadline" if inspect.iscoroutinefunction(function) else "_sync_deadline"
+        item.fixturenames.insert(0, fixture)  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ __all__ = ["Acceptor", "AcceptorSettings"]
 logger = logging.getLogger("axeom.acceptor")
 
 ACCEPT_BATCH = 64
+TABLE_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Acceptor:
         self.handed_total = 0
         self.rejected_total = 0
         self.unplaced_total = 0
+        self.table_received = trio.Event()
 
     # -- placement ---------------------------------------------------------------
 
@@ -135,14 +137,19 @@ class Acceptor:
                 nursery.start_soon(self._events, events)
                 nursery.start_soon(self._heartbeats, reports)
                 nursery.start_soon(self._signals, nursery)
-                nursery.start_soon(self._accept_loop, nursery)
                 await reports.asend(_ipc.encode("ready", id="acceptor", gen=0, pid=os.getpid()))
+                # Accept only once the worker table is known; until then
+                # connections wait in the listening socket's backlog.
+                with trio.move_on_after(TABLE_WAIT):
+                    await self.table_received.wait()
+                nursery.start_soon(self._accept_loop, nursery)
 
     async def _events(self, events: pynng.Socket) -> None:
         while True:
             _, message = _ipc.split_topic(await events.arecv())
             if message["t"] == "workers":
                 self.update_workers(message["workers"])
+                self.table_received.set()
 
     async def _heartbeats(self, reports: pynng.Socket) -> None:
         while True:

@@ -7,6 +7,7 @@ gets from the library out of the box. Prints its bound port on one line when rea
 import asyncio
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 MAX_SIZE = 2**21  # 2 MiB, same limit as every server under test
 
@@ -16,8 +17,11 @@ async def echo(ws: ServerConnection) -> None:
     if ws.request is None or ws.request.path != "/echo":
         await ws.close(1008, "unknown path")
         return
-    async for message in ws:
-        await ws.send(message)
+    try:
+        async for message in ws:
+            await ws.send(message)
+    except ConnectionClosed:
+        pass  # the client closed while echoes were queued: normal end of a test
 
 
 async def main() -> None:

@@ -1,0 +1,302 @@
+"""`axeom run --workers N`: the real process tree on 127.0.0.1 with real clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import websockets.sync.client as ws_sync
+from websockets.exceptions import ConnectionClosed
+
+from tests._processes import Server, run_axeom, running_axeom, status, wait_for
+from tests._wsraw import KEY, client_frame
+
+APP = "tests/apps/runtime_app.py:app"
+FAST_POLICY = """
+[supervisor]
+max_restarts = 5
+max_seconds = 30
+backoff = { initial = 0.05, max = 0.2, multiplier = 2.0, jitter = 0.0 }
+shutdown_timeout = 10
+
+[workers]
+heartbeat_interval = 0.2
+heartbeat_timeout = 1.5
+"""
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@contextmanager
+def tree(tmp_path: Path, workers: int = 2, policy: str = FAST_POLICY) -> Iterator[Server]:
+    config = tmp_path / "axeom.toml"
+    config.write_text(policy)
+    record = tmp_path / "closes.txt"
+    with running_axeom(
+        APP,
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--config",
+        str(config),
+        env={"AXEOM_TEST_RECORD": str(record)},
+    ) as server:
+        yield server
+
+
+def connect(server: Server) -> ws_sync.ClientConnection:
+    """A client connection, for ``with connect(server) as ws``."""
+    return ws_sync.connect(f"{server.url}/chat", open_timeout=10)
+
+
+def connect_many(stack: ExitStack, server: Server, count: int) -> list[ws_sync.ClientConnection]:
+    return [stack.enter_context(connect(server)) for _ in range(count)]
+
+
+def ask(ws: ws_sync.ClientConnection, text: str) -> str:
+    ws.send(text)
+    reply = ws.recv(timeout=5)
+    assert isinstance(reply, str)
+    return reply
+
+
+def worker_pids(server: Server) -> dict[str, int]:
+    """Pids of the workers that are running (ready and receiving sockets)."""
+    processes = status(server.port)["processes"]
+    return {
+        p["name"]: p["pid"] for p in processes if p["role"] == "worker" and p["state"] == "running"
+    }
+
+
+def test_quick_start_through_two_workers(tmp_path: Path) -> None:
+    """The echo route works through the acceptor and two workers; ready line names them."""
+    with tree(tmp_path) as server:
+        assert "(2 workers)" in server.text()
+        with connect(server) as ws:
+            assert ask(ws, "hi") == "Echo: hi"
+
+
+def test_first_frame_with_the_handshake_survives_the_hand_off(tmp_path: Path) -> None:
+    """Bytes read past the head by the acceptor reach the worker's socket."""
+    with tree(tmp_path) as server:
+        request = (
+            f"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(request + client_frame(0x1, b"early"))
+            data = b""
+            while b"Echo: early" not in data:
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 101")
+
+
+def test_sockets_spread_over_both_workers(tmp_path: Path) -> None:
+    """Placement by fewest open sockets uses both workers."""
+    with tree(tmp_path) as server:
+        with ExitStack() as stack:
+            pids = {ask(ws, "pid") for ws in connect_many(stack, server, 6)}
+        assert pids == {str(pid) for pid in worker_pids(server).values()}
+        assert len(pids) == 2
+
+
+def test_kill_9_of_a_worker_spares_the_other(tmp_path: Path) -> None:
+    """After kill -9 of one worker, the other's sockets echo on; a replacement appears."""
+    with tree(tmp_path) as server, ExitStack() as stack:
+        by_pid: dict[str, list[ws_sync.ClientConnection]] = {}
+        for ws in connect_many(stack, server, 4):
+            by_pid.setdefault(ask(ws, "pid"), []).append(ws)
+        assert len(by_pid) == 2
+        victim, survivor = sorted(by_pid)
+        os.kill(int(victim), signal.SIGKILL)
+        for _ in range(20):  # no pause: every round trip answers at once
+            for ws in by_pid[survivor]:
+                started = time.monotonic()
+                assert ask(ws, "still?") == "Echo: still?"
+                assert time.monotonic() - started < 1.0
+        for ws in by_pid[victim]:
+            with pytest.raises(ConnectionClosed):
+                ask(ws, "dead?")
+
+        def replaced() -> bool:
+            processes = status(server.port)["processes"]
+            workers = [p for p in processes if p["role"] == "worker"]
+            return len(workers) == 2 and str(int(victim)) not in {str(p["pid"]) for p in workers}
+
+        wait_for(replaced, 10, "a replacement worker")
+        assert status(server.port)["totals"]["restarts"] == 1
+        with connect(server) as fresh:
+            assert ask(fresh, "new") == "Echo: new"
+
+
+def test_restart_intensity_exceeded_stops_the_tree(tmp_path: Path) -> None:
+    """More crashes than max_restarts within max_seconds: exit non-zero with the reason."""
+    policy = FAST_POLICY.replace("max_restarts = 5", "max_restarts = 2")
+    with tree(tmp_path, workers=1, policy=policy) as server:
+        for crash in range(3):
+            wait_for(lambda: len(worker_pids(server)) == 1, 15, "a running worker")
+            with connect(server) as ws:
+                ws.send("crash")
+                with pytest.raises(ConnectionClosed):
+                    ws.recv(timeout=5)
+            if crash < 2:
+                wait_for(
+                    lambda c=crash: status(server.port)["totals"]["restarts"] == c + 1,
+                    15,
+                    "the restart",
+                )
+        server.proc.wait(timeout=20)
+        assert server.proc.returncode == 1
+        output = server.text()
+        assert "giving up" in output
+        assert "max_restarts=2" in output
+        assert "worker-1" in output
+
+
+def test_app_that_fails_to_import_is_not_restarted() -> None:
+    """A child that cannot import the app stops the tree with status 3 and the error."""
+    result = run_axeom(
+        "run", "tests/apps/broken.py:app", "--workers", "2", "--port", "0", timeout=60
+    )
+    assert result.returncode == 3
+    assert "No module named 'no_such_dependency_for_axeom_tests'" in result.stderr
+    assert "restarting worker" not in result.stderr
+    assert "application failed to load" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigterm_closes_sockets_with_1001_and_runs_close_handlers(tmp_path: Path) -> None:
+    """SIGTERM: every client gets 1001, every close handler ran, the tree exits 0."""
+    with tree(tmp_path) as server, ExitStack() as stack:
+        sockets = connect_many(stack, server, 6)
+        ids = {ask(ws, "pid") for ws in sockets}
+        assert len(ids) == 2
+        os.kill(server.proc.pid, signal.SIGTERM)
+        codes = []
+        for ws in sockets:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+        assert codes == [1001] * 6
+        assert server.proc.wait(timeout=20) == 0
+    lines = (tmp_path / "closes.txt").read_text().splitlines()
+    assert len(lines) == 6
+    assert all(line.endswith(" 1001") for line in lines)
+
+
+def test_hung_worker_is_replaced(tmp_path: Path) -> None:
+    """A handler that blocks its worker's loop: heartbeats stop, the worker is replaced."""
+    with tree(tmp_path, workers=1) as server, connect(server) as blocker:
+        before = worker_pids(server)["worker-1"]
+        blocker.send("block")
+        wait_for(
+            lambda: worker_pids(server).get("worker-1") not in (None, before),
+            20,
+            "the hung worker to be replaced",
+        )
+        assert "missed heartbeats" in server.text()
+        with connect(server) as ws:
+            assert ask(ws, "alive") == "Echo: alive"
+
+
+def test_sighup_rolls_workers_without_touching_the_others(tmp_path: Path) -> None:
+    """SIGHUP replaces workers one at a time; sockets on a worker not being
+    rolled keep working while another drains, and new connections succeed."""
+    with tree(tmp_path) as server, ExitStack() as stack:
+        before = worker_pids(server)
+        by_pid: dict[str, list[ws_sync.ClientConnection]] = {}
+        for ws in connect_many(stack, server, 4):
+            by_pid.setdefault(ask(ws, "pid"), []).append(ws)
+        first = by_pid[str(before["worker-1"])]
+        second = by_pid[str(before["worker-2"])]
+        os.kill(server.proc.pid, signal.SIGHUP)
+        for ws in first:  # worker-1 drains first: its clients get 1001
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=15)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        for ws in second:  # ... while worker-2's sockets still answer
+            assert ask(ws, "during") == "Echo: during"
+        with connect(server) as fresh:
+            assert ask(fresh, "new") == "Echo: new"
+        wait_for(lambda: "workers rolled" in server.text(), 30, "both workers rolled")
+        after = worker_pids(server)
+        assert len(after) == 2 and set(after.values()).isdisjoint(before.values())
+
+
+def test_acceptor_restart_keeps_sockets_and_queued_connections(tmp_path: Path) -> None:
+    """Killing the acceptor: open sockets are untouched, a connection made while
+    it restarts waits in the backlog and succeeds."""
+    with tree(tmp_path) as server:
+        with connect(server) as ws:
+            acceptor = next(p for p in status(server.port)["processes"] if p["role"] == "acceptor")
+            os.kill(acceptor["pid"], signal.SIGKILL)
+            with connect(server) as during:  # made while no acceptor runs
+                assert ask(during, "queued") == "Echo: queued"
+            assert ask(ws, "untouched") == "Echo: untouched"
+        names = [p["name"] for p in status(server.port)["processes"]]
+        assert "acceptor" in names
+
+
+def test_status_lists_processes_and_totals(tmp_path: Path) -> None:
+    """`axeom status` shows each process with role, pid, state, uptime, restarts, sockets."""
+    with tree(tmp_path) as server:
+        with connect(server) as a, connect(server) as b:
+            ask(a, "x")
+            ask(b, "y")
+            wait_for(lambda: status(server.port)["totals"]["sockets"] == 2, 10, "socket counts")
+            text = run_axeom("status", "--port", str(server.port)).stdout
+        assert "acceptor" in text and "worker-1" in text and "worker-2" in text
+        assert "handed off: 2" in text or "handed off:" in text
+        result = status(server.port)
+        assert result["totals"]["handed_off"] >= 2
+        roles = sorted(p["role"] for p in result["processes"])
+        assert roles == ["acceptor", "worker", "worker"]
+        assert all(p["state"] == "running" for p in result["processes"])
+
+
+def test_no_live_worker_answers_503(tmp_path: Path) -> None:
+    """With every worker gone for good, handshakes get 503 with Retry-After."""
+    policy = FAST_POLICY + 'restart = "temporary"\n'
+    with tree(tmp_path, workers=1, policy=policy) as server:
+        with connect(server) as ws:
+            ws.send("crash")
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+        wait_for(lambda: not worker_pids(server), 10, "the worker to be gone")
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(
+                (
+                    f"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade"
+                    f"\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            head = sock.recv(65536).decode()
+        assert head.startswith("HTTP/1.1 503")
+        assert "retry-after: 1" in head.lower()
+
+
+def test_bad_config_names_file_and_key(tmp_path: Path) -> None:
+    """A bad key in the config file is exit 2 with the file and the key, no traceback."""
+    config = tmp_path / "bad.toml"
+    config.write_text('[supervisor]\nmax_restarts = "five"\n')
+    result = run_axeom("run", APP, "--workers", "2", "--config", str(config))
+    assert result.returncode == 2
+    assert "bad.toml" in result.stderr and "supervisor.max_restarts" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_without_a_server_is_a_clear_error() -> None:
+    """`axeom status` for a port with no supervisor says so in one line."""
+    result = run_axeom("status", "--port", "1")
+    assert result.returncode == 1
+    assert "no Axeom supervisor on port 1" in result.stderr
