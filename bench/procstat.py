@@ -64,3 +64,17 @@ def fd_count(pids: list[int]) -> int:
         except OSError:
             continue
     return total
+
+
+def core_busy_seconds(cpu: int) -> float:
+    """Return the time core ``cpu`` spent not idle since boot (all processes, plus steal).
+
+    Compared with what the server and the load generator used on their cores, this exposes
+    other load sharing those cores, which silently lowers the figures.
+    """
+    prefix = f"cpu{cpu} "
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(prefix):
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, line.split()[1:9])
+            return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+    raise ValueError(f"no CPU {cpu} in /proc/stat")

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import LOADGEN_BUSY, TESTS, Result
+from bench.scenarios import FOREIGN_BUSY, LOADGEN_BUSY, TESTS, Result
 from bench.targets import BASELINE
 
 DISPLAY_ORDER = ("echo", "pipelined", "handshake", "large", "memory")
@@ -96,7 +96,7 @@ def summary(results: dict[str, dict[str, Result]], servers: list[str], tests: li
             if result is None:
                 row.append("-")
                 continue
-            flag = " !" if result.loadgen_bound else ""
+            flag = (" !" if result.loadgen_bound else "") + (" ~" if result.noisy else "")
             row.append(f"{_figure(result.value, spec.unit)} ({_ratio(result, base)}){flag}")
         rows.append(row)
     return _table(rows)
@@ -104,7 +104,7 @@ def summary(results: dict[str, dict[str, Result]], servers: list[str], tests: li
 
 def details(results: dict[str, dict[str, Result]], servers: list[str], tests: list[str]) -> str:
     """One row per test and server: the CPU figures that tell whether a figure is sound."""
-    rows = [["test", "server", "value", "loadgen CPU", "server CPU", "errors"]]
+    rows = [["test", "server", "value", "loadgen CPU", "server CPU", "other load", "errors"]]
     for test in [t for t in DISPLAY_ORDER if t in tests]:
         for server in servers:
             result = results.get(server, {}).get(test)
@@ -114,8 +114,11 @@ def details(results: dict[str, dict[str, Result]], servers: list[str], tests: li
             if result.loadgen_bound:
                 lg += " !"
             srv = "-" if result.server_cpu is None else f"{result.server_cpu:.0%}"
+            other = "-" if result.foreign_cpu is None else f"{result.foreign_cpu:.0%}"
+            if result.noisy:
+                other += " ~"
             errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())) or "0"
-            rows.append([test, server, _figure(result.value, result.unit), lg, srv, errors])
+            rows.append([test, server, _figure(result.value, result.unit), lg, srv, other, errors])
     return _table(rows)
 
 
@@ -124,7 +127,9 @@ def footnote() -> str:
     return (
         f"ratio = server / {BASELINE} (same unit). "
         f"'!' = load generator above {LOADGEN_BUSY:.0%} of a core: "
-        "the figure may be limited by the client, not the server."
+        "the figure may be limited by the client, not the server.\n"
+        f"'~' = other processes used more than {FOREIGN_BUSY:.0%} of a benchmark core during "
+        "the window: the figure is likely low; rerun on a quiet machine."
     )
 
 

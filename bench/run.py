@@ -108,6 +108,8 @@ async def bench_server(
         out[name] = result
         lg = "" if result.loadgen_cpu is None else f", loadgen {result.loadgen_cpu:.0%}"
         srv = "" if result.server_cpu is None else f", server {result.server_cpu:.0%}"
+        if result.foreign_cpu is not None:
+            srv += f", other load {result.foreign_cpu:.0%}"
         value = "failed" if result.value is None else f"{result.value:,.1f}"
         errs = f", errors {sum(result.errors.values())}" if result.errors else ""
         print(f"  {spec.label}: {value} {spec.unit}{lg}{srv}{errs}", flush=True)

@@ -7,12 +7,13 @@ the figure measures the client, not the server, and the report flags it.
 """
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench import frames
+from bench import frames, procstat
 from bench.loadgen import CycleClient, EchoClient, Load, WsClient, close_all, connect, open_many
 from bench.targets import HOST, PATH, ServerProcess
 
@@ -22,6 +23,7 @@ CYCLE_TIMEOUT = 5.0
 SMALL = b"x" * 32  # ASCII, so valid UTF-8 for text frames
 LARGE = bytes(range(256)) * 4096  # 1 MiB
 LOADGEN_BUSY = 0.85  # above this fraction of a core, the client may be the bottleneck
+FOREIGN_BUSY = 0.05  # other processes using more than this of a benchmark core: noisy
 
 
 @dataclass
@@ -34,8 +36,14 @@ class Result:
     wall_s: float = 0.0
     loadgen_cpu: float | None = None  # fraction of one core over the window
     server_cpu: float | None = None  # fraction of one core over the window, whole tree
+    foreign_cpu: float | None = None  # other load on the two benchmark cores (worst of both)
     errors: dict[str, int] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def noisy(self) -> bool:
+        """True if other processes took a noticeable share of the benchmark cores."""
+        return self.foreign_cpu is not None and self.foreign_cpu > FOREIGN_BUSY
 
     @property
     def loadgen_bound(self) -> bool:
@@ -44,7 +52,7 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict, including the loadgen-bound flag."""
-        return {**asdict(self), "loadgen_bound": self.loadgen_bound}
+        return {**asdict(self), "loadgen_bound": self.loadgen_bound, "noisy": self.noisy}
 
 
 class Window:
@@ -55,6 +63,9 @@ class Window:
         self.server = server
         self.start = load.snapshot()
         self.server_cpu0 = server.cpu_seconds()
+        self.server_core0 = procstat.core_busy_seconds(server.cpu)
+        self.loadgen_core = next(iter(os.sched_getaffinity(0)))
+        self.loadgen_core0 = procstat.core_busy_seconds(self.loadgen_core)
         self.cpu0 = time.process_time()
         self.t0 = time.perf_counter()
 
@@ -63,8 +74,13 @@ class Window:
         wall = time.perf_counter() - self.t0
         cpu = time.process_time() - self.cpu0
         server_cpu = self.server.cpu_seconds() - self.server_cpu0
+        server_core = procstat.core_busy_seconds(self.server.cpu) - self.server_core0
+        loadgen_core = procstat.core_busy_seconds(self.loadgen_core) - self.loadgen_core0
         end = self.load.snapshot()
         messages, nbytes, cycles = (b - a for a, b in zip(self.start, end, strict=True))
+        # Kernel softirq work for loopback traffic lands on either core, so a few percent
+        # of "foreign" time is normal; tens of percent means another process was running.
+        foreign = max(server_core - server_cpu, loadgen_core - cpu, 0.0) / wall
         return Result(
             test,
             None,
@@ -72,6 +88,7 @@ class Window:
             wall_s=wall,
             loadgen_cpu=cpu / wall,
             server_cpu=server_cpu / wall,
+            foreign_cpu=foreign,
             details={"messages": messages, "payload_bytes": nbytes, "cycles": cycles},
         )
 
