@@ -66,15 +66,17 @@ def fd_count(pids: list[int]) -> int:
     return total
 
 
-def core_busy_seconds(cpu: int) -> float:
-    """Return the time core ``cpu`` spent not idle since boot (all processes, plus steal).
+def core_seconds(cpu: int) -> tuple[float, float]:
+    """Return (task time, interrupt time) core ``cpu`` spent since boot, in seconds.
 
-    Compared with what the server and the load generator used on their cores, this exposes
-    other load sharing those cores, which silently lowers the figures.
+    Task time (user, system, plus steal by the hypervisor), compared with what the server and
+    the load generator used on their cores, exposes other load sharing those cores, which
+    silently lowers the figures. Interrupt time is kept apart: it is mostly the kernel
+    moving the benchmark's own loopback packets (softirq), charged to no process.
     """
     prefix = f"cpu{cpu} "
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith(prefix):
             user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, line.split()[1:9])
-            return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+            return (user + nice + system + steal) / _CLK_TCK, (irq + softirq) / _CLK_TCK
     raise ValueError(f"no CPU {cpu} in /proc/stat")

@@ -104,7 +104,8 @@ def summary(results: dict[str, dict[str, Result]], servers: list[str], tests: li
 
 def details(results: dict[str, dict[str, Result]], servers: list[str], tests: list[str]) -> str:
     """One row per test and server: the CPU figures that tell whether a figure is sound."""
-    rows = [["test", "server", "value", "loadgen CPU", "server CPU", "other load", "errors"]]
+    head = ["test", "server", "value", "loadgen CPU", "server CPU", "softirq", "other load"]
+    rows = [[*head, "errors"]]
     for test in [t for t in DISPLAY_ORDER if t in tests]:
         for server in servers:
             result = results.get(server, {}).get(test)
@@ -118,7 +119,9 @@ def details(results: dict[str, dict[str, Result]], servers: list[str], tests: li
             if result.noisy:
                 other += " ~"
             errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())) or "0"
-            rows.append([test, server, _figure(result.value, result.unit), lg, srv, other, errors])
+            irq = "-" if result.softirq_cpu is None else f"{result.softirq_cpu:.0%}"
+            value = _figure(result.value, result.unit)
+            rows.append([test, server, value, lg, srv, irq, other, errors])
     return _table(rows)
 
 
@@ -129,7 +132,8 @@ def footnote() -> str:
         f"'!' = load generator above {LOADGEN_BUSY:.0%} of a core: "
         "the figure may be limited by the client, not the server.\n"
         f"'~' = other processes used more than {FOREIGN_BUSY:.0%} of a benchmark core during "
-        "the window: the figure is likely low; rerun on a quiet machine."
+        "the window: the figure is likely low; rerun on a quiet machine.\n"
+        "softirq = kernel packet work on the server's core, charged to no process."
     )
 
 

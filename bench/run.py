@@ -6,19 +6,21 @@ up, runs the selected tests against one server at a time, prints the tables and 
 
 import argparse
 import asyncio
+import fcntl
 import functools
 import os
 import resource
 import signal
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import uvloop
 
-from bench import report, scenarios
+from bench import procstat, report, scenarios
 from bench.scenarios import TESTS, Result
 from bench.targets import BASELINE, BENCH_DIR, SERVERS, ServerProcess, ServerStartError
 
@@ -71,6 +73,32 @@ def pin_loadgen() -> None:
     if not {SERVER_CPU, LOADGEN_CPU} <= available:
         sys.exit(f"need CPUs {SERVER_CPU} and {LOADGEN_CPU}; this process may use {available}")
     os.sched_setaffinity(0, {LOADGEN_CPU})
+
+
+def exclusive(timeout: float = 600.0) -> TextIO:
+    """Hold a machine-wide lock so two benchmark runs never share (and skew) the cores."""
+    lock = (Path(tempfile.gettempdir()) / "axeom-bench.lock").open("w")
+    deadline = time.monotonic() + timeout
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                sys.exit("another benchmark run still holds the lock; giving up")
+            if not waiting:
+                print("another benchmark run is in progress; waiting for it", flush=True)
+                waiting = True
+            time.sleep(1.0)
+
+
+def busy_cores(seconds: float = 1.0) -> dict[int, float]:
+    """Return how busy each benchmark core is before we start (it should be idle)."""
+    cores = (SERVER_CPU, LOADGEN_CPU)
+    before = {cpu: procstat.core_seconds(cpu)[0] for cpu in cores}
+    time.sleep(seconds)
+    return {cpu: (procstat.core_seconds(cpu)[0] - before[cpu]) / seconds for cpu in cores}
 
 
 def raise_nofile(wanted: int = NOFILE_WANTED) -> int:
@@ -157,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     # Baseline first so that its figures exist when the others are compared to it.
     args.servers = sorted(dict.fromkeys(args.servers), key=lambda n: n != BASELINE)
     pin_loadgen()
+    lock = exclusive()  # released when the process exits
     nofile = raise_nofile()
     machine = report.machine_info()
     print(report.format_machine(machine))
@@ -164,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         f"pinning: servers on CPU {SERVER_CPU} (taskset), load generator on CPU {LOADGEN_CPU}; "
         f"RLIMIT_NOFILE {nofile}; {args.duration:g}s per test"
     )
+    busy = busy_cores()
+    if any(share > scenarios.FOREIGN_BUSY for share in busy.values()):
+        shares = ", ".join(f"CPU {cpu} {share:.0%}" for cpu, share in busy.items())
+        print(f"WARNING: benchmark cores already busy ({shares}): figures will be low/noisy")
     results: dict[str, dict[str, Result]] = {}
     meta: dict[str, Any] = {"skipped": {}, "aborted": {}, "warmup": {}, "exit_codes": {}}
     code = 0
@@ -182,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     document = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,
+        "busy_before_start": {str(cpu): share for cpu, share in busy.items()},
         "config": {
             "servers": args.servers,
             "tests": args.tests,
@@ -200,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     report.write_json(args.json, document)
     print(f"results written to {args.json}")
+    lock.close()
     return code
 
 

@@ -37,6 +37,7 @@ class Result:
     loadgen_cpu: float | None = None  # fraction of one core over the window
     server_cpu: float | None = None  # fraction of one core over the window, whole tree
     foreign_cpu: float | None = None  # other load on the two benchmark cores (worst of both)
+    softirq_cpu: float | None = None  # kernel interrupt work on the server's core
     errors: dict[str, int] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -63,9 +64,9 @@ class Window:
         self.server = server
         self.start = load.snapshot()
         self.server_cpu0 = server.cpu_seconds()
-        self.server_core0 = procstat.core_busy_seconds(server.cpu)
+        self.server_core0 = procstat.core_seconds(server.cpu)
         self.loadgen_core = next(iter(os.sched_getaffinity(0)))
-        self.loadgen_core0 = procstat.core_busy_seconds(self.loadgen_core)
+        self.loadgen_core0 = procstat.core_seconds(self.loadgen_core)
         self.cpu0 = time.process_time()
         self.t0 = time.perf_counter()
 
@@ -74,12 +75,13 @@ class Window:
         wall = time.perf_counter() - self.t0
         cpu = time.process_time() - self.cpu0
         server_cpu = self.server.cpu_seconds() - self.server_cpu0
-        server_core = procstat.core_busy_seconds(self.server.cpu) - self.server_core0
-        loadgen_core = procstat.core_busy_seconds(self.loadgen_core) - self.loadgen_core0
+        server_task, server_irq = procstat.core_seconds(self.server.cpu)
+        loadgen_task, _ = procstat.core_seconds(self.loadgen_core)
+        server_core = server_task - self.server_core0[0]
+        loadgen_core = loadgen_task - self.loadgen_core0[0]
         end = self.load.snapshot()
         messages, nbytes, cycles = (b - a for a, b in zip(self.start, end, strict=True))
-        # Kernel softirq work for loopback traffic lands on either core, so a few percent
-        # of "foreign" time is normal; tens of percent means another process was running.
+        # A few percent is tick-sampling noise; tens of percent is another process running.
         foreign = max(server_core - server_cpu, loadgen_core - cpu, 0.0) / wall
         return Result(
             test,
@@ -89,6 +91,7 @@ class Window:
             loadgen_cpu=cpu / wall,
             server_cpu=server_cpu / wall,
             foreign_cpu=foreign,
+            softirq_cpu=(server_irq - self.server_core0[1]) / wall,
             details={"messages": messages, "payload_bytes": nbytes, "cycles": cycles},
         )
 

@@ -20,7 +20,7 @@ from ..ws._frames import FrameConnection
 from ..ws._options import WSOptions
 from ..ws._socket import SendStatus, WebSocket
 from ..ws._upgrade import Upgrade
-from ._transport import Transport
+from ._transport import Transport, advance
 
 if TYPE_CHECKING:
     from ._runtime import SocketRuntime
@@ -142,7 +142,7 @@ class NativeConnection:
                 if trailing:
                     await self._process(trailing)
                 while not frames.eof and not self.broken:
-                    data = await transport.receive()
+                    data = await transport.receive(frames.pending_bytes())
                     if not data:
                         frames.receive_eof()
                         break
@@ -197,9 +197,15 @@ class NativeConnection:
             return
         self.writing = True
         frames = self.frames
+        transport = self.transport
         try:
             while frames.outbox:
-                await self.transport.send_all(frames.take_output())
+                chunks = frames.take_output()
+                sent = transport.try_send(chunks)  # usually all of it, without waiting
+                if sent is None:
+                    await transport.send_all(chunks)
+                elif sent < sum(len(chunk) for chunk in chunks):
+                    await transport.send_all(advance(chunks, sent))
         except trio.BrokenResourceError:
             self._break()
         finally:
@@ -215,19 +221,20 @@ class NativeConnection:
         self.flush_scheduled = False
         if self.writing or self.broken or not self.frames.outbox:
             return
-        data = self.frames.take_output()
+        chunks = self.frames.take_output()
         try:
-            sent = self.transport.try_send(data)
+            sent = self.transport.try_send(chunks)
         except trio.BrokenResourceError:
             self._break()
             return
-        if sent is not None and sent == len(data):
+        left = advance(chunks, sent) if sent is not None else chunks
+        if not left:
             self._wake_drained()
             if self.frames.wants_drain:
                 self.frames.wants_drain = False
                 self.runtime.nursery.start_soon(self._run_drain)
             return
-        self.frames.put_back(data[sent:] if sent else data)
+        self.frames.put_back(left)
         self.runtime.nursery.start_soon(self.flush)
 
     async def _run_drain(self) -> None:

@@ -79,7 +79,7 @@ async def answer_handshake(
         response = admit() or response
     if response.status == 101 and response.upgrade is not None:
         try:
-            await transport.send_all(serialize_response(response, close=False))
+            await transport.send_all([serialize_response(response, close=False)])
         except trio.BrokenResourceError:
             transport.close()
             return None
@@ -110,7 +110,7 @@ async def _reject(transport: SocketTransport, response: Response) -> None:
     half-close first and discard what the client still sends, briefly, since
     closing with unread input makes the kernel reset the connection."""
     try:
-        await transport.send_all(serialize_response(response, close=True))
+        await transport.send_all([serialize_response(response, close=True)])
         transport.sock.shutdown(socket.SHUT_WR)
         with trio.move_on_after(0.5):
             while await transport.receive():

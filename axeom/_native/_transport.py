@@ -16,25 +16,29 @@ from typing import Protocol
 
 import trio
 
-__all__ = ["SocketTransport", "StreamTransport", "Transport"]
+__all__ = ["SocketTransport", "StreamTransport", "Transport", "advance"]
 
 RECV_SIZE = 65536
+IOV_MAX = 1024
+MAX_RECV_SIZE = 4 << 20
 _GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
 
 
 class Transport(Protocol):
     """What the socket loop needs from a byte stream."""
 
-    async def receive(self) -> bytes:
-        """Next bytes from the peer; ``b""`` when it is gone."""
+    async def receive(self, hint: int = 0) -> bytes:
+        """Next bytes from the peer; ``b""`` when it is gone. ``hint`` says how
+        many bytes are known to be on their way (a large frame), to read them
+        in fewer, larger reads."""
         ...
 
-    def try_send(self, data: bytes) -> int | None:
+    def try_send(self, chunks: list[bytes]) -> int | None:
         """Write without waiting; bytes written, or None if this transport
         cannot write synchronously (then ``send_all`` must be used)."""
         ...
 
-    async def send_all(self, data: bytes) -> None:
+    async def send_all(self, chunks: list[bytes]) -> None:
         """Write everything, waiting as needed; raises ``trio.BrokenResourceError``."""
         ...
 
@@ -47,53 +51,75 @@ class Transport(Protocol):
         ...
 
 
+def advance(chunks: list[bytes], sent: int) -> list[bytes]:
+    """What is left of ``chunks`` after the first ``sent`` bytes were written."""
+    for index, chunk in enumerate(chunks):
+        size = len(chunk)
+        if sent < size:
+            rest = chunks[index:]
+            if sent:
+                rest[0] = memoryview(chunk)[sent:]  # type: ignore[call-overload]
+            return rest
+        sent -= size
+    return []
+
+
 class SocketTransport:
     """A connected, non-blocking stdlib socket driven by trio's I/O manager."""
 
-    __slots__ = ("_closed", "sock")
+    __slots__ = ("_closed", "_more", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._closed = False
+        self._more = True  # the last read filled the buffer: more is probably waiting
 
-    async def receive(self) -> bytes:
+    async def receive(self, hint: int = 0) -> bytes:
         sock = self.sock
-        try:
-            data = sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            pass
-        except _GONE:
-            return b""
-        else:
-            await trio.lowlevel.checkpoint()
-            return data
+        size = RECV_SIZE if hint <= RECV_SIZE else min(hint, MAX_RECV_SIZE)
+        if self._more:
+            # Try first only when data is likely there: otherwise the failed
+            # recv costs a syscall on every message of a request/response flow.
+            try:
+                data = sock.recv(size)
+            except BlockingIOError:
+                pass
+            except _GONE:
+                return b""
+            else:
+                self._more = len(data) == size
+                await trio.lowlevel.checkpoint()
+                return data
         while True:
             try:
                 await trio.lowlevel.wait_readable(sock)
             except (trio.ClosedResourceError, OSError):
                 return b""
             try:
-                return sock.recv(RECV_SIZE)
+                data = sock.recv(size)
             except BlockingIOError:
                 continue
             except _GONE:
                 return b""
+            self._more = len(data) == size
+            return data
 
-    def try_send(self, data: bytes) -> int | None:
+    def try_send(self, chunks: list[bytes]) -> int | None:
         try:
-            return self.sock.send(data)
+            if len(chunks) == 1:
+                return self.sock.send(chunks[0])
+            return self.sock.sendmsg(chunks[:IOV_MAX])
         except BlockingIOError:
             return 0
         except OSError as exc:
             raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
 
-    async def send_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            sent = self.try_send(view)
+    async def send_all(self, chunks: list[bytes]) -> None:
+        while chunks:
+            sent = self.try_send(chunks)
             if sent:
-                view = view[sent:]
+                chunks = advance(chunks, sent)
                 continue
             try:
                 await trio.lowlevel.wait_writable(self.sock)
@@ -125,18 +151,18 @@ class StreamTransport:
         self.stream = stream
         self._closed = False
 
-    async def receive(self) -> bytes:
+    async def receive(self, hint: int = 0) -> bytes:
         try:
-            return bytes(await self.stream.receive_some(RECV_SIZE))
+            return bytes(await self.stream.receive_some(max(hint, RECV_SIZE)))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return b""
 
-    def try_send(self, data: bytes) -> int | None:
+    def try_send(self, chunks: list[bytes]) -> int | None:
         return None
 
-    async def send_all(self, data: bytes) -> None:
+    async def send_all(self, chunks: list[bytes]) -> None:
         try:
-            await self.stream.send_all(data)
+            await self.stream.send_all(b"".join(chunks))
         except trio.ClosedResourceError as exc:
             raise trio.BrokenResourceError("stream closed") from exc
 

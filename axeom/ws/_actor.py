@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from ._handlers import BoundHandlers
-from ._socket import WebSocket
+from ._socket import SendStatus, WebSocket
 
 __all__ = ["Actor"]
 
@@ -104,6 +104,8 @@ async def _call(
     handler: Callable[..., Any], args: tuple[Any, ...], on_suspend: Callable[[], None] | None
 ) -> Any:
     result = handler(*args)
+    if result is None or type(result) is SendStatus:  # the common plain-function returns
+        return result
     if type(result) is types.CoroutineType:
         if on_suspend is None:
             return await result
