@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 from hypothesis import given, settings
@@ -57,7 +58,7 @@ def feed(wire: bytes, cuts: list[int], fast: bool) -> tuple[list[str | bytes], F
     frames._fast = fast
     received: list[str | bytes] = []
     points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
-    for start, end in zip(points, points[1:], strict=False):
+    for start, end in itertools.pairwise(points):
         received += frames.receive(wire[start:end])
     return received, frames
 
