@@ -70,8 +70,8 @@ SERVERS: dict[str, ServerSpec] = {
             "axeom-w1",
             ("axeom", "run", _AXEOM_APP, "--host", HOST, "--port", "0", "--workers", "1"),
             _AXEOM_READY,
-            False,
-            "axeom run --workers 1 (supervisor + 1 worker process)",
+            True,
+            "axeom run --workers 1 (supervisor + acceptor + 1 worker process)",
         ),
     )
 }

@@ -100,6 +100,17 @@ def test_first_frame_with_the_handshake_survives_the_hand_off(tmp_path: Path) ->
         assert data.startswith(b"HTTP/1.1 101")
 
 
+def test_compression_negotiated_by_the_acceptor_is_rebuilt_in_the_worker(tmp_path: Path) -> None:
+    """permessage-deflate agreed at the handshake works in the worker (rebuilt from the offer)."""
+    with tree(tmp_path, workers=1) as server:
+        url = f"{server.url}/z"
+        with ws_sync.connect(url, compression="deflate", open_timeout=10) as ws:
+            ws.send("abc" * 1000)
+            assert ws.recv(timeout=5) == "abc" * 2000
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
+        assert extensions is not None and extensions.startswith("permessage-deflate")
+
+
 def test_sockets_spread_over_both_workers(tmp_path: Path) -> None:
     """Placement by fewest open sockets uses both workers."""
     with tree(tmp_path) as server:

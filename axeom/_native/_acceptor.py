@@ -131,8 +131,8 @@ class Acceptor:
             pynng.Push0(dial=self.paths.reports) as reports,
             pynng.Sub0(dial=self.paths.events) as events,
         ):
-            events.subscribe(_ipc.TOPIC_ALL)
-            events.subscribe(_ipc.TOPIC_ACCEPTOR)
+            events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
+            events.subscribe(_ipc.subscription(_ipc.TOPIC_ACCEPTOR))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._events, events)
                 nursery.start_soon(self._heartbeats, reports)

@@ -39,13 +39,20 @@ def topic_message(topic: bytes, kind: str, **fields: Any) -> bytes:
     return topic + b" " + encode(kind, **fields)
 
 
+def subscription(topic: bytes) -> bytes:
+    """What to subscribe to for ``topic``: nng matches prefixes, so the
+    separator is included (``w:worker-1.1`` must not match ``w:worker-1.10``)."""
+    return topic + b" "
+
+
 def split_topic(data: bytes) -> tuple[bytes, dict[str, Any]]:
     topic, _, rest = data.partition(b" ")
     return topic, decode(rest)
 
 
-def worker_topic(worker_id: str) -> bytes:
-    return f"w:{worker_id}".encode()
+def worker_topic(worker_id: str, generation: int) -> bytes:
+    """One worker process: a name is reused by its replacement, a generation is not."""
+    return f"w:{worker_id}.{generation}".encode()
 
 
 def control_address(port: int) -> str:

@@ -326,11 +326,29 @@ class Supervisor:
             old.state = "draining"
             old.stop_requested = True
             await self._publish_workers()
-            old.signal(signal.SIGTERM)
-            with trio.move_on_after(self.config.supervisor.shutdown_timeout):
-                await old.process.wait()
-            old.signal(signal.SIGKILL)
+            await self._drain(old)
         logger.info("workers rolled")
+
+    async def _drain(self, worker: Child) -> None:
+        """Ask a worker to drain (the nng drain command), then insist: SIGTERM
+        once its graceful timeout has passed, SIGKILL after shutdown_timeout."""
+        if not worker.ready.is_set():  # not listening for commands yet
+            await self._terminate(worker, KILL_GRACE)
+            return
+        if self._events is not None:
+            await self._events.asend(
+                _ipc.topic_message(_ipc.worker_topic(worker.name, worker.generation), "drain")
+            )
+        graceful = self.config.server.graceful_timeout + 1.0
+        with trio.move_on_after(max(graceful, self.config.supervisor.shutdown_timeout)):
+            with trio.move_on_after(graceful):
+                await worker.process.wait()
+                return
+            worker.signal(signal.SIGTERM)
+            await worker.process.wait()
+            return
+        logger.error("%s (pid %d) did not drain in time: killing it", worker.name, worker.pid)
+        worker.signal(signal.SIGKILL)
 
     async def shutdown(self) -> None:
         """Stop accepting, drain the workers within shutdown_timeout, then exit."""
@@ -343,14 +361,10 @@ class Supervisor:
         acceptor = self._child("acceptor")
         if acceptor is not None:
             await self._terminate(acceptor, KILL_GRACE)
-        for child in list(self.children):
-            child.signal(signal.SIGTERM)
-        with trio.move_on_after(self.config.supervisor.shutdown_timeout):
-            while self.children:
-                await trio.sleep(0.05)
-        for child in list(self.children):
-            logger.error("%s (pid %d) did not stop in time: killing it", child.name, child.pid)
-            child.signal(signal.SIGKILL)
+        async with trio.open_nursery() as drains:
+            for child in list(self.children):
+                if child.role == "worker":
+                    drains.start_soon(self._drain, child)
         with trio.move_on_after(KILL_GRACE):
             while self.children:
                 await trio.sleep(0.05)

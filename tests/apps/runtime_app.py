@@ -30,3 +30,4 @@ def on_close(ws, code, reason):
 
 
 app.ws("/chat", message=on_message, close=on_close)
+app.ws("/z", message=lambda ws, msg: ws.send(msg * 2), compression=True)

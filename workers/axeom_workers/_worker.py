@@ -60,8 +60,10 @@ class Worker:
             pynng.Push0(dial=self.paths.reports) as reports,
             pynng.Sub0(dial=self.paths.events) as events,
         ):
-            events.subscribe(_ipc.TOPIC_ALL)
-            events.subscribe(_ipc.worker_topic(settings.worker_id))
+            events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
+            events.subscribe(
+                _ipc.subscription(_ipc.worker_topic(settings.worker_id, settings.generation))
+            )
             async with open_socket_runtime(self.app) as runtime:
                 self.runtime = runtime
                 async with trio.open_nursery() as nursery:

@@ -1,0 +1,127 @@
+"""Hand-off of a socket between processes, and the IPC envelopes, without processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import msgpack
+import pytest
+
+from axeom import Axeom, Headers, Request
+from axeom._native import _handoff, _ipc
+from axeom.ws import ws_plugin
+from axeom_supervisor import _control
+
+
+async def accepted_upgrade(app: Axeom, target: str = "/room/7?x=1"):  # type: ignore[no-untyped-def]
+    headers = Headers(
+        {
+            "host": "h",
+            "upgrade": "websocket",
+            "connection": "Upgrade",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-version": "13",
+            "sec-websocket-extensions": "permessage-deflate; client_max_window_bits",
+            "x-user": "ann",
+        }
+    )
+    response = await app.handle(Request("GET", target, headers, ("10.0.0.1", 5555)))
+    assert response.status == 101 and response.upgrade is not None
+    return response.upgrade
+
+
+def make_app() -> Axeom:
+    app = Axeom().use(ws_plugin(compression=True))
+
+    @app.derive
+    def who(ctx):  # type: ignore[no-untyped-def]
+        return {"user": ctx.headers["x-user"], "tags": [1, 2]}
+
+    app.ws("/room/:id", message=lambda ws, m: None)
+    return app
+
+
+async def test_blob_round_trip_keeps_everything_the_worker_needs() -> None:
+    """Route, params, query, headers, ws.data, deflate offer, trailing bytes and id survive."""
+    app = make_app()
+    upgrade = await accepted_upgrade(app)
+    blob = _handoff.encode(upgrade, b"\x81\x85early", "abc-1")
+    handed = _handoff.decode(_handoff.ws_routes(app), blob)
+    assert handed.upgrade.route is upgrade.route
+    assert handed.upgrade.params == {"id": "7"}
+    assert handed.upgrade.query == {"x": "1"}
+    assert handed.upgrade.data == {"user": "ann", "tags": [1, 2]}
+    assert handed.upgrade.headers["x-user"] == "ann"
+    assert handed.upgrade.deflate_offer == upgrade.deflate_offer
+    assert handed.upgrade.remote_address == ("10.0.0.1", 5555)
+    assert handed.trailing == b"\x81\x85early"
+    assert handed.socket_id == "abc-1"
+
+
+async def test_unknown_route_is_refused() -> None:
+    """A worker whose app lacks the route (a reload changed it) refuses the socket."""
+    upgrade = await accepted_upgrade(make_app())
+    blob = _handoff.encode(upgrade, b"", "id")
+    other = Axeom().use(ws_plugin())
+    other.ws("/elsewhere", message=lambda ws, m: None)
+    with pytest.raises(_handoff.HandoffError, match="no WebSocket route '/room/:id'"):
+        _handoff.decode(_handoff.ws_routes(other), blob)
+    with pytest.raises(_handoff.HandoffError, match="malformed"):
+        _handoff.decode(_handoff.ws_routes(other), b"\xc1garbage")
+
+
+async def test_descriptor_and_blob_travel_together() -> None:
+    """A TCP socket sent over SOCK_SEQPACKET with SCM_RIGHTS is usable on the other side."""
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    tcp_a, tcp_b = socket.socketpair()
+    with left, right, tcp_a, tcp_b:
+        left.setblocking(False)
+        right.setblocking(False)
+        await _handoff.send_socket(left, tcp_a.fileno(), b"meta")
+        received = await _handoff.receive_socket(right)
+        assert received is not None
+        fd, blob = received
+        assert blob == b"meta"
+        with socket.socket(fileno=fd) as moved:
+            moved.sendall(b"through the copy")
+            assert tcp_b.recv(100) == b"through the copy"
+        left.close()
+        assert await _handoff.receive_socket(right) is None
+
+
+async def test_send_to_a_closed_worker_raises_handoff_error() -> None:
+    """The acceptor learns at once that a worker's channel is gone."""
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    right.close()
+    with left, socket.socket() as tcp:
+        left.setblocking(False)
+        with pytest.raises(_handoff.HandoffError):
+            await _handoff.send_socket(left, tcp.fileno(), b"x")
+
+
+def test_topics_do_not_match_by_prefix() -> None:
+    """Generation 1's subscription must not receive generation 10's messages."""
+    sub = _ipc.subscription(_ipc.worker_topic("worker-1", 1))
+    message = _ipc.topic_message(_ipc.worker_topic("worker-1", 10), "drain")
+    assert not message.startswith(sub)
+    own = _ipc.topic_message(_ipc.worker_topic("worker-1", 1), "drain")
+    assert own.startswith(sub)
+    assert _ipc.split_topic(own) == (b"w:worker-1.1", {"t": "drain"})
+
+
+async def test_control_replies_have_one_envelope() -> None:
+    """Unknown or malformed commands get an error envelope, not an exception."""
+    unknown = msgpack.unpackb(await _control.handle_request(None, msgpack.packb({"cmd": "x"})))  # type: ignore[arg-type]
+    assert unknown["ok"] is False and unknown["error"] == "unknown_command"
+    malformed = msgpack.unpackb(await _control.handle_request(None, b"\xc1"))  # type: ignore[arg-type]
+    assert malformed["ok"] is False and malformed["error"] == "bad_request"
+    pong = msgpack.unpackb(await _control.handle_request(None, msgpack.packb({"cmd": "ping"})))  # type: ignore[arg-type]
+    assert pong == {"ok": True, "result": "pong"}
+
+
+def test_handoff_paths_differ_per_generation() -> None:
+    """A replacement worker listens on a new path, so the old one can still drain."""
+    paths = _ipc.RunPaths("/run")
+    assert os.path.basename(paths.handoff("worker-1", 2)) == "worker-1.2.sock"
+    assert paths.handoff("worker-1", 1) != paths.handoff("worker-1", 2)
