@@ -19,6 +19,7 @@ exceptions pass through ``on_error`` and default to a 500 (logged).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ._call import call_maybe_async
 from ._context import Context
 from ._messages import Request, Response
+from ._pubsub import PubSub
 from ._router import MethodMismatch, Router
 from .errors import HTTPError, MethodNotAllowed, NotFound
 
@@ -91,6 +93,17 @@ class _HTTPEndpoint:
 
     async def handle(self, ctx: Context) -> Response:
         return to_response(await call_maybe_async(self.handler, ctx))
+
+
+def to_message(data: Any) -> str | bytes:
+    """What ``ws.send`` would send for ``data``: str, bytes, or JSON text."""
+    if isinstance(data, str | bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, dict | list):
+        return json.dumps(data, separators=(",", ":"))
+    raise TypeError(f"a message is str, bytes-like, dict or list, not {type(data).__name__}")
 
 
 def to_response(value: Any) -> Response:
@@ -192,6 +205,7 @@ class Axeom(_Registrar):
         self._on_request: list[Hook] = []
         self._on_error: list[Hook] = []
         self._on_response: list[Hook] = []
+        self.pubsub = PubSub()
 
     # -- composition ---------------------------------------------------------
 
@@ -230,6 +244,27 @@ class Axeom(_Registrar):
     def routes(self) -> list[tuple[str, str, Endpoint]]:
         """(method, pattern, endpoint) of every route, in registration order."""
         return [(r.method, r.pattern, r.endpoint) for r in self._routes]
+
+    # -- messages to sockets --------------------------------------------------
+
+    def publish(self, topic: str, data: str | bytes | dict[str, Any] | list[Any]) -> int:
+        """Send ``data`` to every socket subscribed to ``topic``, in every worker
+        (and on every node with a Redis bridge). At most once, in publish order
+        per publisher. Returns how many sockets of this process got it."""
+        return self.pubsub.publish(topic, to_message(data))
+
+    def send(self, socket_id: str, data: str | bytes | dict[str, Any] | list[Any]) -> bool:
+        """Send ``data`` to the socket with id ``socket_id``, wherever it lives.
+        True if the socket is in this process and the message was queued."""
+        return self.pubsub.send(socket_id, to_message(data))
+
+    def subscriber_count(self, topic: str) -> int:
+        """Sockets subscribed to ``topic`` across the deployment.
+
+        Eventually consistent: exact for this process, a fraction of a second
+        behind for the other workers and nodes.
+        """
+        return self.pubsub.subscriber_count(topic)
 
     # -- app-wide hooks ------------------------------------------------------
 

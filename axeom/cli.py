@@ -150,27 +150,39 @@ def status(port: int, as_json: bool, timeout: float) -> None:
 
 def control_request(port: int, request: dict[str, Any], timeout: float) -> Any:
     """Send one command to the supervisor on ``port``; exit 1 with a reason on failure."""
-    import msgpack
-    import pynng
+    from .control import ControlError
+    from .control import request as send_request
 
-    from ._native._ipc import control_address
-
-    address = control_address(port)
-    if not os.path.exists(address.removeprefix("ipc://")):
-        raise click.ClickException(
-            f"no Axeom supervisor on port {port} (is `axeom run --workers N` running there?)"
-        )
     try:
-        with pynng.Req0(
-            dial=address, recv_timeout=int(timeout * 1000), send_timeout=int(timeout * 1000)
-        ) as req:
-            req.send(msgpack.packb(request))
-            reply = msgpack.unpackb(req.recv())
-    except pynng.exceptions.NNGException as exc:
-        raise click.ClickException(f"supervisor on port {port} did not answer: {exc}") from None
-    if not reply.get("ok"):
-        raise click.ClickException(reply.get("message", "command failed"))
-    return reply["result"]
+        return send_request(request, port=port, timeout=timeout)
+    except ControlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("topic")
+@click.argument("message")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=_DEFAULTS.port,
+    show_default=True,
+    envvar="AXEOM_PORT",
+    help="Port of the server to publish through.",
+)
+@click.option("--binary", is_flag=True, help="Send MESSAGE as a binary frame (UTF-8 bytes).")
+@click.option(
+    "--timeout",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Seconds to wait for the supervisor.",
+)
+def publish(topic: str, message: str, port: int, binary: bool, timeout: float) -> None:
+    """Publish MESSAGE to every socket subscribed to TOPIC."""
+    data: str | bytes = message.encode() if binary else message
+    workers = control_request(port, {"cmd": "publish", "topic": topic, "data": data}, timeout)
+    click.echo(f"published to {topic!r} ({workers} worker(s) with subscribers)")
 
 
 def _format_status(result: dict[str, Any]) -> str:
@@ -190,6 +202,13 @@ def _format_status(result: dict[str, Any]) -> str:
             f"{p['name']:<12} {p['role']:<9} {p['pid']:>7} {p['state']:<9} "
             f"{p['uptime']:>7.0f}s {p['restarts']:>8} {sockets:>8}"
         )
+    pubsub = result.get("pubsub") or {}
+    if pubsub:
+        lines += [
+            "",
+            f"pub/sub topics: {pubsub['topics']}  published: {pubsub['published']}  "
+            f"forwarded: {pubsub['forwarded']}",
+        ]
     totals = result["totals"]
     lines += [
         "",

@@ -22,7 +22,6 @@ import trio
 
 from .._app import Axeom
 from .._messages import Response
-from ..ws._socket import new_socket_id
 from . import _handoff, _ipc
 from ._handshake import Accepted, HandshakeLimits, answer_handshake
 from ._transport import SocketTransport
@@ -205,7 +204,8 @@ class Acceptor:
             transport.close()
 
     async def _hand_off(self, sock: socket.socket, accepted: Accepted) -> None:
-        blob = _handoff.encode(accepted.upgrade, accepted.trailing, new_socket_id())
+        # The worker names the socket: its id then tells app.send where it lives.
+        blob = _handoff.encode(accepted.upgrade, accepted.trailing, "")
         while True:
             slot = self.choose()
             if slot is None:

@@ -80,6 +80,7 @@ class NativeConnection:
             subprotocol=upgrade.subprotocol,
             remote_address=upgrade.remote_address,
             socket_id=socket_id,
+            publish_to_self=route.options.publish_to_self,
         )
         self.actor = Actor(self.ws, route.handlers.bind(), self._left_dispatch)
         self.scope: trio.CancelScope | None = None

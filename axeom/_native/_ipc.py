@@ -74,6 +74,15 @@ class RunPaths:
     def events(self) -> str:
         return f"ipc://{self.run_dir}/events.ipc"
 
+    @property
+    def hub(self) -> str:
+        """Where the pub/sub hub pulls batches from workers."""
+        return f"ipc://{self.run_dir}/hub.ipc"
+
+    def worker_pubsub(self, worker_id: str, generation: int) -> str:
+        """Where one worker pulls its pub/sub deliveries."""
+        return f"ipc://{self.run_dir}/{worker_id}.{generation}.pubsub.ipc"
+
     def handoff(self, worker_id: str, generation: int) -> str:
         """Unix SOCK_SEQPACKET path where a worker receives sockets."""
         return os.path.join(self.run_dir, f"{worker_id}.{generation}.sock")

@@ -45,6 +45,9 @@ class Actor:
         self._closed = False
 
     async def open(self) -> None:
+        app = self.ws.app
+        if app is not None:
+            app.pubsub.add_socket(self.ws)  # addressable by app.send from now on
         if self.handlers.open is not None:
             await self._run("open", self.handlers.open, self.ws)
 
@@ -62,6 +65,10 @@ class Actor:
         if self._closed:
             return
         self._closed = True
+        ws = self.ws
+        if ws.app is not None:  # no more deliveries to a closed socket
+            ws.app.pubsub.remove_socket(ws, ws.subscriptions)
+            ws._topics = None
         if self.handlers.close is None:
             return
         try:

@@ -13,7 +13,7 @@ from .._headers import Headers
 if TYPE_CHECKING:
     from .._app import Axeom
 
-__all__ = ["Connection", "SendStatus", "WebSocket", "new_socket_id"]
+__all__ = ["Connection", "SendStatus", "WebSocket", "new_socket_id", "socket_id_prefix"]
 
 
 class SendStatus(enum.Enum):
@@ -56,8 +56,14 @@ _counter = itertools.count(1)
 
 
 def new_socket_id() -> str:
-    """An id unique across processes: a random per-process prefix and a counter."""
+    """An id unique across processes and nodes: a random per-process prefix
+    (48 bits) and a counter. The prefix tells the hub which worker has it."""
     return f"{_process_prefix}-{next(_counter):x}"
+
+
+def socket_id_prefix() -> str:
+    """The prefix of every socket id this process issues."""
+    return _process_prefix
 
 
 class WebSocket:
@@ -71,6 +77,8 @@ class WebSocket:
 
     __slots__ = (
         "_conn",
+        "_publish_to_self",
+        "_topics",
         "app",
         "data",
         "headers",
@@ -97,8 +105,11 @@ class WebSocket:
         subprotocol: str | None,
         remote_address: tuple[str, int] | None,
         socket_id: str | None = None,
+        publish_to_self: bool = False,
     ) -> None:
         self._conn = conn
+        self._topics: set[str] | None = None  # created on first subscribe (memory)
+        self._publish_to_self = publish_to_self
         self.app = app
         self.id = socket_id or new_socket_id()
         self.route = route
@@ -122,6 +133,42 @@ class WebSocket:
         if isinstance(data, dict | list):
             return self._conn.send_message(json.dumps(data, separators=(",", ":")))
         raise TypeError(f"ws.send takes str, bytes-like, dict or list, not {type(data).__name__}")
+
+    # -- pub/sub ---------------------------------------------------------------
+
+    def subscribe(self, topic: str) -> None:
+        """Receive what is published to ``topic`` (from any worker or node)."""
+        if not self._conn.is_open:
+            return
+        if self._topics is None:
+            self._topics = set()
+        self._topics.add(topic)
+        self._pubsub().subscribe(self, topic)
+
+    def unsubscribe(self, topic: str) -> None:
+        if self._topics is not None and topic in self._topics:
+            self._topics.discard(topic)
+            self._pubsub().unsubscribe(self, topic)
+
+    def is_subscribed(self, topic: str) -> bool:
+        return self._topics is not None and topic in self._topics
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        return frozenset(self._topics or ())
+
+    def publish(self, topic: str, data: str | bytes | dict[str, Any] | list[Any]) -> int:
+        """Publish to ``topic``; this socket gets it only if its route sets
+        ``publish_to_self=True``. Returns how many local sockets got it."""
+        from .._app import to_message
+
+        sender = None if self._publish_to_self else self
+        return self._pubsub().publish(topic, to_message(data), sender)
+
+    def _pubsub(self) -> Any:
+        if self.app is None:
+            raise RuntimeError("pub/sub needs the socket to belong to an app")
+        return self.app.pubsub
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; ``close`` handler runs when it ends."""

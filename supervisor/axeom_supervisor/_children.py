@@ -37,6 +37,11 @@ class Child:
     handoff_path: str | None = None
 
     @property
+    def key(self) -> str:
+        """Unique per process: a name is reused by its replacement, not a generation."""
+        return f"{self.name}.{self.generation}"
+
+    @property
     def pid(self) -> int:
         return self.process.pid
 

@@ -42,7 +42,22 @@ async def reload(supervisor: Supervisor, request: dict[str, Any]) -> Any:
     return "reloading"
 
 
-COMMANDS: dict[str, Command] = {"status": status, "ping": ping, "reload": reload}
+async def publish(supervisor: Supervisor, request: dict[str, Any]) -> Any:
+    """``{"cmd": "publish", "topic": str, "data": str | bytes}``: publish from
+    outside the server to every subscriber of the topic (all workers, and other
+    nodes with a Redis bridge). Answers how many workers it was forwarded to."""
+    topic, data = request.get("topic"), request.get("data")
+    if not isinstance(topic, str) or not isinstance(data, str | bytes):
+        raise ValueError("publish needs 'topic' (str) and 'data' (str or bytes)")
+    return supervisor.publish(topic, data)
+
+
+COMMANDS: dict[str, Command] = {
+    "status": status,
+    "ping": ping,
+    "reload": reload,
+    "publish": publish,
+}
 
 
 async def handle_request(supervisor: Supervisor, data: bytes) -> bytes:

@@ -26,6 +26,7 @@ from axeom._native import _ipc
 
 from . import _control
 from ._children import Child, spawn
+from ._hub import Hub
 from ._policy import ExitStatus, GiveUp, Ignore, Restart, RestartPolicy
 
 __all__ = ["Supervisor"]
@@ -58,6 +59,7 @@ class Supervisor:
         self._events: pynng.Socket | None = None
         self._nursery: trio.Nursery | None = None
         self._reload_requested = trio.Event()
+        self.hub: Hub | None = None
 
     # -- entry point -----------------------------------------------------------
 
@@ -67,10 +69,14 @@ class Supervisor:
                 pynng.Pull0(listen=self.paths.reports) as reports,
                 pynng.Pub0(listen=self.paths.events) as events,
                 pynng.Rep0(listen=self.control_address) as control,
+                pynng.Pull0(listen=self.paths.hub) as hub_in,
             ):
                 self._events = events
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    self.hub = Hub(nursery)
+                    nursery.start_soon(self.hub.receive_loop, hub_in)
+                    nursery.start_soon(self.hub.counts_loop)
                     nursery.start_soon(self._receive_reports, reports)
                     nursery.start_soon(self._serve_control, control)
                     nursery.start_soon(self._handle_signals)
@@ -152,6 +158,8 @@ class Supervisor:
         """Reap one child and act on its exit."""
         returncode = await child.process.wait()
         self.children.remove(child)
+        if child.role == "worker" and self.hub is not None:
+            self.hub.drop_worker(child.key)  # its subscriptions leave the table now
         status = ExitStatus.from_returncode(returncode, requested=child.stop_requested)
         log = logger.info if child.stop_requested or self.stopping else logger.error
         log("%s (pid %d) %s", child.name, child.pid, status.describe())
@@ -218,6 +226,8 @@ class Supervisor:
             if message["t"] == "ready":
                 if child.state == "starting":
                     child.state = "running"
+                if child.role == "worker" and self.hub is not None:
+                    self.hub.add_worker(child.key, message["pubsub"], message["prefix"])
                 child.ready.set()
                 await self._publish_workers()
             elif message["t"] == "hb":
@@ -378,6 +388,15 @@ class Supervisor:
             request = await control.arecv()
             await control.asend(await _control.handle_request(self, request))
 
+    def publish(self, topic: str, data: str | bytes) -> int:
+        """Publish from outside (control socket): to every subscribed worker."""
+        if self.hub is None:
+            return 0
+        self.hub.handle(None, [["pub", topic, data]], {})
+        if self.hub.remote is not None:
+            self.hub.remote.forward(["pub", topic, data])
+        return len(self.hub.topics.get(topic, ()))
+
     def status(self) -> dict[str, Any]:
         now = trio.current_time()
         processes = []
@@ -400,6 +419,7 @@ class Supervisor:
             "port": self.port,
             "uptime": round(time.time() - self.started_wall, 3),
             "processes": processes,
+            "pubsub": self.hub.statistics() if self.hub is not None else {},
             "totals": {
                 "sockets": sum(p.get("sockets", 0) for p in processes),
                 "handed_off": report.get("handed", 0),

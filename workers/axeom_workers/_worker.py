@@ -21,6 +21,9 @@ from axeom import Axeom
 from axeom._native import _handoff, _ipc
 from axeom._native._runtime import SocketRuntime, open_socket_runtime
 from axeom._native._transport import SocketTransport
+from axeom.ws._socket import socket_id_prefix
+
+from ._hub_link import HubLink
 
 __all__ = ["WorkerSettings", "run_worker"]
 
@@ -55,10 +58,16 @@ class Worker:
         listener.bind(path)
         listener.listen(16)
         listener.setblocking(False)
+        key = f"{settings.worker_id}.{settings.generation}"
+        pubsub_address = self.paths.worker_pubsub(settings.worker_id, settings.generation)
+        link = HubLink(self.app.pubsub, key)
+        self.app.pubsub.bridge = link
         with (
             listener,
             pynng.Push0(dial=self.paths.reports) as reports,
             pynng.Sub0(dial=self.paths.events) as events,
+            pynng.Push0(dial=self.paths.hub) as hub_out,
+            pynng.Pull0(listen=pubsub_address) as hub_in,
         ):
             events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
             events.subscribe(
@@ -71,6 +80,8 @@ class Worker:
                     nursery.start_soon(self._heartbeats, reports)
                     nursery.start_soon(self._events, events, nursery)
                     nursery.start_soon(self._signals, nursery)
+                    nursery.start_soon(link.send_loop, hub_out)
+                    nursery.start_soon(link.receive_loop, hub_in)
                     await reports.asend(
                         _ipc.encode(
                             "ready",
@@ -78,6 +89,8 @@ class Worker:
                             gen=settings.generation,
                             pid=os.getpid(),
                             handoff=path,
+                            pubsub=pubsub_address,
+                            prefix=socket_id_prefix(),
                         )
                     )
 
@@ -121,7 +134,7 @@ class Worker:
         transport = SocketTransport(sock)
         try:
             await runtime.run_socket(
-                transport, handed.upgrade, handed.trailing, socket_id=handed.socket_id
+                transport, handed.upgrade, handed.trailing, socket_id=handed.socket_id or None
             )
         except Exception:
             logger.exception("internal error running socket %s; dropped", handed.socket_id)

@@ -1,0 +1,183 @@
+"""Topics and socket addresses of one process, and the link to the others.
+
+``PubSub`` keeps, for this process, which sockets are subscribed to which
+topics and which socket has which id. Publishing delivers to local
+subscribers at once and, when the process is part of a larger deployment,
+queues the operation for a ``Bridge`` (the worker's link to the hub) that
+sends every operation queued since its last pass as one message.
+
+Guarantees: delivery is at most once; messages from one publisher on one
+topic reach each subscriber in publish order (one path per subscriber);
+``subscriber_count`` is eventually consistent across processes.
+
+Sans-IO: no event loop here; the bridge does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .ws._socket import WebSocket
+
+__all__ = ["Bridge", "PubSub", "socket_prefix"]
+
+Message = str | bytes
+
+
+class Bridge(Protocol):
+    """What carries operations to the other processes (and nodes)."""
+
+    def wakeup(self) -> None:
+        """Operations were queued in ``PubSub.outgoing``: send them soon."""
+        ...
+
+
+def socket_prefix(socket_id: str) -> str:
+    """The process part of a socket id (``<process>-<counter>``)."""
+    return socket_id.rpartition("-")[0]
+
+
+class PubSub:
+    """Local topic table, socket directory and outgoing operation queue."""
+
+    def __init__(self) -> None:
+        self._topics: dict[str, set[WebSocket]] = {}
+        self._sockets: dict[str, WebSocket] = {}
+        self.bridge: Bridge | None = None
+        self.outgoing: list[list[Any]] = []
+        # Deployment-wide subscriber counts as last reported by the hub, and
+        # what this process had itself at that time (to add our fresher count).
+        self._remote_counts: dict[str, int] = {}
+        self._counted: dict[str, int] = {}
+        self._dirty_counts: set[str] = set()
+
+    # -- sockets ---------------------------------------------------------------
+
+    def add_socket(self, ws: WebSocket) -> None:
+        self._sockets[ws.id] = ws
+
+    def remove_socket(self, ws: WebSocket, topics: Iterable[str]) -> None:
+        """A socket closed: forget its id and every subscription it had."""
+        self._sockets.pop(ws.id, None)
+        for topic in list(topics):
+            self.unsubscribe(ws, topic)
+
+    # -- subscriptions -----------------------------------------------------------
+
+    def subscribe(self, ws: WebSocket, topic: str) -> bool:
+        """Add ``ws`` to ``topic``; False if it already was subscribed."""
+        members = self._topics.get(topic)
+        if members is None:
+            members = self._topics[topic] = set()
+            self._queue(["sub", topic])  # only the first local subscriber is announced
+        if ws in members:
+            return False
+        members.add(ws)
+        self._count_changed(topic)
+        return True
+
+    def unsubscribe(self, ws: WebSocket, topic: str) -> bool:
+        members = self._topics.get(topic)
+        if members is None or ws not in members:
+            return False
+        members.discard(ws)
+        if not members:
+            del self._topics[topic]
+            self._queue(["unsub", topic])  # and only the last one leaving
+        self._count_changed(topic)
+        return True
+
+    def local_topics(self) -> list[str]:
+        return list(self._topics)
+
+    def local_count(self, topic: str) -> int:
+        return len(self._topics.get(topic, ()))
+
+    def subscriber_count(self, topic: str) -> int:
+        """Subscribers of ``topic`` in the whole deployment.
+
+        Eventually consistent: this process's own count is exact, the other
+        processes' counts are as of the hub's last report (sent a few times
+        per second while they change).
+        """
+        elsewhere = self._remote_counts.get(topic, 0) - self._counted.get(topic, 0)
+        return max(0, elsewhere) + self.local_count(topic)
+
+    def update_counts(self, totals: dict[str, int], ours: dict[str, int]) -> None:
+        """The hub's totals, and what it had counted for this process."""
+        for topic, total in totals.items():
+            if total:
+                self._remote_counts[topic] = total
+            else:
+                self._remote_counts.pop(topic, None)
+        for topic, count in ours.items():
+            if count:
+                self._counted[topic] = count
+            else:
+                self._counted.pop(topic, None)
+
+    def take_counts(self) -> dict[str, int]:
+        """Local counts that changed since the last call (for the bridge)."""
+        changed = {topic: self.local_count(topic) for topic in self._dirty_counts}
+        self._dirty_counts.clear()
+        return changed
+
+    # -- messages ------------------------------------------------------------------
+
+    def publish(self, topic: str, data: Message, sender: WebSocket | None = None) -> int:
+        """Deliver to local subscribers (except ``sender``) and queue for the rest.
+
+        Returns how many local sockets it was queued on.
+        """
+        delivered = self.deliver(topic, data, sender)
+        if self.bridge is not None:
+            self._queue(["pub", topic, data])
+        return delivered
+
+    def deliver(self, topic: str, data: Message, exclude: WebSocket | None = None) -> int:
+        """Deliver to this process's subscribers only."""
+        members = self._topics.get(topic)
+        if not members:
+            return 0
+        count = 0
+        for ws in members:
+            if ws is not exclude and ws.send(data):
+                count += 1
+        return count
+
+    def send(self, socket_id: str, data: Message) -> bool:
+        """Send to one socket wherever it lives; True if it is local and queued."""
+        ws = self._sockets.get(socket_id)
+        if ws is not None:
+            return bool(ws.send(data))
+        if self.bridge is not None:
+            self._queue(["send", socket_id, data])
+        return False
+
+    def deliver_to(self, socket_id: str, data: Message) -> bool:
+        ws = self._sockets.get(socket_id)
+        return ws is not None and bool(ws.send(data))
+
+    # -- internals -------------------------------------------------------------------
+
+    def _queue(self, operation: list[Any]) -> None:
+        if self.bridge is None:
+            return
+        if not self.outgoing:
+            self.bridge.wakeup()
+        self.outgoing.append(operation)
+
+    def _count_changed(self, topic: str) -> None:
+        if self.bridge is not None:
+            if not self._dirty_counts and not self.outgoing:
+                self.bridge.wakeup()
+            self._dirty_counts.add(topic)
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "topics": len(self._topics),
+            "subscriptions": sum(len(m) for m in self._topics.values()),
+            "sockets": len(self._sockets),
+        }

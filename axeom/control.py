@@ -1,0 +1,58 @@
+"""Talk to a running ``axeom run --workers N`` from another process on the
+same machine: publish into a topic, read the status.
+
+    from axeom.control import publish
+    publish("room:1", "server restarting in 5 minutes", port=8000)
+
+These go through the supervisor's control socket (nng REQ/REP, msgpack),
+the same one ``axeom status`` and ``axeom publish`` use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgpack
+import pynng
+
+from ._native._ipc import control_address
+
+__all__ = ["ControlError", "publish", "request", "status"]
+
+
+class ControlError(Exception):
+    """No supervisor answered, or it refused the command."""
+
+
+def request(command: dict[str, Any], *, port: int = 8000, timeout: float = 3.0) -> Any:
+    """Send one command to the supervisor of the server on ``port``; its result."""
+    address = control_address(port)
+    if not os.path.exists(address.removeprefix("ipc://")):
+        raise ControlError(
+            f"no Axeom supervisor on port {port} (is `axeom run --workers N` running there?)"
+        )
+    milliseconds = int(timeout * 1000)
+    try:
+        with pynng.Req0(dial=address, recv_timeout=milliseconds, send_timeout=milliseconds) as req:
+            req.send(msgpack.packb(command))
+            reply = msgpack.unpackb(req.recv())
+    except pynng.exceptions.NNGException as exc:
+        raise ControlError(f"supervisor on port {port} did not answer: {exc}") from None
+    if not reply.get("ok"):
+        raise ControlError(reply.get("message", "command failed"))
+    return reply["result"]
+
+
+def publish(topic: str, data: str | bytes, *, port: int = 8000, timeout: float = 3.0) -> int:
+    """Publish ``data`` to ``topic`` on the server on ``port`` (text if str,
+    binary if bytes). Returns how many workers had subscribers."""
+    return int(
+        request({"cmd": "publish", "topic": topic, "data": data}, port=port, timeout=timeout)
+    )
+
+
+def status(*, port: int = 8000, timeout: float = 3.0) -> dict[str, Any]:
+    """What ``axeom status --json`` prints."""
+    result: dict[str, Any] = request({"cmd": "status"}, port=port, timeout=timeout)
+    return result

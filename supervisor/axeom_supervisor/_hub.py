@@ -1,0 +1,224 @@
+"""The pub/sub hub: forwards each publish only to the workers that need it.
+
+It runs as a task in the supervisor: the supervisor is the first to learn
+that a worker died, so that worker's subscriptions leave the table at once,
+and no extra process or hop is needed. Workers announce only the first
+subscribe and the last unsubscribe of each topic on their side; the hub
+keeps topic -> workers, and process prefix -> worker for ``app.send``.
+
+Each worker has its own bounded queue and sender task here, so a worker
+that is slow to take its deliveries delays only itself (past the bound its
+deliveries are dropped: at most once, and logged once per episode).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgpack
+import pynng
+import trio
+
+__all__ = ["Hub", "RemoteBridge"]
+
+logger = logging.getLogger("axeom.hub")
+
+QUEUE_LIMIT = 10_000
+COUNTS_INTERVAL = 0.2
+
+
+class RemoteBridge(Protocol):
+    """The hub's link to other nodes (Redis), if any."""
+
+    def forward(self, operation: list[Any]) -> None: ...
+
+    def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None: ...
+
+
+@dataclass
+class _Worker:
+    key: str
+    prefix: str
+    push: pynng.Socket
+    send: trio.MemorySendChannel[bytes]
+    topics: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+    dropping: bool = False
+
+
+class Hub:
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self.workers: dict[str, _Worker] = {}
+        self.topics: dict[str, set[str]] = {}
+        self.prefixes: dict[str, str] = {}
+        self.remote: RemoteBridge | None = None
+        self.remote_counts: dict[str, int] = {}
+        self._dirty_counts: set[str] = set()
+        self.published = 0
+        self.forwarded = 0
+
+    # -- workers -------------------------------------------------------------
+
+    def add_worker(self, key: str, address: str, prefix: str) -> None:
+        push = pynng.Push0(dial=address, block_on_dial=False)
+        send, receive = trio.open_memory_channel[bytes](QUEUE_LIMIT)
+        self.workers[key] = _Worker(key, prefix, push, send)
+        self.prefixes[prefix] = key
+        self._nursery.start_soon(self._sender, push, receive)
+
+    def drop_worker(self, key: str) -> None:
+        """The worker is gone: its subscriptions and counts go with it, now."""
+        worker = self.workers.pop(key, None)
+        if worker is None:
+            return
+        self.prefixes.pop(worker.prefix, None)
+        unsubscribed = set()
+        for topic in worker.topics:
+            members = self.topics.get(topic)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self.topics[topic]
+                    unsubscribed.add(topic)
+        self._dirty_counts.update(worker.counts)
+        worker.send.close()
+        worker.push.close()
+        if self.remote is not None and unsubscribed:
+            self.remote.topics_changed(set(), unsubscribed)
+
+    async def _sender(self, push: pynng.Socket, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        async with receive:
+            async for message in receive:
+                try:
+                    await push.asend(message)
+                except pynng.exceptions.Closed:
+                    return
+
+    # -- traffic from workers ---------------------------------------------------
+
+    async def receive_loop(self, pull: pynng.Socket) -> None:
+        while True:
+            data = await pull.arecv()
+            try:
+                key, operations, counts = msgpack.unpackb(data)
+            except (ValueError, TypeError, msgpack.UnpackException):
+                logger.warning("malformed pub/sub batch dropped")
+                continue
+            self.handle(key, operations, counts)
+
+    def handle(
+        self, source: str | None, operations: list[list[Any]], counts: dict[str, int]
+    ) -> None:
+        """Apply one batch from ``source`` (None: from outside, e.g. the control socket)."""
+        outgoing: dict[str, list[list[Any]]] = defaultdict(list)
+        worker = self.workers.get(source) if source is not None else None
+        subscribed: set[str] = set()
+        unsubscribed: set[str] = set()
+        for operation in operations:
+            kind = operation[0]
+            if kind == "pub":
+                self.published += 1
+                topic = operation[1]
+                for target in self.topics.get(topic, ()):
+                    if target != source:
+                        outgoing[target].append(operation)
+                if self.remote is not None and source is not None:
+                    self.remote.forward(operation)
+            elif kind == "send":
+                target = self.prefixes.get(operation[1].rpartition("-")[0])
+                if target is not None:
+                    outgoing[target].append(operation)
+                elif self.remote is not None:
+                    self.remote.forward(operation)
+            elif kind == "sub" and worker is not None:
+                topic = operation[1]
+                worker.topics.add(topic)
+                members = self.topics.setdefault(topic, set())
+                if not members:
+                    subscribed.add(topic)
+                members.add(worker.key)
+            elif kind == "unsub" and worker is not None:
+                topic = operation[1]
+                worker.topics.discard(topic)
+                members = self.topics.get(topic)
+                if members is not None:
+                    members.discard(worker.key)
+                    if not members:
+                        del self.topics[topic]
+                        unsubscribed.add(topic)
+        if worker is not None and counts:
+            for topic, count in counts.items():
+                if count:
+                    worker.counts[topic] = count
+                else:
+                    worker.counts.pop(topic, None)
+            self._dirty_counts.update(counts)
+        if self.remote is not None and (subscribed or unsubscribed):
+            self.remote.topics_changed(subscribed - unsubscribed, unsubscribed - subscribed)
+        for target, batch in outgoing.items():
+            self._enqueue(target, batch)
+
+    def deliver_remote(self, operation: list[Any]) -> None:
+        """A publish or send that came from another node."""
+        kind = operation[0]
+        if kind == "pub":
+            for target in self.topics.get(operation[1], ()):
+                self._enqueue(target, [operation])
+        elif kind == "send":
+            target = self.prefixes.get(operation[1].rpartition("-")[0])
+            if target is not None:
+                self._enqueue(target, [operation])
+
+    def _enqueue(self, key: str, batch: list[list[Any]]) -> None:
+        worker = self.workers.get(key)
+        if worker is None:
+            return
+        try:
+            worker.send.send_nowait(msgpack.packb(batch))
+            self.forwarded += len(batch)
+            worker.dropping = False
+        except trio.WouldBlock:
+            if not worker.dropping:
+                logger.warning("%s is not keeping up with pub/sub: dropping deliveries", key)
+                worker.dropping = True
+        except trio.ClosedResourceError:
+            pass
+
+    # -- counts ------------------------------------------------------------------
+
+    def local_totals(self, topics: set[str]) -> dict[str, int]:
+        return {t: sum(w.counts.get(t, 0) for w in self.workers.values()) for t in topics}
+
+    async def counts_loop(self) -> None:
+        """A few times per second, tell workers the totals of changed topics."""
+        while True:
+            await trio.sleep(COUNTS_INTERVAL)
+            if not self._dirty_counts:
+                continue
+            dirty, self._dirty_counts = self._dirty_counts, set()
+            totals = self.local_totals(dirty)
+            for topic in dirty:
+                totals[topic] += self.remote_counts.get(topic, 0)
+            for worker in list(self.workers.values()):
+                ours = {t: worker.counts.get(t, 0) for t in dirty}
+                self._enqueue(worker.key, [["counts", totals, ours]])
+
+    def remote_counts_changed(self, counts: dict[str, int]) -> None:
+        for topic, count in counts.items():
+            if count:
+                self.remote_counts[topic] = count
+            else:
+                self.remote_counts.pop(topic, None)
+        self._dirty_counts.update(counts)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "topics": len(self.topics),
+            "workers": len(self.workers),
+            "published": self.published,
+            "forwarded": self.forwarded,
+        }

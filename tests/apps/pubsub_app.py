@@ -1,0 +1,38 @@
+"""App for the pub/sub tests: every socket of /sub/:topic is subscribed to
+its topic and obeys small commands; command replies start with "R:"."""
+
+import os
+
+from axeom import Axeom
+from axeom.ws import ws_plugin
+
+app = Axeom().use(ws_plugin())
+
+
+def on_open(ws):
+    ws.subscribe(ws.params["topic"])
+
+
+def on_message(ws, msg):
+    topic = ws.params["topic"]
+    command, _, arg = msg.partition(":")
+    if command == "pid":
+        ws.send(f"R:{os.getpid()}")
+    elif command == "id":
+        ws.send(f"R:{ws.id}")
+    elif command == "pub":
+        ws.publish(topic, arg)
+    elif command == "app-pub":
+        app.publish(topic, arg)
+    elif command == "unsub":
+        ws.unsubscribe(topic)
+        ws.send(f"R:unsubscribed {ws.is_subscribed(topic)}")
+    elif command == "count":
+        ws.send(f"R:{app.subscriber_count(topic)}")
+    elif command == "send":
+        target, _, text = arg.partition(":")
+        app.send(target, text)
+
+
+app.ws("/sub/:topic", open=on_open, message=on_message)
+app.ws("/echo-self/:topic", open=on_open, message=on_message, publish_to_self=True)
