@@ -346,6 +346,26 @@ class WorkerPolicyConfig:
         _require_greater(self, "heartbeat_timeout", "heartbeat_interval")
 
 
+def _redis_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f'must be a URL like "redis://127.0.0.1:6379/0", got {_show(value)}')
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f'must be a URL like "redis://127.0.0.1:6379/0", got {_show(value)}')
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(f"has an invalid port, got {_show(value)}") from None
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError(f"must name a numeric database after the host, got {_show(value)}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Where to listen and how many processes to run.
@@ -359,6 +379,8 @@ class ServerConfig:
         log_level: One of ``critical``, ``error``, ``warning``, ``info``, ``debug``.
         graceful_timeout: Seconds a worker may spend draining open connections after SIGTERM
             before the remaining ones are closed.
+        pubsub: ``redis://HOST:PORT/DB`` to bridge pub/sub to the other nodes running the same
+            app through Redis; unset, pub/sub reaches this node's workers only.
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -366,6 +388,7 @@ class ServerConfig:
     workers: int = field(default=0, metadata=_checked(_integer(0)))
     log_level: LogLevel = field(default="info", metadata=_checked(_choice(LogLevel)))
     graceful_timeout: float = field(default=10.0, metadata=_checked(_POSITIVE))
+    pubsub: str | None = field(default=None, metadata=_checked(_redis_url))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -392,6 +415,7 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "workers": "server.workers",
     "log_level": "server.log_level",
     "graceful_timeout": "server.graceful_timeout",
+    "pubsub": "server.pubsub",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

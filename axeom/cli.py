@@ -75,6 +75,11 @@ def main() -> None:
     help="Seconds workers get to close their sockets on SIGTERM.  "
     f"[default: {_DEFAULTS.graceful_timeout:g}]",
 )
+@click.option(
+    "--pubsub",
+    envvar="AXEOM_PUBSUB",
+    help="redis://HOST:PORT/DB: bridge pub/sub to every node using this Redis.",
+)
 def run(app: str, config_file: str | None, **overrides: Any) -> None:
     """Serve the app named by IMPORT (module:attr or path/to/file.py:attr)."""
     if overrides.get("log_level"):
@@ -83,6 +88,8 @@ def run(app: str, config_file: str | None, **overrides: Any) -> None:
         config = Config.build(app, config_file, **overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    if config.server.pubsub:
+        _check_pubsub(config)
     if config.server.workers == 0:
         _serve_in_process(config)
         return
@@ -91,6 +98,19 @@ def run(app: str, config_file: str | None, **overrides: Any) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
+
+
+def _check_pubsub(config: Config) -> None:
+    if config.server.workers == 0:
+        raise click.UsageError(
+            "--pubsub bridges the pub/sub hub of a process tree: use it with --workers N (N >= 1)"
+        )
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        raise click.UsageError(
+            "--pubsub needs the redis package: pip install 'axeom[redis]'"
+        ) from None
 
 
 def _serve_in_process(config: Config) -> None:

@@ -1,19 +1,18 @@
 """A chat room per path parameter; the user's name comes from `derive`.
 
-    axeom run examples/chat.py:app
-    # then connect two clients to ws://127.0.0.1:8000/chat/lobby with header x-user
+    axeom run examples/chat.py:app                      # one process
+    axeom run examples/chat.py:app --workers 4          # rooms span the workers
+    axeom run examples/chat.py:app --workers 4 --port 8001 --pubsub redis://127.0.0.1:6379/0
 
-Everyone in a room sees every message posted to it.
+Connect to ws://127.0.0.1:8000/chat/lobby with an `x-user` header (or
+`?user=ann`). Everyone in a room sees every message posted to it, whichever
+worker or node their socket lives on: the room is a pub/sub topic.
 """
-
-from collections import defaultdict
 
 from axeom import Axeom, Unauthorized
 from axeom.ws import ws_plugin
 
 app = Axeom().use(ws_plugin())
-
-rooms: dict[str, set] = defaultdict(set)
 
 
 @app.derive
@@ -25,22 +24,15 @@ async def who(ctx):
     return {"user": user}
 
 
-@app.ws("/chat/:room")
+@app.ws("/chat/:room", publish_to_self=True)
 class Chat:
     def open(self, ws):
         room = ws.params["room"]
-        rooms[room].add(ws)
-        self.broadcast(room, f"* {ws.data['user']} joined {room}")
+        ws.subscribe(room)
+        ws.publish(room, f"* {ws.data['user']} joined {room}")
 
     def message(self, ws, msg):
-        self.broadcast(ws.params["room"], f"{ws.data['user']}: {msg}")
+        ws.publish(ws.params["room"], f"{ws.data['user']}: {msg}")
 
     def close(self, ws, code, reason):
-        room = ws.params["room"]
-        rooms[room].discard(ws)
-        self.broadcast(room, f"* {ws.data['user']} left")
-
-    @staticmethod
-    def broadcast(room, text):
-        for member in rooms[room]:
-            member.send(text)
+        ws.publish(ws.params["room"], f"* {ws.data['user']} left")

@@ -128,3 +128,30 @@ def test_axeom_publish_without_a_server_is_a_clear_error() -> None:
     result = run_axeom("publish", "t", "m", "--port", "1")
     assert result.returncode == 1
     assert "no Axeom supervisor on port 1" in result.stderr
+
+
+def test_chat_example_across_four_workers() -> None:
+    """examples/chat.py with --workers 4: two users on different workers share a room."""
+    with running_axeom("examples/chat.py:app", "--port", "0", "--workers", "4") as server:
+        url = f"{server.url}/chat/lobby"
+        with ws_sync.connect(url, additional_headers={"x-user": "ann"}) as ann:
+            assert ann.recv(timeout=5) == "* ann joined lobby"
+            with ws_sync.connect(url, additional_headers={"x-user": "bob"}) as bob:
+                assert bob.recv(timeout=5) == "* bob joined lobby"
+                assert ann.recv(timeout=5) == "* bob joined lobby"
+                wait_for(
+                    lambda: (
+                        sorted(
+                            p["sockets"] for p in status(server.port)["processes"] if "sockets" in p
+                        )
+                        == [0, 0, 1, 1]
+                    ),
+                    10,
+                    "the two sockets on two different workers",
+                )
+                ann.send("hello")
+                assert ann.recv(timeout=5) == "ann: hello"
+                assert bob.recv(timeout=5) == "ann: hello"
+                bob.send("hi ann")
+                assert ann.recv(timeout=5) == "bob: hi ann"
+            assert ann.recv(timeout=5) == "* bob left"

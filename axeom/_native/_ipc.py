@@ -79,6 +79,11 @@ class RunPaths:
         """Where the pub/sub hub pulls batches from workers."""
         return f"ipc://{self.run_dir}/hub.ipc"
 
+    @property
+    def bridge(self) -> str:
+        """Where the Redis bridge process pulls operations from the hub."""
+        return f"ipc://{self.run_dir}/bridge.ipc"
+
     def worker_pubsub(self, worker_id: str, generation: int) -> str:
         """Where one worker pulls its pub/sub deliveries."""
         return f"ipc://{self.run_dir}/{worker_id}.{generation}.pubsub.ipc"

@@ -37,6 +37,8 @@ class RemoteBridge(Protocol):
 
     def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None: ...
 
+    def counts(self, totals: dict[str, int]) -> None: ...
+
 
 @dataclass
 class _Worker:
@@ -108,7 +110,18 @@ class Hub:
             except (ValueError, TypeError, msgpack.UnpackException):
                 logger.warning("malformed pub/sub batch dropped")
                 continue
-            self.handle(key, operations, counts)
+            if key == "bridge":
+                self.from_bridge(operations)
+            else:
+                self.handle(key, operations, counts)
+
+    def from_bridge(self, operations: list[list[Any]]) -> None:
+        """Publishes, sends and counts from the other nodes."""
+        for operation in operations:
+            if operation[0] == "rcounts":
+                self.remote_counts_changed(operation[1])
+            else:
+                self.deliver_remote(operation)
 
     def handle(
         self, source: str | None, operations: list[list[Any]], counts: dict[str, int]
@@ -201,6 +214,8 @@ class Hub:
                 continue
             dirty, self._dirty_counts = self._dirty_counts, set()
             totals = self.local_totals(dirty)
+            if self.remote is not None:
+                self.remote.counts(dict(totals))
             for topic in dirty:
                 totals[topic] += self.remote_counts.get(topic, 0)
             for worker in list(self.workers.values()):
@@ -214,6 +229,12 @@ class Hub:
             else:
                 self.remote_counts.pop(topic, None)
         self._dirty_counts.update(counts)
+
+    def resync_remote(self) -> None:
+        """A (re)started bridge learns every topic and count of this node."""
+        if self.remote is not None:
+            self.remote.topics_changed(set(self.topics), set())
+            self.remote.counts(self.local_totals(set(self.topics)))
 
     def statistics(self) -> dict[str, Any]:
         return {

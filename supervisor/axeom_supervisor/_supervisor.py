@@ -25,6 +25,7 @@ from axeom._config import Config
 from axeom._native import _ipc
 
 from . import _control
+from ._bridge_link import BridgeLink
 from ._children import Child, spawn
 from ._hub import Hub
 from ._policy import ExitStatus, GiveUp, Ignore, Restart, RestartPolicy
@@ -60,6 +61,7 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self._reload_requested = trio.Event()
         self.hub: Hub | None = None
+        self.node_id = os.urandom(6).hex()
 
     # -- entry point -----------------------------------------------------------
 
@@ -77,6 +79,11 @@ class Supervisor:
                     self.hub = Hub(nursery)
                     nursery.start_soon(self.hub.receive_loop, hub_in)
                     nursery.start_soon(self.hub.counts_loop)
+                    if self.config.server.pubsub:
+                        link = BridgeLink()
+                        self.hub.remote = link
+                        bridge_out = pynng.Push0(dial=self.paths.bridge, block_on_dial=False)
+                        nursery.start_soon(link.send_loop, bridge_out)
                     nursery.start_soon(self._receive_reports, reports)
                     nursery.start_soon(self._serve_control, control)
                     nursery.start_soon(self._handle_signals)
@@ -96,6 +103,8 @@ class Supervisor:
         with trio.move_on_after(READY_TIMEOUT):
             for child in workers:
                 await child.ready.wait()
+        if self.config.server.pubsub:
+            await self._start("bridge", "bridge")
         await self._start("acceptor", "acceptor")
         acceptor = self._child("acceptor")
         with trio.move_on_after(READY_TIMEOUT):
@@ -127,6 +136,9 @@ class Supervisor:
             module = "axeom._native.acceptor_main"
             options["listener_fd"] = self.listener.fileno()
             pass_fds = (self.listener.fileno(),)
+        elif role == "bridge":
+            module = "axeom_supervisor.redis_bridge"
+            options.update(url=self.config.server.pubsub, node_id=self.node_id)
         else:
             module = "axeom_workers"
             options.update(
@@ -146,7 +158,7 @@ class Supervisor:
         return child
 
     def _policy(self, role: str) -> RestartPolicy:
-        return self.acceptor_policy if role == "acceptor" else self.worker_policy
+        return self.worker_policy if role == "worker" else self.acceptor_policy
 
     def _child(self, name: str) -> Child | None:
         for child in reversed(self.children):
@@ -208,6 +220,8 @@ class Supervisor:
         for index in range(1, self.config.server.workers + 1):
             if self._child(f"worker-{index}") is None:
                 await self._start("worker", f"worker-{index}")
+        if self.config.server.pubsub and self._child("bridge") is None:
+            await self._start("bridge", "bridge")
         if self._child("acceptor") is None:
             await self._start("acceptor", "acceptor")
 
@@ -228,6 +242,8 @@ class Supervisor:
                     child.state = "running"
                 if child.role == "worker" and self.hub is not None:
                     self.hub.add_worker(child.key, message["pubsub"], message["prefix"])
+                if child.role == "bridge" and self.hub is not None:
+                    self.hub.resync_remote()
                 child.ready.set()
                 await self._publish_workers()
             elif message["t"] == "hb":
@@ -235,7 +251,7 @@ class Supervisor:
 
     def _find(self, name: Any, generation: Any) -> Child | None:
         for child in self.children:
-            if child.name == name and (child.role == "acceptor" or child.generation == generation):
+            if child.name == name and (child.role != "worker" or child.generation == generation):
                 return child
         return None
 
@@ -375,6 +391,8 @@ class Supervisor:
             for child in list(self.children):
                 if child.role == "worker":
                     drains.start_soon(self._drain, child)
+                else:
+                    drains.start_soon(self._terminate, child, KILL_GRACE)
         with trio.move_on_after(KILL_GRACE):
             while self.children:
                 await trio.sleep(0.05)

@@ -1,0 +1,48 @@
+"""The hub's side of the Redis bridge: a batched nng link to the bridge process.
+
+Operations for other nodes (publishes, sends to sockets not on this node,
+topic (un)subscriptions, this node's subscriber counts) are queued and sent
+as one nng message per pass, like the workers' links to the hub.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pynng
+import trio
+
+__all__ = ["BridgeLink"]
+
+
+class BridgeLink:
+    """Implements the hub's ``RemoteBridge``."""
+
+    def __init__(self) -> None:
+        self.outgoing: list[list[Any]] = []
+        self._wake = trio.Event()
+        self.connected = False
+
+    def forward(self, operation: list[Any]) -> None:
+        self._queue(operation)
+
+    def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None:
+        self._queue(["topics", sorted(subscribed), sorted(unsubscribed)])
+
+    def counts(self, totals: dict[str, int]) -> None:
+        self._queue(["counts", totals])
+
+    def _queue(self, operation: list[Any]) -> None:
+        if not self.outgoing:
+            self._wake.set()
+        self.outgoing.append(operation)
+
+    async def send_loop(self, push: pynng.Socket) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await trio.lowlevel.checkpoint()
+            batch, self.outgoing = self.outgoing, []
+            if batch:
+                await push.asend(msgpack.packb(batch))

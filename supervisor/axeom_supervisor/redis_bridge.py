@@ -1,0 +1,312 @@
+"""``python -m axeom_supervisor.redis_bridge OPTIONS_JSON``: this node's link to Redis.
+
+A supervised child of ``axeom run --workers N --pubsub redis://...``. It runs
+asyncio because the Redis client (redis-py's asyncio API) does; it talks to
+the hub over nng, so no asyncio code runs inside the trio processes.
+
+Channel layout (anything that can PUBLISH to Redis can publish into a topic):
+
+``axeom:topic:<topic>``
+    A message for the subscribers of ``<topic>``. Payload: JSON
+    ``{"text": "..."}`` for a text message or ``{"binary": "<base64>"}`` for a
+    binary one, with ``"node"`` naming the sending node (nodes ignore their
+    own messages; external producers leave it out). For example
+    ``PUBLISH axeom:topic:room:1 '{"text": "hello"}'``.
+``axeom:send``
+    A message for one socket: ``{"to": "<socket id>", "text": ...}`` (or
+    ``"binary"``); the node that has the socket delivers it.
+``axeom:counts``
+    Each node's subscriber counts, ``{"node": ..., "counts": {topic: n}}``,
+    sent when they change and in full every few seconds; a node not heard
+    from for 10 s no longer counts.
+
+Redis pub/sub channels are shared by every database of a server, so the
+database number in the URL does not isolate deployments: give each its
+own Redis. Delivery is at most once: while Redis is unreachable, messages
+for other nodes are dropped (local delivery goes on), the outage is logged
+once, and the bridge reconnects with backoff and resubscribes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import msgpack
+import pynng
+
+from axeom._native import _ipc
+
+logger = logging.getLogger("axeom.redis")
+
+TOPIC_PREFIX = "axeom:topic:"
+SEND_CHANNEL = "axeom:send"
+COUNTS_CHANNEL = "axeom:counts"
+FULL_COUNTS_EVERY = 3.0
+NODE_EXPIRY = 10.0
+BACKOFF_INITIAL, BACKOFF_MAX = 0.1, 5.0
+
+
+def encode_message(node: str, data: str | bytes, **extra: Any) -> str:
+    body: dict[str, Any] = {"node": node, **extra}
+    if isinstance(data, str):
+        body["text"] = data
+    else:
+        body["binary"] = base64.b64encode(data).decode("ascii")
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode_message(payload: bytes | str) -> tuple[str | None, str | bytes, dict[str, Any]] | None:
+    """(sending node, data, the whole body), or None if malformed."""
+    try:
+        body = json.loads(payload)
+        if "text" in body:
+            data: str | bytes = str(body["text"])
+        else:
+            data = base64.b64decode(body["binary"])
+        return body.get("node"), data, body
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class RedisBridge:
+    def __init__(self, url: str, node: str, hub_push: pynng.Socket) -> None:
+        self.url = url
+        self.node = node
+        self.hub = hub_push
+        self.topics: set[str] = set()
+        self.local_counts: dict[str, int] = {}
+        self.remote: dict[str, tuple[float, dict[str, int]]] = {}
+        self.pending: list[tuple[str, str]] = []
+        self.wake = asyncio.Event()
+        self.subscriptions_changed = asyncio.Event()
+        self.changed_counts: set[str] = set()
+        self.down = False
+        self.dropped = 0
+
+    # -- from the hub -------------------------------------------------------------
+
+    def apply(self, batch: list[list[Any]]) -> None:
+        for operation in batch:
+            kind = operation[0]
+            if kind == "pub":
+                self._publish(TOPIC_PREFIX + operation[1], encode_message(self.node, operation[2]))
+            elif kind == "send":
+                message = encode_message(self.node, operation[2], to=operation[1])
+                self._publish(SEND_CHANNEL, message)
+            elif kind == "topics":
+                self.topics.update(operation[1])
+                self.topics.difference_update(operation[2])
+                self.subscriptions_changed.set()
+            elif kind == "counts":
+                for topic, count in operation[1].items():
+                    if count:
+                        self.local_counts[topic] = count
+                    else:
+                        self.local_counts.pop(topic, None)
+                    self.changed_counts.add(topic)
+
+    def _publish(self, channel: str, payload: str) -> None:
+        if self.down:
+            self.dropped += 1  # at most once: nothing is held back for later
+            return
+        self.pending.append((channel, payload))
+        self.wake.set()
+
+    # -- to the hub -----------------------------------------------------------------
+
+    async def to_hub(self, batch: list[list[Any]]) -> None:
+        await self.hub.asend(msgpack.packb(["bridge", batch, {}]))
+
+    def remote_totals(self, topics: set[str]) -> dict[str, int]:
+        now = time.monotonic()
+        alive = [counts for seen, counts in self.remote.values() if now - seen < NODE_EXPIRY]
+        return {topic: sum(c.get(topic, 0) for c in alive) for topic in topics}
+
+    async def on_redis_message(self, channel: str, payload: bytes) -> None:
+        decoded = decode_message(payload) if channel != COUNTS_CHANNEL else None
+        if channel == COUNTS_CHANNEL:
+            try:
+                body = json.loads(payload)
+                node, counts = body["node"], body["counts"]
+            except (ValueError, KeyError, TypeError):
+                return
+            if node == self.node:
+                return
+            previous = self.remote.get(node, (0.0, {}))[1]
+            merged = counts if body.get("full") else {**previous, **counts}
+            merged = {t: n for t, n in merged.items() if n}
+            self.remote[node] = (time.monotonic(), merged)
+            changed = set(counts) | (set(previous) if body.get("full") else set())
+            await self.to_hub([["rcounts", self.remote_totals(changed)]])
+            return
+        if decoded is None:
+            logger.warning("malformed message on %s ignored", channel)
+            return
+        node, data, body = decoded
+        if node == self.node:
+            return
+        if channel == SEND_CHANNEL:
+            target = body.get("to")
+            if isinstance(target, str):
+                await self.to_hub([["send", target, data]])
+        elif channel.startswith(TOPIC_PREFIX):
+            await self.to_hub([["pub", channel[len(TOPIC_PREFIX) :], data]])
+
+    # -- Redis ------------------------------------------------------------------------
+
+    async def run(self, pull: pynng.Socket) -> None:
+        await asyncio.gather(self._from_hub(pull), self._redis_forever(), self._expire_nodes())
+
+    async def _from_hub(self, pull: pynng.Socket) -> None:
+        while True:
+            self.apply(msgpack.unpackb(await pull.arecv()))
+
+    async def _expire_nodes(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            gone = [n for n, (seen, _) in self.remote.items() if now - seen >= NODE_EXPIRY]
+            for node in gone:
+                counts = self.remote.pop(node)[1]
+                await self.to_hub([["rcounts", self.remote_totals(set(counts))]])
+
+    async def _redis_forever(self) -> None:
+        import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
+
+        delay = BACKOFF_INITIAL
+        down_since: float | None = None
+        while True:
+            client = aioredis.from_url(self.url)
+            try:
+                await client.ping()
+                if down_since is not None:
+                    logger.warning(
+                        "Redis at %s is back after %.1fs; remote delivery resumes",
+                        self.url,
+                        time.monotonic() - down_since,
+                    )
+                else:
+                    logger.info("connected to Redis at %s", self.url)
+                down_since, delay = None, BACKOFF_INITIAL
+                self.down = False
+                await self._session(client)
+            except (RedisError, OSError) as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    logger.error(
+                        "Redis at %s unreachable (%s): local delivery goes on, "
+                        "reconnecting with backoff",
+                        self.url,
+                        exc,
+                    )
+                self.down = True
+                self.pending.clear()  # at most once: what could not go out is dropped
+            finally:
+                try:
+                    await client.aclose()
+                except (RedisError, OSError):
+                    pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _session(self, client: Any) -> None:
+        pubsub = client.pubsub()
+        subscribed: set[str] = set()
+        await pubsub.subscribe(SEND_CHANNEL, COUNTS_CHANNEL)
+        last_full = 0.0
+        self.changed_counts.update(self.local_counts)
+        try:
+            while True:
+                wanted = {TOPIC_PREFIX + t for t in self.topics}
+                if wanted - subscribed:
+                    await pubsub.subscribe(*(wanted - subscribed))
+                if subscribed - wanted:
+                    await pubsub.unsubscribe(*(subscribed - wanted))
+                subscribed = wanted
+                self.subscriptions_changed.clear()
+                if self.pending:
+                    batch, self.pending = self.pending, []
+                    async with client.pipeline(transaction=False) as pipe:
+                        for channel, payload in batch:
+                            pipe.publish(channel, payload)
+                        await pipe.execute()
+                now = time.monotonic()
+                if now - last_full >= FULL_COUNTS_EVERY or self.changed_counts:
+                    full = now - last_full >= FULL_COUNTS_EVERY
+                    counts = (
+                        dict(self.local_counts)
+                        if full
+                        else {t: self.local_counts.get(t, 0) for t in self.changed_counts}
+                    )
+                    self.changed_counts.clear()
+                    if full:
+                        last_full = now
+                    body = {"node": self.node, "counts": counts, "full": full}
+                    await client.publish(COUNTS_CHANNEL, json.dumps(body))
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.01)
+                while message is not None:
+                    channel = message["channel"]
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    await self.on_redis_message(channel, message["data"])
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+                if not self.pending and not self.subscriptions_changed.is_set():
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), 0.05)
+                    except TimeoutError:
+                        pass
+                self.wake.clear()
+        finally:
+            await pubsub.aclose()
+
+
+async def amain(options: dict[str, Any]) -> None:
+    paths = _ipc.RunPaths(options["run_dir"])
+    with (
+        pynng.Pull0(listen=paths.bridge) as pull,
+        pynng.Push0(dial=paths.hub) as push,
+        pynng.Push0(dial=paths.reports) as reports,
+    ):
+        bridge = RedisBridge(options["url"], options["node_id"], push)
+        await reports.asend(_ipc.encode("ready", id="bridge", gen=0, pid=os.getpid()))
+
+        async def heartbeats() -> None:
+            while True:
+                await reports.asend(_ipc.encode("hb", id="bridge", gen=0, pid=os.getpid()))
+                await asyncio.sleep(options["heartbeat_interval"])
+
+        await asyncio.gather(bridge.run(pull), heartbeats())
+
+
+def main() -> None:
+    options = json.loads(sys.argv[1])
+    logging.basicConfig(
+        level=options["log_level"].upper(),
+        format="%(asctime)s %(levelname)s [redis-bridge] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        print(
+            "Error: --pubsub needs the redis package: pip install 'axeom[redis]'",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(3)
+    try:
+        asyncio.run(amain(options))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
