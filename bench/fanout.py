@@ -233,9 +233,7 @@ def main() -> None:
             f"{name:<12} {r['deliveries_per_s']:>14,.0f} {ratio:>6.2f}x "
             f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
         )
-    print(
-        f"(machine: {procstat.__name__ and os.cpu_count()} cores; server on CPU 0, load on CPU 1)"
-    )
+    print(f"({os.cpu_count()} cores; every server process on CPU 0, this load generator on CPU 1)")
 
 
 if __name__ == "__main__":
