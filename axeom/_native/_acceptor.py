@@ -24,13 +24,13 @@ from .._app import Axeom
 from .._messages import Response
 from . import _handoff, _ipc
 from ._handshake import Accepted, HandshakeLimits, answer_handshake
+from ._serve import accept_forever
 from ._transport import SocketTransport
 
 __all__ = ["Acceptor", "AcceptorSettings"]
 
 logger = logging.getLogger("axeom.acceptor")
 
-ACCEPT_BATCH = 64
 TABLE_WAIT = 10.0
 
 
@@ -141,7 +141,11 @@ class Acceptor:
                 # connections wait in the listening socket's backlog.
                 with trio.move_on_after(TABLE_WAIT):
                     await self.table_received.wait()
-                nursery.start_soon(self._accept_loop, nursery)
+                nursery.start_soon(
+                    accept_forever,
+                    self.listener,
+                    lambda sock, address: nursery.start_soon(self._serve_client, sock, address),
+                )
 
     async def _events(self, events: pynng.Socket) -> None:
         while True:
@@ -170,22 +174,6 @@ class Acceptor:
             async for _ in signals:
                 logger.info("acceptor stopping")
                 nursery.cancel_scope.cancel()
-
-    async def _accept_loop(self, nursery: trio.Nursery) -> None:
-        listener = self.listener
-        while True:
-            await trio.lowlevel.wait_readable(listener)
-            for _ in range(ACCEPT_BATCH):
-                try:
-                    sock, address = listener.accept()
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    logger.error("accept failed: %s", exc)
-                    await trio.sleep(0.05)
-                    break
-                nursery.start_soon(self._serve_client, sock, address)
-            await trio.lowlevel.checkpoint()
 
     async def _serve_client(self, sock: socket.socket, address: Any) -> None:
         transport = SocketTransport(sock)

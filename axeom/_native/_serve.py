@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -13,7 +15,7 @@ from ._handshake import HandshakeLimits, answer_handshake
 from ._runtime import SocketRuntime, open_socket_runtime
 from ._transport import SocketTransport
 
-__all__ = ["bind_listener", "serve", "serve_listener"]
+__all__ = ["accept_forever", "bind_listener", "serve", "serve_listener"]
 
 logger = logging.getLogger("axeom.server")
 
@@ -64,12 +66,20 @@ async def serve_listener(
     listener.setblocking(False)
     async with open_socket_runtime(app) as runtime:
         task_status.started(listener.getsockname()[:2])
-        await _accept_loop(app, listener, runtime, limits)
+        await accept_forever(
+            listener,
+            lambda sock, address: runtime.nursery.start_soon(
+                _serve_client, app, runtime, sock, address, limits
+            ),
+        )
 
 
-async def _accept_loop(
-    app: Axeom, listener: socket.socket, runtime: SocketRuntime, limits: HandshakeLimits
+async def accept_forever(
+    listener: socket.socket, on_client: Callable[[socket.socket, Any], None]
 ) -> None:
+    """Accept connections in batches and hand each to ``on_client`` (which
+    starts a task for it). Running out of descriptors or buffers pauses
+    accepting briefly instead of failing: the backlog holds the clients."""
     while True:
         await trio.lowlevel.wait_readable(listener)
         for _ in range(ACCEPT_BATCH):
@@ -85,7 +95,7 @@ async def _accept_loop(
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
                 raise
-            runtime.nursery.start_soon(_serve_client, app, runtime, sock, address, limits)
+            on_client(sock, address)
         await trio.lowlevel.checkpoint()
 
 
