@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import NoReturn
 
 from ._app import Axeom
 from ._importer import ImportFromStringError, import_from_string
 
-__all__ = ["EXIT_APP_LOAD_FAILED", "configure_child_logging", "load_app_or_exit"]
+__all__ = [
+    "EXIT_APP_LOAD_FAILED",
+    "configure_child_logging",
+    "load_app_or_exit",
+    "parent_gone",
+]
 
 # The supervisor reads this status as "the app cannot be loaded": it stops
 # everything instead of restarting into the same failure.
 EXIT_APP_LOAD_FAILED = 3
+
+
+_parent = os.getppid()
+
+
+def parent_gone() -> bool:
+    """True once the supervisor that started this process has died.
+
+    Children check it with every heartbeat and stop, so that a crashed
+    supervisor never leaves workers serving unsupervised. (PR_SET_PDEATHSIG
+    would not do: trio starts children from a worker thread, and that signal
+    fires when the *thread* exits.)
+    """
+    return os.getppid() != _parent
 
 
 def configure_child_logging(level: str, name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from ._headers import Headers
@@ -11,6 +12,8 @@ if TYPE_CHECKING:
     from ._app import Axeom
 
 __all__ = ["Context"]
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 class Context:
@@ -66,7 +69,20 @@ class Context:
         return self.request.client
 
     def set_header(self, name: str, value: str) -> None:
-        """Add a header to the response this request ends with."""
+        """Add a header to the response this request ends with.
+
+        Raises ``ValueError`` for a name that is not a token or a value with
+        a line break or a character outside latin-1 (a header injection or an
+        unsendable header), so the mistake becomes a logged 500.
+        """
+        if not _TOKEN.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if "\r" in value or "\n" in value or "\x00" in value:
+            raise ValueError(f"header {name!r} value contains a line break")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"header {name!r} value is not latin-1; percent-encode it") from None
         self.response_headers.append((name, value))
 
     def __getattr__(self, name: str) -> Any:

@@ -25,6 +25,10 @@ __all__ = ["Bridge", "PubSub", "socket_prefix"]
 
 Message = str | bytes
 
+# Operations waiting for the bridge beyond this are dropped (at most once):
+# memory stays bounded when the hub is slow or gone.
+MAX_OUTGOING = 100_000
+
 
 class Bridge(Protocol):
     """What carries operations to the other processes (and nodes)."""
@@ -32,6 +36,13 @@ class Bridge(Protocol):
     def wakeup(self) -> None:
         """Operations were queued in ``PubSub.outgoing``: send them soon."""
         ...
+
+
+def _check_str(what: str, value: object) -> None:
+    """Topics and ids cross processes and nodes: refuse anything but text here,
+    in the caller's handler, rather than in the hub."""
+    if not isinstance(value, str):
+        raise TypeError(f"a {what} must be a str, not {type(value).__name__}")
 
 
 def socket_prefix(socket_id: str) -> str:
@@ -52,6 +63,7 @@ class PubSub:
         self._remote_counts: dict[str, int] = {}
         self._counted: dict[str, int] = {}
         self._dirty_counts: set[str] = set()
+        self.dropped = 0
 
     # -- sockets ---------------------------------------------------------------
 
@@ -68,6 +80,7 @@ class PubSub:
 
     def subscribe(self, ws: WebSocket, topic: str) -> bool:
         """Add ``ws`` to ``topic``; False if it already was subscribed."""
+        _check_str("topic", topic)
         members = self._topics.get(topic)
         if members is None:
             members = self._topics[topic] = set()
@@ -131,6 +144,7 @@ class PubSub:
 
         Returns how many local sockets it was queued on.
         """
+        _check_str("topic", topic)
         delivered = self.deliver(topic, data, sender)
         if self.bridge is not None:
             self._queue(["pub", topic, data])
@@ -149,6 +163,7 @@ class PubSub:
 
     def send(self, socket_id: str, data: Message) -> bool:
         """Send to one socket wherever it lives; True if it is local and queued."""
+        _check_str("socket id", socket_id)
         ws = self._sockets.get(socket_id)
         if ws is not None:
             return bool(ws.send(data))
@@ -167,6 +182,9 @@ class PubSub:
             return
         if not self.outgoing:
             self.bridge.wakeup()
+        elif len(self.outgoing) >= MAX_OUTGOING:
+            self.dropped += 1
+            return
         self.outgoing.append(operation)
 
     def _count_changed(self, topic: str) -> None:

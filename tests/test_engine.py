@@ -638,3 +638,17 @@ def test_http_error_status_must_be_an_error() -> None:
     with pytest.raises(ValueError, match="4xx or 5xx"):
         HTTPError(302)
     assert str(Unauthorized()) == "401 Unauthorized"
+
+
+async def test_unsendable_header_from_a_hook_is_a_500() -> None:
+    """ctx.set_header with a line break or non-latin-1 value fails as a logged 500."""
+    from axeom import Axeom as _Axeom
+
+    app = _Axeom()
+    app.on_request(lambda ctx: ctx.set_header("x-room", ctx.query.get("room", "")))
+    app.get("/x", lambda ctx: "ok")
+    for bad in ("%0d%0aset-cookie:%20a=b", "%E2%9C%93"):
+        response = await app.handle(get(f"/x?room={bad}"))
+        assert response.status == 500
+        assert all(name != "x-room" for name, _ in response.headers)
+    assert (await app.handle(get("/x?room=lobby"))).header("x-room") == "lobby"

@@ -7,6 +7,8 @@ import socket
 
 import msgpack
 import pytest
+import trio
+import trio.testing
 
 from axeom import Axeom, Headers, Request
 from axeom._native import _handoff, _ipc
@@ -125,3 +127,54 @@ def test_handoff_paths_differ_per_generation() -> None:
     paths = _ipc.RunPaths("/run")
     assert os.path.basename(paths.handoff("worker-1", 2)) == "worker-1.2.sock"
     assert paths.handoff("worker-1", 1) != paths.handoff("worker-1", 2)
+
+
+async def test_closing_a_worker_slot_wakes_a_parked_hand_off() -> None:
+    """A hand-off waiting on a full channel fails over when the slot is closed."""
+    from axeom._native._acceptor import WorkerSlot
+
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    left.setblocking(False)
+    slot = WorkerSlot("worker-1", 1, "unused", channel=left)
+    with right, socket.socket() as tcp:
+        while True:  # fill the channel until a send would block
+            try:
+                left.sendmsg([b"x" * 4096])
+            except BlockingIOError:
+                break
+        outcome: list[BaseException] = []
+
+        async def hand_off() -> None:
+            try:
+                await _handoff.send_socket(left, tcp.fileno(), b"blob")
+            except _handoff.HandoffError as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hand_off)
+            await trio.testing.wait_all_tasks_blocked()
+            slot.close()
+        assert len(outcome) == 1
+        assert not slot.alive
+
+
+async def test_hub_survives_a_malformed_batch() -> None:
+    """A batch the hub cannot apply is dropped; the next one still works."""
+    import pynng
+
+    from axeom_supervisor._hub import Hub
+
+    address = "inproc://hub-test"
+    async with trio.open_nursery() as nursery:
+        hub = Hub(nursery)
+        with pynng.Pull0(listen=address) as pull, pynng.Push0(dial=address) as push:
+            nursery.start_soon(hub.receive_loop, pull)
+            hub.add_worker("w.1", "inproc://nowhere", "abc")
+            await push.asend(b"\xc1not msgpack")
+            await push.asend(msgpack.packb(["w.1", [["send", 42, "x"]], {}]))
+            await push.asend(msgpack.packb(["w.1", [["sub", "t"]], {}]))
+            with trio.fail_after(5):
+                while "t" not in hub.topics:
+                    await trio.sleep(0.01)
+            assert hub.topics["t"] == {"w.1"}
+            nursery.cancel_scope.cancel()

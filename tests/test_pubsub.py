@@ -99,3 +99,31 @@ async def test_publish_with_bad_data_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="not set"):
         pubsub_app.publish("t", {1, 2})  # type: ignore[arg-type]
     await trio.sleep(0)
+
+
+def test_topics_and_ids_must_be_text() -> None:
+    """A non-str topic or socket id fails in the caller, not later in the hub."""
+    with pytest.raises(TypeError, match="topic must be a str"):
+        pubsub_app.publish(123, "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="socket id must be a str"):
+        pubsub_app.send(42, "x")  # type: ignore[arg-type]
+
+
+async def test_error_handler_may_wait_for_its_message_to_leave() -> None:
+    """An `error` handler that sends and awaits ws.drained() does not hang."""
+    app = Axeom().use(ws_plugin(ping_interval=None, idle_timeout=None))
+
+    def on_message(ws, msg):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    async def on_error(ws, exc):  # type: ignore[no-untyped-def]
+        ws.send("sorry")
+        await ws.drained()
+
+    app.ws("/e", message=on_message, error=on_error)
+    async with TestClient(app) as client, client.websocket("/e") as ws:
+        await ws.send("x")
+        with trio.fail_after(3):
+            assert await ws.receive() == "sorry"
+            await ws.wait_closed()
+        assert ws.close_code == 1011

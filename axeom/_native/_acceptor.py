@@ -21,6 +21,7 @@ import pynng
 import trio
 
 from .._app import Axeom
+from .._child import parent_gone
 from .._messages import Response
 from . import _handoff, _ipc
 from ._handshake import Accepted, HandshakeLimits, answer_handshake
@@ -61,6 +62,8 @@ class WorkerSlot:
     def close(self) -> None:
         self.alive = False
         if self.channel is not None:
+            # Wake a hand-off parked on this channel (it then places elsewhere).
+            trio.lowlevel.notify_closing(self.channel)
             self.channel.close()
             self.channel = None
 
@@ -156,6 +159,9 @@ class Acceptor:
 
     async def _heartbeats(self, reports: pynng.Socket) -> None:
         while True:
+            if parent_gone():
+                logger.error("supervisor is gone: acceptor exiting")
+                raise SystemExit(1)
             await reports.asend(
                 _ipc.encode(
                     "hb",

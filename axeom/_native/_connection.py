@@ -111,6 +111,9 @@ class NativeConnection:
             self.runtime.schedule_flush(self)
 
     async def wait_drained(self) -> None:
+        if self.frames.outbox and not self.writing and not self.flush_scheduled:
+            self.flush_scheduled = True  # whoever queued it may be waiting right here
+            self.runtime.schedule_flush(self)
         while (self.frames.outbox or self.writing) and not self.broken:
             if self._drained is None:
                 self._drained = trio.Event()
@@ -118,7 +121,7 @@ class NativeConnection:
 
     @property
     def buffered_amount(self) -> int:
-        return self.frames.buffered
+        return self.frames.buffered + self.frames.inflight
 
     @property
     def is_open(self) -> bool:
@@ -203,10 +206,14 @@ class NativeConnection:
             while frames.outbox:
                 chunks = frames.take_output()
                 sent = transport.try_send(chunks)  # usually all of it, without waiting
-                if sent is None:
-                    await transport.send_all(chunks)
-                elif sent < sum(len(chunk) for chunk in chunks):
-                    await transport.send_all(advance(chunks, sent))
+                size = sum(len(chunk) for chunk in chunks)
+                if sent is None or sent < size:
+                    # Still ours until written: it counts against backpressure.
+                    frames.inflight = size - (sent or 0)
+                    try:
+                        await transport.send_all(advance(chunks, sent) if sent else chunks)
+                    finally:
+                        frames.inflight = 0
         except trio.BrokenResourceError:
             self._break()
         finally:

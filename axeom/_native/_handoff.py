@@ -127,7 +127,10 @@ async def send_socket(channel: socket.socket, fd: int, blob: bytes) -> None:
             channel.sendmsg([blob], ancillary)
             return
         except BlockingIOError:
-            await trio.lowlevel.wait_writable(channel)
+            try:
+                await trio.lowlevel.wait_writable(channel)
+            except trio.ClosedResourceError:
+                raise HandoffError("worker channel closed") from None
         except OSError as exc:
             raise HandoffError(f"worker channel failed: {exc}") from None
 

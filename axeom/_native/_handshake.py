@@ -77,14 +77,20 @@ async def answer_handshake(
                 response = await app.handle(request)
     if response.status == 101 and admit is not None:
         response = admit() or response
+    try:
+        head = serialize_response(response, close=response.status != 101)
+    except (ValueError, UnicodeEncodeError):
+        logger.exception("response to %s cannot be serialized; answering 500", client)
+        response = Response.error(500, "Internal Server Error")
+        head = serialize_response(response, close=True)
     if response.status == 101 and response.upgrade is not None:
         try:
-            await transport.send_all([serialize_response(response, close=False)])
+            await transport.send_all([head])
         except trio.BrokenResourceError:
             transport.close()
             return None
         return Accepted(response.upgrade, trailing)
-    await _reject(transport, response)
+    await _reject(transport, head)
     return None
 
 
@@ -105,12 +111,12 @@ async def _read_head(transport: SocketTransport, limit: int) -> tuple[bytes | No
             raise HeadError(f"request head larger than {limit} bytes", 431)
 
 
-async def _reject(transport: SocketTransport, response: Response) -> None:
+async def _reject(transport: SocketTransport, head: bytes) -> None:
     """Write the rejection, then close so that the client can still read it:
     half-close first and discard what the client still sends, briefly, since
     closing with unread input makes the kernel reset the connection."""
     try:
-        await transport.send_all([serialize_response(response, close=True)])
+        await transport.send_all([head])
         transport.sock.shutdown(socket.SHUT_WR)
         with trio.move_on_after(0.5):
             while await transport.receive():

@@ -21,7 +21,7 @@ __all__ = ["SocketTransport", "StreamTransport", "Transport", "advance"]
 RECV_SIZE = 65536
 IOV_MAX = 1024
 MAX_RECV_SIZE = 4 << 20
-_GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+_GONE = OSError  # any read error means the peer is gone (reset, unreachable, ...)
 
 
 class Transport(Protocol):
@@ -145,11 +145,10 @@ class SocketTransport:
 class StreamTransport:
     """Any ``trio.abc.Stream``; writes are always asynchronous."""
 
-    __slots__ = ("_closed", "stream")
+    __slots__ = ("stream",)
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self._closed = False
 
     async def receive(self, hint: int = 0) -> bytes:
         try:
@@ -167,11 +166,9 @@ class StreamTransport:
             raise trio.BrokenResourceError("stream closed") from exc
 
     def close(self) -> None:
-        """Mark closed; the stream itself is closed by ``aclose``."""
-        self._closed = True
+        """Nothing to do at once: the stream is closed by ``aclose``."""
 
     async def aclose(self) -> None:
-        self._closed = True
         with trio.move_on_after(1):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.stream.aclose()

@@ -100,7 +100,7 @@ class Actor:
         )
         if self.handlers.error is not None:
             try:
-                await _call(self.handlers.error, (ws, exc), None)
+                await _call(self.handlers.error, (ws, exc), self.on_suspend)
             except Exception:
                 logger.exception("error handler of socket %s raised", ws.id)
         if ws.is_open:

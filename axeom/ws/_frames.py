@@ -73,6 +73,7 @@ class FrameConnection:
         "buffered",
         "close_started",
         "eof",
+        "inflight",
         "limit",
         "outbox",
         "pong_seen",
@@ -98,6 +99,7 @@ class FrameConnection:
         self._fast = not extensions
         self.outbox: list[bytes] = []
         self.buffered = 0
+        self.inflight = 0  # taken by a write that is still waiting for the peer
         self.limit = backpressure_limit
         self.wants_drain = False
         self.eof = False
@@ -188,9 +190,6 @@ class FrameConnection:
             del self._buffer[:pos]
         else:
             self._buffer = bytearray(view[pos:])
-        if self._owed and self._buffer:  # bytes past a frame the Protocol is finishing
-            rest, self._buffer = bytes(self._buffer), bytearray()
-            messages += self.receive(rest)
         return messages
 
     def pending_bytes(self) -> int:
@@ -262,7 +261,7 @@ class FrameConnection:
         """Queue one message, unless the socket is closing or the outbox is full."""
         if self.close_started or self.protocol.state is not OPEN:
             return SendStatus.CLOSED
-        if self.buffered >= self.limit:
+        if self.buffered + self.inflight >= self.limit:
             self.wants_drain = True
             return SendStatus.DROPPED
         if self._fast:
@@ -280,7 +279,7 @@ class FrameConnection:
         else:
             self.protocol.send_binary(data)
             self._collect()
-        if self.buffered >= self.limit:
+        if self.buffered + self.inflight >= self.limit:
             self.wants_drain = True
             return SendStatus.BACKPRESSURE
         return SendStatus.QUEUED

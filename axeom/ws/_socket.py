@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import itertools
-import json
 import os
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -124,15 +123,11 @@ class WebSocket:
     def send(self, data: str | bytes | bytearray | memoryview | dict | list) -> SendStatus:
         """Queue a message: ``str`` as a text frame, bytes-like as binary, a
         dict or list as JSON text. Returns at once with what happened."""
-        if isinstance(data, str):
+        if type(data) is str or type(data) is bytes:  # the hot path: no conversion
             return self._conn.send_message(data)
-        if isinstance(data, bytes):
-            return self._conn.send_message(data)
-        if isinstance(data, bytearray | memoryview):
-            return self._conn.send_message(bytes(data))
-        if isinstance(data, dict | list):
-            return self._conn.send_message(json.dumps(data, separators=(",", ":")))
-        raise TypeError(f"ws.send takes str, bytes-like, dict or list, not {type(data).__name__}")
+        from .._app import to_message
+
+        return self._conn.send_message(to_message(data))
 
     # -- pub/sub ---------------------------------------------------------------
 

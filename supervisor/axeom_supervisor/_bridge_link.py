@@ -15,6 +15,8 @@ import trio
 
 __all__ = ["BridgeLink"]
 
+MAX_OUTGOING = 100_000
+
 
 class BridgeLink:
     """Implements the hub's ``RemoteBridge``."""
@@ -22,7 +24,7 @@ class BridgeLink:
     def __init__(self) -> None:
         self.outgoing: list[list[Any]] = []
         self._wake = trio.Event()
-        self.connected = False
+        self.dropped = 0
 
     def forward(self, operation: list[Any]) -> None:
         self._queue(operation)
@@ -36,6 +38,9 @@ class BridgeLink:
     def _queue(self, operation: list[Any]) -> None:
         if not self.outgoing:
             self._wake.set()
+        elif len(self.outgoing) >= MAX_OUTGOING:
+            self.dropped += 1  # the bridge is not keeping up: at most once
+            return
         self.outgoing.append(operation)
 
     async def send_loop(self, push: pynng.Socket) -> None:
@@ -45,4 +50,9 @@ class BridgeLink:
             await trio.lowlevel.checkpoint()
             batch, self.outgoing = self.outgoing, []
             if batch:
-                await push.asend(msgpack.packb(batch))
+                try:
+                    await push.asend(msgpack.packb(batch))
+                except pynng.exceptions.Timeout:
+                    # No bridge (restarting, or Redis link stuck): drop rather
+                    # than deliver late.
+                    self.dropped += len(batch)

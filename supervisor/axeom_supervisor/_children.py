@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +26,6 @@ class Child:
     generation: int
     process: trio.Process
     started_at: float = field(default_factory=trio.current_time)
-    started_wall: float = field(default_factory=time.time)
     state: str = "starting"  # starting | running | draining | stopping
     ready: trio.Event = field(default_factory=trio.Event)
     last_heartbeat: float | None = None

@@ -110,10 +110,13 @@ class Hub:
             except (ValueError, TypeError, msgpack.UnpackException):
                 logger.warning("malformed pub/sub batch dropped")
                 continue
-            if key == "bridge":
-                self.from_bridge(operations)
-            else:
-                self.handle(key, operations, counts)
+            try:
+                if key == "bridge":
+                    self.from_bridge(operations)
+                else:
+                    self.handle(key, operations, counts)
+            except Exception:  # one bad batch must never take the supervisor down
+                logger.exception("pub/sub batch from %s could not be applied; dropped", key)
 
     def from_bridge(self, operations: list[list[Any]]) -> None:
         """Publishes, sends and counts from the other nodes."""

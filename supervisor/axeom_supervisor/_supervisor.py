@@ -51,6 +51,8 @@ class Supervisor:
         self.control_address = _ipc.control_address(self.port)
         self.worker_policy = RestartPolicy(config.supervisor, config.workers.restart)
         self.acceptor_policy = RestartPolicy(config.supervisor, "permanent")
+        # Its own budget: a flapping Redis link must not use up the acceptor's.
+        self.bridge_policy = RestartPolicy(config.supervisor, "permanent")
         self.children: list[Child] = []
         self.generations: dict[str, int] = {}
         self.restarts_total = 0
@@ -82,7 +84,9 @@ class Supervisor:
                     if self.config.server.pubsub:
                         link = BridgeLink()
                         self.hub.remote = link
-                        bridge_out = pynng.Push0(dial=self.paths.bridge, block_on_dial=False)
+                        bridge_out = pynng.Push0(
+                            dial=self.paths.bridge, block_on_dial=False, send_timeout=500
+                        )
                         nursery.start_soon(link.send_loop, bridge_out)
                     nursery.start_soon(self._receive_reports, reports)
                     nursery.start_soon(self._serve_control, control)
@@ -91,6 +95,12 @@ class Supervisor:
                     nursery.start_soon(self._publish_periodically)
                     nursery.start_soon(self._reloader)
                     await self._start_tree()
+        except BaseException:
+            # The supervisor itself failed: never leave children running
+            # unsupervised (they also die with us through PR_SET_PDEATHSIG).
+            for child in self.children:
+                child.signal(signal.SIGKILL)
+            raise
         finally:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             _remove_ipc_file(self.control_address)
@@ -158,7 +168,9 @@ class Supervisor:
         return child
 
     def _policy(self, role: str) -> RestartPolicy:
-        return self.worker_policy if role == "worker" else self.acceptor_policy
+        if role == "worker":
+            return self.worker_policy
+        return self.bridge_policy if role == "bridge" else self.acceptor_policy
 
     def _child(self, name: str) -> Child | None:
         for child in reversed(self.children):
@@ -342,6 +354,8 @@ class Supervisor:
         for old in [c for c in self.children if c.role == "worker" and c.state == "running"]:
             if self.stopping:
                 return
+            if old.process.returncode is not None or self._child(old.name) is not old:
+                continue  # it died (and was replaced) since the roll began
             new = await self._start("worker", old.name)
             new.restarts = old.restarts
             with trio.move_on_after(READY_TIMEOUT):
@@ -365,16 +379,11 @@ class Supervisor:
             await self._events.asend(
                 _ipc.topic_message(_ipc.worker_topic(worker.name, worker.generation), "drain")
             )
-        graceful = self.config.server.graceful_timeout + 1.0
-        with trio.move_on_after(max(graceful, self.config.supervisor.shutdown_timeout)):
-            with trio.move_on_after(graceful):
-                await worker.process.wait()
-                return
-            worker.signal(signal.SIGTERM)
+        with trio.move_on_after(self.config.server.graceful_timeout + 1.0):
             await worker.process.wait()
             return
-        logger.error("%s (pid %d) did not drain in time: killing it", worker.name, worker.pid)
-        worker.signal(signal.SIGKILL)
+        logger.error("%s (pid %d) did not drain in time: terminating it", worker.name, worker.pid)
+        await self._terminate(worker, KILL_GRACE)
 
     async def shutdown(self) -> None:
         """Stop accepting, drain the workers within shutdown_timeout, then exit."""

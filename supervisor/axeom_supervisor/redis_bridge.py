@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from typing import Any
 import msgpack
 import pynng
 
+from axeom._child import parent_gone
 from axeom._native import _ipc
 
 logger = logging.getLogger("axeom.redis")
@@ -66,12 +68,14 @@ def decode_message(payload: bytes | str) -> tuple[str | None, str | bytes, dict[
     """(sending node, data, the whole body), or None if malformed."""
     try:
         body = json.loads(payload)
+        if not isinstance(body, dict):
+            return None
         if "text" in body:
             data: str | bytes = str(body["text"])
         else:
-            data = base64.b64decode(body["binary"])
+            data = base64.b64decode(body["binary"], validate=True)
         return body.get("node"), data, body
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, binascii.Error):
         return None
 
 
@@ -130,12 +134,29 @@ class RedisBridge:
         return {topic: sum(c.get(topic, 0) for c in alive) for topic in topics}
 
     async def on_redis_message(self, channel: str, payload: bytes) -> None:
+        """Anything can arrive from Redis: a malformed message is logged and
+        dropped, never allowed to stop the bridge."""
+        try:
+            await self._on_redis_message(channel, payload)
+        except Exception:
+            logger.warning("message on %s could not be used; dropped", channel, exc_info=True)
+
+    async def _on_redis_message(self, channel: str, payload: bytes) -> None:
         decoded = decode_message(payload) if channel != COUNTS_CHANNEL else None
         if channel == COUNTS_CHANNEL:
             try:
                 body = json.loads(payload)
                 node, counts = body["node"], body["counts"]
             except (ValueError, KeyError, TypeError):
+                return
+            if (
+                not isinstance(node, str)
+                or not isinstance(counts, dict)
+                or not all(
+                    isinstance(t, str) and isinstance(n, int) and n >= 0 for t, n in counts.items()
+                )
+            ):
+                logger.warning("malformed counts on %s ignored", channel)
                 return
             if node == self.node:
                 return
@@ -150,7 +171,7 @@ class RedisBridge:
             logger.warning("malformed message on %s ignored", channel)
             return
         node, data, body = decoded
-        if node == self.node:
+        if node == self.node or not isinstance(body, dict):
             return
         if channel == SEND_CHANNEL:
             target = body.get("to")
@@ -280,6 +301,9 @@ async def amain(options: dict[str, Any]) -> None:
 
         async def heartbeats() -> None:
             while True:
+                if parent_gone():
+                    logger.error("supervisor is gone: exiting")
+                    os._exit(1)
                 await reports.asend(_ipc.encode("hb", id="bridge", gen=0, pid=os.getpid()))
                 await asyncio.sleep(options["heartbeat_interval"])
 

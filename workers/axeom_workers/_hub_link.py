@@ -45,7 +45,14 @@ class HubLink:
             operations, pubsub.outgoing = pubsub.outgoing, []
             counts = pubsub.take_counts()
             if operations or counts:
-                await push.asend(msgpack.packb([self.key, operations, counts]))
+                try:
+                    await push.asend(msgpack.packb([self.key, operations, counts]))
+                except pynng.exceptions.Timeout:
+                    # The hub is not taking batches: drop this one (at most once).
+                    logger.warning(
+                        "pub/sub hub not responding: %d operations dropped", len(operations)
+                    )
+                    continue
                 self.sent_batches += 1
 
     async def receive_loop(self, pull: pynng.Socket) -> None:

@@ -18,6 +18,7 @@ import pynng
 import trio
 
 from axeom import Axeom
+from axeom._child import parent_gone
 from axeom._native import _handoff, _ipc
 from axeom._native._runtime import SocketRuntime, open_socket_runtime
 from axeom._native._transport import SocketTransport
@@ -30,6 +31,7 @@ __all__ = ["WorkerSettings", "run_worker"]
 logger = logging.getLogger("axeom.worker")
 
 DRAIN_BATCH = 500
+SEND_TIMEOUT_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Worker:
         self.received = 0
         self.draining = False
         self.runtime: SocketRuntime | None = None
+        self._nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
         settings = self.settings
@@ -66,7 +69,7 @@ class Worker:
             listener,
             pynng.Push0(dial=self.paths.reports) as reports,
             pynng.Sub0(dial=self.paths.events) as events,
-            pynng.Push0(dial=self.paths.hub) as hub_out,
+            pynng.Push0(dial=self.paths.hub, send_timeout=SEND_TIMEOUT_MS) as hub_out,
             pynng.Pull0(listen=pubsub_address) as hub_in,
         ):
             events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
@@ -76,6 +79,7 @@ class Worker:
             async with open_socket_runtime(self.app) as runtime:
                 self.runtime = runtime
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     nursery.start_soon(self._accept_channels, listener, nursery)
                     nursery.start_soon(self._heartbeats, reports)
                     nursery.start_soon(self._events, events, nursery)
@@ -146,6 +150,11 @@ class Worker:
         runtime = self.runtime
         assert runtime is not None
         while True:
+            if parent_gone():
+                logger.error("supervisor is gone: draining and exiting")
+                assert self._nursery is not None
+                await self.drain(self._nursery)
+                return
             await reports.asend(
                 _ipc.encode(
                     "hb",
