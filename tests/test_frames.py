@@ -55,7 +55,7 @@ def encode(items: list[tuple[str, object]]) -> tuple[bytes, list[str | bytes], i
 
 def feed(wire: bytes, cuts: list[int], fast: bool) -> tuple[list[str | bytes], FrameConnection]:
     frames = FrameConnection(max_message_size=LIMIT, backpressure_limit=1 << 30)
-    frames._fast = fast
+    frames._fast_receive = fast
     received: list[str | bytes] = []
     points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
     for start, end in itertools.pairwise(points):
@@ -103,3 +103,16 @@ def test_oversized_frame_goes_to_the_protocol_and_fails_1009() -> None:
     frames = FrameConnection(max_message_size=100, backpressure_limit=1 << 20)
     assert frames.receive(client_frame(0x2, b"x" * 101)) == []
     assert frames.close_status()[0] == 1009
+
+
+def test_compressed_route_reports_1007_before_a_following_close() -> None:
+    """With deflate negotiated, invalid UTF-8 followed by a close in one read is 1007."""
+    from axeom.ws._deflate import rebuild
+
+    offer = [("client_max_window_bits", None)]
+    frames = FrameConnection(
+        max_message_size=LIMIT, backpressure_limit=1 << 20, extensions=[rebuild(offer)]
+    )
+    wire = client_frame(0x1, b"fine") + client_frame(0x1, b"\xff") + client_frame(0x8, b"\x03\xe8")
+    assert frames.receive(wire) == ["fine"]
+    assert frames.close_status()[0] == 1007

@@ -12,12 +12,12 @@ protocol violation, 1007 for invalid UTF-8, 1009 for a message over
 ``max_message_size`` (the last two from the Protocol's own checks).
 
 The common frame (final, unfragmented text or binary, masked, within the
-size limit, no extension) is parsed here directly, at a fraction of the
-Protocol's cost; every other frame (control frames, fragments, anything
-malformed, anything while closing or with compression) goes through the
-Protocol whole, so its checks and close codes apply unchanged. Frame
-boundaries are tracked from the headers, so the two paths never split a
-frame between them.
+size limit, not compressed) is parsed here directly, at a fraction of the
+Protocol's cost; every other frame (control frames, fragments, compressed
+frames, anything malformed, anything while closing) goes through the
+Protocol whole and one frame at a time, so its checks and close codes apply
+unchanged and in frame order. Frame boundaries are tracked from the
+headers, so the two paths never split a frame between them.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class FrameConnection:
 
     __slots__ = (
         "_buffer",
-        "_fast",
+        "_fast_receive",
+        "_fast_send",
         "_fragments",
         "_max_size",
         "_owed",
@@ -94,9 +95,13 @@ class FrameConnection:
         if extensions:
             protocol.extensions = list(extensions)
         self.protocol = protocol
-        # Without extensions, frames are built here directly: the same bytes
-        # as Protocol.send_*, at a fraction of the cost on the hot path.
-        self._fast = not extensions
+        # Without extensions, outgoing frames are built here directly: the
+        # same bytes as Protocol.send_*, at a fraction of the cost.
+        self._fast_send = not extensions
+        # Incoming uncompressed frames (RSV1 clear) never touch a deflate
+        # context, so they take the fast path even when compression was
+        # negotiated; compressed ones go to the Protocol one frame at a time.
+        self._fast_receive = True
         self.outbox: list[bytes] = []
         self.buffered = 0
         self.inflight = 0  # taken by a write that is still waiting for the peer
@@ -116,7 +121,7 @@ class FrameConnection:
 
     def receive(self, data: bytes) -> list[str | bytes]:
         """Feed bytes from the peer; return the messages they completed."""
-        if not self._fast or self.close_started or self.protocol.state is not OPEN:
+        if not self._fast_receive or self.close_started or self.protocol.state is not OPEN:
             return self._receive_slow(data)
         messages: list[str | bytes] = []
         if self._owed:
@@ -264,7 +269,7 @@ class FrameConnection:
         if self.buffered + self.inflight >= self.limit:
             self.wants_drain = True
             return SendStatus.DROPPED
-        if self._fast:
+        if self._fast_send:
             if isinstance(data, str):
                 payload = data.encode()
                 self.outbox.append(_frame_head(0x1, len(payload)))
