@@ -612,8 +612,8 @@ def _construct(
     """Instantiate ``cls`` (nested tables first) and blame errors on the right file and key."""
     tables = {f.name: f.metadata.get("table") for f in fields(cls)}
     kwargs = {
-        name: _construct(tables[name], value, f"{prefix}{name}.", origins)
-        if tables[name]
+        name: _construct(table, value, f"{prefix}{name}.", origins)
+        if (table := tables[name]) is not None
         else value
         for name, value in values.items()
     }

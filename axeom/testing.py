@@ -17,7 +17,7 @@ import base64
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import trio
 import trio.testing
@@ -223,8 +223,8 @@ class TestWebSocket:
                     protocol.receive_data(data)
                 else:
                     protocol.receive_eof()
-                for frame in protocol.events_received():
-                    await self._deliver(frame)
+                for event in protocol.events_received():
+                    await self._deliver(cast(Frame, event))
                 await self._write_pending()
                 if not data:
                     break

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import struct
+from typing import cast
 
 from websockets.extensions.base import Extension
-from websockets.frames import Close, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol, Side
 
 from ._socket import SendStatus
@@ -216,7 +217,8 @@ class FrameConnection:
         protocol = self.protocol
         protocol.receive_data(data)
         messages: list[str | bytes] = []
-        for frame in protocol.events_received():
+        # A Protocol created OPEN only ever produces frames.
+        for frame in cast("list[Frame]", protocol.events_received()):
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if frame.fin:
@@ -253,9 +255,9 @@ class FrameConnection:
         self.protocol.receive_eof()
         self._collect()
 
-    def _decode(self, payload: bytes) -> str | None:
+    def _decode(self, payload: bytes | bytearray | memoryview) -> str | None:
         try:
-            return payload.decode()
+            return str(payload, "utf-8")
         except UnicodeDecodeError as exc:
             self.protocol.fail(1007, f"invalid UTF-8 at position {exc.start}")
             return None

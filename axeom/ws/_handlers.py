@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["HANDLER_NAMES", "Handlers"]
 
@@ -40,7 +40,7 @@ class Handlers:
             )
         for name, fn in handlers.items():
             _check_callable(name, fn, _ARITY[name])
-        return cls(**dict(handlers))
+        return cls(**cast("dict[str, Any]", dict(handlers)))
 
     @classmethod
     def from_class(cls, klass: type) -> Handlers:

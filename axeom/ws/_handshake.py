@@ -131,7 +131,9 @@ def parse_extensions(headers: Headers) -> list[ExtensionOffer]:
 
 
 def _split_unquoted(text: str, separator: str) -> list[str]:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted

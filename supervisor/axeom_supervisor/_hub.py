@@ -145,9 +145,9 @@ class Hub:
                 if self.remote is not None and source is not None:
                     self.remote.forward(operation)
             elif kind == "send":
-                target = self.prefixes.get(operation[1].rpartition("-")[0])
-                if target is not None:
-                    outgoing[target].append(operation)
+                owner = self.prefixes.get(operation[1].rpartition("-")[0])
+                if owner is not None:
+                    outgoing[owner].append(operation)
                 elif self.remote is not None:
                     self.remote.forward(operation)
             elif kind == "sub" and worker is not None:
@@ -160,10 +160,10 @@ class Hub:
             elif kind == "unsub" and worker is not None:
                 topic = operation[1]
                 worker.topics.discard(topic)
-                members = self.topics.get(topic)
-                if members is not None:
-                    members.discard(worker.key)
-                    if not members:
+                remaining = self.topics.get(topic)
+                if remaining is not None:
+                    remaining.discard(worker.key)
+                    if not remaining:
                         del self.topics[topic]
                         unsubscribed.add(topic)
         if worker is not None and counts:
@@ -185,9 +185,9 @@ class Hub:
             for target in self.topics.get(operation[1], ()):
                 self._enqueue(target, [operation])
         elif kind == "send":
-            target = self.prefixes.get(operation[1].rpartition("-")[0])
-            if target is not None:
-                self._enqueue(target, [operation])
+            owner = self.prefixes.get(operation[1].rpartition("-")[0])
+            if owner is not None:
+                self._enqueue(owner, [operation])
 
     def _enqueue(self, key: str, batch: list[list[Any]]) -> None:
         worker = self.workers.get(key)
