@@ -9,9 +9,11 @@ status, never a traceback. Every option also reads ``AXEOM_<NAME>``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -100,6 +102,19 @@ def run(app: str, config_file: str | None, **overrides: Any) -> None:
     os.execv(sys.executable, argv)
 
 
+async def _set_on_signal(event: Any) -> None:
+    """SIGTERM or SIGINT: ask the server to drain (a second one is ignored)."""
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logging.getLogger("axeom.server").info(
+                "received %s: closing sockets with 1001", signal.Signals(signum).name
+            )
+            event.set()
+            return
+
+
 def _check_pubsub(config: Config) -> None:
     if config.server.workers == 0:
         raise click.UsageError(
@@ -130,10 +145,21 @@ def _serve_in_process(config: Config) -> None:
         ) from None
 
     async def main_task() -> None:
+        shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
-            bound: Any = await nursery.start(serve_listener, application, listener)
+            nursery.start_soon(_set_on_signal, shutdown)
+            serving = functools.partial(
+                serve_listener,
+                application,
+                listener,
+                shutdown=shutdown,
+                graceful_timeout=server.graceful_timeout,
+            )
+            bound: Any = await nursery.start(serving)
             click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
             sys.stdout.flush()
+            await shutdown.wait()
+        # serve_listener returned after draining; the nursery ended with it.
 
     with listener:
         try:

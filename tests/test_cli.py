@@ -107,3 +107,22 @@ def test_bad_option_is_a_usage_error() -> None:
     result = run_axeom("run", "examples/echo.py:app", "--port", "99999")
     assert result.returncode == 2
     assert "Invalid value for '--port'" in result.stderr
+
+
+def test_sigterm_drains_the_single_process_server() -> None:
+    """--workers 0 on SIGTERM: clients get 1001, close handlers run, exit 0."""
+    import os
+    import signal
+
+    from websockets.exceptions import ConnectionClosed
+
+    with running_axeom("examples/echo.py:app", "--port", "0") as server:
+        with ws_sync.connect(f"{server.url}/chat", open_timeout=5) as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=5) == "Echo: hi"
+            os.kill(server.proc.pid, signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert server.proc.wait(timeout=15) == 0
+        assert "close " in server.text() and "(1001 server shutting down)" in server.text()

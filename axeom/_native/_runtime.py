@@ -72,6 +72,20 @@ class SocketRuntime:
                 count += 1
         return count
 
+    async def drain(self, timeout: float, code: int = 1001, batch: int = 500) -> int:
+        """Close every socket (``code``, in batches so a huge server stays
+        responsive) and wait up to ``timeout`` for them and their ``close``
+        handlers to finish. Returns how many were still open at the deadline."""
+        with trio.move_on_after(timeout):
+            pending = [c for c in self.connections if c.is_open]
+            for start in range(0, len(pending), batch):
+                for conn in pending[start : start + batch]:
+                    conn.close(code, "server shutting down")
+                await trio.sleep(0)
+            while self.connections:
+                await trio.sleep(0.02)
+        return len(self.connections)
+
     def schedule_flush(self, conn: NativeConnection) -> None:
         self._dirty.append(conn)
         if len(self._dirty) == 1:

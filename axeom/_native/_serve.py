@@ -59,19 +59,36 @@ async def serve_listener(
     listener: socket.socket,
     *,
     limits: HandshakeLimits | None = None,
+    shutdown: trio.Event | None = None,
+    graceful_timeout: float = 10.0,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on an already bound, listening socket."""
+    """Serve ``app`` on an already bound, listening socket.
+
+    When ``shutdown`` is set: stop accepting, close every socket with 1001,
+    wait up to ``graceful_timeout`` for their ``close`` handlers, return.
+    """
     limits = limits or HandshakeLimits()
     listener.setblocking(False)
     async with open_socket_runtime(app) as runtime:
         task_status.started(listener.getsockname()[:2])
-        await accept_forever(
-            listener,
-            lambda sock, address: runtime.nursery.start_soon(
-                _serve_client, app, runtime, sock, address, limits
-            ),
-        )
+        with trio.CancelScope() as accepting:
+            if shutdown is not None:
+                runtime.nursery.start_soon(_cancel_when_set, shutdown, accepting)
+            await accept_forever(
+                listener,
+                lambda sock, address: runtime.nursery.start_soon(
+                    _serve_client, app, runtime, sock, address, limits
+                ),
+            )
+        left = await runtime.drain(graceful_timeout)
+        if left:
+            logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def accept_forever(

@@ -30,7 +30,6 @@ __all__ = ["WorkerSettings", "run_worker"]
 
 logger = logging.getLogger("axeom.worker")
 
-DRAIN_BATCH = 500
 SEND_TIMEOUT_MS = 2000
 
 
@@ -190,14 +189,7 @@ class Worker:
         logger.info(
             "worker %s draining %d sockets", self.settings.worker_id, len(runtime.connections)
         )
-        with trio.move_on_after(self.settings.graceful_timeout):
-            pending = [c for c in runtime.connections if c.is_open]
-            for start in range(0, len(pending), DRAIN_BATCH):
-                for conn in pending[start : start + DRAIN_BATCH]:
-                    conn.close(1001, "server shutting down")
-                await trio.sleep(0)
-            while runtime.connections:
-                await trio.sleep(0.02)
+        await runtime.drain(self.settings.graceful_timeout)
         nursery.cancel_scope.cancel()
         runtime.nursery.cancel_scope.cancel()
 
