@@ -168,23 +168,28 @@ def _serve_in_process(config: Config) -> None:
             pass
 
 
+def _control_options(fn: Any) -> Any:
+    """--port and --timeout, shared by the commands that talk to a supervisor."""
+    fn = click.option(
+        "--timeout",
+        type=float,
+        default=3.0,
+        show_default=True,
+        help="Seconds to wait for the supervisor.",
+    )(fn)
+    return click.option(
+        "--port",
+        type=click.IntRange(1, 65535),
+        default=_DEFAULTS.port,
+        show_default=True,
+        envvar="AXEOM_PORT",
+        help="Port of the server (its supervisor's control socket).",
+    )(fn)
+
+
 @main.command()
-@click.option(
-    "--port",
-    type=click.IntRange(1, 65535),
-    default=_DEFAULTS.port,
-    show_default=True,
-    envvar="AXEOM_PORT",
-    help="Port of the server to ask.",
-)
+@_control_options
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-@click.option(
-    "--timeout",
-    type=float,
-    default=3.0,
-    show_default=True,
-    help="Seconds to wait for the supervisor.",
-)
 def status(port: int, as_json: bool, timeout: float) -> None:
     """Show the processes of a running `axeom run --workers N`."""
     result = control_request(port, {"cmd": "status"}, timeout)
@@ -208,22 +213,8 @@ def control_request(port: int, request: dict[str, Any], timeout: float) -> Any:
 @main.command()
 @click.argument("topic")
 @click.argument("message")
-@click.option(
-    "--port",
-    type=click.IntRange(1, 65535),
-    default=_DEFAULTS.port,
-    show_default=True,
-    envvar="AXEOM_PORT",
-    help="Port of the server to publish through.",
-)
+@_control_options
 @click.option("--binary", is_flag=True, help="Send MESSAGE as a binary frame (UTF-8 bytes).")
-@click.option(
-    "--timeout",
-    type=float,
-    default=3.0,
-    show_default=True,
-    help="Seconds to wait for the supervisor.",
-)
 def publish(topic: str, message: str, port: int, binary: bool, timeout: float) -> None:
     """Publish MESSAGE to every socket subscribed to TOPIC."""
     data: str | bytes = message.encode() if binary else message
