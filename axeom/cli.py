@@ -134,6 +134,7 @@ def _serve_in_process(config: Config) -> None:
     application = load_app(config.app)
     import trio
 
+    from ._native._ipc import control_address
     from ._native._serve import bind_listener, serve_listener
 
     try:
@@ -154,6 +155,7 @@ def _serve_in_process(config: Config) -> None:
                 listener,
                 shutdown=shutdown,
                 graceful_timeout=server.graceful_timeout,
+                control=control_address(listener.getsockname()[1]),
             )
             bound: Any = await nursery.start(serving)
             click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
@@ -191,7 +193,7 @@ def _control_options(fn: Any) -> Any:
 @_control_options
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 def status(port: int, as_json: bool, timeout: float) -> None:
-    """Show the processes of a running `axeom run --workers N`."""
+    """Show the processes of a running `axeom run` (its sockets, topics, restarts)."""
     result = control_request(port, {"cmd": "status"}, timeout)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -243,8 +245,8 @@ def _format_status(result: dict[str, Any]) -> str:
     if pubsub:
         lines += [
             "",
-            f"pub/sub topics: {pubsub['topics']}  published: {pubsub['published']}  "
-            f"forwarded: {pubsub['forwarded']}",
+            "pub/sub "
+            + "  ".join(f"{key}: {value}" for key, value in pubsub.items() if key != "workers"),
         ]
     totals = result["totals"]
     lines += [

@@ -1,11 +1,12 @@
-"""Talk to a running ``axeom run --workers N`` from another process on the
-same machine: publish into a topic, read the status.
+"""Talk to a running ``axeom run`` from another process on the same machine:
+publish into a topic, read the status.
 
     from axeom.control import publish
     publish("room:1", "server restarting in 5 minutes", port=8000)
 
-These go through the supervisor's control socket (nng REQ/REP, msgpack),
-the same one ``axeom status`` and ``axeom publish`` use.
+These go through the server's control socket (nng REQ/REP, msgpack): the
+supervisor's with ``--workers N``, the server process's with ``--workers 0``;
+``axeom status`` and ``axeom publish`` use the same.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def request(command: dict[str, Any], *, port: int = 8000, timeout: float = 3.0) 
     address = control_address(port)
     if not os.path.exists(address.removeprefix("ipc://")):
         raise ControlError(
-            f"no Axeom supervisor on port {port} (is `axeom run --workers N` running there?)"
+            f"no Axeom server on port {port} (is `axeom run` running there, on this machine?)"
         )
     milliseconds = int(timeout * 1000)
     try:

@@ -126,3 +126,18 @@ def test_sigterm_drains_the_single_process_server() -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
         assert server.proc.wait(timeout=15) == 0
         assert "close " in server.text() and "(1001 server shutting down)" in server.text()
+
+
+def test_status_and_publish_reach_the_single_process_server() -> None:
+    """--workers 0 answers `axeom status` and `axeom publish` on its control socket."""
+    with running_axeom("tests/apps/pubsub_app.py:app", "--port", "0") as server:
+        port = str(server.port)
+        with ws_sync.connect(f"{server.url}/sub/news", open_timeout=5) as ws:
+            ws.send("count")
+            assert ws.recv(timeout=5) == "R:1"
+            result = run_axeom("publish", "news", "extra!", "--port", port)
+            assert result.returncode == 0, result.stderr
+            assert ws.recv(timeout=5) == "extra!"
+            text = run_axeom("status", "--port", port).stdout
+            assert "server" in text and "sockets open: 1" in text
+            assert "pub/sub topics: 1" in text

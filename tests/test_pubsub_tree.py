@@ -127,7 +127,7 @@ def test_axeom_publish_without_a_server_is_a_clear_error() -> None:
     """Publishing to a port with no supervisor is one line, exit 1."""
     result = run_axeom("publish", "t", "m", "--port", "1")
     assert result.returncode == 1
-    assert "no Axeom supervisor on port 1" in result.stderr
+    assert "no Axeom server on port 1" in result.stderr
 
 
 def test_chat_example_across_four_workers() -> None:

@@ -310,4 +310,4 @@ def test_status_without_a_server_is_a_clear_error() -> None:
     """`axeom status` for a port with no supervisor says so in one line."""
     result = run_axeom("status", "--port", "1")
     assert result.returncode == 1
-    assert "no Axeom supervisor on port 1" in result.stderr
+    assert "no Axeom server on port 1" in result.stderr

@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from .._app import Axeom
+from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ._handshake import HandshakeLimits, answer_handshake
 from ._runtime import SocketRuntime, open_socket_runtime
 from ._transport import SocketTransport
@@ -61,16 +62,22 @@ async def serve_listener(
     limits: HandshakeLimits | None = None,
     shutdown: trio.Event | None = None,
     graceful_timeout: float = 10.0,
+    control: str | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on an already bound, listening socket.
 
     When ``shutdown`` is set: stop accepting, close every socket with 1001,
     wait up to ``graceful_timeout`` for their ``close`` handlers, return.
+    ``control`` is an nng address on which to answer ``axeom status`` and
+    ``axeom publish``.
     """
     limits = limits or HandshakeLimits()
     listener.setblocking(False)
     async with open_socket_runtime(app) as runtime:
+        if control is not None:
+            target = SingleProcess(app, runtime, listener.getsockname()[1])
+            runtime.nursery.start_soon(serve_control, target, control, SINGLE_PROCESS_COMMANDS)
         task_status.started(listener.getsockname()[:2])
         with trio.CancelScope() as accepting:
             if shutdown is not None:

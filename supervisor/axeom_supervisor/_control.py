@@ -1,9 +1,8 @@
 """Control commands answered on the supervisor's control socket (REQ/REP).
 
-Wire format: request ``{"cmd": NAME, ...properties}``, reply
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": CODE, "message": TEXT}``.
-Each command is one function registered in ``COMMANDS`` with its docstring
-as its documentation.
+The wire format and the request loop are shared with the single-process
+server (``axeom._native._control``). Each command is one function registered
+in ``COMMANDS``, with its docstring (and wire message) as its documentation.
 """
 
 from __future__ import annotations
@@ -11,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import msgpack
+from axeom._native._control import handle_request as _handle_request
+from axeom._native._control import publish_arguments
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "handle_request"]
 
 Command = Callable[["Supervisor", dict[str, Any]], Awaitable[Any]]
-
-ERROR_UNKNOWN_COMMAND = "unknown_command"
-ERROR_BAD_REQUEST = "bad_request"
-ERROR_FAILED = "failed"
 
 
 async def status(supervisor: Supervisor, request: dict[str, Any]) -> Any:
@@ -46,9 +42,7 @@ async def publish(supervisor: Supervisor, request: dict[str, Any]) -> Any:
     """``{"cmd": "publish", "topic": str, "data": str | bytes}``: publish from
     outside the server to every subscriber of the topic (all workers, and other
     nodes with a Redis bridge). Answers how many workers it was forwarded to."""
-    topic, data = request.get("topic"), request.get("data")
-    if not isinstance(topic, str) or not isinstance(data, str | bytes):
-        raise ValueError("publish needs 'topic' (str) and 'data' (str or bytes)")
+    topic, data = publish_arguments(request)
     return supervisor.publish(topic, data)
 
 
@@ -61,20 +55,4 @@ COMMANDS: dict[str, Command] = {
 
 
 async def handle_request(supervisor: Supervisor, data: bytes) -> bytes:
-    try:
-        request = msgpack.unpackb(data)
-        name = request["cmd"]
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException):
-        return _error(ERROR_BAD_REQUEST, "request must be a msgpack map with a 'cmd' key")
-    command = COMMANDS.get(name)
-    if command is None:
-        return _error(ERROR_UNKNOWN_COMMAND, f"unknown command {name!r}; known: {sorted(COMMANDS)}")
-    try:
-        result = await command(supervisor, request)
-    except Exception as exc:  # a failing command must not take the supervisor down
-        return _error(ERROR_FAILED, f"{name} failed: {exc}")
-    return msgpack.packb({"ok": True, "result": result})
-
-
-def _error(code: str, message: str) -> bytes:
-    return msgpack.packb({"ok": False, "error": code, "message": message})
+    return await _handle_request(supervisor, data, COMMANDS)

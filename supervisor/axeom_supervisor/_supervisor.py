@@ -23,6 +23,7 @@ import trio
 
 from axeom._config import Config
 from axeom._native import _ipc
+from axeom._native._control import remove_ipc_file
 
 from . import _control
 from ._bridge_link import BridgeLink
@@ -103,7 +104,7 @@ class Supervisor:
             raise
         finally:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-            _remove_ipc_file(self.control_address)
+            remove_ipc_file(self.control_address)
         return self.exit_code
 
     async def _start_tree(self) -> None:
@@ -454,11 +455,3 @@ class Supervisor:
                 "restarts": self.restarts_total,
             },
         }
-
-
-def _remove_ipc_file(address: str) -> None:
-    path = address.removeprefix("ipc://")
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -1,0 +1,147 @@
+"""The control socket's wire format and loop, shared by the supervisor and
+the single-process server.
+
+Request ``{"cmd": NAME, ...properties}``; reply ``{"ok": true, "result": ...}``
+or ``{"ok": false, "error": CODE, "message": TEXT}``. A command is an async
+function ``(target, request) -> result`` in a table of commands; a failing
+command answers an error and never takes its server down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import pynng
+
+if TYPE_CHECKING:
+    from .._app import Axeom
+    from ._runtime import SocketRuntime
+
+__all__ = [
+    "SINGLE_PROCESS_COMMANDS",
+    "handle_request",
+    "publish_arguments",
+    "remove_ipc_file",
+    "serve_control",
+]
+
+logger = logging.getLogger("axeom.control")
+
+Command = Callable[[Any, dict[str, Any]], Awaitable[Any]]
+
+ERROR_UNKNOWN_COMMAND = "unknown_command"
+ERROR_BAD_REQUEST = "bad_request"
+ERROR_FAILED = "failed"
+
+
+async def handle_request(target: Any, data: bytes, commands: Mapping[str, Command]) -> bytes:
+    """Decode one request, run its command against ``target``, encode the reply."""
+    try:
+        request = msgpack.unpackb(data)
+        name = request["cmd"]
+    except (ValueError, TypeError, KeyError, msgpack.UnpackException):
+        return _error(ERROR_BAD_REQUEST, "request must be a msgpack map with a 'cmd' key")
+    command = commands.get(name)
+    if command is None:
+        return _error(ERROR_UNKNOWN_COMMAND, f"unknown command {name!r}; known: {sorted(commands)}")
+    try:
+        result = await command(target, request)
+    except Exception as exc:
+        return _error(ERROR_FAILED, f"{name} failed: {exc}")
+    return msgpack.packb({"ok": True, "result": result})
+
+
+def _error(code: str, message: str) -> bytes:
+    return msgpack.packb({"ok": False, "error": code, "message": message})
+
+
+def publish_arguments(request: dict[str, Any]) -> tuple[str, str | bytes]:
+    """The topic and data of a publish request, checked."""
+    topic, data = request.get("topic"), request.get("data")
+    if not isinstance(topic, str) or not isinstance(data, str | bytes):
+        raise ValueError("publish needs 'topic' (str) and 'data' (str or bytes)")
+    return topic, data
+
+
+async def serve_control(target: Any, address: str, commands: Mapping[str, Command]) -> None:
+    """Answer control requests on ``address`` until cancelled."""
+    try:
+        with pynng.Rep0(listen=address) as control:
+            while True:
+                request = await control.arecv()
+                await control.asend(await handle_request(target, request, commands))
+    finally:
+        remove_ipc_file(address)
+
+
+def remove_ipc_file(address: str) -> None:
+    try:
+        os.unlink(address.removeprefix("ipc://"))
+    except OSError:
+        pass
+
+
+# -- the single-process server's commands ----------------------------------------
+
+
+class SingleProcess:
+    """What the control commands of ``--workers 0`` act on."""
+
+    def __init__(self, app: Axeom, runtime: SocketRuntime, port: int) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.port = port
+        self.started = time.monotonic()
+
+
+async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
+    """``{"cmd": "status"}``: this one process, its sockets and topics."""
+    uptime = round(time.monotonic() - server.started, 3)
+    sockets = len(server.runtime.connections)
+    return {
+        "pid": os.getpid(),
+        "port": server.port,
+        "uptime": uptime,
+        "processes": [
+            {
+                "name": "server",
+                "role": "server",
+                "pid": os.getpid(),
+                "state": "running",
+                "uptime": uptime,
+                "restarts": 0,
+                "sockets": sockets,
+            }
+        ],
+        "pubsub": {"topics": server.app.pubsub.statistics()["topics"]},
+        "totals": {
+            "sockets": sockets,
+            "handed_off": 0,
+            "rejected_handshakes": 0,
+            "restarts": 0,
+        },
+    }
+
+
+async def _publish(server: SingleProcess, request: dict[str, Any]) -> Any:
+    """``{"cmd": "publish", "topic": str, "data": str | bytes}``: to the subscribers."""
+    topic, data = publish_arguments(request)
+    delivered = server.app.publish(topic, data)
+    return 1 if delivered else 0
+
+
+async def _ping(server: SingleProcess, request: dict[str, Any]) -> Any:
+    """``{"cmd": "ping"}``: answers ``"pong"``."""
+    return "pong"
+
+
+SINGLE_PROCESS_COMMANDS: dict[str, Command] = {
+    "status": _status,
+    "publish": _publish,
+    "ping": _ping,
+}
