@@ -467,3 +467,14 @@ async def test_invalid_close_code_from_handler_is_a_clear_error(
     assert any(
         "close code 1005 cannot be sent" in str(r.exc_info[1]) for r in caplog.records if r.exc_info
     )
+
+
+async def test_invalid_utf8_in_a_first_fragment_fails_at_once() -> None:
+    """A fragmented text message is validated as it arrives: 1007 before it ends."""
+    app = make_app()
+    app.ws("/u", message=lambda ws, msg: ws.send(msg))
+    async with TestClient(app) as client, client.websocket("/u") as ws:
+        await ws.send_frame(Opcode.TEXT, b"ok \xff\xfe", fin=False)
+        with trio.fail_after(2):
+            await ws.wait_closed()
+        assert ws.close_code == 1007

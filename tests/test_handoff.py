@@ -178,3 +178,22 @@ async def test_hub_survives_a_malformed_batch() -> None:
                     await trio.sleep(0.01)
             assert hub.topics["t"] == {"w.1"}
             nursery.cancel_scope.cancel()
+
+
+async def test_hub_queue_for_a_stuck_worker_is_bounded_in_bytes() -> None:
+    """Deliveries to a worker that takes nothing are dropped past the byte bound."""
+    from axeom_supervisor import _hub
+
+    async with trio.open_nursery() as nursery:
+        hub = _hub.Hub(nursery)
+        hub.add_worker("w.1", "inproc://nobody-listens", "abc")
+        hub.topics["t"] = {"w.1"}
+        big = "x" * (30 << 20)
+        for _ in range(4):
+            hub.deliver_remote(["pub", "t", big])
+            await trio.testing.wait_all_tasks_blocked()
+        worker = hub.workers["w.1"]
+        assert worker.dropping
+        assert hub.forwarded == 3
+        assert worker.queued_bytes <= _hub.QUEUE_BYTES
+        nursery.cancel_scope.cancel()

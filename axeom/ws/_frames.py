@@ -22,9 +22,10 @@ headers, so the two paths never split a frame between them.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import struct
-from typing import cast
+from typing import Any, cast
 
 from websockets.extensions.base import Extension
 from websockets.frames import Close, Frame, Opcode
@@ -42,6 +43,7 @@ __all__ = ["FrameConnection"]
 _frames_logger = logging.getLogger("axeom.ws.frames")
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 JOIN_LIMIT = 256 * 1024  # above this, buffers are gathered by the kernel, not copied
 
 
@@ -72,6 +74,7 @@ class FrameConnection:
         "_owed",
         "_protocol_fragment",
         "_text",
+        "_utf8",
         "buffered",
         "close_started",
         "eof",
@@ -111,8 +114,9 @@ class FrameConnection:
         self.eof = False
         self.close_started = False
         self.pong_seen = False
-        self._fragments: list[bytes] | None = None
+        self._fragments: list[Any] | None = None  # str parts for text, bytes for binary
         self._text = False
+        self._utf8: codecs.IncrementalDecoder | None = None
         self._max_size = max_message_size
         self._buffer = bytearray()  # bytes of a frame not complete yet (fast path)
         self._owed = 0  # bytes the Protocol still needs to complete a frame it started
@@ -230,21 +234,20 @@ class FrameConnection:
                     else:
                         messages.append(bytes(frame.data))
                 else:
-                    self._fragments = [bytes(frame.data)]
+                    self._fragments = []
                     self._text = opcode is _TEXT
+                    # Text is validated fragment by fragment: invalid UTF-8
+                    # fails with 1007 at once, not after the whole message.
+                    self._utf8 = _utf8_decoder() if self._text else None
+                    if not self._add_fragment(frame.data, final=False):
+                        break
             elif opcode is _CONT:
-                assert self._fragments is not None  # the Protocol checks the sequence
-                self._fragments.append(bytes(frame.data))
+                if not self._add_fragment(frame.data, final=frame.fin):
+                    break
                 if frame.fin:
-                    payload = b"".join(self._fragments)
-                    self._fragments = None
-                    if self._text:
-                        text = self._decode(payload)
-                        if text is None:
-                            break
-                        messages.append(text)
-                    else:
-                        messages.append(payload)
+                    assert self._fragments is not None  # the Protocol checks the sequence
+                    parts, self._fragments = self._fragments, None
+                    messages.append("".join(parts) if self._text else b"".join(parts))
             elif opcode is _PONG:
                 self.pong_seen = True
         self._collect()
@@ -254,6 +257,20 @@ class FrameConnection:
         """The peer closed its side of the TCP connection."""
         self.protocol.receive_eof()
         self._collect()
+
+    def _add_fragment(self, data: bytes | bytearray | memoryview, *, final: bool) -> bool:
+        """Keep one fragment (decoded if text); False once the socket failed (1007)."""
+        assert self._fragments is not None  # the Protocol checks the sequence
+        if self._utf8 is None:
+            self._fragments.append(bytes(data))
+            return True
+        try:
+            self._fragments.append(self._utf8.decode(data, final))
+        except UnicodeDecodeError as exc:
+            self._fragments = None
+            self.protocol.fail(1007, f"invalid UTF-8 in a fragmented message ({exc.reason})")
+            return False
+        return True
 
     def _decode(self, payload: bytes | bytearray | memoryview) -> str | None:
         try:

@@ -26,7 +26,8 @@ __all__ = ["Hub", "RemoteBridge"]
 
 logger = logging.getLogger("axeom.hub")
 
-QUEUE_LIMIT = 10_000
+QUEUE_LIMIT = 10_000  # batches waiting for one worker ...
+QUEUE_BYTES = 64 << 20  # ... and their bytes: past either, deliveries are dropped
 COUNTS_INTERVAL = 0.2
 
 
@@ -49,6 +50,7 @@ class _Worker:
     topics: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     dropping: bool = False
+    queued_bytes: int = 0
 
 
 class Hub:
@@ -68,9 +70,9 @@ class Hub:
     def add_worker(self, key: str, address: str, prefix: str) -> None:
         push = pynng.Push0(dial=address, block_on_dial=False)
         send, receive = trio.open_memory_channel[bytes](QUEUE_LIMIT)
-        self.workers[key] = _Worker(key, prefix, push, send)
+        worker = self.workers[key] = _Worker(key, prefix, push, send)
         self.prefixes[prefix] = key
-        self._nursery.start_soon(self._sender, push, receive)
+        self._nursery.start_soon(self._sender, worker, receive)
 
     def drop_worker(self, key: str) -> None:
         """The worker is gone: its subscriptions and counts go with it, now."""
@@ -92,11 +94,12 @@ class Hub:
         if self.remote is not None and unsubscribed:
             self.remote.topics_changed(set(), unsubscribed)
 
-    async def _sender(self, push: pynng.Socket, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def _sender(self, worker: _Worker, receive: trio.MemoryReceiveChannel[bytes]) -> None:
         async with receive:
             async for message in receive:
+                worker.queued_bytes -= len(message)
                 try:
-                    await push.asend(message)
+                    await worker.push.asend(message)
                 except pynng.exceptions.Closed:
                     return
 
@@ -193,8 +196,12 @@ class Hub:
         worker = self.workers.get(key)
         if worker is None:
             return
+        message = msgpack.packb(batch)
         try:
-            worker.send.send_nowait(msgpack.packb(batch))
+            if worker.queued_bytes + len(message) > QUEUE_BYTES:
+                raise trio.WouldBlock
+            worker.send.send_nowait(message)
+            worker.queued_bytes += len(message)
             self.forwarded += len(batch)
             worker.dropping = False
         except trio.WouldBlock:
