@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .ws._socket import WebSocket
 
-__all__ = ["Bridge", "PubSub", "socket_prefix"]
+__all__ = ["Bridge", "PubSub", "merge_counts", "socket_prefix"]
 
 Message = str | bytes
 
@@ -43,6 +43,15 @@ def _check_str(what: str, value: object) -> None:
     in the caller's handler, rather than in the hub."""
     if not isinstance(value, str):
         raise TypeError(f"a {what} must be a str, not {type(value).__name__}")
+
+
+def merge_counts(table: dict[str, int], changes: dict[str, int]) -> None:
+    """Apply subscriber-count changes to ``table``; a count of 0 removes the topic."""
+    for topic, count in changes.items():
+        if count:
+            table[topic] = count
+        else:
+            table.pop(topic, None)
 
 
 def socket_prefix(socket_id: str) -> str:
@@ -120,16 +129,8 @@ class PubSub:
 
     def update_counts(self, totals: dict[str, int], ours: dict[str, int]) -> None:
         """The hub's totals, and what it had counted for this process."""
-        for topic, total in totals.items():
-            if total:
-                self._remote_counts[topic] = total
-            else:
-                self._remote_counts.pop(topic, None)
-        for topic, count in ours.items():
-            if count:
-                self._counted[topic] = count
-            else:
-                self._counted.pop(topic, None)
+        merge_counts(self._remote_counts, totals)
+        merge_counts(self._counted, ours)
 
     def take_counts(self) -> dict[str, int]:
         """Local counts that changed since the last call (for the bridge)."""

@@ -37,7 +37,6 @@ class SocketRuntime:
         self.app = app
         self.nursery = nursery
         self.connections: set[NativeConnection] = set()
-        self.accepted = 0
         self._dirty: list[NativeConnection] = []
         self._flusher_lot = trio.lowlevel.ParkingLot()
         self._tick = MAX_TICK
@@ -59,7 +58,6 @@ class SocketRuntime:
             backpressure_limit=options.backpressure_limit,
             extensions=extensions,
         )
-        self.accepted += 1
         conn = NativeConnection(self, transport, upgrade, frames, socket_id=socket_id)
         await conn.run(trailing)
 

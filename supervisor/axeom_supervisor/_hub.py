@@ -22,6 +22,8 @@ import msgpack
 import pynng
 import trio
 
+from axeom._pubsub import merge_counts, socket_prefix
+
 __all__ = ["Hub", "RemoteBridge"]
 
 logger = logging.getLogger("axeom.hub")
@@ -145,10 +147,10 @@ class Hub:
                 for target in self.topics.get(topic, ()):
                     if target != source:
                         outgoing[target].append(operation)
-                if self.remote is not None and source is not None:
+                if self.remote is not None:  # other nodes (never called for their own)
                     self.remote.forward(operation)
             elif kind == "send":
-                owner = self.prefixes.get(operation[1].rpartition("-")[0])
+                owner = self.prefixes.get(socket_prefix(operation[1]))
                 if owner is not None:
                     outgoing[owner].append(operation)
                 elif self.remote is not None:
@@ -170,11 +172,7 @@ class Hub:
                         del self.topics[topic]
                         unsubscribed.add(topic)
         if worker is not None and counts:
-            for topic, count in counts.items():
-                if count:
-                    worker.counts[topic] = count
-                else:
-                    worker.counts.pop(topic, None)
+            merge_counts(worker.counts, counts)
             self._dirty_counts.update(counts)
         if self.remote is not None and (subscribed or unsubscribed):
             self.remote.topics_changed(subscribed - unsubscribed, unsubscribed - subscribed)
@@ -188,7 +186,7 @@ class Hub:
             for target in self.topics.get(operation[1], ()):
                 self._enqueue(target, [operation])
         elif kind == "send":
-            owner = self.prefixes.get(operation[1].rpartition("-")[0])
+            owner = self.prefixes.get(socket_prefix(operation[1]))
             if owner is not None:
                 self._enqueue(owner, [operation])
 
@@ -233,11 +231,7 @@ class Hub:
                 self._enqueue(worker.key, [["counts", totals, ours]])
 
     def remote_counts_changed(self, counts: dict[str, int]) -> None:
-        for topic, count in counts.items():
-            if count:
-                self.remote_counts[topic] = count
-            else:
-                self.remote_counts.pop(topic, None)
+        merge_counts(self.remote_counts, counts)
         self._dirty_counts.update(counts)
 
     def resync_remote(self) -> None:

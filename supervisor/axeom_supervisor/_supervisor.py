@@ -277,7 +277,7 @@ class Supervisor:
             for child in list(self.children):
                 last = child.last_heartbeat or child.started_at
                 limit = policy.heartbeat_timeout if child.ready.is_set() else READY_TIMEOUT
-                if child.state in ("stopping",) or now - last < limit:
+                if child.state == "stopping" or now - last < limit:
                     continue
                 logger.error(
                     "%s (pid %d) missed heartbeats for %.1fs: terminating it",
@@ -421,8 +421,6 @@ class Supervisor:
         if self.hub is None:
             return 0
         self.hub.handle(None, [["pub", topic, data]], {})
-        if self.hub.remote is not None:
-            self.hub.remote.forward(["pub", topic, data])
         return len(self.hub.topics.get(topic, ()))
 
     def status(self) -> dict[str, Any]:

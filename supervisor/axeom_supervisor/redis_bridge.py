@@ -44,6 +44,7 @@ import pynng
 
 from axeom._child import parent_gone
 from axeom._native import _ipc
+from axeom._pubsub import merge_counts
 
 logger = logging.getLogger("axeom.redis")
 
@@ -109,12 +110,8 @@ class RedisBridge:
                 self.topics.difference_update(operation[2])
                 self.subscriptions_changed.set()
             elif kind == "counts":
-                for topic, count in operation[1].items():
-                    if count:
-                        self.local_counts[topic] = count
-                    else:
-                        self.local_counts.pop(topic, None)
-                    self.changed_counts.add(topic)
+                merge_counts(self.local_counts, operation[1])
+                self.changed_counts.update(operation[1])
 
     def _publish(self, channel: str, payload: str) -> None:
         if self.down:

@@ -30,7 +30,6 @@ class HubLink:
         self.pubsub = pubsub
         self.key = key
         self._wake = trio.Event()
-        self.sent_batches = 0
 
     def wakeup(self) -> None:
         self._wake.set()
@@ -52,8 +51,6 @@ class HubLink:
                     logger.warning(
                         "pub/sub hub not responding: %d operations dropped", len(operations)
                     )
-                    continue
-                self.sent_batches += 1
 
     async def receive_loop(self, pull: pynng.Socket) -> None:
         pubsub = self.pubsub
