@@ -19,7 +19,6 @@ exceptions pass through ``on_error`` and default to a 500 (logged).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._call import call_maybe_async
 from ._context import Context
-from ._messages import Request, Response
+from ._messages import Request, Response, to_message
 from ._pubsub import PubSub
 from ._router import MethodMismatch, Router
 from .errors import HTTPError, MethodNotAllowed, NotFound
@@ -93,17 +92,6 @@ class _HTTPEndpoint:
 
     async def handle(self, ctx: Context) -> Response:
         return to_response(await call_maybe_async(self.handler, ctx))
-
-
-def to_message(data: Any) -> str | bytes:
-    """What ``ws.send`` would send for ``data``: str, bytes, or JSON text."""
-    if isinstance(data, str | bytes):
-        return data
-    if isinstance(data, bytearray | memoryview):
-        return bytes(data)
-    if isinstance(data, dict | list):
-        return json.dumps(data, separators=(",", ":"))
-    raise TypeError(f"a message is str, bytes-like, dict or list, not {type(data).__name__}")
 
 
 def to_response(value: Any) -> Response:

@@ -18,7 +18,7 @@ from ._headers import Headers
 if TYPE_CHECKING:
     from .ws._upgrade import Upgrade
 
-__all__ = ["Request", "Response"]
+__all__ = ["Request", "Response", "to_message"]
 
 
 @dataclass(slots=True)
@@ -112,3 +112,15 @@ class Response:
 def decode_segment(segment: str) -> str:
     """Percent-decode one path segment (after routing, so ``%2F`` stays inside it)."""
     return unquote(segment) if "%" in segment else segment
+
+
+def to_message(data: Any) -> str | bytes:
+    """A WebSocket message from what a user passed: str (text), bytes-like
+    (binary), or a dict/list (JSON text); one rule for send and publish."""
+    if isinstance(data, str | bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, dict | list):
+        return json.dumps(data, separators=(",", ":"))
+    raise TypeError(f"a message is str, bytes-like, dict or list, not {type(data).__name__}")

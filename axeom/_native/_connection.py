@@ -206,12 +206,12 @@ class NativeConnection:
             while frames.outbox:
                 chunks = frames.take_output()
                 sent = transport.try_send(chunks)  # usually all of it, without waiting
-                size = sum(len(chunk) for chunk in chunks)
-                if sent is None or sent < size:
+                left = chunks if sent is None else advance(chunks, sent)
+                if left:
                     # Still ours until written: it counts against backpressure.
-                    frames.inflight = size - (sent or 0)
+                    frames.inflight = sum(len(chunk) for chunk in left)
                     try:
-                        await transport.send_all(advance(chunks, sent) if sent else chunks)
+                        await transport.send_all(left)
                     finally:
                         frames.inflight = 0
         except trio.BrokenResourceError:

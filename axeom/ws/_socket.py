@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._headers import Headers
+from .._messages import to_message
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -125,8 +126,6 @@ class WebSocket:
         dict or list as JSON text. Returns at once with what happened."""
         if type(data) is str or type(data) is bytes:  # the hot path: no conversion
             return self._conn.send_message(data)
-        from .._app import to_message
-
         return self._conn.send_message(to_message(data))
 
     # -- pub/sub ---------------------------------------------------------------
@@ -155,8 +154,6 @@ class WebSocket:
     def publish(self, topic: str, data: str | bytes | dict[str, Any] | list[Any]) -> int:
         """Publish to ``topic``; this socket gets it only if its route sets
         ``publish_to_self=True``. Returns how many local sockets got it."""
-        from .._app import to_message
-
         sender = None if self._publish_to_self else self
         return self._pubsub().publish(topic, to_message(data), sender)
 
