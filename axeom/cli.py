@@ -19,9 +19,9 @@ from typing import Any
 
 import click
 
-from ._app import Axeom
+from ._child import load_app_or_exit
 from ._config import Config, ConfigError, ServerConfig
-from ._importer import ImportFromStringError, import_from_string
+from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
 
 __all__ = ["main"]
 
@@ -82,8 +82,20 @@ def main() -> None:
     envvar="AXEOM_PUBSUB",
     help="redis://HOST:PORT/DB: bridge pub/sub to every node using this Redis.",
 )
-def run(app: str, config_file: str | None, **overrides: Any) -> None:
+@click.option(
+    "--app-dir",
+    default=".",
+    envvar=APP_DIR_ENV,
+    help="Folder put first on the import path, in every process.  [default: .]",
+)
+def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> None:
     """Serve the app named by IMPORT (module:attr or path/to/file.py:attr)."""
+    try:
+        # Absolute, and in the environment, so that every child of the tree imports
+        # from the same folder whatever its own working directory.
+        os.environ[APP_DIR_ENV] = add_app_dir(app_dir)
+    except ImportFromStringError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--app-dir'") from None
     if overrides.get("log_level"):
         overrides["log_level"] = overrides["log_level"].lower()
     try:
@@ -131,7 +143,7 @@ def _check_pubsub(config: Config) -> None:
 def _serve_in_process(config: Config) -> None:
     server = config.server
     _configure_logging(server.log_level)
-    application = load_app(config.app)
+    application = load_app_or_exit(config.app)
     import trio
 
     from ._native._ipc import control_address
@@ -258,21 +270,6 @@ def _format_status(result: dict[str, Any]) -> str:
         ),
     ]
     return "\n".join(lines)
-
-
-def load_app(import_str: str) -> Axeom:
-    """Import the app or exit with status 1 and one line saying why."""
-    try:
-        application = import_from_string(import_str)
-    except ImportFromStringError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
-    if not isinstance(application, Axeom):
-        click.echo(
-            f'Error: "{import_str}" is a {type(application).__name__}, not an Axeom app.', err=True
-        )
-        sys.exit(1)
-    return application
 
 
 def _configure_logging(level: str) -> None:
