@@ -29,6 +29,35 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 _DEFAULTS = ServerConfig()
 
 
+class _EnvOption(click.Option):
+    """An option whose errors name ``AXEOM_<NAME>`` when that is where the value came from.
+
+    ``AXEOM_WORKERS=abc`` must not be reported as a bad ``--workers``: the user never typed
+    that flag and would look for it on the command line.
+    """
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> Any:
+        value, source = super().consume_value(ctx, opts)
+        ctx.meta[self._source_key] = source
+        return value, source
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        hint = super().get_error_hint(ctx)
+        from_env = ctx is not None and (
+            ctx.meta.get(self._source_key) is click.core.ParameterSource.ENVIRONMENT
+        )
+        if from_env and isinstance(self.envvar, str):
+            return f"{self.envvar} (environment variable for {hint})"
+        return hint
+
+    @property
+    def _source_key(self) -> str:
+        return f"axeom.source.{self.name}"
+
+
+_option = functools.partial(click.option, cls=_EnvOption)
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AXEOM"}
 )
@@ -41,48 +70,48 @@ def main() -> None:
 # the effective defaults are shown in the help text.
 @main.command()
 @click.argument("app", metavar="IMPORT")
-@click.option(
+@_option(
     "--host", envvar="AXEOM_HOST", help=f"Address to listen on.  [default: {_DEFAULTS.host}]"
 )
-@click.option(
+@_option(
     "--port",
     type=click.IntRange(0, 65535),
     envvar="AXEOM_PORT",
     help=f"Port to listen on; 0 picks a free one.  [default: {_DEFAULTS.port}]",
 )
-@click.option(
+@_option(
     "--workers",
     type=click.IntRange(0),
     envvar="AXEOM_WORKERS",
     help="Worker processes; 0 serves from this one process (development).  "
     f"[default: {_DEFAULTS.workers}]",
 )
-@click.option(
+@_option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
     envvar="AXEOM_CONFIG",
     help="TOML file with [server], [supervisor] and [workers] tables.",
 )
-@click.option(
+@_option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     envvar="AXEOM_LOG_LEVEL",
     help=f"Logging threshold.  [default: {_DEFAULTS.log_level}]",
 )
-@click.option(
+@_option(
     "--graceful-timeout",
     type=click.FloatRange(min=0, min_open=True),
     envvar="AXEOM_GRACEFUL_TIMEOUT",
     help="Seconds workers get to close their sockets on SIGTERM.  "
     f"[default: {_DEFAULTS.graceful_timeout:g}]",
 )
-@click.option(
+@_option(
     "--pubsub",
     envvar="AXEOM_PUBSUB",
     help="redis://HOST:PORT/DB: bridge pub/sub to every node using this Redis.",
 )
-@click.option(
+@_option(
     "--app-dir",
     default=".",
     envvar=APP_DIR_ENV,
@@ -191,7 +220,7 @@ def _control_options(fn: Any) -> Any:
         show_default=True,
         help="Seconds to wait for the supervisor.",
     )(fn)
-    return click.option(
+    return _option(
         "--port",
         type=click.IntRange(1, 65535),
         default=_DEFAULTS.port,

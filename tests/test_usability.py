@@ -30,9 +30,11 @@ def console_script() -> str:
 
 
 @contextmanager
-def serving(command: list[str], cwd: Path | str, timeout: float = 20.0) -> Iterator[int]:
+def serving(
+    command: list[str], cwd: Path | str, timeout: float = 20.0, output: list[str] | None = None
+) -> Iterator[int]:
     """Run ``command`` in ``cwd`` (port from AXEOM_PORT=0) until it prints its ready line;
-    yield the port; always stop and reap it."""
+    yield the port (``output`` collects its lines); always stop and reap it."""
     proc = subprocess.Popen(
         command,
         cwd=cwd,
@@ -42,7 +44,7 @@ def serving(command: list[str], cwd: Path | str, timeout: float = 20.0) -> Itera
         text=True,
         start_new_session=True,
     )
-    output: list[str] = []
+    output = [] if output is None else output
     ready = threading.Event()
     ports: list[int] = []
 
@@ -110,3 +112,120 @@ def test_app_dir_option_and_variable(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "is not a directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def run_here(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``axeom ARGS`` in ``cwd`` to completion (commands that must fail or end fast)."""
+    return subprocess.run(
+        [console_script(), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+MISSPELLED_KEYWORD = """\
+from axeom import Axeom
+from axeom.ws import ws_plugin
+
+app = Axeom().use(ws_plugin())
+
+
+def on_message(ws, msg):
+    ws.send(msg)
+
+
+app.ws("/chat", messages=on_message)
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_misspelled_handler_keyword_is_one_line_at_the_users_line(
+    tmp_path: Path, workers: str
+) -> None:
+    """`messages=` stops `axeom run` with one line naming the user's file and line,
+    did-you-mean included, and exit status 3 in every mode."""
+    (tmp_path / "app.py").write_text(MISSPELLED_KEYWORD)
+    result = run_here(tmp_path, "run", "app:app", "--port", "0", "--workers", workers)
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    assert "unknown handler or option 'messages' (did you mean 'message'?)" in errors[0]
+    assert f"{tmp_path / 'app.py'}, line 11" in errors[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+MISSPELLED_METHOD = """\
+from axeom import Axeom
+from axeom.ws import ws_plugin
+
+app = Axeom().use(ws_plugin())
+
+
+@app.ws("/chat")
+class Chat:
+    def open(self, ws):
+        ws.send("hello")
+
+    def mesage(self, ws, msg):
+        ws.send(msg)
+"""
+
+
+def test_misspelled_handler_method_is_reported_at_startup(tmp_path: Path) -> None:
+    """A handler class with `mesage` beside `open` serves, but says so at startup,
+    pointing at the user's registration line."""
+    (tmp_path / "app.py").write_text(MISSPELLED_METHOD)
+    output: list[str] = []
+    with serving([console_script(), "run", "app:app"], tmp_path, output=output) as port:
+        with ws_sync.connect(f"ws://127.0.0.1:{port}/chat", open_timeout=5) as client:
+            assert client.recv(timeout=5) == "hello"
+        printed = "".join(output)
+    assert f"{tmp_path / 'app.py'}:7: UserWarning" in printed
+    assert "'mesage' is not a handler" in printed
+    assert "did you mean 'message'?" in printed
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    """AXEOM_WORKERS=abc is reported as AXEOM_WORKERS, not as a flag never typed."""
+    result = run_here(tmp_path, "run", "app:app", env={"AXEOM_WORKERS": "abc"})
+    assert result.returncode == 2
+    assert "Invalid value for AXEOM_WORKERS" in result.stderr
+    assert "Traceback" not in result.stderr
+    flag = run_here(tmp_path, "run", "app:app", "--workers", "abc")
+    assert "Invalid value for '--workers'" in flag.stderr
+
+
+def test_env_option_error_names_the_variable_unit() -> None:
+    """The option class behind every AXEOM_<NAME>: its error hint is the variable when
+    the value came from the environment, the flag when it was typed."""
+    from click.testing import CliRunner
+
+    from axeom.cli import main
+
+    runner = CliRunner()
+    from_env = runner.invoke(main, ["run", "app:app"], env={"AXEOM_GRACEFUL_TIMEOUT": "-1"})
+    assert from_env.exit_code == 2
+    assert "Invalid value for AXEOM_GRACEFUL_TIMEOUT" in from_env.output
+    typed = runner.invoke(main, ["run", "app:app", "--graceful-timeout", "-1"])
+    assert "Invalid value for '--graceful-timeout'" in typed.output
+
+
+def test_import_error_inside_axeom_is_located_at_the_users_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception raised by Axeom's code on the app's behalf is reported at the app's
+    line that made the call, not at Axeom's own file."""
+    from axeom._importer import ImportFromStringError, import_from_string
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    path = tmp_path / "axeom_test_misspelled.py"
+    path.write_text(MISSPELLED_KEYWORD)
+    with pytest.raises(ImportFromStringError) as info:
+        import_from_string(f"{path}:app")
+    assert f"({path}, line 11)" in str(info.value)
+    sys.modules.pop("axeom_test_misspelled", None)
