@@ -70,9 +70,7 @@ def main() -> None:
 # the effective defaults are shown in the help text.
 @main.command()
 @click.argument("app", metavar="IMPORT")
-@_option(
-    "--host", envvar="AXEOM_HOST", help=f"Address to listen on.  [default: {_DEFAULTS.host}]"
-)
+@_option("--host", envvar="AXEOM_HOST", help=f"Address to listen on.  [default: {_DEFAULTS.host}]")
 @_option(
     "--port",
     type=click.IntRange(0, 65535),
