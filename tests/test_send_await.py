@@ -4,6 +4,7 @@ control, not a crash; the plain call stays the non-blocking one returning a stat
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -13,6 +14,7 @@ from websockets.exceptions import ConnectionClosedOK
 from axeom import Axeom, serve
 from axeom.testing import TestClient
 from axeom.ws import SendResult, SendStatus, ws_plugin
+from tests._processes import running_axeom
 from tests._wsraw import RawClient, client_frame, close_code, upgrade_request
 
 COUNT = 300
@@ -166,3 +168,31 @@ def test_plain_send_allocates_nothing_per_call() -> None:
 
     trio.run(main)
     assert seen[0] is seen[1]
+
+
+AWAITING_APP = """\
+from axeom import Axeom
+from axeom.ws import ws_plugin
+
+app = Axeom().use(ws_plugin(backpressure_limit=4096))
+
+
+async def loop(ws, msg):
+    for i in range(300):
+        await ws.send(f"{msg}-{i}")
+    await ws.close(1000, "done")
+
+
+app.ws("/loop", message=loop)
+"""
+
+
+def test_awaited_sends_in_a_worker_process(tmp_path: Path) -> None:
+    """Through `axeom run --workers 1`: the worker's sockets await sends the same way."""
+    app_file = tmp_path / "awaiting.py"
+    app_file.write_text(AWAITING_APP)
+    with running_axeom(f"{app_file}:app", "--port", "0", "--workers", "1") as server:
+        received, code = read_loop(server.port)
+    assert received == [f"m-{i}" for i in range(COUNT)]
+    assert code == 1000
+    assert "1011" not in server.text()
