@@ -37,6 +37,7 @@ def awaiting_app(**defaults: Any) -> tuple[Axeom, list[Any]]:
             statuses.append(await ws.send(f"{msg}-{i}"))
         record.append(statuses)
         await ws.close(1000, "done")
+        record.append(ws.buffered_amount)  # the close frame is written when it returns
 
     async def bulk(ws: Any, msg: Any) -> None:
         progress = [0]
@@ -61,6 +62,7 @@ async def test_awaited_sends_in_the_test_kit() -> None:
         await ws.wait_closed()
     assert received == [f"m-{i}" for i in range(COUNT)]
     assert ws.close_code == 1000 and ws.close_reason == "done"
+    assert record[1] == 0
     assert all(
         type(s) is SendStatus and s in (SendStatus.QUEUED, SendStatus.BACKPRESSURE)
         for s in record[0]
