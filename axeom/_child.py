@@ -8,7 +8,7 @@ import sys
 from typing import NoReturn
 
 from ._app import Axeom
-from ._importer import ImportFromStringError, import_from_string
+from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir, import_from_string
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
@@ -18,7 +18,8 @@ __all__ = [
 ]
 
 # The supervisor reads this status as "the app cannot be loaded": it stops
-# everything instead of restarting into the same failure.
+# everything instead of restarting into the same failure. `axeom run --workers 0`
+# exits with it too, so a failed import is one documented status in every mode.
 EXIT_APP_LOAD_FAILED = 3
 
 
@@ -45,7 +46,11 @@ def configure_child_logging(level: str, name: str) -> None:
 
 
 def load_app_or_exit(import_str: str) -> Axeom:
+    """Import the app (from ``AXEOM_APP_DIR`` first, when set) or exit 3 with one line."""
     try:
+        app_dir = os.environ.get(APP_DIR_ENV)
+        if app_dir:
+            add_app_dir(app_dir)
         app = import_from_string(import_str)
     except ImportFromStringError as exc:
         _fail(str(exc))

@@ -8,16 +8,42 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ImportFromStringError", "import_from_string"]
+__all__ = ["APP_DIR_ENV", "ImportFromStringError", "add_app_dir", "import_from_string"]
+
+APP_DIR_ENV = "AXEOM_APP_DIR"
+"""Directory put first on ``sys.path`` before the app is imported (``axeom run --app-dir``).
+
+The CLI sets it to an absolute path for the whole process tree, so the acceptor and the
+workers import ``app:app`` from the same folder as ``--workers 0`` does.
+"""
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
 class ImportFromStringError(Exception):
     """The import string is malformed, or what it names cannot be loaded."""
+
+
+def add_app_dir(app_dir: str | os.PathLike[str]) -> str:
+    """Put ``app_dir`` (resolved to an absolute path) first on ``sys.path``; return that path.
+
+    ``axeom run app:app`` must find ``app.py`` in the current folder whether it serves in
+    this process or in children, as uvicorn's ``--app-dir`` (default ``.``) does: a console
+    script, unlike ``python -m``, does not put the current folder on the path by itself.
+    """
+    path = str(Path(app_dir).resolve())
+    if not Path(path).is_dir():
+        raise ImportFromStringError(f'App directory "{app_dir}" is not a directory.')
+    if path in sys.path:
+        sys.path.remove(path)
+    sys.path.insert(0, path)
+    return path
 
 
 def import_from_string(import_str: str) -> Any:
@@ -77,7 +103,7 @@ def _describe_failure(where: str, exc: BaseException) -> str:
     """One line: what was raised, and the innermost line of user code that raised it."""
     location = ""
     frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename and f.filename != __file__]
+    user = [f for f in frames if "importlib" not in f.filename and not _in_axeom(f.filename)]
     if isinstance(exc, SyntaxError) and exc.filename:
         location = f" ({exc.filename}, line {exc.lineno})"
     elif user:
@@ -85,3 +111,9 @@ def _describe_failure(where: str, exc: BaseException) -> str:
         location = f" ({last.filename}, line {last.lineno})"
     message = str(exc).splitlines()[0] if str(exc) else ""
     return f'Error loading "{where}": {type(exc).__name__}: {message}{location}'
+
+
+def _in_axeom(filename: str) -> bool:
+    """True for a frame of Axeom's own code: an error an app triggers there (a misspelled
+    ``app.ws`` keyword) is reported at the app's line that made the call."""
+    return str(Path(filename).resolve()).startswith(_PACKAGE_DIR + os.sep)

@@ -19,14 +19,43 @@ from typing import Any
 
 import click
 
-from ._app import Axeom
+from ._child import load_app_or_exit
 from ._config import Config, ConfigError, ServerConfig
-from ._importer import ImportFromStringError, import_from_string
+from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
 
 __all__ = ["main"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 _DEFAULTS = ServerConfig()
+
+
+class _EnvOption(click.Option):
+    """An option whose errors name ``AXEOM_<NAME>`` when that is where the value came from.
+
+    ``AXEOM_WORKERS=abc`` must not be reported as a bad ``--workers``: the user never typed
+    that flag and would look for it on the command line.
+    """
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> Any:
+        value, source = super().consume_value(ctx, opts)
+        ctx.meta[self._source_key] = source
+        return value, source
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        hint = super().get_error_hint(ctx)
+        from_env = ctx is not None and (
+            ctx.meta.get(self._source_key) is click.core.ParameterSource.ENVIRONMENT
+        )
+        if from_env and isinstance(self.envvar, str):
+            return f"{self.envvar} (environment variable for {hint})"
+        return hint
+
+    @property
+    def _source_key(self) -> str:
+        return f"axeom.source.{self.name}"
+
+
+_option = functools.partial(click.option, cls=_EnvOption)
 
 
 @click.group(
@@ -41,49 +70,59 @@ def main() -> None:
 # the effective defaults are shown in the help text.
 @main.command()
 @click.argument("app", metavar="IMPORT")
-@click.option(
-    "--host", envvar="AXEOM_HOST", help=f"Address to listen on.  [default: {_DEFAULTS.host}]"
-)
-@click.option(
+@_option("--host", envvar="AXEOM_HOST", help=f"Address to listen on.  [default: {_DEFAULTS.host}]")
+@_option(
     "--port",
     type=click.IntRange(0, 65535),
     envvar="AXEOM_PORT",
     help=f"Port to listen on; 0 picks a free one.  [default: {_DEFAULTS.port}]",
 )
-@click.option(
+@_option(
     "--workers",
     type=click.IntRange(0),
     envvar="AXEOM_WORKERS",
     help="Worker processes; 0 serves from this one process (development).  "
     f"[default: {_DEFAULTS.workers}]",
 )
-@click.option(
+@_option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
     envvar="AXEOM_CONFIG",
     help="TOML file with [server], [supervisor] and [workers] tables.",
 )
-@click.option(
+@_option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     envvar="AXEOM_LOG_LEVEL",
     help=f"Logging threshold.  [default: {_DEFAULTS.log_level}]",
 )
-@click.option(
+@_option(
     "--graceful-timeout",
     type=click.FloatRange(min=0, min_open=True),
     envvar="AXEOM_GRACEFUL_TIMEOUT",
     help="Seconds workers get to close their sockets on SIGTERM.  "
     f"[default: {_DEFAULTS.graceful_timeout:g}]",
 )
-@click.option(
+@_option(
     "--pubsub",
     envvar="AXEOM_PUBSUB",
     help="redis://HOST:PORT/DB: bridge pub/sub to every node using this Redis.",
 )
-def run(app: str, config_file: str | None, **overrides: Any) -> None:
+@_option(
+    "--app-dir",
+    default=".",
+    envvar=APP_DIR_ENV,
+    help="Folder put first on the import path, in every process.  [default: .]",
+)
+def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> None:
     """Serve the app named by IMPORT (module:attr or path/to/file.py:attr)."""
+    try:
+        # Absolute, and in the environment, so that every child of the tree imports
+        # from the same folder whatever its own working directory.
+        os.environ[APP_DIR_ENV] = add_app_dir(app_dir)
+    except ImportFromStringError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--app-dir'") from None
     if overrides.get("log_level"):
         overrides["log_level"] = overrides["log_level"].lower()
     try:
@@ -131,7 +170,7 @@ def _check_pubsub(config: Config) -> None:
 def _serve_in_process(config: Config) -> None:
     server = config.server
     _configure_logging(server.log_level)
-    application = load_app(config.app)
+    application = load_app_or_exit(config.app)
     import trio
 
     from ._native._ipc import control_address
@@ -179,7 +218,7 @@ def _control_options(fn: Any) -> Any:
         show_default=True,
         help="Seconds to wait for the supervisor.",
     )(fn)
-    return click.option(
+    return _option(
         "--port",
         type=click.IntRange(1, 65535),
         default=_DEFAULTS.port,
@@ -258,21 +297,6 @@ def _format_status(result: dict[str, Any]) -> str:
         ),
     ]
     return "\n".join(lines)
-
-
-def load_app(import_str: str) -> Axeom:
-    """Import the app or exit with status 1 and one line saying why."""
-    try:
-        application = import_from_string(import_str)
-    except ImportFromStringError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
-    if not isinstance(application, Axeom):
-        click.echo(
-            f'Error: "{import_str}" is a {type(application).__name__}, not an Axeom app.', err=True
-        )
-        sys.exit(1)
-    return application
 
 
 def _configure_logging(level: str) -> None:

@@ -17,7 +17,7 @@ import base64
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import trio
 import trio.testing
@@ -35,14 +35,22 @@ __all__ = ["HandshakeRejected", "TestClient", "TestWebSocket", "WebSocketClosed"
 
 
 class HandshakeRejected(Exception):
-    """The app answered the upgrade with something other than 101."""
+    """The app answered the upgrade with something other than 101.
+
+    ``body`` is the response body as ``bytes``, the same type as ``Response.body``;
+    ``text`` is it decoded (UTF-8, undecodable bytes replaced) for assertions.
+    """
 
     def __init__(self, response: Response) -> None:
         self.response = response
         self.status = response.status
-        self.body = response.body.decode("utf-8", "replace")
+        self.body: bytes = response.body
         self.headers = Headers(response.headers)
-        super().__init__(f"handshake rejected: {self.status} {self.body.strip()}")
+        super().__init__(f"handshake rejected: {self.status} {self.text.strip()}")
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
 
 
 class WebSocketClosed(Exception):
@@ -70,8 +78,16 @@ class TestClient:
         self._runtime = await self._stack.__aenter__()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._stack.__aexit__(*exc_info)
+    async def __aexit__(self, *exc_info: Any) -> bool:
+        try:
+            return bool(await self._stack.__aexit__(*exc_info))
+        except BaseExceptionGroup as group:
+            lone = _lone_exception(group)
+            if lone is None:
+                raise
+            if lone is exc_info[1]:
+                return False  # the test's own exception goes on as itself
+            _reraise(lone)
 
     @property
     def runtime(self) -> SocketRuntime:
@@ -119,14 +135,43 @@ class TestClient:
         runtime.nursery.start_soon(
             runtime.run_socket, StreamTransport(server_stream), response.upgrade
         )
-        async with trio.open_nursery() as nursery:
-            ws = TestWebSocket(client_stream, response)
-            nursery.start_soon(ws._read_loop)
-            try:
-                yield ws
-            finally:
-                await ws._finish()
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                ws = TestWebSocket(client_stream, response)
+                nursery.start_soon(ws._read_loop)
+                try:
+                    yield ws
+                finally:
+                    await ws._finish()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            lone = _lone_exception(group)
+            if lone is None:
+                raise
+            _reraise(lone)
+
+
+def _lone_exception(group: BaseExceptionGroup) -> BaseException | None:
+    """The one exception inside ``group`` (through nested groups), or None if several.
+
+    trio wraps whatever leaves a nursery in an ExceptionGroup; a failing ``assert``
+    in a test must read as the AssertionError it is, not as two nested groups.
+    """
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _reraise(exc: BaseException) -> NoReturn:
+    """Raise ``exc`` as it was: without the group it came in as its context."""
+    context = exc.__context__
+    try:
+        raise exc
+    finally:
+        exc.__context__ = context
 
 
 class TestWebSocket:

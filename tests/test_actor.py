@@ -421,7 +421,9 @@ async def test_rejected_handshake_raises_with_status_and_body() -> None:
             async with client.websocket("/a"):
                 pass
         assert rejected.value.status == 401
-        assert "bad token" in rejected.value.body
+        assert "bad token" in rejected.value.text
+        assert type(rejected.value.body) is bytes  # the type of Response.body
+        assert rejected.value.body == rejected.value.response.body
         with pytest.raises(HandshakeRejected) as missing:
             async with client.websocket("/nope"):
                 pass

@@ -70,10 +70,11 @@ async def test_testkit_snippet_against_echo_example() -> None:
         ("examples/echo.py:log", "not an Axeom app"),
     ],
 )
-def test_bad_import_is_one_line_and_exit_1(target: str, expected: str) -> None:
-    """A bad import string is a one-line error with exit status 1, no traceback."""
+def test_bad_import_is_one_line_and_exit_3(target: str, expected: str) -> None:
+    """A bad import string is a one-line error with exit status 3 (the app failed to
+    load, as with --workers N), no traceback."""
     result = run_axeom("run", target, "--port", "0")
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
@@ -84,7 +85,7 @@ def test_app_that_raises_on_import(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("import os\n\nvalue = 1 / 0\n")
     result = run_axeom("run", f"{broken}:app")
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "ZeroDivisionError: division by zero" in result.stderr
     assert "line 3" in result.stderr
     assert "Traceback" not in result.stderr

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import pytest
@@ -431,8 +432,17 @@ def _register(app: Axeom, *args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize(
     ("args", "kwargs", "fragment"),
     [
-        (({"opne": on_open},), {}, "unknown WebSocket handler(s) ['opne']"),
-        ((), {"message": on_message, "idle_timout": 3}, "unknown WebSocket option(s)"),
+        (({"opne": on_open},), {}, "unknown WebSocket handler 'opne' (did you mean 'open'?)"),
+        (
+            (),
+            {"message": on_message, "idle_timout": 3},
+            "unknown handler or option 'idle_timout' (did you mean 'idle_timeout'?)",
+        ),
+        (
+            (),
+            {"messages": on_message},
+            "unknown handler or option 'messages' (did you mean 'message'?)",
+        ),
         ((), {"message": lambda ws: None}, "must accept 2 positional argument(s)"),
         ((), {"open": lambda ws, extra: None}, "must accept 1 positional argument(s)"),
         ((), {"close": lambda ws, code: None}, "must accept 3 positional argument(s)"),
@@ -518,6 +528,73 @@ def test_plugin_defaults_and_route_overrides() -> None:
     assert custom.options.max_message_size == 1024
     assert custom.options.subprotocols == ("b", "c")
     assert WSOptions().idle_timeout == 120.0
+
+
+def test_misspelled_handler_keyword_lists_handlers_too() -> None:
+    """`messages=` is named as a handler-or-option mistake, and both lists are shown."""
+    app = Axeom().use(ws_plugin())
+    with pytest.raises(TypeError) as info:
+        app.ws("/ws", messages=on_message)
+    message = str(info.value)
+    assert "handlers: open, message, drain, close, error" in message
+    assert "backpressure_limit" in message
+
+
+def test_misspelled_handler_method_warns_at_the_users_line() -> None:
+    """A class method close to a missing handler name warns, with did-you-mean, at the
+    registration line; helpers with other names, and _private names, do not."""
+    app = Axeom().use(ws_plugin())
+
+    class Room:
+        def open(self, ws: Any) -> None:
+            return None
+
+        def mesage(self, ws: Any, msg: Any) -> None:
+            return None
+
+        def send_message(self, ws: Any) -> None:
+            return None
+
+        def _mesage(self) -> None:
+            return None
+
+    with pytest.warns(UserWarning) as caught:
+        app.ws("/ws", Room)
+    assert len(caught) == 1
+    assert "'mesage' is not a handler" in str(caught[0].message)
+    assert "did you mean 'message'?" in str(caught[0].message)
+    assert caught[0].filename == __file__
+
+
+def test_helper_methods_beside_their_handler_do_not_warn() -> None:
+    """A method resembling a handler the class does define is a helper, not a typo."""
+    app = Axeom().use(ws_plugin())
+
+    class Room:
+        def message(self, ws: Any, msg: Any) -> None:
+            return None
+
+        def messages(self) -> list[str]:
+            return []
+
+        def reopen(self) -> None:
+            return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        app.ws("/ws", Room)
+
+
+def test_class_with_only_a_misspelled_handler_says_which() -> None:
+    """A class whose only handler is misspelled names the near miss in its error."""
+    app = Axeom().use(ws_plugin())
+
+    class Room:
+        def mesage(self, ws: Any, msg: Any) -> None:
+            return None
+
+    with pytest.raises(TypeError, match="'mesage': did you mean 'message'"):
+        app.ws("/ws", Room)
 
 
 def test_plugin_rejects_unknown_default() -> None:

@@ -36,6 +36,7 @@ class NativeConnection:
     __slots__ = (
         "_drained",
         "_handler_idle",
+        "_writable",
         "active",
         "actor",
         "broken",
@@ -94,6 +95,7 @@ class NativeConnection:
         self.ping_sent_at: float | None = None
         self.close_started_at: float | None = None
         self._drained: trio.Event | None = None
+        self._writable: trio.Event | None = None
         self._handler_idle: trio.Event | None = None
 
     # -- Connection protocol (what ws.* calls) -------------------------------
@@ -109,6 +111,7 @@ class NativeConnection:
         if self.frames.close(code, reason) and not self.in_dispatch and not self.flush_scheduled:
             self.flush_scheduled = True
             self.runtime.schedule_flush(self)
+        self._wake_writable()  # a closing socket takes no more sends: stop waiting for it
 
     async def wait_drained(self) -> None:
         if self.frames.outbox and not self.writing and not self.flush_scheduled:
@@ -118,6 +121,26 @@ class NativeConnection:
             if self._drained is None:
                 self._drained = trio.Event()
             await self._drained.wait()
+
+    async def wait_writable(self) -> None:
+        frames = self.frames
+        if not self._over_limit():
+            await trio.lowlevel.checkpoint()  # a loop of awaited sends lets others run
+            return
+        if frames.outbox and not self.writing and not self.flush_scheduled:
+            self.flush_scheduled = True  # the sender may be a handler waiting right here
+            self.runtime.schedule_flush(self)
+        while self._over_limit():
+            if self._writable is None:
+                self._writable = trio.Event()
+            await self._writable.wait()
+
+    def _over_limit(self) -> bool:
+        """True while a send would be dropped and waiting can change that."""
+        frames = self.frames
+        return (
+            frames.buffered + frames.inflight >= frames.limit and frames.is_open and not self.broken
+        )
 
     @property
     def buffered_amount(self) -> int:
@@ -214,6 +237,7 @@ class NativeConnection:
                         await transport.send_all(left)
                     finally:
                         frames.inflight = 0
+                    self._wake_writable()
         except trio.BrokenResourceError:
             self._break()
         finally:
@@ -243,6 +267,7 @@ class NativeConnection:
                 self.runtime.nursery.start_soon(self._run_drain)
             return
         self.frames.put_back(left)
+        self._wake_writable()  # what was written may have been enough
         self.runtime.nursery.start_soon(self.flush)
 
     async def _run_drain(self) -> None:
@@ -266,10 +291,17 @@ class NativeConnection:
         if self._drained is not None and not self.frames.outbox:
             self._drained.set()
             self._drained = None
+        self._wake_writable()
+
+    def _wake_writable(self) -> None:
+        if self._writable is not None and not self._over_limit():
+            self._writable.set()
+            self._writable = None
 
     def _break(self) -> None:
         """The peer is gone: stop the socket's task (its ``finally`` cleans up)."""
         self.broken = True
+        self._wake_writable()
         if self.scope is not None:
             self.scope.cancel()
 

@@ -4,11 +4,13 @@ from ._handlers import Handlers
 from ._options import WSOptions
 from ._plugin import WSPlugin, ws_plugin
 from ._route import WSRoute
-from ._socket import SendStatus, WebSocket
+from ._socket import Closing, SendResult, SendStatus, WebSocket
 from ._upgrade import Upgrade
 
 __all__ = [
+    "Closing",
     "Handlers",
+    "SendResult",
     "SendStatus",
     "Upgrade",
     "WSOptions",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from ._handlers import BoundHandlers
-from ._socket import SendStatus, WebSocket
+from ._socket import Closing, SendResult, WebSocket
 
 __all__ = ["Actor"]
 
@@ -111,8 +111,10 @@ async def _call(
     handler: Callable[..., Any], args: tuple[Any, ...], on_suspend: Callable[[], None] | None
 ) -> Any:
     result = handler(*args)
-    if result is None or type(result) is SendStatus:  # the common plain-function returns
+    if result is None or type(result) is SendResult:  # the common plain-function returns
         return result
+    if type(result) is Closing:  # `lambda ws, msg: ws.close()` did not ask to wait
+        return None
     if type(result) is types.CoroutineType:
         if on_suspend is None:
             return await result

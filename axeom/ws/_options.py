@@ -7,6 +7,7 @@ registered, so a typo fails at import time rather than on the first client.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -67,10 +68,14 @@ class WSOptions:
 
     def with_overrides(self, overrides: dict[str, Any]) -> WSOptions:
         """A copy with ``overrides`` applied (names checked, sequences normalised)."""
-        unknown = set(overrides) - self.names()
+        unknown = sorted(set(overrides) - self.names())
         if unknown:
-            valid = ", ".join(sorted(self.names()))
-            raise TypeError(f"unknown WebSocket option(s) {sorted(unknown)}; valid: {valid}")
+            valid = sorted(self.names())
+            close = difflib.get_close_matches(unknown[0], valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(
+                f"unknown WebSocket option {unknown[0]!r}{hint}; valid: {', '.join(valid)}"
+            )
         normalised = dict(overrides)
         for key in ("subprotocols", "allowed_origins"):
             value = normalised.get(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._handlers import HANDLER_NAMES, Handlers
+from ._handlers import HANDLER_NAMES, Handlers, did_you_mean
 from ._options import WSOptions
 from ._route import WSRoute
 
@@ -61,6 +61,7 @@ class WSRegistrar:
         **kwargs: Any,
     ) -> Any:
         given = {name: kwargs.pop(name) for name in HANDLER_NAMES if name in kwargs}
+        _check_keywords(kwargs)
         options = self._plugin.defaults.with_overrides(kwargs)
         if handlers is None and not given:
             return lambda target: self._decorated(path, target, options)
@@ -89,3 +90,19 @@ class WSRegistrar:
         route = WSRoute(self._target._prefix + path, handlers, options)
         self._target.add_endpoint("GET", path, route)
         return route
+
+
+def _check_keywords(keywords: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is neither a handler nor an option, naming the nearest of both.
+
+    ``app.ws("/a", messages=f)`` must read as the misspelled handler it is, not as an
+    unknown option with a list of options that leaves out the handler names.
+    """
+    unknown = sorted(set(keywords) - WSOptions.names())
+    if not unknown:
+        return
+    names = [*HANDLER_NAMES, *sorted(WSOptions.names())]
+    raise TypeError(
+        f"app.ws: unknown handler or option {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
+        f"handlers: {', '.join(HANDLER_NAMES)}; options: {', '.join(sorted(WSOptions.names()))}"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._headers import Headers
@@ -13,7 +14,15 @@ from .._messages import to_message
 if TYPE_CHECKING:
     from .._app import Axeom
 
-__all__ = ["Connection", "SendStatus", "WebSocket", "new_socket_id", "socket_id_prefix"]
+__all__ = [
+    "Closing",
+    "Connection",
+    "SendResult",
+    "SendStatus",
+    "WebSocket",
+    "new_socket_id",
+    "socket_id_prefix",
+]
 
 
 class SendStatus(enum.Enum):
@@ -35,6 +44,75 @@ class SendStatus(enum.Enum):
         return self is SendStatus.QUEUED or self is SendStatus.BACKPRESSURE
 
 
+_QUEUED = SendStatus.QUEUED
+
+
+class SendResult:
+    """What ``ws.send`` returns: its ``SendStatus``, which can also be awaited.
+
+    Without ``await`` it is the status: ``==`` to a ``SendStatus`` member (and hashes
+    like it), truthy when the message was queued, with the member's ``name`` and
+    ``value``; ``.status`` is the member itself (for ``is``). ``await ws.send(x)``
+    is flow control, as in the websockets library: it returns the status once the
+    socket's outbox is back under ``backpressure_limit`` (at once when it is), so a
+    loop of awaited sends never drops and never outruns a slow reader.
+
+    Each socket keeps one instance per status, made on first use, so ``ws.send``
+    allocates nothing per call.
+    """
+
+    __slots__ = ("_ok", "_ws", "status")
+
+    def __init__(self, ws: WebSocket, status: SendStatus) -> None:
+        self._ws = ws
+        self._ok = bool(status)
+        self.status = status
+
+    def __await__(self) -> Generator[Any, Any, SendStatus]:
+        return self._ws._writable(self.status).__await__()
+
+    def __bool__(self) -> bool:
+        return self._ok
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is SendResult:
+            return other.status is self.status
+        if type(other) is SendStatus:
+            return other is self.status
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.status)
+
+    @property
+    def name(self) -> str:
+        return self.status.name
+
+    @property
+    def value(self) -> str:
+        return str(self.status.value)
+
+    def __repr__(self) -> str:
+        return repr(self.status)
+
+
+class Closing:
+    """What ``ws.close`` returns: ``await`` it to wait until the close frame is written.
+
+    Written, not acknowledged: inside a handler the peer's close frame is only read
+    after the handler returns (one message at a time), so waiting for it there could
+    only time out. The ``close`` handler runs when the closing handshake ends.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        return self._conn.wait_drained().__await__()
+
+
 class Connection(Protocol):
     """What an adapter provides under a ``WebSocket`` (frames, writes, timers)."""
 
@@ -43,6 +121,11 @@ class Connection(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
     async def wait_drained(self) -> None: ...
+
+    async def wait_writable(self) -> None:
+        """Return once the outbox is under ``backpressure_limit`` or the socket is
+        closing; a checkpoint (cancel and schedule point) either way."""
+        ...
 
     @property
     def buffered_amount(self) -> int: ...
@@ -78,6 +161,8 @@ class WebSocket:
     __slots__ = (
         "_conn",
         "_publish_to_self",
+        "_queued",
+        "_results",
         "_topics",
         "app",
         "data",
@@ -108,6 +193,8 @@ class WebSocket:
         publish_to_self: bool = False,
     ) -> None:
         self._conn = conn
+        self._queued: SendResult | None = None  # made on first use (memory)
+        self._results: dict[str, SendResult] | None = None  # the other statuses, likewise
         self._topics: set[str] | None = None  # created on first subscribe (memory)
         self._publish_to_self = publish_to_self
         self.app = app
@@ -121,12 +208,36 @@ class WebSocket:
         self.subprotocol = subprotocol
         self.remote_address = remote_address
 
-    def send(self, data: str | bytes | bytearray | memoryview | dict | list) -> SendStatus:
+    def send(self, data: str | bytes | bytearray | memoryview | dict | list) -> SendResult:
         """Queue a message: ``str`` as a text frame, bytes-like as binary, a
-        dict or list as JSON text. Returns at once with what happened."""
+        dict or list as JSON text. Returns at once with what happened (a
+        ``SendStatus``); ``await ws.send(data)`` also waits until the outbox is
+        back under ``backpressure_limit`` (see ``SendResult``)."""
         if type(data) is str or type(data) is bytes:  # the hot path: no conversion
-            return self._conn.send_message(data)
-        return self._conn.send_message(to_message(data))
+            status = self._conn.send_message(data)
+        else:
+            status = self._conn.send_message(to_message(data))
+        if status is _QUEUED:
+            result = self._queued
+            if result is None:
+                result = self._queued = SendResult(self, status)
+            return result
+        return self._result(status)
+
+    def _result(self, status: SendStatus) -> SendResult:
+        """The cached result of a status other than QUEUED (keyed by the member's
+        value: a str hash is cached, an Enum's is a Python call)."""
+        results = self._results
+        if results is None:
+            results = self._results = {}
+        result = results.get(status._value_)
+        if result is None:
+            result = results[status._value_] = SendResult(self, status)
+        return result
+
+    async def _writable(self, status: SendStatus) -> SendStatus:
+        await self._conn.wait_writable()
+        return status
 
     # -- pub/sub ---------------------------------------------------------------
 
@@ -162,10 +273,14 @@ class WebSocket:
             raise RuntimeError("pub/sub needs the socket to belong to an app")
         return self.app.pubsub
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; ``close`` handler runs when it ends."""
+    def close(self, code: int = 1000, reason: str = "") -> Closing:
+        """Start the closing handshake; ``close`` handler runs when it ends.
+
+        Returns at once; ``await ws.close()`` also waits until the close frame
+        has been written (see ``Closing``)."""
         _check_close(code, reason)
         self._conn.close(code, reason)
+        return Closing(self._conn)
 
     async def drained(self) -> None:
         """Wait until everything queued so far has been written to the socket."""
