@@ -1,0 +1,225 @@
+"""The supervisor's side of `axeom run --workers N`, through the real process
+tree: placement and totals across an acceptor restart, reloads that replace
+the acceptor too, one shutdown timeline, and honest counters."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets.sync.client as ws_sync
+from websockets.exceptions import ConnectionClosed
+
+from tests._processes import ROOT, Server, running_axeom, status, wait_for
+from tests._wsraw import upgrade_request
+
+APP = "tests/apps/supervision_app.py:app"
+POLICY = """
+[server]
+graceful_timeout = {graceful}
+
+[supervisor]
+strategy = "{strategy}"
+backoff = {{ initial = {backoff}, max = {backoff}, multiplier = 1.0, jitter = 0.0 }}
+shutdown_timeout = {shutdown}
+
+[workers]
+heartbeat_interval = {heartbeat}
+heartbeat_timeout = {heartbeat_timeout}
+"""
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@contextmanager
+def tree(
+    tmp_path: Path,
+    app: str = APP,
+    workers: int = 2,
+    *,
+    graceful: float = 2.0,
+    shutdown: float = 5.0,
+    strategy: str = "one_for_one",
+    backoff: float = 0.05,
+    heartbeat: float = 0.2,
+    close_sleep: float = 0.0,
+) -> Iterator[Server]:
+    config = tmp_path / "axeom.toml"
+    config.write_text(
+        POLICY.format(
+            graceful=graceful,
+            shutdown=shutdown,
+            strategy=strategy,
+            backoff=backoff,
+            heartbeat=heartbeat,
+            heartbeat_timeout=max(5.0, heartbeat * 3),
+        )
+    )
+    env = {
+        "AXEOM_TEST_RECORD": str(tmp_path / "record.txt"),
+        "AXEOM_TEST_CLOSE_SLEEP": str(close_sleep),
+    }
+    args = ("--port", "0", "--workers", str(workers), "--config", str(config))
+    with running_axeom(app, *args, env=env) as server:
+        yield server
+
+
+def connect(server: Server, path: str = "/chat") -> ws_sync.ClientConnection:
+    return ws_sync.connect(f"{server.url}{path}", open_timeout=10)
+
+
+def ask(ws: ws_sync.ClientConnection, text: str) -> str:
+    ws.send(text)
+    reply = ws.recv(timeout=10)
+    assert isinstance(reply, str)
+    return reply
+
+
+def process(server: Server, role: str) -> dict[str, Any] | None:
+    return next((p for p in status(server.port)["processes"] if p["role"] == role), None)
+
+
+def http_get(port: int, path: str) -> int:
+    """The status code of a plain GET."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = sock.recv(65536).decode("latin-1")
+    return int(head.split(" ", 2)[1])
+
+
+def refused_upgrade(port: int, path: str) -> int:
+    """The status code of an upgrade request (a route that does not exist: 404)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(upgrade_request(path))
+        head = sock.recv(65536).decode("latin-1")
+    return int(head.split(" ", 2)[1])
+
+
+def kill_acceptor_and_wait(server: Server) -> list[dict[str, Any] | None]:
+    """kill -9 the acceptor; poll status until a new one is running. Returns
+    what status said of the acceptor at each poll."""
+    old = process(server, "acceptor")
+    assert old is not None
+    os.kill(old["pid"], signal.SIGKILL)
+    seen: list[dict[str, Any] | None] = []
+
+    def replaced() -> bool:
+        entry = process(server, "acceptor")
+        seen.append(entry)
+        return entry is not None and entry["pid"] not in (None, old["pid"]) and (
+            entry["state"] == "running"
+        )
+
+    wait_for(replaced, 20, "a new acceptor")
+    return seen
+
+
+# -- item: placement and totals across an acceptor restart ---------------------------
+
+
+def test_placement_is_even_right_after_an_acceptor_restart(tmp_path: Path) -> None:
+    """Workers report lifetime counts; a restarted acceptor must not read them
+    as "all my sockets arrived" and pile every new socket onto one worker.
+    Status totals survive the restart, and the acceptor stays listed."""
+    # Worker reports are rare here (every 4 s), so the burst is placed on the
+    # acceptor's own accounting, as it would be in a burst at a normal rate.
+    with tree(tmp_path, heartbeat=4.0, backoff=1.0) as server:
+        for _ in range(100):  # lifetime counts of about 50 per worker
+            with connect(server) as ws:
+                ws.send("x")
+        assert http_get(server.port, "/health") == 200
+        assert refused_upgrade(server.port, "/nowhere") == 404
+        wait_for(
+            lambda: status(server.port)["totals"]["handed_off"] >= 100,
+            20,
+            "the acceptor to report its totals",
+        )
+        seen = kill_acceptor_and_wait(server)
+        assert all(entry is not None for entry in seen), seen
+        assert any(entry and entry["state"] == "restarting" for entry in seen), seen
+        with ExitStack() as stack:
+            sockets = [stack.enter_context(connect(server)) for _ in range(60)]
+            pids = [ask(ws, "pid") for ws in sockets]
+            counts = sorted(pids.count(pid) for pid in set(pids))
+            assert len(counts) == 2 and counts[0] >= 0.35 * 60, counts
+        totals = status(server.port)["totals"]
+        assert totals["handed_off"] >= 100
+        assert totals["rejected_handshakes"] == 1
+        assert totals["http_responses"]["2xx"] == 1
+
+
+# -- item: a reload replaces every process that runs application code --------------
+
+
+class HandshakeLoop:
+    """A client doing handshake, echo, close on ``path`` in a loop (a thread),
+    recording every failure. A 1001 after the 101 is a rolled worker closing
+    its sockets, which a reload is allowed to do; anything else is not."""
+
+    def __init__(self, server: Server, path: str) -> None:
+        self.server, self.path = server, path
+        self.done = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HandshakeLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with connect(self.server, self.path) as ws:
+                    ws.send("x")
+                    ws.recv(timeout=10)
+            except ConnectionClosed as exc:
+                if exc.rcvd is None or exc.rcvd.code != 1001:
+                    self.failures.append(repr(exc))
+            except Exception as exc:  # refused, reset, timed out: all count
+                self.failures.append(repr(exc))
+            self.done += 1
+
+
+def answers_101(server: Server, path: str) -> bool:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(upgrade_request(path))
+        return sock.recv(65536).startswith(b"HTTP/1.1 101")
+
+
+def test_sighup_replaces_the_acceptor_without_refusing_a_handshake(tmp_path: Path) -> None:
+    """A route added to the app before SIGHUP answers 101 after it (the
+    acceptor, which routes, is replaced too), and a client handshaking all
+    along on an old route is never refused nor reset."""
+    app_file = tmp_path / "reloadable.py"
+    shutil.copy(os.path.join(ROOT, "tests/apps/reload_template.py"), app_file)
+    with tree(tmp_path, app=f"{app_file}:app") as server:
+        acceptor = process(server, "acceptor")
+        assert acceptor is not None
+        assert not answers_101(server, "/new")
+        with HandshakeLoop(server, "/old") as loop:
+            wait_for(lambda: loop.done >= 5, 20, "the client loop to run")
+            with app_file.open("a") as source:
+                source.write('app.ws("/new", message=lambda ws, msg: ws.send(msg))\n')
+            os.kill(server.proc.pid, signal.SIGHUP)
+            wait_for(lambda: answers_101(server, "/new"), 40, "the new route to answer 101")
+            wait_for(lambda: "acceptor replaced" in server.text(), 20, "the reload to end")
+            before = loop.done
+            wait_for(lambda: loop.done >= before + 5, 20, "handshakes after the reload")
+        assert loop.failures == [], loop.failures[:5]
+        new = process(server, "acceptor")
+        assert new is not None and new["pid"] != acceptor["pid"]
