@@ -223,3 +223,61 @@ def test_sighup_replaces_the_acceptor_without_refusing_a_handshake(tmp_path: Pat
         assert loop.failures == [], loop.failures[:5]
         new = process(server, "acceptor")
         assert new is not None and new["pid"] != acceptor["pid"]
+
+
+# -- item: one shutdown timeline; one_for_all is about workers -----------------------
+
+
+def records(tmp_path: Path) -> list[str]:
+    path = tmp_path / "record.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_close_handler_longer_than_graceful_timeout_is_cut_then(tmp_path: Path) -> None:
+    """SIGTERM: a close handler still running at graceful_timeout is cancelled
+    and the worker exits by itself, well before shutdown_timeout's SIGKILL."""
+    with tree(tmp_path, graceful=1.0, shutdown=8.0, close_sleep=30.0) as server:
+        with connect(server) as ws:
+            assert ask(ws, "hi") == "Echo: hi"
+            started = time.monotonic()
+            os.kill(server.proc.pid, signal.SIGTERM)
+            assert server.proc.wait(timeout=20) == 0
+            elapsed = time.monotonic() - started
+        assert 0.9 <= elapsed < 4.5, (elapsed, server.text())
+        lines = records(tmp_path)
+        assert any(line.startswith("close started") for line in lines), lines
+        assert not any(line.startswith("close finished") for line in lines), lines
+        assert "killing it" not in server.text()
+
+
+def test_worker_deaf_to_sigterm_is_killed_after_shutdown_timeout(tmp_path: Path) -> None:
+    """A worker whose loop is blocked cannot drain: it is SIGKILLed
+    shutdown_timeout after its SIGTERM, and the tree still exits."""
+    with tree(tmp_path, workers=1, graceful=0.5, shutdown=1.5) as server:
+        with connect(server) as ws:
+            assert ask(ws, "hi") == "Echo: hi"
+            ws.send("block")
+            time.sleep(0.2)  # not a synchronisation: the worker blocks whenever it reads it
+            started = time.monotonic()
+            os.kill(server.proc.pid, signal.SIGTERM)
+            server.proc.wait(timeout=20)
+            elapsed = time.monotonic() - started
+        assert 1.4 <= elapsed < 5.0, elapsed
+        assert "still running 1.5s after SIGTERM: killing it" in server.text()
+
+
+def test_one_for_all_acceptor_crash_leaves_the_workers_alone(tmp_path: Path) -> None:
+    """one_for_all is about workers: kill -9 of the acceptor restarts the
+    acceptor only; every worker keeps its pid and its sockets."""
+    with tree(tmp_path, strategy="one_for_all") as server, ExitStack() as stack:
+        sockets = [stack.enter_context(connect(server)) for _ in range(4)]
+        pids = {ask(ws, "pid") for ws in sockets}
+        assert len(pids) == 2
+        before = {p["pid"] for p in status(server.port)["processes"] if p["role"] == "worker"}
+        kill_acceptor_and_wait(server)
+        for ws in sockets:
+            assert ask(ws, "still") == "Echo: still"
+        after = {p["pid"] for p in status(server.port)["processes"] if p["role"] == "worker"}
+        assert after == before
+        with connect(server) as fresh:
+            assert ask(fresh, "new") == "Echo: new"
