@@ -20,7 +20,7 @@ import pytest
 import websockets.sync.client as ws_sync
 from websockets.exceptions import ConnectionClosed
 
-from tests._processes import ROOT, Server, running_axeom, status, wait_for
+from tests._processes import ROOT, Server, run_axeom, running_axeom, status, wait_for
 from tests._wsraw import upgrade_request
 
 APP = "tests/apps/supervision_app.py:app"
@@ -116,8 +116,10 @@ def kill_acceptor_and_wait(server: Server) -> list[dict[str, Any] | None]:
     def replaced() -> bool:
         entry = process(server, "acceptor")
         seen.append(entry)
-        return entry is not None and entry["pid"] not in (None, old["pid"]) and (
-            entry["state"] == "running"
+        return (
+            entry is not None
+            and entry["pid"] not in (None, old["pid"])
+            and (entry["state"] == "running")
         )
 
     wait_for(replaced, 20, "a new acceptor")
@@ -233,12 +235,22 @@ def records(tmp_path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def running(pid: int) -> bool:
+    """True if ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_close_handler_longer_than_graceful_timeout_is_cut_then(tmp_path: Path) -> None:
     """SIGTERM: a close handler still running at graceful_timeout is cancelled
     and the worker exits by itself, well before shutdown_timeout's SIGKILL."""
     with tree(tmp_path, graceful=1.0, shutdown=8.0, close_sleep=30.0) as server:
         with connect(server) as ws:
             assert ask(ws, "hi") == "Echo: hi"
+            workers = [p["pid"] for p in status(server.port)["processes"] if p["role"] == "worker"]
             started = time.monotonic()
             os.kill(server.proc.pid, signal.SIGTERM)
             assert server.proc.wait(timeout=20) == 0
@@ -247,7 +259,9 @@ def test_close_handler_longer_than_graceful_timeout_is_cut_then(tmp_path: Path) 
         lines = records(tmp_path)
         assert any(line.startswith("close started") for line in lines), lines
         assert not any(line.startswith("close finished") for line in lines), lines
-        assert "killing it" not in server.text()
+        for pid in workers:  # each worker finished by itself, none was left behind
+            assert f"(pid {pid}) exited normally" in server.text(), server.text()
+            assert not running(pid)
 
 
 def test_worker_deaf_to_sigterm_is_killed_after_shutdown_timeout(tmp_path: Path) -> None:
@@ -281,3 +295,61 @@ def test_one_for_all_acceptor_crash_leaves_the_workers_alone(tmp_path: Path) -> 
         assert after == before
         with connect(server) as fresh:
             assert ask(fresh, "new") == "Echo: new"
+
+
+# -- item: counters and log lines ----------------------------------------------------
+
+
+def reset_after_handshake(port: int) -> None:
+    """Handshake, then abort the connection with a TCP reset."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(upgrade_request("/chat"))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 101")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def wait_for_counters(port: int, two_xx: int) -> dict[str, Any]:
+    wait_for(
+        lambda: status(port)["totals"].get("http_responses", {}).get("2xx") == two_xx,
+        20,
+        "the HTTP responses to be counted",
+    )
+    return status(port)["totals"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_status_counts_http_responses_apart_from_refused_upgrades(
+    tmp_path: Path, workers: int
+) -> None:
+    """A /health 200 is a 2xx response, not a rejected handshake; a refused
+    upgrade is both a rejected handshake and a 4xx; text and JSON agree."""
+    with tree(tmp_path, workers=workers) as server:
+        for _ in range(5):
+            assert http_get(server.port, "/health") == 200
+        assert http_get(server.port, "/missing") == 404
+        assert refused_upgrade(server.port, "/nowhere") == 404
+        with connect(server) as ws:
+            assert ask(ws, "hi") == "Echo: hi"
+        totals = wait_for_counters(server.port, 5)
+        assert totals["rejected_handshakes"] == 1
+        assert totals["http_responses"] == {"2xx": 5, "3xx": 0, "4xx": 2, "5xx": 0}
+        assert totals["handed_off"] == 1
+        text = run_axeom("status", "--port", str(server.port)).stdout
+        assert "rejected handshakes: 1" in text
+        assert "2xx: 5  3xx: 0  4xx: 2  5xx: 0" in text
+
+
+def test_ready_line_says_one_worker(tmp_path: Path) -> None:
+    """`--workers 1`: "(1 worker)", not "(1 workers)"."""
+    with tree(tmp_path, workers=1) as server:
+        assert "(1 worker)\n" in server.text()
+
+
+def test_an_aborted_connection_logs_no_info_line(tmp_path: Path) -> None:
+    """A client that resets its connection is routine: a debug line, no INFO."""
+    args = ("--port", "0", "--workers", "1", "--log-level", "debug")
+    with running_axeom(APP, *args) as server:
+        reset_after_handshake(server.port)
+        wait_for(lambda: "connection closed" in server.text(), 20, "the worker's debug line")
+        lines = [line for line in server.text().splitlines() if "connection closed" in line]
+        assert lines and all(" DEBUG " in line for line in lines), lines

@@ -95,6 +95,13 @@ class Supervisor:
         self._reload_requested = trio.Event()
         self.hub: Hub | None = None
         self.node_id = os.urandom(6).hex()
+        if config.supervisor.shutdown_timeout <= config.server.graceful_timeout:
+            logger.warning(
+                "supervisor.shutdown_timeout (%gs) is not above server.graceful_timeout (%gs):"
+                " children may be killed before their close handlers finish",
+                config.supervisor.shutdown_timeout,
+                config.server.graceful_timeout,
+            )
 
     # -- entry point -----------------------------------------------------------
 
