@@ -162,6 +162,8 @@ class Acceptor:
                 nursery.start_soon(self._heartbeats, reports)
                 nursery.start_soon(self._signals, nursery)
                 await self._accept(reports)
+                # The last figures, so that status totals lose nothing to a reload.
+                await reports.asend(self._report())
                 nursery.cancel_scope.cancel()
 
     async def _accept(self, reports: pynng.Socket) -> None:
@@ -200,18 +202,20 @@ class Acceptor:
             if parent_gone():
                 logger.error("supervisor is gone: acceptor exiting")
                 raise SystemExit(1)
-            await reports.asend(
-                _ipc.encode(
-                    "hb",
-                    id="acceptor",
-                    gen=self.settings.generation,
-                    pid=os.getpid(),
-                    handed=self.handed_total,
-                    unplaced=self.unplaced_total,
-                    **self.counters.report(),
-                )
-            )
+            await reports.asend(self._report())
             await trio.sleep(self.settings.heartbeat_interval)
+
+    def _report(self) -> bytes:
+        """A heartbeat with this acceptor's counters (totals since it started)."""
+        return _ipc.encode(
+            "hb",
+            id="acceptor",
+            gen=self.settings.generation,
+            pid=os.getpid(),
+            handed=self.handed_total,
+            unplaced=self.unplaced_total,
+            **self.counters.report(),
+        )
 
     async def _signals(self, nursery: trio.Nursery) -> None:
         """The first SIGTERM stops accepting (handshakes in flight finish);

@@ -329,7 +329,7 @@ class Supervisor:
             for child in list(self.children):
                 last = child.last_heartbeat or child.started_at
                 limit = policy.heartbeat_timeout if child.ready.is_set() else READY_TIMEOUT
-                if child.state == "stopping" or now - last < limit:
+                if child.state in ("stopping", "draining") or now - last < limit:
                     continue
                 logger.error(
                     "%s (pid %d) missed heartbeats for %.1fs: terminating it",
