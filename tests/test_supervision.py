@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,20 @@ def kill_acceptor_and_wait(server: Server) -> list[dict[str, Any] | None]:
 # -- item: placement and totals across an acceptor restart ---------------------------
 
 
+WARM_UP = 200  # connections before the restart: lifetime counts of ~100 per worker
+BURST = 100  # sockets opened right after the restart, all held open
+CONCURRENCY = 20  # clients connecting at once: the burst takes well under a report interval
+
+
+def open_many(stack: ExitStack, server: Server, count: int) -> list[ws_sync.ClientConnection]:
+    """``count`` connections made by CONCURRENCY threads, held open by ``stack``."""
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        sockets = list(pool.map(lambda _: connect(server), range(count)))
+    for ws in sockets:
+        stack.enter_context(ws)
+    return sockets
+
+
 def test_placement_is_even_right_after_an_acceptor_restart(tmp_path: Path) -> None:
     """Workers report lifetime counts; a restarted acceptor must not read them
     as "all my sockets arrived" and pile every new socket onto one worker.
@@ -136,26 +151,27 @@ def test_placement_is_even_right_after_an_acceptor_restart(tmp_path: Path) -> No
     # Worker reports are rare here (every 4 s), so the burst is placed on the
     # acceptor's own accounting, as it would be in a burst at a normal rate.
     with tree(tmp_path, heartbeat=4.0, backoff=1.0) as server:
-        for _ in range(100):  # lifetime counts of about 50 per worker
-            with connect(server) as ws:
-                ws.send("x")
+        with ExitStack() as warm_up:
+            open_many(warm_up, server, WARM_UP)
         assert http_get(server.port, "/health") == 200
         assert refused_upgrade(server.port, "/nowhere") == 404
         wait_for(
-            lambda: status(server.port)["totals"]["handed_off"] >= 100,
+            lambda: (
+                (totals := status(server.port)["totals"])["handed_off"] >= WARM_UP
+                and totals["sockets"] == 0
+            ),
             20,
-            "the acceptor to report its totals",
+            "the reports to show the warm-up done",
         )
         seen = kill_acceptor_and_wait(server)
         assert all(entry is not None for entry in seen), seen
         assert any(entry and entry["state"] == "restarting" for entry in seen), seen
         with ExitStack() as stack:
-            sockets = [stack.enter_context(connect(server)) for _ in range(60)]
-            pids = [ask(ws, "pid") for ws in sockets]
+            pids = [ask(ws, "pid") for ws in open_many(stack, server, BURST)]
             counts = sorted(pids.count(pid) for pid in set(pids))
-            assert len(counts) == 2 and counts[0] >= 0.35 * 60, counts
+            assert len(counts) == 2 and counts[0] >= 0.35 * BURST, counts
         wait_for(
-            lambda: status(server.port)["totals"]["handed_off"] >= 160,  # 100 before, 60 after
+            lambda: status(server.port)["totals"]["handed_off"] >= WARM_UP + BURST,
             20,
             "the totals to carry on from the killed acceptor's",
         )
