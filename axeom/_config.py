@@ -299,9 +299,12 @@ class SupervisorConfig:
     Kubernetes, a human) decide, instead of restarting forever.
 
     Attributes:
-        strategy: ``"one_for_one"`` restarts only the child that exited, right for independent
-            workers. ``"one_for_all"`` stops and restarts every child, for deployments where
-            the children share state that one crash may have left inconsistent.
+        strategy: ``"one_for_one"`` restarts only the worker that exited, right for independent
+            workers. ``"one_for_all"`` stops and restarts every worker when one exits, for
+            deployments where the workers share state that one crash may have left
+            inconsistent. Either way the acceptor and the Redis bridge restart on their own:
+            they hold no application state, and restarting the workers for them would drop
+            every socket.
         max_restarts: Restart intensity: if more than this many restarts (counted over all
             children) happen within ``max_seconds``, the supervisor gives up. ``0`` means the
             first crash is fatal.

@@ -378,3 +378,17 @@ def test_an_aborted_connection_logs_no_info_line(tmp_path: Path) -> None:
         wait_for(lambda: "connection closed" in server.text(), 20, "the worker's debug line")
         lines = [line for line in server.text().splitlines() if "connection closed" in line]
         assert lines and all(" DEBUG " in line for line in lines), lines
+
+
+def test_worker_slot_load_counts_only_what_this_acceptor_handed() -> None:
+    """A new acceptor's first table shows lifetime counts: they are the base,
+    not sockets of its own that already arrived."""
+    from axeom._native._acceptor import WorkerSlot
+
+    busy, fresh = WorkerSlot("worker-1", 1, "a"), WorkerSlot("worker-2", 1, "b")
+    busy.report(sockets=0, received=5000)
+    fresh.report(sockets=0, received=0)
+    busy.handed = 3
+    assert busy.load == 3 and fresh.load == 0
+    busy.report(sockets=2, received=5002)  # two of ours arrived, one is on its way
+    assert busy.load == 3
