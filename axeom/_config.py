@@ -7,14 +7,14 @@ A configuration file looks like this (every key is optional; the values shown ar
     port = 8000
     workers = 0                 # 0 = single process, N >= 1 = supervisor + acceptor + N workers
     log_level = "info"          # critical | error | warning | info | debug
-    graceful_timeout = 10.0     # seconds a worker may spend draining connections on SIGTERM
+    graceful_timeout = 10.0     # seconds a child has to finish its work once asked to stop
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
     max_restarts = 5            # more than this many restarts ...
     max_seconds = 30            # ... within this many seconds: give up
     backoff = { initial = 0.1, max = 5.0, multiplier = 2.0, jitter = 0.1 }
-    shutdown_timeout = 10
+    shutdown_timeout = 15       # seconds after asking a child to stop: SIGKILL
 
     [workers]
     restart = "permanent"       # permanent | transient | temporary
@@ -299,24 +299,28 @@ class SupervisorConfig:
     Kubernetes, a human) decide, instead of restarting forever.
 
     Attributes:
-        strategy: ``"one_for_one"`` restarts only the child that exited, right for independent
-            workers. ``"one_for_all"`` stops and restarts every child, for deployments where
-            the children share state that one crash may have left inconsistent.
+        strategy: ``"one_for_one"`` restarts only the worker that exited, right for independent
+            workers. ``"one_for_all"`` stops and restarts every worker when one exits, for
+            deployments where the workers share state that one crash may have left
+            inconsistent. Either way the acceptor and the Redis bridge restart on their own:
+            they hold no application state, and restarting the workers for them would drop
+            every socket.
         max_restarts: Restart intensity: if more than this many restarts (counted over all
             children) happen within ``max_seconds``, the supervisor gives up. ``0`` means the
             first crash is fatal.
         max_seconds: Length in seconds of the sliding window for ``max_restarts``. It is also how
             long a child must stay up for its backoff to start over from ``backoff.initial``.
         backoff: Delays between restarts of a failing child, see :class:`BackoffConfig`.
-        shutdown_timeout: Seconds the supervisor waits for its children to exit after asking them
-            to stop, before killing them. Give workers at least ``server.graceful_timeout``.
+        shutdown_timeout: Seconds after which a child that was asked to stop (SIGTERM, on every
+            path: shutdown, reload, a missed heartbeat, ``one_for_all``) is killed with SIGKILL.
+            Keep it above ``server.graceful_timeout``, the time a child has to finish its work.
     """
 
     strategy: Strategy = field(default="one_for_one", metadata=_checked(_choice(Strategy)))
     max_restarts: int = field(default=5, metadata=_checked(_integer(0)))
     max_seconds: float = field(default=30.0, metadata=_checked(_POSITIVE))
     backoff: BackoffConfig = field(default_factory=BackoffConfig, metadata=_nested(BackoffConfig))
-    shutdown_timeout: float = field(default=10.0, metadata=_checked(_POSITIVE))
+    shutdown_timeout: float = field(default=15.0, metadata=_checked(_POSITIVE))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -377,8 +381,9 @@ class ServerConfig:
         workers: ``0`` runs everything in one process, which is simplest to debug (development).
             ``N >= 1`` runs a supervisor, an acceptor and ``N`` worker processes (production).
         log_level: One of ``critical``, ``error``, ``warning``, ``info``, ``debug``.
-        graceful_timeout: Seconds a worker may spend draining open connections after SIGTERM
-            before the remaining ones are closed.
+        graceful_timeout: Seconds a child has to finish its work once asked to stop: a worker
+            closes its sockets with 1001 and runs their ``close`` handlers (those still running
+            then are cancelled); the acceptor finishes the handshakes in flight.
         pubsub: ``redis://HOST:PORT/DB`` to bridge pub/sub to the other nodes running the same
             app through Redis; unset, pub/sub reaches this node's workers only.
     """

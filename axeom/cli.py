@@ -270,15 +270,16 @@ def _format_status(result: dict[str, Any]) -> str:
         "",
     ]
     header = (
-        f"{'NAME':<12} {'ROLE':<9} {'PID':>7} {'STATE':<9} "
-        f"{'UPTIME':>8} {'RESTARTS':>8} {'SOCKETS':>8}"
+        f"{'NAME':<12} {'ROLE':<9} {'PID':>7} {'STATE':<10} "
+        f"{'UPTIME':>7} {'RESTARTS':>8} {'SOCKETS':>8}"
     )
     lines.append(header)
     for p in result["processes"]:
         sockets = str(p["sockets"]) if "sockets" in p else "-"
+        pid = "-" if p["pid"] is None else p["pid"]  # restarting: no process right now
         lines.append(
-            f"{p['name']:<12} {p['role']:<9} {p['pid']:>7} {p['state']:<9} "
-            f"{p['uptime']:>7.0f}s {p['restarts']:>8} {sockets:>8}"
+            f"{p['name']:<12} {p['role']:<9} {pid:>7} {p['state']:<10} "
+            f"{p['uptime']:>6.0f}s {p['restarts']:>8} {sockets:>8}"
         )
     pubsub = result.get("pubsub") or {}
     if pubsub:
@@ -296,6 +297,12 @@ def _format_status(result: dict[str, Any]) -> str:
             f"restarts: {totals['restarts']}"
         ),
     ]
+    responses = totals.get("http_responses") or {}
+    if responses:
+        lines.append(
+            "http responses (refused upgrades included): "
+            + "  ".join(f"{status_class}: {count}" for status_class, count in responses.items())
+        )
     return "\n".join(lines)
 
 

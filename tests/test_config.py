@@ -77,7 +77,7 @@ def test_defaults_are_the_documented_values() -> None:
         max_restarts=5,
         max_seconds=30.0,
         backoff=BackoffConfig(initial=0.1, max=5.0, multiplier=2.0, jitter=0.1),
-        shutdown_timeout=10.0,
+        shutdown_timeout=15.0,
     )
     assert config.workers == WorkerPolicyConfig(
         restart="permanent", heartbeat_interval=1.0, heartbeat_timeout=5.0
@@ -100,7 +100,7 @@ def test_documented_example_file_gives_the_defaults(config_file: Callable[[str],
         max_restarts = 5
         max_seconds = 30
         backoff = { initial = 0.1, max = 5.0, multiplier = 2.0, jitter = 0.1 }
-        shutdown_timeout = 10
+        shutdown_timeout = 15
 
         [workers]
         restart = "permanent"

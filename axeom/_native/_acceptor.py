@@ -6,6 +6,10 @@ restarts. Placement is "fewest open sockets": the workers' own counts
 (relayed by the supervisor once per heartbeat) plus what was handed to
 each since. A worker whose channel fails is taken out of placement on the
 spot, before the supervisor has even noticed the exit.
+
+SIGTERM stops accepting at once and lets the handshakes in flight finish
+(within ``graceful_timeout``): during a reload the next acceptor is already
+accepting on the same listening socket, so no client is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .._app import Axeom
 from .._child import parent_gone
 from .._messages import Response
 from . import _handoff, _ipc
-from ._handshake import Accepted, HandshakeLimits, answer_handshake
+from ._handshake import Accepted, HandshakeCounters, HandshakeLimits, answer_handshake
 from ._serve import accept_forever
 from ._transport import SocketTransport
 
@@ -40,6 +44,8 @@ class AcceptorSettings:
     run_dir: str
     heartbeat_interval: float
     limits: HandshakeLimits = field(default_factory=HandshakeLimits)
+    generation: int = 1
+    graceful_timeout: float = 10.0
 
 
 @dataclass
@@ -54,10 +60,26 @@ class WorkerSlot:
     reported_received: int = 0
     handed: int = 0
     alive: bool = True
+    # The worker reports how many sockets it received in its lifetime, from
+    # every acceptor it served; ours are only those past the first report we
+    # saw. Without this base a restarted acceptor (handed == 0) would think a
+    # long-running worker had taken all its sockets already and pile onto one.
+    received_base: int | None = None
+    handed_base: int = 0
 
     @property
     def load(self) -> int:
-        return self.reported_sockets + max(0, self.handed - self.reported_received)
+        """Open sockets as last reported, plus ours the report does not show yet."""
+        if self.received_base is None:
+            return self.reported_sockets + self.handed
+        since_report = self.reported_received - self.received_base
+        return self.reported_sockets + max(0, self.handed - self.handed_base - since_report)
+
+    def report(self, sockets: int, received: int) -> None:
+        """A worker's heartbeat figures, as relayed by the supervisor."""
+        if self.received_base is None:
+            self.received_base, self.handed_base = received, self.handed
+        self.reported_sockets, self.reported_received = sockets, received
 
     def close(self) -> None:
         self.alive = False
@@ -76,9 +98,10 @@ class Acceptor:
         self.paths = _ipc.RunPaths(settings.run_dir)
         self.slots: dict[tuple[str, int], WorkerSlot] = {}
         self.handed_total = 0
-        self.rejected_total = 0
+        self.counters = HandshakeCounters()
         self.unplaced_total = 0
         self.table_received = trio.Event()
+        self._accepting = trio.CancelScope()
 
     # -- placement ---------------------------------------------------------------
 
@@ -108,8 +131,7 @@ class Acceptor:
             elif slot.alive and slot.channel is None:
                 self._connect(slot)
             if info.get("received") is not None:
-                slot.reported_sockets = info.get("sockets", 0)
-                slot.reported_received = info["received"]
+                slot.report(info.get("sockets", 0), info["received"])
         for key in list(self.slots):
             if key not in seen:
                 self.slots.pop(key).close()
@@ -136,61 +158,89 @@ class Acceptor:
             events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
             events.subscribe(_ipc.subscription(_ipc.TOPIC_ACCEPTOR))
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._events, events)
+                nursery.start_soon(self._events, events, reports)
                 nursery.start_soon(self._heartbeats, reports)
                 nursery.start_soon(self._signals, nursery)
-                await reports.asend(_ipc.encode("ready", id="acceptor", gen=0, pid=os.getpid()))
+                await self._accept(reports)
+                # The last figures, so that status totals lose nothing to a reload.
+                await reports.asend(self._report())
+                nursery.cancel_scope.cancel()
+
+    async def _accept(self, reports: pynng.Socket) -> None:
+        """Accept until SIGTERM, then let the handshakes in flight finish."""
+        async with trio.open_nursery() as clients:
+            with self._accepting:
                 # Accept only once the worker table is known; until then
                 # connections wait in the listening socket's backlog.
                 with trio.move_on_after(TABLE_WAIT):
                     await self.table_received.wait()
-                nursery.start_soon(
-                    accept_forever,
-                    self.listener,
-                    lambda sock, address: nursery.start_soon(self._serve_client, sock, address),
+                ready = _ipc.encode(
+                    "ready", id="acceptor", gen=self.settings.generation, pid=os.getpid()
                 )
+                await reports.asend(ready)  # "ready" means accepting: a reload waits for it
+                await accept_forever(
+                    self.listener,
+                    lambda sock, address: clients.start_soon(self._serve_client, sock, address),
+                )
+            clients.cancel_scope.deadline = trio.current_time() + self.settings.graceful_timeout
 
-    async def _events(self, events: pynng.Socket) -> None:
+    async def _events(self, events: pynng.Socket, reports: pynng.Socket) -> None:
         while True:
             _, message = _ipc.split_topic(await events.arecv())
             if message["t"] == "workers":
                 self.update_workers(message["workers"])
                 self.table_received.set()
+                # Confirmed at once: the supervisor stops a worker it dropped
+                # from the table only once no acceptor will place on it.
+                ack = _ipc.encode(
+                    "table", id="acceptor", gen=self.settings.generation, seq=message.get("seq", 0)
+                )
+                await reports.asend(ack)
 
     async def _heartbeats(self, reports: pynng.Socket) -> None:
         while True:
             if parent_gone():
                 logger.error("supervisor is gone: acceptor exiting")
                 raise SystemExit(1)
-            await reports.asend(
-                _ipc.encode(
-                    "hb",
-                    id="acceptor",
-                    gen=0,
-                    pid=os.getpid(),
-                    handed=self.handed_total,
-                    rejected=self.rejected_total,
-                    unplaced=self.unplaced_total,
-                )
-            )
+            await reports.asend(self._report())
             await trio.sleep(self.settings.heartbeat_interval)
 
+    def _report(self) -> bytes:
+        """A heartbeat with this acceptor's counters (totals since it started)."""
+        return _ipc.encode(
+            "hb",
+            id="acceptor",
+            gen=self.settings.generation,
+            pid=os.getpid(),
+            handed=self.handed_total,
+            unplaced=self.unplaced_total,
+            **self.counters.report(),
+        )
+
     async def _signals(self, nursery: trio.Nursery) -> None:
+        """The first SIGTERM stops accepting (handshakes in flight finish);
+        a second one stops at once."""
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
-                logger.info("acceptor stopping")
-                nursery.cancel_scope.cancel()
+                if self._accepting.cancel_called:
+                    nursery.cancel_scope.cancel()
+                    return
+                logger.info("acceptor stopping: finishing the handshakes in flight")
+                self._accepting.cancel()
 
     async def _serve_client(self, sock: socket.socket, address: Any) -> None:
         transport = SocketTransport(sock)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             accepted = await answer_handshake(
-                self.app, transport, tuple(address[:2]), self.settings.limits, self.admit
+                self.app,
+                transport,
+                tuple(address[:2]),
+                self.settings.limits,
+                self.admit,
+                self.counters,
             )
-            if accepted is None:
-                self.rejected_total += 1
-            else:
+            if accepted is not None:
                 await self._hand_off(sock, accepted)
         except Exception:
             logger.exception("internal error in the acceptor; connection dropped")

@@ -180,11 +180,15 @@ class NativeConnection:
             runtime.connections.discard(self)
             with trio.CancelScope(shield=True) as shield:
                 shield.deadline = trio.current_time() + self.options.close_timeout
-                self.broken = True
-                await transport.aclose()
-                self._wake_drained()
-                code, reason = frames.close_status()
-                await self.actor.close(code, reason)
+                runtime.closing.add(shield)
+                try:
+                    self.broken = True
+                    await transport.aclose()
+                    self._wake_drained()
+                    code, reason = frames.close_status()
+                    await self.actor.close(code, reason)
+                finally:
+                    runtime.closing.discard(shield)
 
     async def _process(self, data: bytes) -> None:
         actor = self.actor

@@ -20,6 +20,7 @@ import pynng
 
 if TYPE_CHECKING:
     from .._app import Axeom
+    from ._handshake import HandshakeCounters
     from ._runtime import SocketRuntime
 
 __all__ = [
@@ -92,10 +93,13 @@ def remove_ipc_file(address: str) -> None:
 class SingleProcess:
     """What the control commands of ``--workers 0`` act on."""
 
-    def __init__(self, app: Axeom, runtime: SocketRuntime, port: int) -> None:
+    def __init__(
+        self, app: Axeom, runtime: SocketRuntime, port: int, counters: HandshakeCounters
+    ) -> None:
         self.app = app
         self.runtime = runtime
         self.port = port
+        self.counters = counters
         self.started = time.monotonic()
 
 
@@ -121,8 +125,9 @@ async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
         "pubsub": {"topics": server.app.pubsub.statistics()["topics"]},
         "totals": {
             "sockets": sockets,
-            "handed_off": 0,
-            "rejected_handshakes": 0,
+            "handed_off": server.counters.accepted,  # accepted and run right here
+            "rejected_handshakes": server.counters.rejected,
+            "http_responses": dict(server.counters.responses),
             "restarts": 0,
         },
     }

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -21,7 +22,7 @@ from .._messages import Response
 from ..ws._upgrade import Upgrade
 from ._transport import SocketTransport
 
-__all__ = ["Accepted", "HandshakeLimits", "answer_handshake"]
+__all__ = ["Accepted", "HandshakeCounters", "HandshakeLimits", "answer_handshake"]
 
 logger = logging.getLogger("axeom.server")
 
@@ -33,6 +34,38 @@ class HandshakeLimits:
 
     max_head_size: int = 16384
     timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class HandshakeCounters:
+    """What a server answered, for ``axeom status``.
+
+    ``accepted`` counts 101s; ``rejected`` counts refused WebSocket upgrades
+    (a request that asked for ``Upgrade: websocket`` and got another status);
+    ``responses`` counts every other answer by status class, so a plain HTTP
+    route such as ``/health`` answering 200 is a ``2xx``, not a rejection.
+    """
+
+    accepted: int = 0
+    rejected: int = 0
+    responses: dict[str, int] = field(
+        default_factory=lambda: {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
+    )
+
+    def count(self, status: int, upgrade_asked: bool) -> None:
+        """Record one answer (called once per request head)."""
+        if status == 101:
+            self.accepted += 1
+            return
+        if upgrade_asked:
+            self.rejected += 1
+        status_class = f"{status // 100}xx"
+        if status_class in self.responses:
+            self.responses[status_class] += 1
+
+    def report(self) -> dict[str, Any]:
+        """The figures as sent in heartbeats and shown by ``axeom status``."""
+        return {"accepted": self.accepted, "rejected": self.rejected, "responses": self.responses}
 
 
 @dataclass(slots=True)
@@ -49,17 +82,20 @@ async def answer_handshake(
     client: tuple[str, int] | None,
     limits: HandshakeLimits,
     admit: Callable[[], Response | None] | None = None,
+    counters: HandshakeCounters | None = None,
 ) -> Accepted | None:
     """Read the head, run ``app.handle`` and write the response.
 
     ``admit`` is asked just before a 101 is written; a response it returns
     is sent instead (the acceptor answers 503 when no worker is alive).
     Returns ``Accepted`` after writing a 101, or ``None`` once a rejection
-    was written (the transport is then closed).
+    was written (the transport is then closed). ``counters``, if given,
+    records the answer.
     """
     head: bytes | None = None
     trailing = b""
     response: Response | None = None
+    upgrade_asked = False
     with trio.move_on_after(limits.timeout):
         try:
             head, trailing = await _read_head(transport, limits.max_head_size)
@@ -74,6 +110,7 @@ async def answer_handshake(
             except HeadError as exc:
                 response = Response.error(exc.status, exc.reason)
             else:
+                upgrade_asked = "websocket" in request.headers.tokens("upgrade")
                 response = await app.handle(request)
     if response.status == 101 and admit is not None:
         response = admit() or response
@@ -83,6 +120,8 @@ async def answer_handshake(
         logger.exception("response to %s cannot be serialized; answering 500", client)
         response = Response.error(500, "Internal Server Error")
         head = serialize_response(response, close=True)
+    if counters is not None:
+        counters.count(response.status, upgrade_asked)
     if response.status == 101 and response.upgrade is not None:
         try:
             await transport.send_all([head])

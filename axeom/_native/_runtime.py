@@ -37,6 +37,10 @@ class SocketRuntime:
         self.app = app
         self.nursery = nursery
         self.connections: set[NativeConnection] = set()
+        # Sockets whose TCP connection is gone but whose close handler still
+        # runs (shielded, so that a cancelled worker still runs it): drain
+        # waits for them too, and cuts them at its deadline.
+        self.closing: set[trio.CancelScope] = set()
         self._dirty: list[NativeConnection] = []
         self._flusher_lot = trio.lowlevel.ParkingLot()
         self._tick = MAX_TICK
@@ -73,15 +77,18 @@ class SocketRuntime:
     async def drain(self, timeout: float, code: int = 1001, batch: int = 500) -> int:
         """Close every socket (``code``, in batches so a huge server stays
         responsive) and wait up to ``timeout`` for them and their ``close``
-        handlers to finish. Returns how many were still open at the deadline."""
+        handlers to finish; close handlers still running then are cancelled.
+        Returns how many sockets were still open at the deadline."""
         with trio.move_on_after(timeout):
             pending = [c for c in self.connections if c.is_open]
             for start in range(0, len(pending), batch):
                 for conn in pending[start : start + batch]:
                     conn.close(code, "server shutting down")
                 await trio.sleep(0)
-            while self.connections:
+            while self.connections or self.closing:
                 await trio.sleep(0.02)
+        for scope in self.closing:
+            scope.cancel()
         return len(self.connections)
 
     def schedule_flush(self, conn: NativeConnection) -> None:

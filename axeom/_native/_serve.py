@@ -12,7 +12,7 @@ import trio
 
 from .._app import Axeom
 from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
-from ._handshake import HandshakeLimits, answer_handshake
+from ._handshake import HandshakeCounters, HandshakeLimits, answer_handshake
 from ._runtime import SocketRuntime, open_socket_runtime
 from ._transport import SocketTransport
 
@@ -73,10 +73,11 @@ async def serve_listener(
     ``axeom publish``.
     """
     limits = limits or HandshakeLimits()
+    counters = HandshakeCounters()
     listener.setblocking(False)
     async with open_socket_runtime(app) as runtime:
         if control is not None:
-            target = SingleProcess(app, runtime, listener.getsockname()[1])
+            target = SingleProcess(app, runtime, listener.getsockname()[1], counters)
             runtime.nursery.start_soon(serve_control, target, control, SINGLE_PROCESS_COMMANDS)
         task_status.started(listener.getsockname()[:2])
         with trio.CancelScope() as accepting:
@@ -85,7 +86,7 @@ async def serve_listener(
             await accept_forever(
                 listener,
                 lambda sock, address: runtime.nursery.start_soon(
-                    _serve_client, app, runtime, sock, address, limits
+                    _serve_client, app, runtime, sock, address, limits, counters
                 ),
             )
         left = await runtime.drain(graceful_timeout)
@@ -129,6 +130,7 @@ async def _serve_client(
     sock: socket.socket,
     address: tuple[str, int],
     limits: HandshakeLimits,
+    counters: HandshakeCounters | None = None,
 ) -> None:
     """One client: handshake, then its socket loop. A failure here is a bug in
     Axeom, not in the app (handlers are contained by the actor): it is logged
@@ -136,7 +138,7 @@ async def _serve_client(
     transport = SocketTransport(sock)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        accepted = await answer_handshake(app, transport, address[:2], limits)
+        accepted = await answer_handshake(app, transport, address[:2], limits, None, counters)
         if accepted is not None:
             await runtime.run_socket(transport, accepted.upgrade, accepted.trailing)
     except Exception:

@@ -23,6 +23,8 @@ def main() -> None:
         run_dir=options["run_dir"],
         heartbeat_interval=options["heartbeat_interval"],
         limits=HandshakeLimits(),
+        generation=options["generation"],
+        graceful_timeout=options["graceful_timeout"],
     )
     try:
         trio.run(Acceptor(app, listener, settings).run)

@@ -40,7 +40,17 @@ except ImportError:  # pragma: no cover - wheels ship the extension
 
 __all__ = ["FrameConnection"]
 
-_frames_logger = logging.getLogger("axeom.ws.frames")
+
+class _QuietProtocolLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The Protocol's logger, with its INFO lines ("connection closed", once
+    per connection, aborted ones included) moved to DEBUG: per-connection
+    events are not worth a line each at the default level."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_frames_logger = _QuietProtocolLogger(logging.getLogger("axeom.ws.frames"), {})
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")

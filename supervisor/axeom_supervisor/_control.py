@@ -33,7 +33,8 @@ async def ping(supervisor: Supervisor, request: dict[str, Any]) -> Any:
 
 
 async def reload(supervisor: Supervisor, request: dict[str, Any]) -> Any:
-    """``{"cmd": "reload"}``: roll the workers one at a time, as SIGHUP does."""
+    """``{"cmd": "reload"}``: as SIGHUP: roll the workers one at a time, then
+    replace the acceptor (every process that runs application code)."""
     supervisor.request_reload()
     return "reloading"
 

@@ -160,7 +160,8 @@ class RestartPolicy:
 
     @property
     def strategy(self) -> Strategy:
-        """``one_for_one`` (restart the child that exited) or ``one_for_all`` (restart all)."""
+        """``one_for_one`` (restart the child that exited) or ``one_for_all`` (restart every
+        worker; the supervisor applies it to workers only)."""
         return self._config.strategy
 
     @property

@@ -5,6 +5,13 @@ reaps children (logging each exit cause) and asks the restart policy what
 to do; a health check kills children whose heartbeats stopped; the worker
 table the acceptor places sockets by is republished whenever it changes
 and once per heartbeat interval.
+
+Every child is stopped the same way, whatever the reason (SIGTERM of the
+tree, a reload, a missed heartbeat, a ``one_for_all`` restart): SIGTERM,
+during which it has ``server.graceful_timeout`` to finish its work (a
+worker closes its sockets with 1001 and runs ``close`` handlers; the
+acceptor finishes the handshakes in flight), then SIGKILL if it is still
+running ``supervisor.shutdown_timeout`` after the SIGTERM.
 """
 
 from __future__ import annotations
@@ -37,7 +44,23 @@ logger = logging.getLogger("axeom.supervisor")
 
 EXIT_OK, EXIT_GAVE_UP = 0, 1
 READY_TIMEOUT = 60.0
-KILL_GRACE = 5.0
+# Seconds to let the reaping tasks log the last exits once every child is gone.
+REAP_WAIT = 1.0
+# Seconds an acceptor has to confirm a new worker table before a worker it
+# no longer lists is stopped anyway (it confirms in milliseconds).
+TABLE_ACK_TIMEOUT = 2.0
+
+
+def _zero_totals() -> dict[str, Any]:
+    return {"handed": 0, "rejected": 0, "responses": {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}}
+
+
+def _add_totals(into: dict[str, Any], report: dict[str, Any]) -> None:
+    """Add one acceptor's counters (as in its heartbeat) to ``into``."""
+    into["handed"] += report.get("handed", 0)
+    into["rejected"] += report.get("rejected", 0)
+    for status_class, count in (report.get("responses") or {}).items():
+        into["responses"][status_class] = into["responses"].get(status_class, 0) + count
 
 
 class Supervisor:
@@ -56,6 +79,13 @@ class Supervisor:
         self.bridge_policy = RestartPolicy(config.supervisor, "permanent")
         self.children: list[Child] = []
         self.generations: dict[str, int] = {}
+        # Children waiting out their restart backoff: listed by status as "restarting".
+        self.restarting: dict[str, Child] = {}
+        # Counters of acceptors that exited: status totals survive a restart.
+        self.retired_acceptors = _zero_totals()
+        self.table_seq = 0  # numbers the worker tables published to the acceptor
+        self.table_acked_seq = 0  # the newest one an acceptor confirmed
+        self._table_acked = trio.Event()
         self.restarts_total = 0
         self.exit_code = EXIT_OK
         self.stopping = False
@@ -65,6 +95,13 @@ class Supervisor:
         self._reload_requested = trio.Event()
         self.hub: Hub | None = None
         self.node_id = os.urandom(6).hex()
+        if config.supervisor.shutdown_timeout <= config.server.graceful_timeout:
+            logger.warning(
+                "supervisor.shutdown_timeout (%gs) is not above server.graceful_timeout (%gs):"
+                " children may be killed before their close handlers finish",
+                config.supervisor.shutdown_timeout,
+                config.server.graceful_timeout,
+            )
 
     # -- entry point -----------------------------------------------------------
 
@@ -125,8 +162,9 @@ class Supervisor:
             return
         host = self.config.server.host
         shown = f"[{host}]" if ":" in host else host
+        count = self.config.server.workers
         print(
-            f"Axeom listening on ws://{shown}:{self.port} ({self.config.server.workers} workers)",
+            f"Axeom listening on ws://{shown}:{self.port} ({count} worker{'s' * (count != 1)})",
             flush=True,
         )
 
@@ -145,7 +183,11 @@ class Supervisor:
         pass_fds: tuple[int, ...] = ()
         if role == "acceptor":
             module = "axeom._native.acceptor_main"
-            options["listener_fd"] = self.listener.fileno()
+            options.update(
+                listener_fd=self.listener.fileno(),
+                generation=generation,
+                graceful_timeout=server.graceful_timeout,
+            )
             pass_fds = (self.listener.fileno(),)
         elif role == "bridge":
             module = "axeom_supervisor.redis_bridge"
@@ -162,6 +204,7 @@ class Supervisor:
         previous = [c for c in self.children if c.name == name]
         child.restarts = max((c.restarts for c in previous), default=0)
         self.children.append(child)
+        self.restarting.pop(name, None)
         self._policy(role).on_started(trio.current_time(), name)
         assert self._nursery is not None
         self._nursery.start_soon(self._watch, child)
@@ -185,6 +228,8 @@ class Supervisor:
         self.children.remove(child)
         if child.role == "worker" and self.hub is not None:
             self.hub.drop_worker(child.key)  # its subscriptions leave the table now
+        if child.role == "acceptor":
+            _add_totals(self.retired_acceptors, child.report)
         status = ExitStatus.from_returncode(returncode, requested=child.stop_requested)
         log = logger.info if child.stop_requested or self.stopping else logger.error
         log("%s (pid %d) %s", child.name, child.pid, status.describe())
@@ -196,18 +241,21 @@ class Supervisor:
         if isinstance(decision, Ignore):
             return
         if isinstance(decision, GiveUp):
-            logger.error("giving up: %s", decision.reason)
+            logger.error("%s", decision.reason)  # the reason ends in "giving up"
             self.exit_code = 3 if status.app_load_failed else EXIT_GAVE_UP
             await self.shutdown()
             return
         assert isinstance(decision, Restart)
-        if self._policy(child.role).strategy == "one_for_all":
+        # The strategy is about workers, which may share state; the acceptor
+        # and the bridge hold none and restart on their own.
+        if child.role == "worker" and self.worker_policy.strategy == "one_for_all":
             await self._restart_all(child, decision)
         else:
             await self._restart(child, decision)
 
     async def _restart(self, child: Child, decision: Restart) -> None:
         logger.info("restarting %s in %.2fs", child.name, decision.after)
+        self.restarting[child.name] = child
         await trio.sleep(decision.after)
         if self.stopping:
             return
@@ -216,16 +264,16 @@ class Supervisor:
         self.restarts_total += 1
 
     async def _restart_all(self, failed: Child, decision: Restart) -> None:
-        logger.info("one_for_all: restarting every child after %s exited", failed.name)
-        siblings = list(self.children)
+        """``one_for_all``: stop every other worker (on the shutdown timeline),
+        then start them all again. The acceptor and the bridge are left alone."""
+        logger.info("one_for_all: restarting every worker after %s exited", failed.name)
+        siblings = [c for c in self.children if c.role == "worker"]
         for sibling in siblings:
             sibling.stop_requested = True
-            sibling.signal(signal.SIGTERM)
-        with trio.move_on_after(self.config.supervisor.shutdown_timeout):
-            while any(s.process.returncode is None for s in siblings):
-                await trio.sleep(0.05)
-        for sibling in siblings:
-            sibling.signal(signal.SIGKILL)
+        await self._publish_workers()
+        async with trio.open_nursery() as stops:
+            for sibling in siblings:
+                stops.start_soon(self._stop, sibling)
         await trio.sleep(decision.after)
         if self.stopping:
             return
@@ -233,10 +281,6 @@ class Supervisor:
         for index in range(1, self.config.server.workers + 1):
             if self._child(f"worker-{index}") is None:
                 await self._start("worker", f"worker-{index}")
-        if self.config.server.pubsub and self._child("bridge") is None:
-            await self._start("bridge", "bridge")
-        if self._child("acceptor") is None:
-            await self._start("acceptor", "acceptor")
 
     # -- reports, health, worker table ---------------------------------------------
 
@@ -250,7 +294,11 @@ class Supervisor:
             if child is None:
                 continue
             child.last_heartbeat = trio.current_time()
-            if message["t"] == "ready":
+            if message["t"] == "table":
+                self.table_acked_seq = max(self.table_acked_seq, message.get("seq", 0))
+                self._table_acked.set()
+                self._table_acked = trio.Event()
+            elif message["t"] == "ready":
                 if child.state == "starting":
                     child.state = "running"
                 if child.role == "worker" and self.hub is not None:
@@ -261,10 +309,14 @@ class Supervisor:
                 await self._publish_workers()
             elif message["t"] == "hb":
                 child.report = message
+                if child.role == "acceptor" and not child.ready.is_set():
+                    # It accepts once it knows the workers: tell it now.
+                    await self._publish_workers()
 
     def _find(self, name: Any, generation: Any) -> Child | None:
+        # Two acceptors overlap during a reload: generations tell them apart.
         for child in self.children:
-            if child.name == name and (child.role != "worker" or child.generation == generation):
+            if child.name == name and (child.role == "bridge" or child.generation == generation):
                 return child
         return None
 
@@ -277,7 +329,7 @@ class Supervisor:
             for child in list(self.children):
                 last = child.last_heartbeat or child.started_at
                 limit = policy.heartbeat_timeout if child.ready.is_set() else READY_TIMEOUT
-                if child.state == "stopping" or now - last < limit:
+                if child.state in ("stopping", "draining") or now - last < limit:
                     continue
                 logger.error(
                     "%s (pid %d) missed heartbeats for %.1fs: terminating it",
@@ -285,17 +337,32 @@ class Supervisor:
                     child.pid,
                     now - last,
                 )
-                child.state = "stopping"
+                child.state = "stopping"  # not again at the next check
                 assert self._nursery is not None
-                self._nursery.start_soon(self._terminate, child, KILL_GRACE)
+                self._nursery.start_soon(self._stop, child)
 
-    async def _terminate(self, child: Child, grace: float) -> None:
+    async def _stop(self, child: Child, state: str = "stopping") -> None:
+        """The shutdown timeline, the same on every path: SIGTERM (the child
+        then has ``graceful_timeout`` to finish its work), SIGKILL if it still
+        runs ``shutdown_timeout`` after the SIGTERM. Returns once it exited.
+
+        Callers set ``stop_requested`` first when the exit must not be
+        restarted (shutdown, reload, ``one_for_all``); a hung child is
+        stopped without it, and so restarted under the policy."""
+        child.state = state
         child.signal(signal.SIGTERM)
-        with trio.move_on_after(grace):
+        timeout = self.config.supervisor.shutdown_timeout
+        with trio.move_on_after(timeout):
             await child.process.wait()
             return
-        logger.error("%s (pid %d) ignored SIGTERM: killing it", child.name, child.pid)
+        logger.error(
+            "%s (pid %d) still running %gs after SIGTERM: killing it",
+            child.name,
+            child.pid,
+            timeout,
+        )
         child.signal(signal.SIGKILL)
+        await child.process.wait()
 
     def worker_table(self) -> list[dict[str, Any]]:
         table = []
@@ -316,10 +383,22 @@ class Supervisor:
 
     async def _publish_workers(self) -> None:
         if self._events is not None:
+            self.table_seq += 1
             message = _ipc.topic_message(
-                _ipc.TOPIC_ACCEPTOR, "workers", workers=self.worker_table()
+                _ipc.TOPIC_ACCEPTOR, "workers", workers=self.worker_table(), seq=self.table_seq
             )
             await self._events.asend(message)
+
+    async def _publish_and_confirm(self) -> None:
+        """Publish the worker table and wait (bounded) until the acceptor says
+        it has it: a worker about to be stopped must get no more sockets."""
+        await self._publish_workers()
+        seq = self.table_seq
+        if self._child("acceptor") is None:
+            return
+        with trio.move_on_after(TABLE_ACK_TIMEOUT):
+            while self.table_acked_seq < seq:
+                await self._table_acked.wait()
 
     async def _publish_periodically(self) -> None:
         while True:
@@ -346,7 +425,20 @@ class Supervisor:
             await self._reload_requested.wait()
             self._reload_requested = trio.Event()
             if not self.stopping:
-                await self.roll_workers()
+                await self.reload()
+
+    async def reload(self) -> None:
+        """Replace every process that runs application code, never refusing a
+        handshake: the workers one at a time, then the acceptor.
+
+        Workers go first because the acceptor decides the route: the old
+        acceptor handing a socket to a new worker works for every route the
+        two versions share, while a new acceptor would hand a route added by
+        the reload to an old worker, which refuses it. The new acceptor
+        accepts on the same listening socket before the old one stops; the
+        old one finishes the handshakes it has in flight."""
+        await self.roll_workers()
+        await self.roll_acceptor()
 
     async def roll_workers(self) -> None:
         """Replace each worker in turn: the new one is ready (and receiving
@@ -366,46 +458,44 @@ class Supervisor:
                 continue
             old.state = "draining"
             old.stop_requested = True
-            await self._publish_workers()
-            await self._drain(old)
+            await self._publish_and_confirm()
+            await self._stop(old, "draining")
         logger.info("workers rolled")
 
-    async def _drain(self, worker: Child) -> None:
-        """Ask a worker to drain (the nng drain command), then insist: SIGTERM
-        once its graceful timeout has passed, SIGKILL after shutdown_timeout."""
-        if not worker.ready.is_set():  # not listening for commands yet
-            await self._terminate(worker, KILL_GRACE)
+    async def roll_acceptor(self) -> None:
+        """Start a new acceptor; once it accepts, stop the old one."""
+        old = self._child("acceptor")
+        if old is None or self.stopping:
             return
-        if self._events is not None:
-            await self._events.asend(
-                _ipc.topic_message(_ipc.worker_topic(worker.name, worker.generation), "drain")
-            )
-        with trio.move_on_after(self.config.server.graceful_timeout + 1.0):
-            await worker.process.wait()
+        new = await self._start("acceptor", "acceptor")
+        new.restarts = old.restarts
+        with trio.move_on_after(READY_TIMEOUT):
+            await new.ready.wait()
+        if not new.ready.is_set():
+            logger.error("new acceptor did not start accepting; keeping the old one")
+            new.stop_requested = True
+            await self._stop(new)
             return
-        logger.error("%s (pid %d) did not drain in time: terminating it", worker.name, worker.pid)
-        await self._terminate(worker, KILL_GRACE)
+        old.stop_requested = True
+        await self._stop(old, "draining")
+        logger.info("acceptor replaced")
 
     async def shutdown(self) -> None:
-        """Stop accepting, drain the workers within shutdown_timeout, then exit."""
+        """Stop the tree on the shutdown timeline: the acceptor first (no new
+        socket reaches a draining worker), then the workers, then the bridge
+        (close handlers may still publish)."""
         if self.stopping:
             return
         self.stopping = True
         for child in self.children:
             child.stop_requested = True
-            child.state = "stopping"
-        acceptor = self._child("acceptor")
-        if acceptor is not None:
-            await self._terminate(acceptor, KILL_GRACE)
-        async with trio.open_nursery() as drains:
-            for child in list(self.children):
-                if child.role == "worker":
-                    drains.start_soon(self._drain, child)
-                else:
-                    drains.start_soon(self._terminate, child, KILL_GRACE)
-        with trio.move_on_after(KILL_GRACE):
+        for role in ("acceptor", "worker", "bridge"):
+            async with trio.open_nursery() as stops:
+                for child in [c for c in self.children if c.role == role]:
+                    stops.start_soon(self._stop, child)
+        with trio.move_on_after(REAP_WAIT):
             while self.children:
-                await trio.sleep(0.05)
+                await trio.sleep(0.01)
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 
@@ -425,21 +515,22 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         now = trio.current_time()
-        processes = []
-        for child in sorted(self.children, key=lambda c: (c.role != "acceptor", c.name)):
-            entry: dict[str, Any] = {
+        processes = [self._process_status(child, now) for child in self.children]
+        live = {child.name for child in self.children}
+        processes += [
+            {
                 "name": child.name,
                 "role": child.role,
-                "pid": child.pid,
-                "state": child.state,
-                "uptime": round(now - child.started_at, 3),
-                "restarts": child.restarts,
+                "pid": None,
+                "state": "restarting",
+                "uptime": 0.0,
+                "restarts": child.restarts + 1,
             }
-            if child.role == "worker":
-                entry["sockets"] = child.report.get("sockets", 0)
-            processes.append(entry)
-        acceptor = self._child("acceptor")
-        report = acceptor.report if acceptor is not None else {}
+            for child in self.restarting.values()
+            if child.name not in live
+        ]
+        processes.sort(key=lambda p: (p["role"] != "acceptor", p["name"], p["pid"] or 0))
+        acceptors = self._acceptor_totals()
         return {
             "pid": os.getpid(),
             "port": self.port,
@@ -448,8 +539,34 @@ class Supervisor:
             "pubsub": self.hub.statistics() if self.hub is not None else {},
             "totals": {
                 "sockets": sum(p.get("sockets", 0) for p in processes),
-                "handed_off": report.get("handed", 0),
-                "rejected_handshakes": report.get("rejected", 0),
+                "handed_off": acceptors["handed"],
+                "rejected_handshakes": acceptors["rejected"],
+                "http_responses": acceptors["responses"],
                 "restarts": self.restarts_total,
             },
         }
+
+    @staticmethod
+    def _process_status(child: Child, now: float) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": child.name,
+            "role": child.role,
+            "pid": child.pid,
+            "state": child.state,
+            "uptime": round(now - child.started_at, 3),
+            "restarts": child.restarts,
+        }
+        if child.role == "worker":
+            entry["sockets"] = child.report.get("sockets", 0)
+        return entry
+
+    def _acceptor_totals(self) -> dict[str, Any]:
+        """Counters of every acceptor this tree ran: the exited ones' last
+        figures plus the live ones' (two overlap during a reload). What an
+        acceptor killed with -9 counted since its last heartbeat is lost."""
+        totals = _zero_totals()
+        _add_totals(totals, self.retired_acceptors)
+        for child in self.children:
+            if child.role == "acceptor":
+                _add_totals(totals, child.report)
+        return totals
