@@ -260,6 +260,94 @@ async def test_compression_skips_unknown_extensions() -> None:
     assert response.upgrade.deflate_offer == []
 
 
+# (Sec-WebSocket-Extensions headers sent, response header expected, offer kept).
+# RFC 7692 section 7.1: the server may add server_max_window_bits (ours is 12)
+# and echo the no_context_takeover flags; it answers client_max_window_bits
+# only when the client offered it, and never with an invalid offer.
+DEFLATE_OFFERS = [
+    (["permessage-deflate"], "permessage-deflate; server_max_window_bits=12", []),
+    (
+        ["permessage-deflate; client_max_window_bits"],
+        "permessage-deflate; server_max_window_bits=12",
+        [("client_max_window_bits", None)],
+    ),
+    (
+        ["permessage-deflate; client_max_window_bits=10"],
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=10",
+        [("client_max_window_bits", "10")],
+    ),
+    (
+        ["permessage-deflate; server_max_window_bits=10"],
+        "permessage-deflate; server_max_window_bits=10",
+        [("server_max_window_bits", "10")],
+    ),
+    (
+        ["permessage-deflate; server_no_context_takeover"],
+        "permessage-deflate; server_no_context_takeover; server_max_window_bits=12",
+        [("server_no_context_takeover", None)],
+    ),
+    (
+        ["permessage-deflate; client_no_context_takeover"],
+        "permessage-deflate; client_no_context_takeover; server_max_window_bits=12",
+        [("client_no_context_takeover", None)],
+    ),
+    (
+        ["permessage-deflate; x-unknown=1, permessage-deflate"],
+        "permessage-deflate; server_max_window_bits=12",
+        [],
+    ),
+    (
+        ["permessage-deflate; server_max_window_bits=16", "permessage-deflate"],
+        "permessage-deflate; server_max_window_bits=12",
+        [],
+    ),
+    (
+        [
+            "permessage-deflate; client_max_window_bits; client_max_window_bits",
+            "permessage-deflate; client_max_window_bits",
+        ],
+        "permessage-deflate; server_max_window_bits=12",
+        [("client_max_window_bits", None)],
+    ),
+]
+
+# Offers that cannot be accepted: the handshake succeeds without compression.
+INVALID_DEFLATE_OFFERS = [
+    "permessage-deflate; x-unknown=1",
+    "permessage-deflate; server_max_window_bits",  # requires a value
+    "permessage-deflate; server_max_window_bits=8",  # zlib cannot honour 8
+    "permessage-deflate; client_max_window_bits=abc",
+    "permessage-deflate; server_no_context_takeover=1",
+    "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+]
+
+
+@pytest.mark.parametrize(("offers", "expected", "offer"), DEFLATE_OFFERS)
+async def test_deflate_offers_negotiate_per_rfc_7692(
+    offers: list[str], expected: str, offer: list[tuple[str, str | None]]
+) -> None:
+    """Bare, browser-style, takeover and multiple offers (one header or several) are
+    answered with parameters RFC 7692 allows; the offer answered is kept as is."""
+    app = make_app(compression=True)
+    added = [("Sec-WebSocket-Extensions", value) for value in offers]
+    response = await handshake(app, request(add=added))
+    assert response.header("sec-websocket-extensions") == expected
+    assert response.upgrade is not None
+    assert response.upgrade.deflate_offer == offer
+
+
+@pytest.mark.parametrize("value", INVALID_DEFLATE_OFFERS)
+async def test_invalid_deflate_offer_is_declined_not_failed(value: str) -> None:
+    """An offer with an unknown, repeated or invalid parameter gets no compression
+    (and no 400): the socket then never sees a compressed frame it cannot read."""
+    app = make_app(compression=True)
+    response = await handshake(app, request(add=[("Sec-WebSocket-Extensions", value)]))
+    assert response.status == 101
+    assert response.header("sec-websocket-extensions") is None
+    assert response.upgrade is not None
+    assert response.upgrade.deflate_offer is None
+
+
 async def test_compression_off_ignores_the_offer() -> None:
     """compression=False (the default) ignores a client's permessage-deflate offer."""
     app = make_app()
