@@ -157,6 +157,38 @@ def test_bare_deflate_offer_compresses_through_the_tree(tmp_path: Path, workers:
                 assert deflater.inflate(payload) == text * 2
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (b"GET /chat HTTP/1.1\nHost: x\nUpgrade: websocket\n\n", b"bare LF"),
+        (b"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", b"missing Host"),
+        (
+            f"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Content-Length: 6\r\n\r\n".encode()
+            + client_frame(0x1, b""),
+            b"Content-Length",
+        ),
+    ],
+    ids=["bare-lf", "no-host", "content-length"],
+)
+def test_acceptor_refuses_strict_handshakes_at_once(
+    tmp_path: Path, request_bytes: bytes, reason: bytes
+) -> None:
+    """Through the acceptor: bare LF, no Host and an upgrade with a body get 400 at once."""
+    with tree(tmp_path, workers=1) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(request_bytes)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            elapsed = time.monotonic() - started
+        assert data.startswith(b"HTTP/1.1 400"), data
+        assert reason in data
+        assert elapsed < 1.0
+
+
 def test_sockets_spread_over_both_workers(tmp_path: Path) -> None:
     """Placement by fewest open sockets uses both workers."""
     with tree(tmp_path) as server:

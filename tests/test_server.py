@@ -94,6 +94,75 @@ async def test_rejections_have_status_and_reason(nursery: trio.Nursery) -> None:
         await client.aclose()
 
 
+UPGRADE_TAIL = (
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (f"GET /raw HTTP/1.1\r\n{UPGRADE_TAIL}\r\n".encode(), "missing Host"),
+        (
+            f"GET /raw HTTP/1.1\r\nHost: a\r\nHost: b\r\n{UPGRADE_TAIL}\r\n".encode(),
+            "repeated Host",
+        ),
+        (
+            upgrade_request("/raw", extra="Content-Length: 6\r\n") + client_frame(0x1, b""),
+            "Content-Length",
+        ),
+        (
+            upgrade_request("/raw", extra="Transfer-Encoding: chunked\r\n")
+            + b"6\r\n\x81\x80abcd\r\n",
+            "Transfer-Encoding",
+        ),
+        (
+            b"GET /raw HTTP/1.1\nHost: x\n" + UPGRADE_TAIL.replace("\r\n", "\n").encode() + b"\n",
+            "bare LF",
+        ),
+        (
+            upgrade_request("/raw").replace(b"Upgrade: websocket\r\n", b"Upgrade: websocket\n"),
+            "bare LF",
+        ),
+    ],
+    ids=["no-host", "two-hosts", "content-length", "transfer-encoding", "bare-lf", "one-bare-lf"],
+)
+async def test_strict_handshakes_are_refused_at_once(
+    nursery: trio.Nursery, request_bytes: bytes, reason: str
+) -> None:
+    """No Host, two Hosts, a body (whose bytes would be read as frames) or bare-LF
+    lines: 400 with the reason, answered at once (not at the 10 s head deadline)."""
+    port = await start(nursery, echo_app())
+    client = await RawClient.connect(port)
+    started = trio.current_time()
+    try:
+        with trio.fail_after(5):
+            await client.send(request_bytes)
+            status, head = await client.read_head()
+            body = await client.read_body()
+    finally:
+        await client.aclose()
+    assert trio.current_time() - started < 1.0
+    assert status == 400, head
+    assert reason in body.decode()
+
+
+async def test_http_route_answers_a_get_with_content_length(nursery: trio.Nursery) -> None:
+    """The body rule is for upgrades: an HTTP route answers a GET that has a body."""
+    app = echo_app()
+    app.get("/health", lambda ctx: "ok")
+    port = await start(nursery, app)
+    client = await RawClient.connect(port)
+    try:
+        with trio.fail_after(5):
+            await client.send(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            status, _ = await client.read_head()
+            assert (status, await client.read_body()) == (200, b"ok")
+    finally:
+        await client.aclose()
+
+
 async def test_oversized_head_gets_431(nursery: trio.Nursery) -> None:
     """A request head over the size limit is answered 431."""
     port = await start(nursery, echo_app(), limits=HandshakeLimits(max_head_size=2048))

@@ -172,6 +172,38 @@ async def test_connection_without_upgrade_gives_400() -> None:
     assert b"Connection" in response.body
 
 
+@pytest.mark.parametrize(
+    ("add", "reason"),
+    [
+        ([("Content-Length", "5")], b"Content-Length"),
+        ([("Content-Length", "0"), ("Content-Length", "7")], b"Content-Length"),
+        ([("Transfer-Encoding", "chunked")], b"Transfer-Encoding"),
+        ([("Transfer-Encoding", "identity"), ("Content-Length", "0")], b"Transfer-Encoding"),
+    ],
+)
+async def test_upgrade_with_a_body_gives_400(add: list[tuple[str, str]], reason: bytes) -> None:
+    """An upgrade request announcing a body is refused: its bytes would be read as frames."""
+    response = await handshake(make_app(), request(add=add))
+    assert response.status == 400
+    assert reason in response.body
+
+
+async def test_upgrade_with_content_length_0_is_accepted() -> None:
+    """``Content-Length: 0`` announces no body (some devices send it): accepted."""
+    response = await handshake(make_app(), request(add=[("Content-Length", "0")]))
+    assert response.status == 101
+
+
+async def test_plain_http_route_tolerates_content_length() -> None:
+    """The body rule is for upgrades: a GET with Content-Length to an HTTP route is answered
+    (the server never reads a body and closes after a plain response)."""
+    app = make_app()
+    app.get("/health", lambda ctx: "ok")
+    add = [("Content-Length", "5"), ("Transfer-Encoding", "chunked")]
+    response = await app.handle(request("/health", drop=("Upgrade", "Connection"), add=add))
+    assert response.status == 200
+
+
 async def test_unknown_path_gives_404() -> None:
     """An upgrade to a path with no route is 404."""
     response = await handshake(make_app(), request("/nope"))
