@@ -2,7 +2,8 @@
 
 Only what a WebSocket server needs: parse one request head (no body: an
 upgrade request has none) and serialize a response. Strict where laxness
-would be a smuggling or confusion risk (bare CR/LF, obs-fold, bad tokens).
+would be a smuggling or confusion risk (bare CR/LF, obs-fold, bad tokens,
+a missing or repeated Host).
 """
 
 from __future__ import annotations
@@ -32,9 +33,19 @@ def find_head_end(buffer: bytes | bytearray, start: int = 0) -> int:
     """Index just past the blank line ending the head, or -1 if not there yet.
 
     ``start`` lets a caller resume the search over bytes it already scanned.
+    Raises ``HeadError`` (400) as soon as the head holds a bare LF: such a
+    head would never end with CRLF CRLF, so waiting for the rest would only
+    hold the client until the deadline.
     """
     index = buffer.find(b"\r\n\r\n", max(0, start - 3))
-    return -1 if index < 0 else index + 4
+    end = -1 if index < 0 else index + 4
+    stop = len(buffer) if end < 0 else end
+    # Every LF in the new bytes must close a CRLF pair; counting both in C
+    # keeps this to two passes over the bytes that just arrived.
+    lf_count = buffer.count(b"\n", start, stop)
+    if lf_count and lf_count != buffer.count(b"\r\n", max(0, start - 1), stop):
+        raise HeadError("request head lines must end with CRLF, not a bare LF")
+    return end
 
 
 def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Request:
@@ -69,6 +80,9 @@ def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Re
         headers.add(name.decode("ascii"), value.decode("latin-1"))
     if version == b"HTTP/1.0":
         raise HeadError("WebSocket requires HTTP/1.1", 505)
+    hosts = headers.get_all("host")
+    if len(hosts) != 1:  # RFC 7230 section 5.4: exactly one Host in HTTP/1.1
+        raise HeadError("missing Host header" if not hosts else "repeated Host header")
     return Request(method.decode("ascii"), target.decode("latin-1"), headers, client, "1.1")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
+import zlib
 
 import trio
 
@@ -20,10 +21,10 @@ def upgrade_request(path: str, host: str = "127.0.0.1", extra: str = "") -> byte
     ).encode()
 
 
-def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """A masked client frame."""
+def client_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A masked client frame (``rsv1``: the permessage-deflate "compressed" bit)."""
     mask = os.urandom(4)
-    head = bytes([(0x80 if fin else 0) | opcode])
+    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
     n = len(payload)
     if n < 126:
         head += bytes([0x80 | n])
@@ -35,10 +36,31 @@ def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     return head + mask + masked
 
 
+_DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.1: removed by the sender, added back
+
+
+class Deflater:
+    """One side of a permessage-deflate stream with context takeover, by hand."""
+
+    def __init__(self) -> None:
+        self.compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        self.decompressor = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+
+    def frame(self, payload: bytes, opcode: int = 0x1) -> bytes:
+        """A compressed, masked, final client frame (RSV1 set)."""
+        data = self.compressor.compress(payload) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
+        assert data.endswith(_DEFLATE_TAIL)
+        return client_frame(opcode, data[: -len(_DEFLATE_TAIL)], rsv1=True)
+
+    def inflate(self, payload: bytes) -> bytes:
+        return self.decompressor.decompress(payload + _DEFLATE_TAIL)
+
+
 class RawClient:
     def __init__(self, sock: trio.SocketStream) -> None:
         self.stream = sock
         self.buffer = bytearray()
+        self.rsv1 = False  # RSV1 bit of the last frame read_frame returned
 
     @classmethod
     async def connect(cls, port: int) -> RawClient:
@@ -78,6 +100,7 @@ class RawClient:
         if len(buf) < 2:
             return None
         opcode, n, offset = buf[0] & 0x0F, buf[1] & 0x7F, 2
+        rsv1 = bool(buf[0] & 0x40)
         if n == 126:
             if len(buf) < 4:
                 return None
@@ -90,6 +113,7 @@ class RawClient:
             return None
         payload = bytes(buf[offset : offset + n])
         del buf[: offset + n]
+        self.rsv1 = rsv1
         return opcode, payload
 
     async def send(self, data: bytes) -> None:

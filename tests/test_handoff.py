@@ -61,6 +61,34 @@ async def test_blob_round_trip_keeps_everything_the_worker_needs() -> None:
     assert handed.socket_id == "abc-1"
 
 
+@pytest.mark.parametrize(
+    ("extensions", "offer"),
+    [("permessage-deflate", []), (None, None)],
+)
+async def test_bare_deflate_offer_is_not_lost_in_the_blob(
+    extensions: str | None, offer: list[tuple[str, str | None]] | None
+) -> None:
+    """A bare offer (no parameters, ``[]``) stays an offer in the worker; no offer stays None."""
+    app = make_app()
+    headers = Headers(
+        {
+            "host": "h",
+            "upgrade": "websocket",
+            "connection": "Upgrade",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-version": "13",
+            "x-user": "ann",
+        }
+    )
+    if extensions is not None:
+        headers.add("sec-websocket-extensions", extensions)
+    response = await app.handle(Request("GET", "/room/1", headers, None))
+    assert response.upgrade is not None and response.upgrade.deflate_offer == offer
+    blob = _handoff.encode(response.upgrade, b"", "id")
+    handed = _handoff.decode(_handoff.ws_routes(app), blob)
+    assert handed.upgrade.deflate_offer == offer
+
+
 async def test_unknown_route_is_refused() -> None:
     """A worker whose app lacks the route (a reload changed it) refuses the socket."""
     upgrade = await accepted_upgrade(make_app())

@@ -49,15 +49,31 @@ def test_headers_are_multi_valued_and_case_insensitive() -> None:
     assert headers.items_list()[2:4] == [("x-multi", "one"), ("x-multi", "two")]
 
 
-def test_head_without_headers_parses() -> None:
-    """A request line followed by the blank line is a valid head."""
-    request = parse_request_head(b"GET / HTTP/1.1\r\n\r\n")
-    assert (request.method, request.target, len(request.headers)) == ("GET", "/", 0)
+def test_head_with_only_host_parses() -> None:
+    """A request line, a Host header and the blank line is a valid head."""
+    request = parse_request_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (request.method, request.target, len(request.headers)) == ("GET", "/", 1)
+
+
+@pytest.mark.parametrize(
+    ("head", "reason"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", "missing Host"),
+        (b"GET / HTTP/1.1\r\nX-Host: x\r\n\r\n", "missing Host"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "repeated Host"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", "repeated Host"),
+    ],
+)
+def test_missing_or_repeated_host_is_400(head: bytes, reason: str) -> None:
+    """RFC 7230 section 5.4: an HTTP/1.1 request has exactly one Host header."""
+    with pytest.raises(HeadError) as info:
+        parse_request_head(head)
+    assert (info.value.status, info.value.reason) == (400, f"{reason} header")
 
 
 def test_latin1_header_values_round_trip() -> None:
     """Header value bytes above 0x7F are kept, decoded as latin-1."""
-    request = parse_request_head(b"GET / HTTP/1.1\r\nX-Name: caf\xe9\r\n\r\n")
+    request = parse_request_head(b"GET / HTTP/1.1\r\nHost: x\r\nX-Name: caf\xe9\r\n\r\n")
     assert request.headers["x-name"] == "caf\xe9"
 
 
@@ -102,7 +118,7 @@ def test_malformed_heads_raise_head_error(head: bytes, status: int, reason: str)
 
 def test_header_count_limit_gives_431() -> None:
     """More than MAX_HEADERS (100) header fields raise HeadError 431; exactly 100 is fine."""
-    fields = b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS))
+    fields = b"Host: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS - 1))
     ok = parse_request_head(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
     assert len(ok.headers) == MAX_HEADERS
     with pytest.raises(HeadError) as info:
@@ -209,3 +225,33 @@ def test_find_head_end_finds_terminator_ending_after_any_resume_offset() -> None
     buffer = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     for start in range(len(buffer)):
         assert find_head_end(buffer, start) == len(buffer), start
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\nHost: x\n\n",
+        b"GET / HTTP/1.1\r\nHost: x\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+        b"GET / HTTP/1.1\n",
+        b"\n",
+    ],
+)
+def test_find_head_end_refuses_a_bare_lf_at_once(head: bytes) -> None:
+    """A bare LF in the head raises 400 as soon as it arrives, before the head ends
+    (such a head would otherwise wait for a CRLF CRLF that never comes)."""
+    with pytest.raises(HeadError) as info:
+        find_head_end(head)
+    assert info.value.status == 400 and "bare LF" in info.value.reason
+
+
+def test_find_head_end_checks_every_chunk_and_only_the_head() -> None:
+    """The check resumes like the search (a CRLF split across chunks is fine), and
+    bytes after the head (a first WebSocket frame) may hold any byte, LF included."""
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    for split in range(1, len(head)):
+        assert find_head_end(head[:split]) == -1
+        assert find_head_end(head, split) == len(head)
+    assert find_head_end(head + b"\x81\x8a\n\n\n\n") == len(head)
+    with pytest.raises(HeadError):
+        find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\nA: b\n\r\n", 20)

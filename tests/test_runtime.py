@@ -15,7 +15,7 @@ import websockets.sync.client as ws_sync
 from websockets.exceptions import ConnectionClosed
 
 from tests._processes import Server, run_axeom, running_axeom, status, wait_for
-from tests._wsraw import KEY, client_frame
+from tests._wsraw import KEY, Deflater, client_frame
 
 APP = "tests/apps/runtime_app.py:app"
 FAST_POLICY = """
@@ -112,6 +112,84 @@ def test_compression_negotiated_by_the_acceptor_is_rebuilt_in_the_worker(tmp_pat
             assert ws.recv(timeout=5) == "abc" * 2000
             extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
         assert extensions is not None and extensions.startswith("permessage-deflate")
+
+
+def read_frame(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes]:
+    """(first header byte, payload) of the next unmasked server frame."""
+    while True:
+        if len(buffer) >= 2:
+            length, offset = buffer[1] & 0x7F, 2
+            if length == 126 and len(buffer) >= 4:
+                length, offset = int.from_bytes(buffer[2:4], "big"), 4
+            if length < 126 and len(buffer) >= offset + length:
+                first, payload = buffer[0], bytes(buffer[offset : offset + length])
+                del buffer[: offset + length]
+                return first, payload
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before a whole frame"
+        buffer += chunk
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bare_deflate_offer_compresses_through_the_tree(tmp_path: Path, workers: int) -> None:
+    """`Sec-WebSocket-Extensions: permessage-deflate` with no parameters, then frames
+    compressed by hand: echoed compressed and intact with and without workers."""
+    deflater = Deflater()
+    with tree(tmp_path, workers=workers) as server:
+        request = (
+            f"GET /z HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(request + deflater.frame(b"first " * 10))
+            buffer = bytearray()
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                assert chunk, bytes(buffer)
+                buffer += chunk
+            head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101")
+            assert b"sec-websocket-extensions: permessage-deflate" in head.lower()
+            buffer = bytearray(rest)
+            for text in (b"first " * 10, b"second " * 10):
+                if text != b"first " * 10:
+                    sock.sendall(deflater.frame(text))
+                first, payload = read_frame(sock, buffer)
+                assert first == 0xC1, (first, payload)  # final, compressed, text
+                assert deflater.inflate(payload) == text * 2
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (b"GET /chat HTTP/1.1\nHost: x\nUpgrade: websocket\n\n", b"bare LF"),
+        (b"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", b"missing Host"),
+        (
+            f"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Content-Length: 6\r\n\r\n".encode()
+            + client_frame(0x1, b""),
+            b"Content-Length",
+        ),
+    ],
+    ids=["bare-lf", "no-host", "content-length"],
+)
+def test_acceptor_refuses_strict_handshakes_at_once(
+    tmp_path: Path, request_bytes: bytes, reason: bytes
+) -> None:
+    """Through the acceptor: bare LF, no Host and an upgrade with a body get 400 at once."""
+    with tree(tmp_path, workers=1) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(request_bytes)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            elapsed = time.monotonic() - started
+        assert data.startswith(b"HTTP/1.1 400"), data
+        assert reason in data
+        assert elapsed < 1.0
 
 
 def test_sockets_spread_over_both_workers(tmp_path: Path) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import trio
 import websockets.sync.client as ws_sync
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from axeom import Axeom, serve
 from axeom._native._handshake import HandshakeLimits
 from axeom.ws import ws_plugin
-from tests._wsraw import RawClient, client_frame, close_code, upgrade_request
+from tests._wsraw import Deflater, RawClient, client_frame, close_code, upgrade_request
 
 
 def echo_app(**defaults: object) -> Axeom:
@@ -89,6 +91,75 @@ async def test_rejections_have_status_and_reason(nursery: trio.Nursery) -> None:
         assert status == expected, (request, head)
         assert reason.lower() in body.decode().lower()
         assert "connection: close" in head.lower()
+        await client.aclose()
+
+
+UPGRADE_TAIL = (
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (f"GET /raw HTTP/1.1\r\n{UPGRADE_TAIL}\r\n".encode(), "missing Host"),
+        (
+            f"GET /raw HTTP/1.1\r\nHost: a\r\nHost: b\r\n{UPGRADE_TAIL}\r\n".encode(),
+            "repeated Host",
+        ),
+        (
+            upgrade_request("/raw", extra="Content-Length: 6\r\n") + client_frame(0x1, b""),
+            "Content-Length",
+        ),
+        (
+            upgrade_request("/raw", extra="Transfer-Encoding: chunked\r\n")
+            + b"6\r\n\x81\x80abcd\r\n",
+            "Transfer-Encoding",
+        ),
+        (
+            b"GET /raw HTTP/1.1\nHost: x\n" + UPGRADE_TAIL.replace("\r\n", "\n").encode() + b"\n",
+            "bare LF",
+        ),
+        (
+            upgrade_request("/raw").replace(b"Upgrade: websocket\r\n", b"Upgrade: websocket\n"),
+            "bare LF",
+        ),
+    ],
+    ids=["no-host", "two-hosts", "content-length", "transfer-encoding", "bare-lf", "one-bare-lf"],
+)
+async def test_strict_handshakes_are_refused_at_once(
+    nursery: trio.Nursery, request_bytes: bytes, reason: str
+) -> None:
+    """No Host, two Hosts, a body (whose bytes would be read as frames) or bare-LF
+    lines: 400 with the reason, answered at once (not at the 10 s head deadline)."""
+    port = await start(nursery, echo_app())
+    client = await RawClient.connect(port)
+    started = trio.current_time()
+    try:
+        with trio.fail_after(5):
+            await client.send(request_bytes)
+            status, head = await client.read_head()
+            body = await client.read_body()
+    finally:
+        await client.aclose()
+    assert trio.current_time() - started < 1.0
+    assert status == 400, head
+    assert reason in body.decode()
+
+
+async def test_http_route_answers_a_get_with_content_length(nursery: trio.Nursery) -> None:
+    """The body rule is for upgrades: an HTTP route answers a GET that has a body."""
+    app = echo_app()
+    app.get("/health", lambda ctx: "ok")
+    port = await start(nursery, app)
+    client = await RawClient.connect(port)
+    try:
+        with trio.fail_after(5):
+            await client.send(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            status, _ = await client.read_head()
+            assert (status, await client.read_body()) == (200, b"ok")
+    finally:
         await client.aclose()
 
 
@@ -177,6 +248,102 @@ async def test_compression_round_trip_with_websockets_client(nursery: trio.Nurse
     port = await start(nursery, app)
     reply, extensions = await in_thread(talk, port)
     assert reply == "abc" * 3000
+    assert extensions is not None and extensions.startswith("permessage-deflate")
+
+
+async def deflate_echo_raw(
+    port: int, extensions: list[str], count: int = 3
+) -> tuple[str, list[bytes]]:
+    """Handshake with exactly ``extensions`` as Sec-WebSocket-Extensions headers, send
+    ``count`` messages compressed by hand (context takeover), return the 101's
+    extension header and the decompressed echoes (each checked to be compressed)."""
+    client = await RawClient.connect(port)
+    extra = "".join(f"Sec-WebSocket-Extensions: {value}\r\n" for value in extensions)
+    deflater = Deflater()
+    replies = []
+    try:
+        with trio.fail_after(5):
+            await client.send(upgrade_request("/raw", extra=extra))
+            status, head = await client.read_head()
+            assert status == 101, head
+            for i in range(count):
+                await client.send(deflater.frame(f"message {i} ".encode() * 50))
+                opcode, payload = await client.read_frame()
+                assert opcode == 0x1, (opcode, payload)
+                assert client.rsv1, "the echo should be compressed too"
+                replies.append(deflater.inflate(payload))
+    finally:
+        await client.aclose()
+    agreed = [line for line in head.split("\r\n") if line.lower().startswith("sec-websocket-ext")]
+    return (agreed[0].split(":", 1)[1].strip() if agreed else ""), replies
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [
+        ["permessage-deflate"],
+        ["x-unknown; a=1, permessage-deflate"],
+        ["permessage-deflate; x-unknown=1, permessage-deflate"],
+        ["permessage-deflate; server_max_window_bits=16", "permessage-deflate"],
+        ["permessage-deflate; server_no_context_takeover"],
+    ],
+)
+async def test_bare_and_multiple_deflate_offers_compress_both_ways(
+    nursery: trio.Nursery, extensions: list[str]
+) -> None:
+    """A bare offer (no parameters), alone or after an unknown or invalid one, in one
+    header or two, negotiates compression that works: compressed frames built with
+    zlib come back compressed and intact (no 1002 "reserved bits must be 0")."""
+    port = await start(nursery, echo_app(compression=True))
+    agreed, replies = await deflate_echo_raw(port, extensions)
+    assert agreed.startswith("permessage-deflate")
+    assert replies == [f"message {i} ".encode() * 50 for i in range(3)]
+
+
+async def test_invalid_only_deflate_offer_means_no_compression(nursery: trio.Nursery) -> None:
+    """An offer that cannot be accepted is declined: no extension, plain frames work."""
+    port = await start(nursery, echo_app(compression=True))
+    client = await RawClient.connect(port)
+    extra = "Sec-WebSocket-Extensions: permessage-deflate; x-unknown=1\r\n"
+    try:
+        with trio.fail_after(5):
+            await client.send(upgrade_request("/raw", extra=extra) + client_frame(0x1, b"plain"))
+            status, head = await client.read_head()
+            assert status == 101 and "sec-websocket-extensions" not in head.lower()
+            assert await client.read_frame() == (0x1, b"plain")
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        ClientPerMessageDeflateFactory(client_max_window_bits=True),
+        ClientPerMessageDeflateFactory(client_max_window_bits=10),
+        ClientPerMessageDeflateFactory(server_max_window_bits=10),
+        ClientPerMessageDeflateFactory(server_no_context_takeover=True),
+        ClientPerMessageDeflateFactory(client_no_context_takeover=True),
+    ],
+)
+async def test_deflate_offer_variants_with_websockets_client(
+    nursery: trio.Nursery, factory: ClientPerMessageDeflateFactory
+) -> None:
+    """The offers real clients send (browser-style, window sizes, no context takeover)
+    negotiate compression that a compressing client can use for several messages."""
+    app = echo_app(compression=True)
+
+    def talk(port: int) -> tuple[list[object], str | None]:
+        url = f"ws://127.0.0.1:{port}/raw"
+        with ws_sync.connect(url, compression=None, extensions=[factory]) as client:
+            replies = []
+            for i in range(3):
+                client.send(f"{i} abc" * 1000)
+                replies.append(client.recv(timeout=5))
+            return replies, client.response.headers.get("Sec-WebSocket-Extensions")
+
+    port = await start(nursery, app)
+    replies, extensions = await in_thread(talk, port)
+    assert replies == [f"{i} abc" * 1000 for i in range(3)]
     assert extensions is not None and extensions.startswith("permessage-deflate")
 
 

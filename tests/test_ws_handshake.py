@@ -173,6 +173,38 @@ async def test_connection_without_upgrade_gives_400() -> None:
     assert b"Connection" in response.body
 
 
+@pytest.mark.parametrize(
+    ("add", "reason"),
+    [
+        ([("Content-Length", "5")], b"Content-Length"),
+        ([("Content-Length", "0"), ("Content-Length", "7")], b"Content-Length"),
+        ([("Transfer-Encoding", "chunked")], b"Transfer-Encoding"),
+        ([("Transfer-Encoding", "identity"), ("Content-Length", "0")], b"Transfer-Encoding"),
+    ],
+)
+async def test_upgrade_with_a_body_gives_400(add: list[tuple[str, str]], reason: bytes) -> None:
+    """An upgrade request announcing a body is refused: its bytes would be read as frames."""
+    response = await handshake(make_app(), request(add=add))
+    assert response.status == 400
+    assert reason in response.body
+
+
+async def test_upgrade_with_content_length_0_is_accepted() -> None:
+    """``Content-Length: 0`` announces no body (some devices send it): accepted."""
+    response = await handshake(make_app(), request(add=[("Content-Length", "0")]))
+    assert response.status == 101
+
+
+async def test_plain_http_route_tolerates_content_length() -> None:
+    """The body rule is for upgrades: a GET with Content-Length to an HTTP route is answered
+    (the server never reads a body and closes after a plain response)."""
+    app = make_app()
+    app.get("/health", lambda ctx: "ok")
+    add = [("Content-Length", "5"), ("Transfer-Encoding", "chunked")]
+    response = await app.handle(request("/health", drop=("Upgrade", "Connection"), add=add))
+    assert response.status == 200
+
+
 async def test_unknown_path_gives_404() -> None:
     """An upgrade to a path with no route is 404."""
     response = await handshake(make_app(), request("/nope"))
@@ -259,6 +291,94 @@ async def test_compression_skips_unknown_extensions() -> None:
     )
     assert response.upgrade is not None
     assert response.upgrade.deflate_offer == []
+
+
+# (Sec-WebSocket-Extensions headers sent, response header expected, offer kept).
+# RFC 7692 section 7.1: the server may add server_max_window_bits (ours is 12)
+# and echo the no_context_takeover flags; it answers client_max_window_bits
+# only when the client offered it, and never with an invalid offer.
+DEFLATE_OFFERS = [
+    (["permessage-deflate"], "permessage-deflate; server_max_window_bits=12", []),
+    (
+        ["permessage-deflate; client_max_window_bits"],
+        "permessage-deflate; server_max_window_bits=12",
+        [("client_max_window_bits", None)],
+    ),
+    (
+        ["permessage-deflate; client_max_window_bits=10"],
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=10",
+        [("client_max_window_bits", "10")],
+    ),
+    (
+        ["permessage-deflate; server_max_window_bits=10"],
+        "permessage-deflate; server_max_window_bits=10",
+        [("server_max_window_bits", "10")],
+    ),
+    (
+        ["permessage-deflate; server_no_context_takeover"],
+        "permessage-deflate; server_no_context_takeover; server_max_window_bits=12",
+        [("server_no_context_takeover", None)],
+    ),
+    (
+        ["permessage-deflate; client_no_context_takeover"],
+        "permessage-deflate; client_no_context_takeover; server_max_window_bits=12",
+        [("client_no_context_takeover", None)],
+    ),
+    (
+        ["permessage-deflate; x-unknown=1, permessage-deflate"],
+        "permessage-deflate; server_max_window_bits=12",
+        [],
+    ),
+    (
+        ["permessage-deflate; server_max_window_bits=16", "permessage-deflate"],
+        "permessage-deflate; server_max_window_bits=12",
+        [],
+    ),
+    (
+        [
+            "permessage-deflate; client_max_window_bits; client_max_window_bits",
+            "permessage-deflate; client_max_window_bits",
+        ],
+        "permessage-deflate; server_max_window_bits=12",
+        [("client_max_window_bits", None)],
+    ),
+]
+
+# Offers that cannot be accepted: the handshake succeeds without compression.
+INVALID_DEFLATE_OFFERS = [
+    "permessage-deflate; x-unknown=1",
+    "permessage-deflate; server_max_window_bits",  # requires a value
+    "permessage-deflate; server_max_window_bits=8",  # zlib cannot honour 8
+    "permessage-deflate; client_max_window_bits=abc",
+    "permessage-deflate; server_no_context_takeover=1",
+    "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+]
+
+
+@pytest.mark.parametrize(("offers", "expected", "offer"), DEFLATE_OFFERS)
+async def test_deflate_offers_negotiate_per_rfc_7692(
+    offers: list[str], expected: str, offer: list[tuple[str, str | None]]
+) -> None:
+    """Bare, browser-style, takeover and multiple offers (one header or several) are
+    answered with parameters RFC 7692 allows; the offer answered is kept as is."""
+    app = make_app(compression=True)
+    added = [("Sec-WebSocket-Extensions", value) for value in offers]
+    response = await handshake(app, request(add=added))
+    assert response.header("sec-websocket-extensions") == expected
+    assert response.upgrade is not None
+    assert response.upgrade.deflate_offer == offer
+
+
+@pytest.mark.parametrize("value", INVALID_DEFLATE_OFFERS)
+async def test_invalid_deflate_offer_is_declined_not_failed(value: str) -> None:
+    """An offer with an unknown, repeated or invalid parameter gets no compression
+    (and no 400): the socket then never sees a compressed frame it cannot read."""
+    app = make_app(compression=True)
+    response = await handshake(app, request(add=[("Sec-WebSocket-Extensions", value)]))
+    assert response.status == 101
+    assert response.header("sec-websocket-extensions") is None
+    assert response.upgrade is not None
+    assert response.upgrade.deflate_offer is None
 
 
 async def test_compression_off_ignores_the_offer() -> None:

@@ -102,7 +102,8 @@ def decode(routes: dict[str, WSRoute], blob: bytes) -> HandedOff:
         data=data,
         subprotocol=subprotocol,
         extensions=extensions,
-        deflate_offer=[tuple(p) for p in offer] if offer else None,
+        # [] (a bare offer, no parameters) and None (no compression) differ.
+        deflate_offer=None if offer is None else [(name, value) for name, value in offer],
         remote_address=tuple(remote) if remote else None,
     )
     return HandedOff(upgrade, trailing, socket_id)

@@ -56,7 +56,9 @@ class SocketRuntime:
     ) -> None:
         """Run one upgraded socket to its end (the handshake is already answered)."""
         options = upgrade.route.options
-        extensions = [rebuild(upgrade.deflate_offer)] if upgrade.deflate_offer else None
+        # An empty offer (bare "permessage-deflate") is an offer: test for None.
+        offer = upgrade.deflate_offer
+        extensions = None if offer is None else [rebuild(offer)]
         frames = FrameConnection(
             max_message_size=options.max_message_size,
             backpressure_limit=options.backpressure_limit,

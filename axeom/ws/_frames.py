@@ -13,7 +13,12 @@ protocol violation, 1007 for invalid UTF-8, 1009 for a message over
 
 The common frame (final, unfragmented text or binary, masked, within the
 size limit, not compressed) is parsed here directly, at a fraction of the
-Protocol's cost; every other frame (control frames, fragments, compressed
+Protocol's cost. Uncompressed fragments are streamed here too: each one is
+checked against the message's running total from its header alone (1009
+before a byte of a payload that would pass ``max_message_size`` is kept)
+and unmasked straight into the message, so a fragmented message costs its
+own size and nothing more (through the Protocol it cost each frame buffered
+whole, then copied twice). Every other frame (control frames, compressed
 frames, anything malformed, anything while closing) goes through the
 Protocol whole and one frame at a time, so its checks and close codes apply
 unchanged and in frame order. Frame boundaries are tracked from the
@@ -80,7 +85,14 @@ class FrameConnection:
         "_fast_receive",
         "_fast_send",
         "_fragments",
+        "_frame_fin",
+        "_frame_left",
+        "_frame_mask",
+        "_frame_offset",
         "_max_size",
+        "_message",
+        "_message_size",
+        "_message_text",
         "_owed",
         "_protocol_fragment",
         "_text",
@@ -131,19 +143,36 @@ class FrameConnection:
         self._buffer = bytearray()  # bytes of a frame not complete yet (fast path)
         self._owed = 0  # bytes the Protocol still needs to complete a frame it started
         self._protocol_fragment = False  # the Protocol is inside a fragmented message
+        # A fragmented message streamed here: its bytes so far, its kind, and
+        # the payload bytes still to come of its current frame, with the
+        # frame's mask and how far into the frame the next byte is.
+        self._message: list[bytes] | None = None
+        self._message_size = 0
+        self._message_text = False
+        self._frame_left = 0
+        self._frame_mask = b""
+        self._frame_offset = 0
+        self._frame_fin = False
 
     # -- input ---------------------------------------------------------------
 
     def receive(self, data: bytes) -> list[str | bytes]:
         """Feed bytes from the peer; return the messages they completed."""
         if not self._fast_receive or self.close_started or self.protocol.state is not OPEN:
-            return self._receive_slow(data)
+            return self._receive_slow(self._hand_over(data))
         messages: list[str | bytes] = []
         if self._owed:
             head, data = data[: self._owed], data[self._owed :]
             self._owed -= len(head)
             messages += self._receive_slow(head)
             if not data or self.protocol.state is not OPEN:
+                return messages
+        if self._frame_left:
+            taken = min(len(data), self._frame_left)
+            if not self._stream(memoryview(data)[:taken], messages):
+                return messages
+            data = data[taken:]
+            if not data:
                 return messages
         if self._buffer:
             self._buffer += data
@@ -176,6 +205,7 @@ class FrameConnection:
                 and second & 0x80
                 and length <= self._max_size
                 and not self._protocol_fragment
+                and self._message is None
             ):
                 if end - pos < total:
                     break  # wait for the rest of this frame
@@ -192,6 +222,26 @@ class FrameConnection:
                 else:
                     messages.append(payload)
                 continue
+            if second & 0x80 and first & 0x7F < 3 and not self._protocol_fragment:
+                # An uncompressed data frame that is a fragment (or too big):
+                # checked from its header, then streamed into the message.
+                if not self._start_frame(
+                    first, length, bytes(view[pos + header - 4 : pos + header])
+                ):
+                    self._buffer = bytearray()
+                    return messages
+                pos += header
+                taken = min(end - pos, self._frame_left)
+                if not self._stream(memoryview(view)[pos : pos + taken], messages):
+                    self._buffer = bytearray()
+                    return messages
+                pos += taken
+                continue
+            if self._message is not None and (first & 0x0F) in (0x1, 0x2):
+                # A compressed message inside ours: the Protocol cannot tell.
+                self._fail(1002, "expected a continuation frame")
+                self._buffer = bytearray()
+                return messages
             # Anything else goes to the Protocol, whole or as far as it arrived.
             chunk = bytes(view[pos : pos + total])
             pos += len(chunk)
@@ -211,6 +261,87 @@ class FrameConnection:
         else:
             self._buffer = bytearray(view[pos:])
         return messages
+
+    def _start_frame(self, first: int, length: int, mask: bytes) -> bool:
+        """Check an uncompressed data frame's header against the message so far;
+        False once the socket failed (1002 out of sequence, 1009 too big)."""
+        message = self._message
+        if first & 0x0F:  # text or binary: a new message
+            if message is not None:
+                return self._fail(1002, "expected a continuation frame")
+            if length > self._max_size:
+                return self._fail(1009, f"message over {self._max_size} bytes")
+            self._message = []
+            self._message_size = 0
+            self._message_text = first & 0x0F == 0x1
+            self._utf8 = _utf8_decoder() if self._message_text else None
+        elif message is None:
+            return self._fail(1002, "unexpected continuation frame")
+        elif self._message_size + length > self._max_size:
+            # Refused from the header: nothing past the limit is ever kept.
+            return self._fail(1009, f"message over {self._max_size} bytes")
+        self._frame_left = length
+        self._frame_mask = mask
+        self._frame_offset = 0
+        self._frame_fin = bool(first & 0x80)
+        return True
+
+    def _stream(self, chunk: memoryview, messages: list[str | bytes]) -> bool:
+        """Unmask the next bytes of the current fragment into the message;
+        appends the message when its final frame ends. False once failed (1007)."""
+        message = self._message
+        assert message is not None  # only called inside a streamed message
+        if chunk:
+            shift = self._frame_offset % 4
+            mask = self._frame_mask[shift:] + self._frame_mask[:shift]
+            payload = apply_mask(chunk, mask)
+            self._frame_offset += len(payload)
+            self._frame_left -= len(payload)
+            if self._utf8 is not None:
+                try:
+                    self._utf8.decode(payload)  # validated as it arrives: 1007 at once
+                except UnicodeDecodeError as exc:
+                    return self._fail(1007, f"invalid UTF-8 in a fragmented message ({exc.reason})")
+            message.append(payload)
+            self._message_size += len(payload)
+        if self._frame_left or not self._frame_fin:
+            return True
+        self._message = None
+        if self._utf8 is None:
+            messages.append(b"".join(message))
+            return True
+        try:
+            self._utf8.decode(b"", True)
+        except UnicodeDecodeError as exc:
+            return self._fail(1007, f"invalid UTF-8 in a fragmented message ({exc.reason})")
+        self._utf8 = None
+        messages.append(b"".join(message).decode())
+        return True
+
+    def _fail(self, code: int, reason: str) -> bool:
+        """Fail the socket from the fast path; always False (for ``return``)."""
+        self._message = None
+        self._utf8 = None
+        self._frame_left = 0
+        self.protocol.fail(code, reason)
+        self._collect()
+        return False
+
+    def _hand_over(self, data: bytes) -> bytes:
+        """What the Protocol gets once the fast path stops (closing): the rest of
+        a streamed fragment is dropped (its message can no longer be
+        delivered), a partly received frame goes to the Protocol from its start."""
+        if self._frame_left:
+            skipped = min(len(data), self._frame_left)
+            self._frame_left -= skipped
+            data = data[skipped:]
+            if self._frame_left:
+                return b""
+            self._message = None
+        if self._buffer:
+            data = bytes(self._buffer) + data
+            self._buffer = bytearray()
+        return data
 
     def pending_bytes(self) -> int:
         """Bytes still missing from a large frame being received (a read-size hint)."""

@@ -6,6 +6,7 @@ client author can tell what went wrong from the response alone:
 - not ``GET``: 405 with ``Allow: GET`` (the router gives this one);
 - no ``Upgrade: websocket``: 426 with the headers a client needs to retry;
 - ``Connection`` without ``upgrade``: 400;
+- a body announced (``Transfer-Encoding``, ``Content-Length`` other than 0): 400;
 - ``Sec-WebSocket-Version`` other than 13: 426 with ``Sec-WebSocket-Version: 13``;
 - missing, repeated or malformed ``Sec-WebSocket-Key``: 400;
 - ``Origin`` not allowed by the route: 403.
@@ -53,6 +54,7 @@ def validate_upgrade(headers: Headers) -> str:
         )
     if "upgrade" not in headers.tokens("connection"):
         raise BadRequest("Connection header must include 'upgrade'")
+    _refuse_body(headers)
     versions = headers.get_all("sec-websocket-version")
     if versions != ["13"]:
         got = ", ".join(versions) if versions else "none"
@@ -74,6 +76,21 @@ def validate_upgrade(headers: Headers) -> str:
     if len(raw) != 16:
         raise BadRequest("Sec-WebSocket-Key must be 16 bytes, base64-encoded")
     return key
+
+
+def _refuse_body(headers: Headers) -> None:
+    """An upgrade request has no body; refuse one that announces one.
+
+    Whatever follows the head is read as WebSocket frames, so a body a proxy
+    in front of us forwards as HTTP would become frames here (and frames it
+    never saw as such): the two disagree on where the request ends, which
+    is request smuggling. ``Content-Length: 0`` is harmless and some devices
+    send it, so it passes, as in the websockets library.
+    """
+    if "transfer-encoding" in headers:
+        raise BadRequest("a WebSocket upgrade request must not have Transfer-Encoding")
+    if any(value.strip() != "0" for value in headers.get_all("content-length")):
+        raise BadRequest("a WebSocket upgrade request must not have a body (Content-Length)")
 
 
 def accept_key(key: str) -> str:

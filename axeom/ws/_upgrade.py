@@ -20,7 +20,9 @@ class Upgrade:
     ``data`` is ``ws.data`` (what ``derive`` returned; msgpack-serializable,
     checked at handshake time, so it can cross a process boundary).
     ``deflate_offer`` is the client's permessage-deflate offer that was
-    accepted, from which the socket's process rebuilds the extension.
+    accepted, from which the socket's process rebuilds the extension:
+    ``None`` when compression is off, ``[]`` for a bare offer (no
+    parameters), which is an offer all the same.
     """
 
     route: WSRoute
