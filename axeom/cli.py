@@ -21,6 +21,7 @@ import click
 
 from ._app import Axeom
 from ._config import Config, ConfigError, ServerConfig
+from ._fdlimit import raise_fd_limit
 from ._importer import ImportFromStringError, import_from_string
 
 __all__ = ["main"]
@@ -131,6 +132,7 @@ def _check_pubsub(config: Config) -> None:
 def _serve_in_process(config: Config) -> None:
     server = config.server
     _configure_logging(server.log_level)
+    raise_fd_limit(logging.getLogger("axeom.server"))
     application = load_app(config.app)
     import trio
 
