@@ -6,10 +6,19 @@ restarts. Placement is "fewest open sockets": the workers' own counts
 (relayed by the supervisor once per heartbeat) plus what was handed to
 each since. A worker whose channel fails is taken out of placement on the
 spot, before the supervisor has even noticed the exit.
+
+The worker, not the acceptor, writes the 101: the acceptor sends the socket
+with the 101's bytes, keeps its copy, and waits for the worker's answer
+(several hand-offs are in flight on a channel at once). A worker that
+cannot take it (out of descriptors, draining) says so, and the socket goes
+to another worker or is answered 503: a client never gets a 101 that leads
+nowhere.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -22,9 +31,10 @@ import trio
 
 from .._app import Axeom
 from .._child import parent_gone
+from .._http1 import serialize_response
 from .._messages import Response
 from . import _handoff, _ipc
-from ._handshake import Accepted, HandshakeLimits, answer_handshake
+from ._handshake import Accepted, HandshakeLimits, PendingHeads, answer_handshake, reject
 from ._serve import accept_forever
 from ._transport import SocketTransport
 
@@ -33,6 +43,17 @@ __all__ = ["Acceptor", "AcceptorSettings"]
 logger = logging.getLogger("axeom.acceptor")
 
 TABLE_WAIT = 10.0
+# How long a worker may take to answer a hand-off. A healthy worker answers
+# within milliseconds; one that does not is stuck (the supervisor will
+# replace it), and its client gets a 503 rather than waiting on.
+HANDOFF_REPLY_TIMEOUT = 5.0
+# What the acceptor makes of a channel that ended, or a worker that did not answer in time.
+GONE, LATE = -1, -2
+
+UNPLACED = serialize_response(
+    Response.error(503, "no worker can take the connection, retry shortly", [("retry-after", "1")]),
+    close=True,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,14 @@ class AcceptorSettings:
     run_dir: str
     heartbeat_interval: float
     limits: HandshakeLimits = field(default_factory=HandshakeLimits)
+
+
+@dataclass(eq=False, slots=True)
+class _Reply:
+    """A hand-off waiting for its worker's answer."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    outcome: int = GONE
 
 
 @dataclass
@@ -54,6 +83,7 @@ class WorkerSlot:
     reported_received: int = 0
     handed: int = 0
     alive: bool = True
+    replies: dict[int, _Reply] = field(default_factory=dict)  # by hand-off sequence number
 
     @property
     def load(self) -> int:
@@ -61,6 +91,9 @@ class WorkerSlot:
 
     def close(self) -> None:
         self.alive = False
+        for reply in self.replies.values():
+            reply.done.set()  # GONE: the worker never answered, so it wrote no 101
+        self.replies.clear()
         if self.channel is not None:
             # Wake a hand-off parked on this channel (it then places elsewhere).
             trio.lowlevel.notify_closing(self.channel)
@@ -79,13 +112,22 @@ class Acceptor:
         self.rejected_total = 0
         self.unplaced_total = 0
         self.table_received = trio.Event()
+        self.pending = PendingHeads(settings.limits)
+        self._sequence = itertools.count()
+        self._nursery: trio.Nursery | None = None
+        self._refusals = 0  # sockets answered 503 because every worker refused them
 
     # -- placement ---------------------------------------------------------------
 
-    def choose(self) -> WorkerSlot | None:
+    def choose(self, exclude: tuple[WorkerSlot, ...] = ()) -> WorkerSlot | None:
         best: WorkerSlot | None = None
         for slot in self.slots.values():
-            if slot.alive and slot.channel is not None and (best is None or slot.load < best.load):
+            if (
+                slot.alive
+                and slot.channel is not None
+                and (best is None or slot.load < best.load)
+                and all(slot is not other for other in exclude)
+            ):
                 best = slot
         return best
 
@@ -125,6 +167,8 @@ class Acceptor:
         channel.setblocking(False)
         _handoff.tune(channel)
         slot.channel = channel
+        if self._nursery is not None:
+            self._nursery.start_soon(self._replies, slot, channel)
 
     # -- serving -----------------------------------------------------------------
 
@@ -136,6 +180,7 @@ class Acceptor:
             events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
             events.subscribe(_ipc.subscription(_ipc.TOPIC_ACCEPTOR))
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._events, events)
                 nursery.start_soon(self._heartbeats, reports)
                 nursery.start_soon(self._signals, nursery)
@@ -148,6 +193,7 @@ class Acceptor:
                     accept_forever,
                     self.listener,
                     lambda sock, address: nursery.start_soon(self._serve_client, sock, address),
+                    self.pending.evict_oldest,
                 )
 
     async def _events(self, events: pynng.Socket) -> None:
@@ -186,33 +232,88 @@ class Acceptor:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             accepted = await answer_handshake(
-                self.app, transport, tuple(address[:2]), self.settings.limits, self.admit
+                self.app,
+                transport,
+                tuple(address[:2]),
+                self.settings.limits,
+                self.admit,
+                self.pending,
             )
             if accepted is None:
                 self.rejected_total += 1
             else:
-                await self._hand_off(sock, accepted)
+                await self._hand_off(transport, accepted)
         except Exception:
             logger.exception("internal error in the acceptor; connection dropped")
         finally:
             transport.close()
 
-    async def _hand_off(self, sock: socket.socket, accepted: Accepted) -> None:
+    async def _hand_off(self, transport: SocketTransport, accepted: Accepted) -> None:
+        """Place the socket on a worker that takes it, trying each at most
+        once; answer 503 if none does. Our copy is closed by the caller."""
         # The worker names the socket: its id then tells app.send where it lives.
-        blob = _handoff.encode(accepted.upgrade, accepted.trailing, "")
-        while True:
-            slot = self.choose()
-            if slot is None:
-                logger.error("no live worker for an accepted socket; closing it")
-                self.unplaced_total += 1
+        blob = _handoff.encode(accepted.upgrade, accepted.trailing, "", accepted.response_head)
+        tried: tuple[WorkerSlot, ...] = ()
+        while (slot := self.choose(tried)) is not None:
+            tried += (slot,)
+            outcome = await self._offer(slot, transport.sock.fileno(), blob)
+            if outcome == _handoff.TAKEN:
+                slot.handed += 1
+                self.handed_total += 1
+                if self._refusals:
+                    logger.warning(
+                        "placing sockets again after answering %d with 503", self._refusals
+                    )
+                    self._refusals = 0
                 return
-            assert slot.channel is not None
-            try:
-                await _handoff.send_socket(slot.channel, sock.fileno(), blob)
-            except _handoff.HandoffError as exc:
-                logger.warning("worker %s unreachable (%s); placing elsewhere", slot.worker_id, exc)
-                slot.close()
-                continue
-            slot.handed += 1
-            self.handed_total += 1
-            return
+            if outcome == LATE:
+                # The worker may still take it later: make sure it cannot
+                # write a 101 after our 503 (shutdown acts on the socket, not
+                # on our descriptor).
+                logger.warning("worker %s did not answer a hand-off in time", slot.worker_id)
+                self._count_unplaced(tried)
+                with contextlib.suppress(trio.BrokenResourceError, OSError):
+                    transport.try_send([UNPLACED])
+                    transport.sock.shutdown(socket.SHUT_RDWR)
+                return
+            if outcome == GONE:
+                logger.warning("worker %s unreachable; placing elsewhere", slot.worker_id)
+        self._count_unplaced(tried)
+        await reject(transport, UNPLACED)
+
+    async def _offer(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
+        """Hand ``fd`` to one worker; its answer, GONE or LATE."""
+        assert slot.channel is not None
+        seq = next(self._sequence)
+        reply = slot.replies[seq] = _Reply()
+        try:
+            await _handoff.send_socket(slot.channel, fd, seq, blob)
+        except _handoff.HandoffError:
+            slot.close()
+            return GONE
+        with trio.move_on_after(HANDOFF_REPLY_TIMEOUT):
+            await reply.done.wait()
+            return reply.outcome
+        slot.replies.pop(seq, None)
+        return LATE
+
+    def _count_unplaced(self, tried: tuple[WorkerSlot, ...]) -> None:
+        """Count a socket no worker took; say so once per episode."""
+        self.unplaced_total += 1
+        if not self._refusals:
+            logger.warning(
+                "no worker took a socket (%d tried): answering 503 until one does", len(tried)
+            )
+        self._refusals += 1
+
+    async def _replies(self, slot: WorkerSlot, channel: socket.socket) -> None:
+        """Match a worker's answers to the hand-offs waiting for them, until
+        its channel ends (then the ones still waiting go elsewhere)."""
+        while (answer := await _handoff.receive_reply(channel)) is not None:
+            seq, outcome = answer
+            reply = slot.replies.pop(seq, None)
+            if reply is not None:
+                reply.outcome = outcome
+                reply.done.set()
+        if slot.channel is channel:
+            slot.close()

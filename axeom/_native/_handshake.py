@@ -4,12 +4,20 @@ Shared by the in-process server and the multi-process acceptor. The head is
 read under a deadline and a size limit, so a slow or oversized client costs
 a bounded amount of time and memory; every rejection is a complete HTTP
 response with a reason, written before the connection is closed.
+
+Unfinished heads are also capped in number (``PendingHeads``): per client
+address, where the excess is answered 429 and closed at once, and per
+process (the acceptor is the only process of a node that reads heads),
+where a new connection evicts the oldest unfinished head with a 408. So a
+slowloris attack costs a bounded number of descriptors, and a client that
+sends its head at once is never queued behind the attackers.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,26 +29,148 @@ from .._messages import Response
 from ..ws._upgrade import Upgrade
 from ._transport import SocketTransport
 
-__all__ = ["Accepted", "HandshakeLimits", "answer_handshake"]
+__all__ = ["Accepted", "HandshakeLimits", "PendingHeads", "answer_handshake", "reject", "shed"]
 
 logger = logging.getLogger("axeom.server")
 
 
 @dataclass(frozen=True, slots=True)
 class HandshakeLimits:
-    """max_head_size: bytes of request head before 431; timeout: seconds to
-    receive the whole head before 408."""
+    """How much an unfinished request head may cost.
+
+    max_head_size: bytes of request head before 431.
+    timeout: seconds to receive the whole head before 408.
+    max_pending: unfinished heads at once in this process (the whole node,
+        in the acceptor); one more evicts the oldest with 408.
+    max_pending_per_address: unfinished heads at once from one client
+        address; the excess is answered 429 and closed at once. Raise it
+        behind a proxy that does not send heads at once (all its clients
+        share its address).
+    """
 
     max_head_size: int = 16384
     timeout: float = 10.0
+    max_pending: int = 1024
+    max_pending_per_address: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("max_head_size", "max_pending", "max_pending_per_address"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"HandshakeLimits.{name} must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("HandshakeLimits.timeout must be positive")
 
 
 @dataclass(slots=True)
 class Accepted:
-    """A socket whose 101 has been written: run it with ``trailing`` first."""
+    """A socket whose handshake succeeded: write ``response_head`` (the 101),
+    then run it with ``trailing`` first."""
 
     upgrade: Upgrade
     trailing: bytes
+    response_head: bytes
+
+
+@dataclass(eq=False, slots=True)
+class _Head:
+    """One connection whose request head is still being read."""
+
+    transport: SocketTransport
+    address: str
+    evicted: bool = False
+
+
+class PendingHeads:
+    """The connections of one process whose request head is unfinished,
+    oldest first, counted per client address."""
+
+    def __init__(self, limits: HandshakeLimits) -> None:
+        self.limits = limits
+        self._heads: dict[_Head, None] = {}  # insertion order: oldest first
+        self._per_address: dict[str, int] = {}
+        self.refused = 0  # per-address excess answered 429
+        self.evicted = 0  # oldest heads evicted with 408 (node cap or out of descriptors)
+        self._logged = (0, 0)  # (refused, evicted) when last logged
+        self._log_after = 0.0
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+    def enter(self, transport: SocketTransport, address: str) -> _Head | None:
+        """Register a connection about to send its head; None (after answering
+        429 and closing it) if its address has too many unfinished already."""
+        count = self._per_address.get(address, 0)
+        if count >= self.limits.max_pending_per_address:
+            self.refused += 1
+            shed(transport, TOO_MANY_FROM_ADDRESS)
+            self._report()
+            return None
+        while len(self._heads) >= self.limits.max_pending:
+            self.evict_oldest()
+        head = _Head(transport, address)
+        self._heads[head] = None
+        self._per_address[address] = count + 1
+        return head
+
+    def leave(self, head: _Head) -> None:
+        if head in self._heads:
+            del self._heads[head]
+            count = self._per_address[head.address] - 1
+            if count:
+                self._per_address[head.address] = count
+            else:
+                del self._per_address[head.address]
+
+    def evict_oldest(self) -> bool:
+        """Answer the oldest unfinished head 408 and close it now (its
+        descriptor is free on return; closing wakes its task, which then
+        sees ``evicted``); False if there is none."""
+        if not self._heads:
+            return False
+        head = next(iter(self._heads))
+        self.leave(head)
+        head.evicted = True
+        self.evicted += 1
+        shed(head.transport, EVICTED)
+        self._report()
+        return True
+
+    def _report(self) -> None:
+        """One warning per ``SHED_LOG_INTERVAL`` at most, with the counts since the last."""
+        now = time.monotonic()
+        if now < self._log_after:
+            return
+        self._log_after = now + SHED_LOG_INTERVAL
+        refused, evicted = self._logged
+        self._logged = (self.refused, self.evicted)
+        logger.warning(
+            "slow handshakes shed: %d answered 429 (over %d unfinished heads from one "
+            "address), %d evicted with 408 (over %d unfinished heads or out of descriptors)",
+            self.refused - refused,
+            self.limits.max_pending_per_address,
+            self.evicted - evicted,
+            self.limits.max_pending,
+        )
+
+
+# Under attack, shedding happens thousands of times a second: say so this often at most.
+SHED_LOG_INTERVAL = 10.0
+
+# Answers for connections shed under load: written without waiting, then closed.
+TOO_MANY_FROM_ADDRESS = Response.error(
+    429, "too many unfinished handshakes from this address", [("retry-after", "1")]
+)
+EVICTED = Response.error(408, "request head not received in time (server busy)")
+
+
+def shed(transport: SocketTransport, response: Response) -> None:
+    """Answer ``response`` if the socket takes it at once, and close now: a
+    connection shed under load must not cost a task or a descriptor any longer."""
+    try:
+        transport.try_send([serialize_response(response, close=True)])
+    except trio.BrokenResourceError:
+        pass
+    transport.close()
 
 
 async def answer_handshake(
@@ -49,22 +179,37 @@ async def answer_handshake(
     client: tuple[str, int] | None,
     limits: HandshakeLimits,
     admit: Callable[[], Response | None] | None = None,
+    pending: PendingHeads | None = None,
 ) -> Accepted | None:
-    """Read the head, run ``app.handle`` and write the response.
+    """Read the head, run ``app.handle`` and answer.
 
-    ``admit`` is asked just before a 101 is written; a response it returns
+    ``admit`` is asked before a 101 would be returned; a response it returns
     is sent instead (the acceptor answers 503 when no worker is alive).
-    Returns ``Accepted`` after writing a 101, or ``None`` once a rejection
-    was written (the transport is then closed).
+    ``pending`` counts this connection among the unfinished heads while its
+    head is read (it may then be shed: see ``PendingHeads``).
+    Returns ``Accepted`` with the 101 *not yet written* (the caller writes
+    ``response_head``, or has a worker write it), or ``None`` once a
+    rejection was written (the transport is then closed).
     """
     head: bytes | None = None
     trailing = b""
     response: Response | None = None
-    with trio.move_on_after(limits.timeout):
-        try:
-            head, trailing = await _read_head(transport, limits.max_head_size)
-        except HeadError as exc:
-            response = Response.error(exc.status, exc.reason)
+    ticket = None
+    if pending is not None:
+        ticket = pending.enter(transport, client[0] if client else "")
+        if ticket is None:
+            return None
+    try:
+        with trio.move_on_after(limits.timeout):
+            try:
+                head, trailing = await _read_head(transport, limits.max_head_size)
+            except HeadError as exc:
+                response = Response.error(exc.status, exc.reason)
+    finally:
+        if ticket is not None and pending is not None:
+            pending.leave(ticket)
+    if ticket is not None and ticket.evicted:
+        return None  # already answered 408 and closed
     if response is None:
         if head is None:
             response = Response.error(408, "request head not received in time")
@@ -84,13 +229,8 @@ async def answer_handshake(
         response = Response.error(500, "Internal Server Error")
         head = serialize_response(response, close=True)
     if response.status == 101 and response.upgrade is not None:
-        try:
-            await transport.send_all([head])
-        except trio.BrokenResourceError:
-            transport.close()
-            return None
-        return Accepted(response.upgrade, trailing)
-    await _reject(transport, head)
+        return Accepted(response.upgrade, trailing, head)
+    await reject(transport, head)
     return None
 
 
@@ -111,7 +251,7 @@ async def _read_head(transport: SocketTransport, limit: int) -> tuple[bytes | No
             raise HeadError(f"request head larger than {limit} bytes", 431)
 
 
-async def _reject(transport: SocketTransport, head: bytes) -> None:
+async def reject(transport: SocketTransport, head: bytes) -> None:
     """Write the rejection, then close so that the client can still read it:
     half-close first and discard what the client still sends, briefly, since
     closing with unread input makes the kernel reset the connection."""
