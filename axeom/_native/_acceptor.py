@@ -34,7 +34,7 @@ from .._child import parent_gone
 from .._http1 import serialize_response
 from .._messages import Response
 from . import _handoff, _ipc
-from ._handshake import Accepted, HandshakeLimits, PendingHeads, answer_handshake, reject
+from ._handshake import Accepted, HandshakeLimits, PendingHead, PendingHeads, answer_handshake
 from ._serve import accept_forever
 from ._transport import SocketTransport
 
@@ -190,10 +190,7 @@ class Acceptor:
                 with trio.move_on_after(TABLE_WAIT):
                     await self.table_received.wait()
                 nursery.start_soon(
-                    accept_forever,
-                    self.listener,
-                    lambda sock, address: nursery.start_soon(self._serve_client, sock, address),
-                    self.pending.evict_oldest,
+                    accept_forever, self.listener, self._on_client, self.pending.evict_oldest
                 )
 
     async def _events(self, events: pynng.Socket) -> None:
@@ -227,17 +224,21 @@ class Acceptor:
                 logger.info("acceptor stopping")
                 nursery.cancel_scope.cancel()
 
-    async def _serve_client(self, sock: socket.socket, address: Any) -> None:
+    def _on_client(self, sock: socket.socket, address: Any) -> None:
+        """Just accepted: count it among the unfinished heads (or shed it) and serve it."""
         transport = SocketTransport(sock)
+        head = self.pending.enter(transport, address[0])
+        if head is not None:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._serve_client, transport, head, address)
+
+    async def _serve_client(
+        self, transport: SocketTransport, head: PendingHead, address: Any
+    ) -> None:
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             accepted = await answer_handshake(
-                self.app,
-                transport,
-                tuple(address[:2]),
-                self.settings.limits,
-                self.admit,
-                self.pending,
+                self.app, transport, tuple(address[:2]), self.settings.limits, self.admit, head
             )
             if accepted is None:
                 self.rejected_total += 1
@@ -279,7 +280,10 @@ class Acceptor:
             if outcome == GONE:
                 logger.warning("worker %s unreachable; placing elsewhere", slot.worker_id)
         self._count_unplaced(tried)
-        await reject(transport, UNPLACED)
+        # Closed at once, not lingering like other rejections: this happens
+        # when descriptors are short, and the head was read to its end.
+        with contextlib.suppress(trio.BrokenResourceError):
+            transport.try_send([UNPLACED])
 
     async def _offer(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
         """Hand ``fd`` to one worker; its answer, GONE or LATE."""

@@ -29,7 +29,15 @@ from .._messages import Response
 from ..ws._upgrade import Upgrade
 from ._transport import SocketTransport
 
-__all__ = ["Accepted", "HandshakeLimits", "PendingHeads", "answer_handshake", "reject", "shed"]
+__all__ = [
+    "Accepted",
+    "HandshakeLimits",
+    "PendingHead",
+    "PendingHeads",
+    "answer_handshake",
+    "reject",
+    "shed",
+]
 
 logger = logging.getLogger("axeom.server")
 
@@ -72,21 +80,30 @@ class Accepted:
 
 
 @dataclass(eq=False, slots=True)
-class _Head:
+class PendingHead:
     """One connection whose request head is still being read."""
 
+    owner: PendingHeads
     transport: SocketTransport
     address: str
     evicted: bool = False
 
+    def leave(self) -> None:
+        """The head is read (or the connection is gone): it no longer counts."""
+        self.owner.leave(self)
+
 
 class PendingHeads:
     """The connections of one process whose request head is unfinished,
-    oldest first, counted per client address."""
+    oldest first, counted per client address.
+
+    A connection enters when it is accepted, before any task is started for
+    it, so the caps apply in accept order and an excess costs no task.
+    """
 
     def __init__(self, limits: HandshakeLimits) -> None:
         self.limits = limits
-        self._heads: dict[_Head, None] = {}  # insertion order: oldest first
+        self._heads: dict[PendingHead, None] = {}  # insertion order: oldest first
         self._per_address: dict[str, int] = {}
         self.refused = 0  # per-address excess answered 429
         self.evicted = 0  # oldest heads evicted with 408 (node cap or out of descriptors)
@@ -96,9 +113,9 @@ class PendingHeads:
     def __len__(self) -> int:
         return len(self._heads)
 
-    def enter(self, transport: SocketTransport, address: str) -> _Head | None:
-        """Register a connection about to send its head; None (after answering
-        429 and closing it) if its address has too many unfinished already."""
+    def enter(self, transport: SocketTransport, address: str) -> PendingHead | None:
+        """Register a connection just accepted; None (after answering 429 and
+        closing it) if its address has too many unfinished heads already."""
         count = self._per_address.get(address, 0)
         if count >= self.limits.max_pending_per_address:
             self.refused += 1
@@ -107,12 +124,12 @@ class PendingHeads:
             return None
         while len(self._heads) >= self.limits.max_pending:
             self.evict_oldest()
-        head = _Head(transport, address)
+        head = PendingHead(self, transport, address)
         self._heads[head] = None
         self._per_address[address] = count + 1
         return head
 
-    def leave(self, head: _Head) -> None:
+    def leave(self, head: PendingHead) -> None:
         if head in self._heads:
             del self._heads[head]
             count = self._per_address[head.address] - 1
@@ -179,14 +196,15 @@ async def answer_handshake(
     client: tuple[str, int] | None,
     limits: HandshakeLimits,
     admit: Callable[[], Response | None] | None = None,
-    pending: PendingHeads | None = None,
+    pending: PendingHead | None = None,
 ) -> Accepted | None:
     """Read the head, run ``app.handle`` and answer.
 
     ``admit`` is asked before a 101 would be returned; a response it returns
     is sent instead (the acceptor answers 503 when no worker is alive).
-    ``pending`` counts this connection among the unfinished heads while its
-    head is read (it may then be shed: see ``PendingHeads``).
+    ``pending`` is this connection's entry among the unfinished heads (see
+    ``PendingHeads``): it leaves once the head is read, and if it was
+    evicted meanwhile (answered 408 and closed) None is returned.
     Returns ``Accepted`` with the 101 *not yet written* (the caller writes
     ``response_head``, or has a worker write it), or ``None`` once a
     rejection was written (the transport is then closed).
@@ -194,11 +212,6 @@ async def answer_handshake(
     head: bytes | None = None
     trailing = b""
     response: Response | None = None
-    ticket = None
-    if pending is not None:
-        ticket = pending.enter(transport, client[0] if client else "")
-        if ticket is None:
-            return None
     try:
         with trio.move_on_after(limits.timeout):
             try:
@@ -206,9 +219,9 @@ async def answer_handshake(
             except HeadError as exc:
                 response = Response.error(exc.status, exc.reason)
     finally:
-        if ticket is not None and pending is not None:
-            pending.leave(ticket)
-    if ticket is not None and ticket.evicted:
+        if pending is not None:
+            pending.leave()
+    if pending is not None and pending.evicted:
         return None  # already answered 408 and closed
     if response is None:
         if head is None:

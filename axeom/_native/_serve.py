@@ -14,7 +14,7 @@ import trio
 from .._app import Axeom
 from .._messages import Response
 from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
-from ._handshake import HandshakeLimits, PendingHeads, answer_handshake, shed
+from ._handshake import HandshakeLimits, PendingHead, PendingHeads, answer_handshake, shed
 from ._runtime import SocketRuntime, open_socket_runtime
 from ._transport import SocketTransport
 
@@ -89,13 +89,16 @@ async def serve_listener(
         with trio.CancelScope() as accepting:
             if shutdown is not None:
                 runtime.nursery.start_soon(_cancel_when_set, shutdown, accepting)
-            await accept_forever(
-                listener,
-                lambda sock, address: runtime.nursery.start_soon(
-                    _serve_client, app, runtime, sock, address, limits, pending
-                ),
-                pending.evict_oldest,
-            )
+
+            def on_client(sock: socket.socket, address: Any) -> None:
+                transport = SocketTransport(sock)
+                head = pending.enter(transport, address[0])
+                if head is not None:
+                    runtime.nursery.start_soon(
+                        _serve_client, app, runtime, transport, address, limits, head
+                    )
+
+            await accept_forever(listener, on_client, pending.evict_oldest)
         left = await runtime.drain(graceful_timeout)
         if left:
             logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
@@ -204,17 +207,16 @@ def _relieve(
 async def _serve_client(
     app: Axeom,
     runtime: SocketRuntime,
-    sock: socket.socket,
+    transport: SocketTransport,
     address: tuple[str, int],
     limits: HandshakeLimits,
-    pending: PendingHeads | None = None,
+    pending: PendingHead,
 ) -> None:
     """One client: handshake, then its socket loop. A failure here is a bug in
     Axeom, not in the app (handlers are contained by the actor): it is logged
     and costs this connection only."""
-    transport = SocketTransport(sock)
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         accepted = await answer_handshake(app, transport, address[:2], limits, pending=pending)
         if accepted is not None:
             await transport.send_all([accepted.response_head])
