@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import functools
 import re
+import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 import trio
 
 from axeom import Axeom, serve
+from axeom._native import _handoff
+from axeom._native._acceptor import Acceptor, AcceptorSettings
 from axeom._native._handshake import HandshakeLimits
+from axeom._native._serve import accept_forever
 from axeom.ws import ws_plugin
 from tests._processes import Server, running_axeom, status, wait_for
 from tests._wsraw import RawClient, client_frame, upgrade_request
@@ -210,3 +215,88 @@ async def test_unfinished_heads_are_capped_per_address_and_per_node(
     finally:
         for sock in opened:
             sock.close()
+
+
+async def fake_worker(
+    listener: trio.socket.SocketType, outcome: int, taken: list[socket.socket], offered: list[int]
+) -> None:
+    """A worker's end of the hand-off channel that answers every socket ``outcome``."""
+    channel, _ = await listener.accept()
+    raw = channel.detach()
+    with socket.socket(fileno=raw) as sock:
+        sock.setblocking(False)
+        while (received := await _handoff.receive_socket(sock)) is not None:
+            assert received.fd is not None
+            offered.append(outcome)
+            moved = socket.socket(fileno=received.fd)
+            if outcome == _handoff.TAKEN:
+                taken.append(moved)
+                await _handoff.send_reply(sock, received.seq, outcome)
+                handed = _handoff.decode(_handoff.ws_routes(APP_IN_PROCESS), received.blob)
+                moved.sendall(handed.response_head)
+            else:
+                moved.close()
+                await _handoff.send_reply(sock, received.seq, outcome)
+
+
+APP_IN_PROCESS = Axeom().use(ws_plugin())
+APP_IN_PROCESS.ws("/chat", message=lambda ws, msg: None)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ((_handoff.NO_DESCRIPTOR, _handoff.TAKEN), 101),
+        ((_handoff.NO_DESCRIPTOR, _handoff.REFUSED), 503),
+    ],
+)
+async def test_acceptor_places_a_refused_socket_elsewhere_or_answers_503(
+    nursery: trio.Nursery, tmp_path: Path, outcomes: tuple[int, int], expected: int
+) -> None:
+    """The first worker (fewest sockets) refuses: the second is tried; if it
+    refuses too, the client gets a 503, and in no case a 101 it cannot use."""
+    settings = AcceptorSettings(run_dir=str(tmp_path), heartbeat_interval=1.0)
+    taken: list[socket.socket] = []
+    offered: list[int] = []
+    with ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.setblocking(False)
+        acceptor = Acceptor(APP_IN_PROCESS, listener, settings)
+        acceptor._nursery = nursery
+        table = []
+        for number, outcome in enumerate(outcomes, 1):
+            path = str(tmp_path / f"w{number}.sock")
+            channels = stack.enter_context(
+                trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            )
+            await channels.bind(path)
+            channels.listen(4)
+            nursery.start_soon(fake_worker, channels, outcome, taken, offered)
+            # worker-1 has fewer sockets: it is offered the socket first.
+            table.append(
+                {"id": f"w{number}", "gen": 1, "handoff": path, "sockets": number, "received": 0}
+            )
+        acceptor.update_workers(table)
+        stack.callback(lambda: [slot.close() for slot in acceptor.slots.values()])
+        nursery.start_soon(accept_forever, listener, acceptor._on_client)
+        code, client = await upgrade_and_echo_status(listener.getsockname()[1])
+        await client.aclose()
+        with trio.fail_after(5):
+            while acceptor.handed_total + acceptor.unplaced_total == 0:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    for sock in taken:
+        sock.close()
+    assert code == expected
+    assert offered == list(outcomes)  # the one with fewer sockets first, then the other
+    assert (acceptor.handed_total, acceptor.unplaced_total) == ((1, 0) if code == 101 else (0, 1))
+
+
+async def upgrade_and_echo_status(port: int) -> tuple[int, RawClient]:
+    client = await RawClient.connect(port)
+    await client.send(upgrade_request("/chat"))
+    with trio.fail_after(10):
+        code, _ = await client.read_head()
+    return code, client
