@@ -9,8 +9,6 @@ or by an older supervisor, must not depend on that).
 
 from __future__ import annotations
 
-import logging
-
 __all__ = ["raise_fd_limit"]
 
 try:
@@ -19,20 +17,17 @@ except ImportError:  # pragma: no cover - not on POSIX
     resource = None  # type: ignore[assignment]
 
 
-def raise_fd_limit(logger: logging.Logger) -> int | None:
-    """Set the soft ``RLIMIT_NOFILE`` to the hard limit; log one info line
-    with the figure in force and return it (None where there is no such limit)."""
+def raise_fd_limit() -> str:
+    """Set the soft ``RLIMIT_NOFILE`` to the hard limit; returns the line to
+    log (info level) with the figure in force."""
     if resource is None:  # pragma: no cover
-        return None
+        return "file descriptor limit: not applicable"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as exc:
-            # An "unlimited" hard limit is refused on some systems: keep the soft one.
-            logger.warning("cannot raise the descriptor limit from %d to %d: %s", soft, hard, exc)
-            return soft
-        logger.info("file descriptor limit raised to %d (soft limit was %d)", hard, soft)
-    else:
-        logger.info("file descriptor limit: %d", hard)
-    return hard
+    if hard == soft:
+        return f"file descriptor limit: {hard}"
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        # An "unlimited" hard limit is refused on some systems: keep the soft one.
+        return f"file descriptor limit: {soft} (cannot raise it to {hard}: {exc})"
+    return f"file descriptor limit raised to {hard} (soft limit was {soft})"

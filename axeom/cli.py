@@ -132,10 +132,11 @@ def _check_pubsub(config: Config) -> None:
 def _serve_in_process(config: Config) -> None:
     server = config.server
     _configure_logging(server.log_level)
-    raise_fd_limit(logging.getLogger("axeom.server"))
     application = load_app(config.app)
+    descriptors = raise_fd_limit()
     import trio
 
+    from ._native._handshake import HandshakeLimits
     from ._native._ipc import control_address
     from ._native._serve import bind_listener, serve_listener
 
@@ -156,12 +157,14 @@ def _serve_in_process(config: Config) -> None:
                 application,
                 listener,
                 shutdown=shutdown,
+                limits=HandshakeLimits(**server.handshake_limits()),
                 graceful_timeout=server.graceful_timeout,
                 control=control_address(listener.getsockname()[1]),
             )
             bound: Any = await nursery.start(serving)
             click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
             sys.stdout.flush()
+            logging.getLogger("axeom.server").info(descriptors)
             await shutdown.wait()
         # serve_listener returned after draining; the nursery ended with it.
 

@@ -18,14 +18,14 @@ from ._handshake import HandshakeLimits
 def main() -> None:
     options = json.loads(sys.argv[1])
     configure_child_logging(options["log_level"], "acceptor")
-    raise_fd_limit(logging.getLogger("axeom.acceptor"))
+    logging.getLogger("axeom.acceptor").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])
     listener = socket.socket(fileno=options["listener_fd"])
     listener.setblocking(False)
     settings = AcceptorSettings(
         run_dir=options["run_dir"],
         heartbeat_interval=options["heartbeat_interval"],
-        limits=HandshakeLimits(),
+        limits=HandshakeLimits(**options.get("handshake", {})),
     )
     try:
         trio.run(Acceptor(app, listener, settings).run)

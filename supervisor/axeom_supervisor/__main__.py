@@ -31,7 +31,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s [supervisor] %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    raise_fd_limit(logging.getLogger("axeom.supervisor"))
+    logging.getLogger("axeom.supervisor").info(raise_fd_limit())
     try:
         listener = bind_listener(config.server.host, config.server.port)
     except OSError as exc:

@@ -146,6 +146,7 @@ class Supervisor:
         if role == "acceptor":
             module = "axeom._native.acceptor_main"
             options["listener_fd"] = self.listener.fileno()
+            options["handshake"] = server.handshake_limits()
             pass_fds = (self.listener.fileno(),)
         elif role == "bridge":
             module = "axeom_supervisor.redis_bridge"

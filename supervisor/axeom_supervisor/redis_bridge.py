@@ -315,7 +315,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s [redis-bridge] %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    raise_fd_limit(logger)
+    logger.info(raise_fd_limit())
     try:
         import redis  # noqa: F401
     except ImportError:

@@ -17,7 +17,7 @@ from ._worker import WorkerSettings, run_worker
 def main() -> None:
     options = json.loads(sys.argv[1])
     configure_child_logging(options["log_level"], options["worker_id"])
-    raise_fd_limit(logging.getLogger("axeom.worker"))
+    logging.getLogger("axeom.worker").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])
     settings = WorkerSettings(
         worker_id=options["worker_id"],
