@@ -300,3 +300,20 @@ async def upgrade_and_echo_status(port: int) -> tuple[int, RawClient]:
     with trio.fail_after(10):
         code, _ = await client.read_head()
     return code, client
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_handshake_caps_come_from_the_config_file(workers: int, tmp_path: Path) -> None:
+    """``server.max_pending_handshakes_per_address`` reaches whoever reads the heads."""
+    config = tmp_path / "axeom.toml"
+    config.write_text("[server]\nmax_pending_handshakes_per_address = 2\n")
+    opened: list[trio.socket.SocketType] = []
+    with running_axeom(
+        APP, "--port", "0", "--workers", str(workers), "--config", str(config)
+    ) as server:
+        try:
+            await slow_heads("127.0.0.2", server.port, 3, opened)
+            assert await read_status(opened[2]) == 429
+        finally:
+            for sock in opened:
+                sock.close()

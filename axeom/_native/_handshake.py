@@ -15,6 +15,7 @@ sends its head at once is never queued behind the attackers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -170,6 +171,8 @@ class PendingHeads:
         )
 
 
+# What a shed connection's unread input is drained of before closing: a head's worth.
+SHED_DRAIN = 16384
 # Under attack, shedding happens thousands of times a second: say so this often at most.
 SHED_LOG_INTERVAL = 10.0
 
@@ -182,7 +185,11 @@ EVICTED = Response.error(408, "request head not received in time (server busy)")
 
 def shed(transport: SocketTransport, response: Response) -> None:
     """Answer ``response`` if the socket takes it at once, and close now: a
-    connection shed under load must not cost a task or a descriptor any longer."""
+    connection shed under load must not cost a task or a descriptor any longer.
+    What the client sent is read first (without waiting), so that the close
+    is a FIN after the answer rather than a reset that may discard it."""
+    with contextlib.suppress(OSError):
+        transport.sock.recv(SHED_DRAIN)
     try:
         transport.try_send([serialize_response(response, close=True)])
     except trio.BrokenResourceError:
