@@ -24,6 +24,7 @@ from axeom._native._handshake import HandshakeLimits
 from axeom._native._serve import accept_forever
 from axeom.ws import ws_plugin
 from tests._processes import Server, running_axeom, status, wait_for
+from tests._redis import running_redis
 from tests._wsraw import RawClient, client_frame, upgrade_request
 
 APP = "tests/apps/runtime_app.py:app"
@@ -53,21 +54,27 @@ def soft_limit(pid: int) -> tuple[int, int]:
 
 
 def test_every_process_raises_its_soft_descriptor_limit() -> None:
-    """Soft 128, hard 512: supervisor, acceptor and worker all run with 512, and say so."""
-    with tree(1, (128, 512)) as server:
-        wait_for(
-            lambda: all(p["pid"] for p in status(server.port)["processes"]),
-            20,
-            "every process to report its pid",
-        )
-        processes = status(server.port)["processes"]
-        assert {p["role"] for p in processes} >= {"acceptor", "worker"}
-        for pid in [server.proc.pid] + [p["pid"] for p in processes]:
-            assert soft_limit(pid) == (512, 512)
-        output = server.text()
-    assert "file descriptor limit raised to 512 (soft limit was 128)" in output
-    for name in ("supervisor", "acceptor", "worker-1"):
-        assert re.search(rf"\[{name}\].*file descriptor limit", output), name
+    """Soft 128, hard 512: supervisor, acceptor, worker and Redis bridge all run
+    with 512, and say so."""
+    with running_redis() as redis_server:
+        args = ("--port", "0", "--workers", "1", "--pubsub", redis_server.url)
+        with running_axeom(APP, *args, descriptors=(128, 512)) as server:
+            wait_for(
+                lambda: all(p["pid"] for p in status(server.port)["processes"]),
+                20,
+                "every process to report its pid",
+            )
+            processes = status(server.port)["processes"]
+            assert {p["role"] for p in processes} >= {"acceptor", "worker", "bridge"}
+            for pid in [server.proc.pid] + [p["pid"] for p in processes]:
+                assert soft_limit(pid) == (512, 512)
+            output = server.text()
+    # The supervisor raises it; its children find it raised and say so too.
+    assert re.search(
+        r"\[supervisor\].*file descriptor limit raised to 512 \(soft limit was 128\)", output
+    )
+    for name in ("acceptor", "worker-1", "redis-bridge"):
+        assert re.search(rf"\[{name}\].*file descriptor limit: 512", output), name
 
 
 def test_single_process_server_raises_its_soft_descriptor_limit() -> None:
