@@ -68,19 +68,27 @@ def test_every_process_raises_its_soft_descriptor_limit() -> None:
             assert {p["role"] for p in processes} >= {"acceptor", "worker", "bridge"}
             for pid in [server.proc.pid] + [p["pid"] for p in processes]:
                 assert soft_limit(pid) == (512, 512)
-            output = server.text()
-    # The supervisor raises it; its children find it raised and say so too.
-    assert re.search(
-        r"\[supervisor\].*file descriptor limit raised to 512 \(soft limit was 128\)", output
-    )
-    for name in ("acceptor", "worker-1", "redis-bridge"):
-        assert re.search(rf"\[{name}\].*file descriptor limit: 512", output), name
+            # The supervisor raises it; its children find it raised and say so too.
+            lines = [r"\[supervisor\].*file descriptor limit raised to 512 \(soft limit was 128\)"]
+            lines += [
+                rf"\[{name}\].*file descriptor limit: 512"
+                for name in ("acceptor", "worker-1", "redis-bridge")
+            ]
+            wait_for(
+                lambda: all(re.search(line, server.text()) for line in lines),
+                10,
+                "the descriptor limit line of every process",
+            )
 
 
 def test_single_process_server_raises_its_soft_descriptor_limit() -> None:
     with tree(0, (128, 512)) as server:
         assert soft_limit(server.proc.pid) == (512, 512)
-        assert "file descriptor limit raised to 512 (soft limit was 128)" in server.text()
+        wait_for(
+            lambda: "file descriptor limit raised to 512 (soft limit was 128)" in server.text(),
+            10,
+            "the descriptor limit line (it follows the ready line)",
+        )
 
 
 async def upgrade_and_echo(port: int, text: str) -> tuple[int, RawClient]:
@@ -124,9 +132,12 @@ async def test_worker_out_of_descriptors_answers_503_never_a_dead_101() -> None:
             for client in clients:
                 await client.aclose()
         assert all(p["restarts"] == 0 for p in status(server.port)["processes"])
-        output = server.text()
-    assert "out of file descriptors" in output  # the worker says why it refuses
-    assert "answering 503" in output  # and the acceptor what it does about it
+        # The worker says why it refuses, the acceptor what it does about it.
+        wait_for(
+            lambda: "out of file descriptors" in server.text() and "answering 503" in server.text(),
+            10,
+            "the worker's and the acceptor's warnings",
+        )
 
 
 async def slow_heads(
@@ -176,8 +187,7 @@ async def test_slowloris_does_not_hold_back_a_normal_handshake(workers: int) -> 
         finally:
             for sock in opened:
                 sock.close()
-        output = server.text()
-    assert "slow handshakes shed" in output
+        wait_for(lambda: "slow handshakes shed" in server.text(), 10, "the shedding warning")
 
 
 async def read_status(sock: trio.socket.SocketType) -> int | None:
