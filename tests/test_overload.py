@@ -334,3 +334,35 @@ async def test_handshake_caps_come_from_the_config_file(workers: int, tmp_path: 
         finally:
             for sock in opened:
                 sock.close()
+
+
+async def test_a_burst_of_handshakes_is_spread_while_answers_are_awaited() -> None:
+    """Sockets awaiting a worker's answer count in its load: 60 at once over
+    two workers land about evenly, not all on the one that was emptiest."""
+    with tree(2, (4096, 4096)) as server:
+        wait_for(
+            lambda: sum(p["role"] == "worker" for p in status(server.port)["processes"]) == 2,
+            20,
+            "two workers",
+        )
+        pids: list[bytes] = []
+        clients: list[RawClient] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(60):
+
+                    async def one() -> None:
+                        client = await RawClient.connect(server.port)
+                        clients.append(client)
+                        await client.send(upgrade_request("/chat"))
+                        assert (await client.read_head())[0] == 101
+                        await client.send(client_frame(0x1, b"pid"))
+                        with trio.fail_after(10):
+                            pids.append((await client.read_frame())[1])
+
+                    nursery.start_soon(one)
+        finally:
+            for client in clients:
+                await client.aclose()
+    counts = sorted(pids.count(pid) for pid in set(pids))
+    assert len(counts) == 2 and counts[0] >= 20, counts

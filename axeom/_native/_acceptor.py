@@ -259,7 +259,6 @@ class Acceptor:
             tried += (slot,)
             outcome = await self._offer(slot, transport.sock.fileno(), blob)
             if outcome == _handoff.TAKEN:
-                slot.handed += 1
                 self.handed_total += 1
                 if self._refusals:
                     logger.warning(
@@ -286,10 +285,19 @@ class Acceptor:
             transport.try_send([UNPLACED])
 
     async def _offer(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
-        """Hand ``fd`` to one worker; its answer, GONE or LATE."""
+        """Hand ``fd`` to one worker; its answer, GONE or LATE. The socket
+        counts in the worker's load while the answer is awaited, so that a
+        burst of hand-offs is spread as before; a refusal takes it back."""
+        outcome = await self._offer_and_wait(slot, fd, blob)
+        if outcome != _handoff.TAKEN:
+            slot.handed -= 1
+        return outcome
+
+    async def _offer_and_wait(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
         assert slot.channel is not None
         seq = next(self._sequence)
         reply = slot.replies[seq] = _Reply()
+        slot.handed += 1
         try:
             await _handoff.send_socket(slot.channel, fd, seq, blob)
         except _handoff.HandoffError:
