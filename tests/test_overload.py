@@ -258,20 +258,26 @@ async def fake_worker(
 
 APP_IN_PROCESS = Axeom().use(ws_plugin())
 APP_IN_PROCESS.ws("/chat", message=lambda ws, msg: None)
+# Its ws.data is too big to travel with a socket.
+BIG_DATA_APP = Axeom().use(ws_plugin())
+BIG_DATA_APP.ws("/chat", message=lambda ws, msg: None)
+BIG_DATA_APP.derive(lambda ctx: {"blob": "x" * (_handoff.MAX_BLOB + 1)})
 
 
 @pytest.mark.parametrize(
-    ("outcomes", "expected"),
+    ("path", "outcomes", "expected"),
     [
-        ((_handoff.NO_DESCRIPTOR, _handoff.TAKEN), 101),
-        ((_handoff.NO_DESCRIPTOR, _handoff.REFUSED), 503),
+        ("/chat", (_handoff.NO_DESCRIPTOR, _handoff.TAKEN), 101),
+        ("/chat", (_handoff.NO_DESCRIPTOR, _handoff.REFUSED), 503),
+        ("/big", (_handoff.TAKEN, _handoff.TAKEN), 500),
     ],
 )
 async def test_acceptor_places_a_refused_socket_elsewhere_or_answers_503(
-    nursery: trio.Nursery, tmp_path: Path, outcomes: tuple[int, int], expected: int
+    nursery: trio.Nursery, tmp_path: Path, path: str, outcomes: tuple[int, int], expected: int
 ) -> None:
     """The first worker (fewest sockets) refuses: the second is tried; if it
-    refuses too, the client gets a 503, and in no case a 101 it cannot use."""
+    refuses too, the client gets a 503, and in no case a 101 it cannot use
+    (nor when the socket cannot be handed off at all: ``ws.data`` too big)."""
     settings = AcceptorSettings(run_dir=str(tmp_path), heartbeat_interval=1.0)
     taken: list[socket.socket] = []
     offered: list[int] = []
@@ -280,7 +286,8 @@ async def test_acceptor_places_a_refused_socket_elsewhere_or_answers_503(
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
         listener.setblocking(False)
-        acceptor = Acceptor(APP_IN_PROCESS, listener, settings)
+        app = BIG_DATA_APP if path == "/big" else APP_IN_PROCESS
+        acceptor = Acceptor(app, listener, settings)
         acceptor._nursery = nursery
         table = []
         for number, outcome in enumerate(outcomes, 1):
@@ -301,12 +308,15 @@ async def test_acceptor_places_a_refused_socket_elsewhere_or_answers_503(
         code, client = await upgrade_and_echo_status(listener.getsockname()[1])
         await client.aclose()
         with trio.fail_after(5):
-            while acceptor.handed_total + acceptor.unplaced_total == 0:
+            while code != 500 and acceptor.handed_total + acceptor.unplaced_total == 0:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     for sock in taken:
         sock.close()
     assert code == expected
+    if code == 500:
+        assert offered == []
+        return
     assert offered == list(outcomes)  # the one with fewer sockets first, then the other
     assert (acceptor.handed_total, acceptor.unplaced_total) == ((1, 0) if code == 101 else (0, 1))
 

@@ -50,6 +50,7 @@ HANDOFF_REPLY_TIMEOUT = 5.0
 # What the acceptor makes of a channel that ended, or a worker that did not answer in time.
 GONE, LATE = -1, -2
 
+UNSENDABLE = serialize_response(Response.error(500, "Internal Server Error"), close=True)
 UNPLACED = serialize_response(
     Response.error(503, "no worker can take the connection, retry shortly", [("retry-after", "1")]),
     close=True,
@@ -253,7 +254,13 @@ class Acceptor:
         """Place the socket on a worker that takes it, trying each at most
         once; answer 503 if none does. Our copy is closed by the caller."""
         # The worker names the socket: its id then tells app.send where it lives.
-        blob = _handoff.encode(accepted.upgrade, accepted.trailing, "", accepted.response_head)
+        try:
+            blob = _handoff.encode(accepted.upgrade, accepted.trailing, "", accepted.response_head)
+        except _handoff.HandoffError as exc:
+            logger.error("cannot hand off a socket: %s; answering 500", exc)
+            with contextlib.suppress(trio.BrokenResourceError):
+                transport.try_send([UNSENDABLE])
+            return
         tried: tuple[WorkerSlot, ...] = ()
         while (slot := self.choose(tried)) is not None:
             tried += (slot,)
