@@ -8,6 +8,8 @@ A configuration file looks like this (every key is optional; the values shown ar
     workers = 0                 # 0 = single process, N >= 1 = supervisor + acceptor + N workers
     log_level = "info"          # critical | error | warning | info | debug
     graceful_timeout = 10.0     # seconds a child has to finish its work once asked to stop
+    max_pending_handshakes = 1024             # unfinished request heads at once (node-wide)
+    max_pending_handshakes_per_address = 64   # ... from one client address
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -386,6 +388,12 @@ class ServerConfig:
             then are cancelled); the acceptor finishes the handshakes in flight.
         pubsub: ``redis://HOST:PORT/DB`` to bridge pub/sub to the other nodes running the same
             app through Redis; unset, pub/sub reaches this node's workers only.
+        max_pending_handshakes: Connections whose request head is not complete yet, at once,
+            on this node; one more evicts the oldest with 408 (a slowloris attack costs a
+            bounded number of descriptors).
+        max_pending_handshakes_per_address: The same, from one client address; the excess is
+            answered 429 and closed at once. Raise it behind a proxy (its clients share its
+            address).
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -394,6 +402,8 @@ class ServerConfig:
     log_level: LogLevel = field(default="info", metadata=_checked(_choice(LogLevel)))
     graceful_timeout: float = field(default=10.0, metadata=_checked(_POSITIVE))
     pubsub: str | None = field(default=None, metadata=_checked(_redis_url))
+    max_pending_handshakes: int = field(default=1024, metadata=_checked(_integer(1)))
+    max_pending_handshakes_per_address: int = field(default=64, metadata=_checked(_integer(1)))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -402,6 +412,13 @@ class ServerConfig:
     def single_process(self) -> bool:
         """True in development mode (``workers = 0``): no supervisor, acceptor or workers."""
         return self.workers == 0
+
+    def handshake_limits(self) -> dict[str, int]:
+        """Keyword arguments for ``HandshakeLimits`` (which lives with the event loop)."""
+        return {
+            "max_pending": self.max_pending_handshakes,
+            "max_pending_per_address": self.max_pending_handshakes_per_address,
+        }
 
 
 def _app_string(value: Any) -> str:
@@ -421,6 +438,8 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "log_level": "server.log_level",
     "graceful_timeout": "server.graceful_timeout",
     "pubsub": "server.pubsub",
+    "max_pending_handshakes": "server.max_pending_handshakes",
+    "max_pending_handshakes_per_address": "server.max_pending_handshakes_per_address",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

@@ -21,6 +21,7 @@ import click
 
 from ._child import load_app_or_exit
 from ._config import Config, ConfigError, ServerConfig
+from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
 
 __all__ = ["main"]
@@ -171,8 +172,10 @@ def _serve_in_process(config: Config) -> None:
     server = config.server
     _configure_logging(server.log_level)
     application = load_app_or_exit(config.app)
+    descriptors = raise_fd_limit()
     import trio
 
+    from ._native._handshake import HandshakeLimits
     from ._native._ipc import control_address
     from ._native._serve import bind_listener, serve_listener
 
@@ -193,12 +196,14 @@ def _serve_in_process(config: Config) -> None:
                 application,
                 listener,
                 shutdown=shutdown,
+                limits=HandshakeLimits(**server.handshake_limits()),
                 graceful_timeout=server.graceful_timeout,
                 control=control_address(listener.getsockname()[1]),
             )
             bound: Any = await nursery.start(serving)
             click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
             sys.stdout.flush()
+            logging.getLogger("axeom.server").info(descriptors)
             await shutdown.wait()
         # serve_listener returned after draining; the nursery ended with it.
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -41,11 +43,18 @@ def axeom_command(*args: str) -> list[str]:
 
 @contextmanager
 def running_axeom(
-    *args: str, ready_timeout: float = 20.0, env: dict[str, str] | None = None
+    *args: str,
+    ready_timeout: float = 20.0,
+    env: dict[str, str] | None = None,
+    descriptors: tuple[int, int] | None = None,
 ) -> Iterator[Server]:
-    """``axeom run ARGS`` until the ready line; terminated and reaped on exit."""
+    """``axeom run ARGS`` until the ready line; terminated and reaped on exit.
+    ``descriptors``: (soft, hard) RLIMIT_NOFILE to start the tree with."""
     proc = subprocess.Popen(
         axeom_command("run", *args),
+        preexec_fn=None
+        if descriptors is None
+        else functools.partial(limit_descriptors, *descriptors),
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
@@ -78,6 +87,11 @@ def running_axeom(
         reader.join(5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def limit_descriptors(soft: int, hard: int) -> None:
+    """In the child before exec: a lower descriptor limit for the whole tree."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:

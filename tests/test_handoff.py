@@ -108,12 +108,11 @@ async def test_descriptor_and_blob_travel_together() -> None:
     with left, right, tcp_a, tcp_b:
         left.setblocking(False)
         right.setblocking(False)
-        await _handoff.send_socket(left, tcp_a.fileno(), b"meta")
+        await _handoff.send_socket(left, tcp_a.fileno(), 7, b"meta")
         received = await _handoff.receive_socket(right)
-        assert received is not None
-        fd, blob = received
-        assert blob == b"meta"
-        with socket.socket(fileno=fd) as moved:
+        assert received is not None and received.fd is not None
+        assert (received.seq, received.blob) == (7, b"meta")
+        with socket.socket(fileno=received.fd) as moved:
             moved.sendall(b"through the copy")
             assert tcp_b.recv(100) == b"through the copy"
         left.close()
@@ -127,7 +126,7 @@ async def test_send_to_a_closed_worker_raises_handoff_error() -> None:
     with left, socket.socket() as tcp:
         left.setblocking(False)
         with pytest.raises(_handoff.HandoffError):
-            await _handoff.send_socket(left, tcp.fileno(), b"x")
+            await _handoff.send_socket(left, tcp.fileno(), 1, b"x")
 
 
 def test_topics_do_not_match_by_prefix() -> None:
@@ -174,7 +173,7 @@ async def test_closing_a_worker_slot_wakes_a_parked_hand_off() -> None:
 
         async def hand_off() -> None:
             try:
-                await _handoff.send_socket(left, tcp.fileno(), b"blob")
+                await _handoff.send_socket(left, tcp.fileno(), 1, b"blob")
             except _handoff.HandoffError as exc:
                 outcome.append(exc)
 

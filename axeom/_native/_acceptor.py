@@ -10,10 +10,19 @@ spot, before the supervisor has even noticed the exit.
 SIGTERM stops accepting at once and lets the handshakes in flight finish
 (within ``graceful_timeout``): during a reload the next acceptor is already
 accepting on the same listening socket, so no client is refused.
+
+The worker, not the acceptor, writes the 101: the acceptor sends the socket
+with the 101's bytes, keeps its copy, and waits for the worker's answer
+(several hand-offs are in flight on a channel at once). A worker that
+cannot take it (out of descriptors, draining) says so, and the socket goes
+to another worker or is answered 503: a client never gets a 101 that leads
+nowhere.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -26,9 +35,17 @@ import trio
 
 from .._app import Axeom
 from .._child import parent_gone
+from .._http1 import serialize_response
 from .._messages import Response
 from . import _handoff, _ipc
-from ._handshake import Accepted, HandshakeCounters, HandshakeLimits, answer_handshake
+from ._handshake import (
+    Accepted,
+    HandshakeCounters,
+    HandshakeLimits,
+    PendingHead,
+    PendingHeads,
+    answer_handshake,
+)
 from ._serve import accept_forever
 from ._transport import SocketTransport
 
@@ -37,6 +54,18 @@ __all__ = ["Acceptor", "AcceptorSettings"]
 logger = logging.getLogger("axeom.acceptor")
 
 TABLE_WAIT = 10.0
+# How long a worker may take to answer a hand-off. A healthy worker answers
+# within milliseconds; one that does not is stuck (the supervisor will
+# replace it), and its client gets a 503 rather than waiting on.
+HANDOFF_REPLY_TIMEOUT = 5.0
+# What the acceptor makes of a channel that ended, or a worker that did not answer in time.
+GONE, LATE = -1, -2
+
+UNSENDABLE = serialize_response(Response.error(500, "Internal Server Error"), close=True)
+UNPLACED = serialize_response(
+    Response.error(503, "no worker can take the connection, retry shortly", [("retry-after", "1")]),
+    close=True,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,14 @@ class AcceptorSettings:
     limits: HandshakeLimits = field(default_factory=HandshakeLimits)
     generation: int = 1
     graceful_timeout: float = 10.0
+
+
+@dataclass(eq=False, slots=True)
+class _Reply:
+    """A hand-off waiting for its worker's answer."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    outcome: int = GONE
 
 
 @dataclass
@@ -66,6 +103,7 @@ class WorkerSlot:
     # long-running worker had taken all its sockets already and pile onto one.
     received_base: int | None = None
     handed_base: int = 0
+    replies: dict[int, _Reply] = field(default_factory=dict)  # by hand-off sequence number
 
     @property
     def load(self) -> int:
@@ -83,6 +121,9 @@ class WorkerSlot:
 
     def close(self) -> None:
         self.alive = False
+        for reply in self.replies.values():
+            reply.done.set()  # GONE: the worker never answered, so it wrote no 101
+        self.replies.clear()
         if self.channel is not None:
             # Wake a hand-off parked on this channel (it then places elsewhere).
             trio.lowlevel.notify_closing(self.channel)
@@ -102,13 +143,22 @@ class Acceptor:
         self.unplaced_total = 0
         self.table_received = trio.Event()
         self._accepting = trio.CancelScope()
+        self.pending = PendingHeads(settings.limits)
+        self._sequence = itertools.count()
+        self._nursery: trio.Nursery | None = None
+        self._refusals = 0  # sockets answered 503 because every worker refused them
 
     # -- placement ---------------------------------------------------------------
 
-    def choose(self) -> WorkerSlot | None:
+    def choose(self, exclude: tuple[WorkerSlot, ...] = ()) -> WorkerSlot | None:
         best: WorkerSlot | None = None
         for slot in self.slots.values():
-            if slot.alive and slot.channel is not None and (best is None or slot.load < best.load):
+            if (
+                slot.alive
+                and slot.channel is not None
+                and (best is None or slot.load < best.load)
+                and all(slot is not other for other in exclude)
+            ):
                 best = slot
         return best
 
@@ -147,6 +197,8 @@ class Acceptor:
         channel.setblocking(False)
         _handoff.tune(channel)
         slot.channel = channel
+        if self._nursery is not None:
+            self._nursery.start_soon(self._replies, slot, channel)
 
     # -- serving -----------------------------------------------------------------
 
@@ -158,6 +210,7 @@ class Acceptor:
             events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
             events.subscribe(_ipc.subscription(_ipc.TOPIC_ACCEPTOR))
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._events, events, reports)
                 nursery.start_soon(self._heartbeats, reports)
                 nursery.start_soon(self._signals, nursery)
@@ -178,10 +231,15 @@ class Acceptor:
                     "ready", id="acceptor", gen=self.settings.generation, pid=os.getpid()
                 )
                 await reports.asend(ready)  # "ready" means accepting: a reload waits for it
-                await accept_forever(
-                    self.listener,
-                    lambda sock, address: clients.start_soon(self._serve_client, sock, address),
-                )
+
+                def on_client(sock: socket.socket, address: Any) -> None:
+                    """Count it among the unfinished heads (or shed it), then serve it."""
+                    transport = SocketTransport(sock)
+                    head = self.pending.enter(transport, address[0])
+                    if head is not None:
+                        clients.start_soon(self._serve_client, transport, head, address)
+
+                await accept_forever(self.listener, on_client, self.pending.evict_oldest)
             clients.cancel_scope.deadline = trio.current_time() + self.settings.graceful_timeout
 
     async def _events(self, events: pynng.Socket, reports: pynng.Socket) -> None:
@@ -228,41 +286,113 @@ class Acceptor:
                 logger.info("acceptor stopping: finishing the handshakes in flight")
                 self._accepting.cancel()
 
-    async def _serve_client(self, sock: socket.socket, address: Any) -> None:
-        transport = SocketTransport(sock)
+    async def _serve_client(
+        self, transport: SocketTransport, head: PendingHead, address: Any
+    ) -> None:
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             accepted = await answer_handshake(
                 self.app,
                 transport,
                 tuple(address[:2]),
                 self.settings.limits,
                 self.admit,
-                self.counters,
+                pending=head,
+                counters=self.counters,
             )
             if accepted is not None:
-                await self._hand_off(sock, accepted)
+                await self._hand_off(transport, accepted)
         except Exception:
             logger.exception("internal error in the acceptor; connection dropped")
         finally:
             transport.close()
 
-    async def _hand_off(self, sock: socket.socket, accepted: Accepted) -> None:
+    async def _hand_off(self, transport: SocketTransport, accepted: Accepted) -> None:
+        """Place the socket on a worker that takes it, trying each at most
+        once; answer 503 if none does. Our copy is closed by the caller."""
         # The worker names the socket: its id then tells app.send where it lives.
-        blob = _handoff.encode(accepted.upgrade, accepted.trailing, "")
-        while True:
-            slot = self.choose()
-            if slot is None:
-                logger.error("no live worker for an accepted socket; closing it")
-                self.unplaced_total += 1
-                return
-            assert slot.channel is not None
-            try:
-                await _handoff.send_socket(slot.channel, sock.fileno(), blob)
-            except _handoff.HandoffError as exc:
-                logger.warning("worker %s unreachable (%s); placing elsewhere", slot.worker_id, exc)
-                slot.close()
-                continue
-            slot.handed += 1
-            self.handed_total += 1
+        try:
+            blob = _handoff.encode(accepted.upgrade, accepted.trailing, "", accepted.response_head)
+        except _handoff.HandoffError as exc:
+            logger.error("cannot hand off a socket: %s; answering 500", exc)
+            self.counters.count(500, True)
+            with contextlib.suppress(trio.BrokenResourceError):
+                transport.try_send([UNSENDABLE])
             return
+        tried: tuple[WorkerSlot, ...] = ()
+        while (slot := self.choose(tried)) is not None:
+            tried += (slot,)
+            outcome = await self._offer(slot, transport.sock.fileno(), blob)
+            if outcome == _handoff.TAKEN:
+                self.handed_total += 1
+                self.counters.count(101, True)
+                if self._refusals:
+                    logger.warning(
+                        "placing sockets again after answering %d with 503", self._refusals
+                    )
+                    self._refusals = 0
+                return
+            if outcome == LATE:
+                # The worker may still take it later: make sure it cannot
+                # write a 101 after our 503 (shutdown acts on the socket, not
+                # on our descriptor).
+                logger.warning("worker %s did not answer a hand-off in time", slot.worker_id)
+                self._count_unplaced(tried)
+                with contextlib.suppress(trio.BrokenResourceError, OSError):
+                    transport.try_send([UNPLACED])
+                    transport.sock.shutdown(socket.SHUT_RDWR)
+                return
+            if outcome == GONE:
+                logger.warning("worker %s unreachable; placing elsewhere", slot.worker_id)
+        self._count_unplaced(tried)
+        # Closed at once, not lingering like other rejections: this happens
+        # when descriptors are short, and the head was read to its end.
+        with contextlib.suppress(trio.BrokenResourceError):
+            transport.try_send([UNPLACED])
+
+    async def _offer(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
+        """Hand ``fd`` to one worker; its answer, GONE or LATE. The socket
+        counts in the worker's load while the answer is awaited, so that a
+        burst of hand-offs is spread as before; a refusal takes it back."""
+        outcome = await self._offer_and_wait(slot, fd, blob)
+        if outcome != _handoff.TAKEN:
+            slot.handed -= 1
+        return outcome
+
+    async def _offer_and_wait(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
+        assert slot.channel is not None
+        seq = next(self._sequence)
+        reply = slot.replies[seq] = _Reply()
+        slot.handed += 1
+        try:
+            await _handoff.send_socket(slot.channel, fd, seq, blob)
+        except _handoff.HandoffError:
+            slot.close()
+            return GONE
+        with trio.move_on_after(HANDOFF_REPLY_TIMEOUT):
+            await reply.done.wait()
+            return reply.outcome
+        slot.replies.pop(seq, None)
+        return LATE
+
+    def _count_unplaced(self, tried: tuple[WorkerSlot, ...]) -> None:
+        """Count a socket no worker took (answered 503); say so once per episode."""
+        self.unplaced_total += 1
+        self.counters.count(503, True)
+        if not self._refusals:
+            logger.warning(
+                "no worker took a socket (%d tried): answering 503 until one does", len(tried)
+            )
+        self._refusals += 1
+
+    async def _replies(self, slot: WorkerSlot, channel: socket.socket) -> None:
+        """Match a worker's answers to the hand-offs waiting for them, until
+        its channel ends (then the ones still waiting go elsewhere)."""
+        while (answer := await _handoff.receive_reply(channel)) is not None:
+            seq, outcome = answer
+            reply = slot.replies.pop(seq, None)
+            if reply is not None:
+                reply.outcome = outcome
+                reply.done.set()
+        if slot.channel is channel:
+            slot.close()

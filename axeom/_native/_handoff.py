@@ -7,12 +7,24 @@ by position), so a worker running a newer version of the app during a
 rolling reload refuses a route it does not have instead of running the
 wrong handlers. Bytes the acceptor read past the request head travel too:
 a client may send its first frame in the same TCP segment as the head.
+
+The 101 is not written yet when a socket is handed off: its bytes travel in
+the blob and the worker writes them once it holds the descriptor. Each
+hand-off carries a sequence number, and the worker answers every one on the
+same channel (it is bidirectional) with a ``Reply``: ``TAKEN`` (the acceptor
+closes its copy), or a refusal, such as ``NO_DESCRIPTOR`` when the worker is
+out of file descriptors and the kernel dropped the passed one (MSG_CTRUNC).
+The acceptor keeps its copy until the answer, so a refused socket can go to
+another worker or get a 503: a client never gets a 101 that leads nowhere.
+A worker sends TAKEN *before* it writes the 101, so a channel that ends
+without an answer means no 101 was written.
 """
 
 from __future__ import annotations
 
 import array
 import socket
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,10 +38,30 @@ from ..ws._upgrade import Upgrade
 if TYPE_CHECKING:
     from .._app import Axeom
 
-__all__ = ["HandedOff", "HandoffError", "decode", "encode", "receive_socket", "send_socket"]
+__all__ = [
+    "NO_DESCRIPTOR",
+    "REFUSED",
+    "TAKEN",
+    "HandedOff",
+    "HandoffError",
+    "Received",
+    "decode",
+    "encode",
+    "receive_reply",
+    "receive_socket",
+    "send_reply",
+    "send_socket",
+]
 
 MAX_BLOB = 1 << 20
 SOCKET_BUFFER = 4 << 20
+
+_SEQ = struct.Struct("!Q")  # precedes every blob: the hand-off's sequence number
+_REPLY = struct.Struct("!QB")  # a worker's answer: sequence number, outcome
+
+TAKEN = 0  # the worker holds the socket and writes the 101
+NO_DESCRIPTOR = 1  # the worker is out of descriptors: the kernel dropped the passed one
+REFUSED = 2  # the worker will not run it (draining, unknown route, unusable blob)
 
 
 class HandoffError(Exception):
@@ -41,9 +73,20 @@ class HandedOff:
     upgrade: Upgrade
     trailing: bytes
     socket_id: str
+    response_head: bytes  # the 101 to write before anything else
 
 
-def encode(upgrade: Upgrade, trailing: bytes, socket_id: str) -> bytes:
+@dataclass(slots=True)
+class Received:
+    """One hand-off as a worker receives it; ``fd`` is None when no
+    descriptor arrived (the kernel could not install it: out of descriptors)."""
+
+    seq: int
+    fd: int | None
+    blob: bytes
+
+
+def encode(upgrade: Upgrade, trailing: bytes, socket_id: str, response_head: bytes = b"") -> bytes:
     blob = msgpack.packb(
         [
             upgrade.route.pattern,
@@ -58,6 +101,7 @@ def encode(upgrade: Upgrade, trailing: bytes, socket_id: str) -> bytes:
             list(upgrade.remote_address) if upgrade.remote_address else None,
             trailing,
             socket_id,
+            response_head,
         ]
     )
     if len(blob) > MAX_BLOB:
@@ -87,6 +131,7 @@ def decode(routes: dict[str, WSRoute], blob: bytes) -> HandedOff:
             remote,
             trailing,
             socket_id,
+            response_head,
         ) = msgpack.unpackb(blob)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise HandoffError(f"malformed hand-off blob: {exc}") from None
@@ -106,7 +151,7 @@ def decode(routes: dict[str, WSRoute], blob: bytes) -> HandedOff:
         deflate_offer=None if offer is None else [(name, value) for name, value in offer],
         remote_address=tuple(remote) if remote else None,
     )
-    return HandedOff(upgrade, trailing, socket_id)
+    return HandedOff(upgrade, trailing, socket_id, response_head)
 
 
 def tune(channel: socket.socket) -> None:
@@ -118,43 +163,87 @@ def tune(channel: socket.socket) -> None:
             pass
 
 
-async def send_socket(channel: socket.socket, fd: int, blob: bytes) -> None:
-    """Send ``fd`` and ``blob`` as one datagram; raises ``HandoffError`` if the
-    worker end is gone."""
-    fds = array.array("i", [fd])
-    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
+async def _send(
+    channel: socket.socket, data: bytes, ancillary: list[tuple[int, int, bytes]]
+) -> None:
     while True:
         try:
-            channel.sendmsg([blob], ancillary)
+            channel.sendmsg([data], ancillary)
             return
         except BlockingIOError:
             try:
                 await trio.lowlevel.wait_writable(channel)
             except trio.ClosedResourceError:
-                raise HandoffError("worker channel closed") from None
+                raise HandoffError("channel closed") from None
         except OSError as exc:
-            raise HandoffError(f"worker channel failed: {exc}") from None
+            raise HandoffError(f"channel failed: {exc}") from None
 
 
-async def receive_socket(channel: socket.socket) -> tuple[int, bytes] | None:
-    """The next (fd, blob), or None once the sending end is closed."""
+async def send_socket(channel: socket.socket, fd: int, seq: int, blob: bytes) -> None:
+    """Send ``fd`` and ``blob`` as one datagram, numbered ``seq``; raises
+    ``HandoffError`` if the worker end is gone."""
+    fds = array.array("i", [fd])
+    await _send(
+        channel, _SEQ.pack(seq) + blob, [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())]
+    )
+
+
+async def receive_socket(channel: socket.socket) -> Received | None:
+    """The next hand-off, or None once the sending end is closed.
+
+    A datagram whose descriptor did not arrive (MSG_CTRUNC: this process is
+    out of descriptors) is returned with ``fd=None``, so that it can be
+    refused; extra descriptors are closed, datagrams too short to carry a
+    sequence number are skipped.
+    """
     fd_size = array.array("i").itemsize
     while True:
         try:
-            blob, ancdata, flags, _ = channel.recvmsg(MAX_BLOB, socket.CMSG_SPACE(fd_size))
+            data, ancdata, flags, _ = channel.recvmsg(
+                _SEQ.size + MAX_BLOB, socket.CMSG_SPACE(fd_size)
+            )
         except BlockingIOError:
             await trio.lowlevel.wait_readable(channel)
             continue
-        except (ConnectionResetError, OSError):
+        except OSError:
             return None
         fds = array.array("i")
-        for level, kind, data in ancdata:
+        for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - (len(data) % fd_size)])
-        if not blob and not fds:
+                fds.frombytes(payload[: len(payload) - (len(payload) % fd_size)])
+        if not data and not fds:
             return None
-        if len(fds) != 1 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        if len(data) < _SEQ.size or len(fds) > 1 or flags & socket.MSG_TRUNC:
             for extra in fds:
                 socket.close(extra)
-            continue  # malformed datagram: drop it, keep the channel
-        return fds[0], blob
+            if len(data) < _SEQ.size:
+                continue  # not a hand-off at all: nothing to answer
+            fds = array.array("i")
+        (seq,) = _SEQ.unpack_from(data)
+        return Received(seq, fds[0] if fds else None, data[_SEQ.size :])
+
+
+async def send_reply(channel: socket.socket, seq: int, outcome: int) -> None:
+    """A worker's answer to hand-off ``seq``; raises ``HandoffError`` if the
+    acceptor's end is gone."""
+    await _send(channel, _REPLY.pack(seq, outcome), [])
+
+
+async def receive_reply(channel: socket.socket) -> tuple[int, int] | None:
+    """The next (seq, outcome) from a worker, or None once its end is closed."""
+    while True:
+        try:
+            data = channel.recv(_REPLY.size)
+        except BlockingIOError:
+            try:
+                await trio.lowlevel.wait_readable(channel)
+            except (trio.ClosedResourceError, OSError):
+                return None
+            continue
+        except OSError:
+            return None
+        if not data:
+            return None
+        if len(data) == _REPLY.size:
+            seq, outcome = _REPLY.unpack(data)
+            return seq, outcome

@@ -4,12 +4,21 @@ Shared by the in-process server and the multi-process acceptor. The head is
 read under a deadline and a size limit, so a slow or oversized client costs
 a bounded amount of time and memory; every rejection is a complete HTTP
 response with a reason, written before the connection is closed.
+
+Unfinished heads are also capped in number (``PendingHeads``): per client
+address, where the excess is answered 429 and closed at once, and per
+process (the acceptor is the only process of a node that reads heads),
+where a new connection evicts the oldest unfinished head with a 408. So a
+slowloris attack costs a bounded number of descriptors, and a client that
+sends its head at once is never queued behind the attackers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,18 +31,45 @@ from .._messages import Response
 from ..ws._upgrade import Upgrade
 from ._transport import SocketTransport
 
-__all__ = ["Accepted", "HandshakeCounters", "HandshakeLimits", "answer_handshake"]
+__all__ = [
+    "Accepted",
+    "HandshakeCounters",
+    "HandshakeLimits",
+    "PendingHead",
+    "PendingHeads",
+    "answer_handshake",
+    "reject",
+    "shed",
+]
 
 logger = logging.getLogger("axeom.server")
 
 
 @dataclass(frozen=True, slots=True)
 class HandshakeLimits:
-    """max_head_size: bytes of request head before 431; timeout: seconds to
-    receive the whole head before 408."""
+    """How much an unfinished request head may cost.
+
+    max_head_size: bytes of request head before 431.
+    timeout: seconds to receive the whole head before 408.
+    max_pending: unfinished heads at once in this process (the whole node,
+        in the acceptor); one more evicts the oldest with 408.
+    max_pending_per_address: unfinished heads at once from one client
+        address; the excess is answered 429 and closed at once. Raise it
+        behind a proxy that does not send heads at once (all its clients
+        share its address).
+    """
 
     max_head_size: int = 16384
     timeout: float = 10.0
+    max_pending: int = 1024
+    max_pending_per_address: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("max_head_size", "max_pending", "max_pending_per_address"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"HandshakeLimits.{name} must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("HandshakeLimits.timeout must be positive")
 
 
 @dataclass(slots=True)
@@ -70,10 +106,129 @@ class HandshakeCounters:
 
 @dataclass(slots=True)
 class Accepted:
-    """A socket whose 101 has been written: run it with ``trailing`` first."""
+    """A socket whose handshake succeeded: write ``response_head`` (the 101),
+    then run it with ``trailing`` first."""
 
     upgrade: Upgrade
     trailing: bytes
+    response_head: bytes
+
+
+@dataclass(eq=False, slots=True)
+class PendingHead:
+    """One connection whose request head is still being read."""
+
+    owner: PendingHeads
+    transport: SocketTransport
+    address: str
+    evicted: bool = False
+
+    def leave(self) -> None:
+        """The head is read (or the connection is gone): it no longer counts."""
+        self.owner.leave(self)
+
+
+class PendingHeads:
+    """The connections of one process whose request head is unfinished,
+    oldest first, counted per client address.
+
+    A connection enters when it is accepted, before any task is started for
+    it, so the caps apply in accept order and an excess costs no task.
+    """
+
+    def __init__(self, limits: HandshakeLimits) -> None:
+        self.limits = limits
+        self._heads: dict[PendingHead, None] = {}  # insertion order: oldest first
+        self._per_address: dict[str, int] = {}
+        self.refused = 0  # per-address excess answered 429
+        self.evicted = 0  # oldest heads evicted with 408 (node cap or out of descriptors)
+        self._logged = (0, 0)  # (refused, evicted) when last logged
+        self._log_after = 0.0
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+    def enter(self, transport: SocketTransport, address: str) -> PendingHead | None:
+        """Register a connection just accepted; None (after answering 429 and
+        closing it) if its address has too many unfinished heads already."""
+        count = self._per_address.get(address, 0)
+        if count >= self.limits.max_pending_per_address:
+            self.refused += 1
+            shed(transport, TOO_MANY_FROM_ADDRESS)
+            self._report()
+            return None
+        while len(self._heads) >= self.limits.max_pending:
+            self.evict_oldest()
+        head = PendingHead(self, transport, address)
+        self._heads[head] = None
+        self._per_address[address] = count + 1
+        return head
+
+    def leave(self, head: PendingHead) -> None:
+        if head in self._heads:
+            del self._heads[head]
+            count = self._per_address[head.address] - 1
+            if count:
+                self._per_address[head.address] = count
+            else:
+                del self._per_address[head.address]
+
+    def evict_oldest(self) -> bool:
+        """Answer the oldest unfinished head 408 and close it now (its
+        descriptor is free on return; closing wakes its task, which then
+        sees ``evicted``); False if there is none."""
+        if not self._heads:
+            return False
+        head = next(iter(self._heads))
+        self.leave(head)
+        head.evicted = True
+        self.evicted += 1
+        shed(head.transport, EVICTED)
+        self._report()
+        return True
+
+    def _report(self) -> None:
+        """One warning per ``SHED_LOG_INTERVAL`` at most, with the counts since the last."""
+        now = time.monotonic()
+        if now < self._log_after:
+            return
+        self._log_after = now + SHED_LOG_INTERVAL
+        refused, evicted = self._logged
+        self._logged = (self.refused, self.evicted)
+        logger.warning(
+            "slow handshakes shed: %d answered 429 (over %d unfinished heads from one "
+            "address), %d evicted with 408 (over %d unfinished heads or out of descriptors)",
+            self.refused - refused,
+            self.limits.max_pending_per_address,
+            self.evicted - evicted,
+            self.limits.max_pending,
+        )
+
+
+# What a shed connection's unread input is drained of before closing: a head's worth.
+SHED_DRAIN = 16384
+# Under attack, shedding happens thousands of times a second: say so this often at most.
+SHED_LOG_INTERVAL = 10.0
+
+# Answers for connections shed under load: written without waiting, then closed.
+TOO_MANY_FROM_ADDRESS = Response.error(
+    429, "too many unfinished handshakes from this address", [("retry-after", "1")]
+)
+EVICTED = Response.error(408, "request head not received in time (server busy)")
+
+
+def shed(transport: SocketTransport, response: Response) -> None:
+    """Answer ``response`` if the socket takes it at once, and close now: a
+    connection shed under load must not cost a task or a descriptor any longer.
+    What the client sent is read first (without waiting), so that the close
+    is a FIN after the answer rather than a reset that may discard it."""
+    with contextlib.suppress(OSError):
+        transport.sock.recv(SHED_DRAIN)
+    try:
+        transport.try_send([serialize_response(response, close=True)])
+    except trio.BrokenResourceError:
+        pass
+    transport.close()
 
 
 async def answer_handshake(
@@ -82,25 +237,38 @@ async def answer_handshake(
     client: tuple[str, int] | None,
     limits: HandshakeLimits,
     admit: Callable[[], Response | None] | None = None,
+    pending: PendingHead | None = None,
     counters: HandshakeCounters | None = None,
 ) -> Accepted | None:
-    """Read the head, run ``app.handle`` and write the response.
+    """Read the head, run ``app.handle`` and answer.
 
-    ``admit`` is asked just before a 101 is written; a response it returns
+    ``admit`` is asked before a 101 would be returned; a response it returns
     is sent instead (the acceptor answers 503 when no worker is alive).
-    Returns ``Accepted`` after writing a 101, or ``None`` once a rejection
-    was written (the transport is then closed). ``counters``, if given,
-    records the answer.
+    ``pending`` is this connection's entry among the unfinished heads (see
+    ``PendingHeads``): it leaves once the head is read, and if it was
+    evicted meanwhile (answered 408 and closed) None is returned.
+    Returns ``Accepted`` with the 101 *not yet written* (the caller writes
+    ``response_head``, or has a worker write it), or ``None`` once a
+    rejection was written (the transport is then closed).
+    ``counters``, if given, records every rejection written here; a 101 is
+    the caller's to count once it is really on its way (a worker may still
+    refuse the socket, and the client then gets a 503 instead).
     """
     head: bytes | None = None
     trailing = b""
     response: Response | None = None
     upgrade_asked = False
-    with trio.move_on_after(limits.timeout):
-        try:
-            head, trailing = await _read_head(transport, limits.max_head_size)
-        except HeadError as exc:
-            response = Response.error(exc.status, exc.reason)
+    try:
+        with trio.move_on_after(limits.timeout):
+            try:
+                head, trailing = await _read_head(transport, limits.max_head_size)
+            except HeadError as exc:
+                response = Response.error(exc.status, exc.reason)
+    finally:
+        if pending is not None:
+            pending.leave()
+    if pending is not None and pending.evicted:
+        return None  # already answered 408 and closed
     if response is None:
         if head is None:
             response = Response.error(408, "request head not received in time")
@@ -120,16 +288,11 @@ async def answer_handshake(
         logger.exception("response to %s cannot be serialized; answering 500", client)
         response = Response.error(500, "Internal Server Error")
         head = serialize_response(response, close=True)
+    if response.status == 101 and response.upgrade is not None:
+        return Accepted(response.upgrade, trailing, head)
     if counters is not None:
         counters.count(response.status, upgrade_asked)
-    if response.status == 101 and response.upgrade is not None:
-        try:
-            await transport.send_all([head])
-        except trio.BrokenResourceError:
-            transport.close()
-            return None
-        return Accepted(response.upgrade, trailing)
-    await _reject(transport, head)
+    await reject(transport, head)
     return None
 
 
@@ -150,7 +313,7 @@ async def _read_head(transport: SocketTransport, limit: int) -> tuple[bytes | No
             raise HeadError(f"request head larger than {limit} bytes", 431)
 
 
-async def _reject(transport: SocketTransport, head: bytes) -> None:
+async def reject(transport: SocketTransport, head: bytes) -> None:
     """Write the rejection, then close so that the client can still read it:
     half-close first and discard what the client still sends, briefly, since
     closing with unread input makes the kernel reset the connection."""

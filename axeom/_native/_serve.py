@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +12,16 @@ from typing import Any
 import trio
 
 from .._app import Axeom
+from .._messages import Response
 from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
-from ._handshake import HandshakeCounters, HandshakeLimits, answer_handshake
+from ._handshake import (
+    HandshakeCounters,
+    HandshakeLimits,
+    PendingHead,
+    PendingHeads,
+    answer_handshake,
+    shed,
+)
 from ._runtime import SocketRuntime, open_socket_runtime
 from ._transport import SocketTransport
 
@@ -22,6 +31,10 @@ logger = logging.getLogger("axeom.server")
 
 ACCEPT_BATCH = 64
 _ACCEPT_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# A pause after an accept error nothing could relieve (the system's table is
+# full, no memory): the backlog holds the clients meanwhile.
+ACCEPT_PAUSE = 0.1
+AT_CAPACITY = Response.error(503, "server at capacity, retry shortly", [("retry-after", "1")])
 
 
 def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -74,6 +87,7 @@ async def serve_listener(
     """
     limits = limits or HandshakeLimits()
     counters = HandshakeCounters()
+    pending = PendingHeads(limits)
     listener.setblocking(False)
     async with open_socket_runtime(app) as runtime:
         if control is not None:
@@ -83,12 +97,16 @@ async def serve_listener(
         with trio.CancelScope() as accepting:
             if shutdown is not None:
                 runtime.nursery.start_soon(_cancel_when_set, shutdown, accepting)
-            await accept_forever(
-                listener,
-                lambda sock, address: runtime.nursery.start_soon(
-                    _serve_client, app, runtime, sock, address, limits, counters
-                ),
-            )
+
+            def on_client(sock: socket.socket, address: Any) -> None:
+                transport = SocketTransport(sock)
+                head = pending.enter(transport, address[0])
+                if head is not None:
+                    runtime.nursery.start_soon(
+                        _serve_client, app, runtime, transport, address, limits, head, counters
+                    )
+
+            await accept_forever(listener, on_client, pending.evict_oldest)
         left = await runtime.drain(graceful_timeout)
         if left:
             logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
@@ -99,48 +117,124 @@ async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
+class _Reserve:
+    """One descriptor held back so that, out of descriptors, a connection
+    can still be accepted and answered 503 instead of waiting in the backlog."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.shed = 0  # connections answered 503 in the current episode
+        self.take()
+
+    def take(self) -> None:
+        if self.fd is None:
+            try:
+                self.fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self.fd = None  # tried again after the next shed
+
+    def release(self) -> bool:
+        if self.fd is None:
+            return False
+        os.close(self.fd)
+        self.fd = None
+        return True
+
+    def episode_over(self) -> None:
+        if self.shed:
+            logger.warning("accepting again after answering %d connections 503", self.shed)
+            self.shed = 0
+
+
 async def accept_forever(
-    listener: socket.socket, on_client: Callable[[socket.socket, Any], None]
+    listener: socket.socket,
+    on_client: Callable[[socket.socket, Any], None],
+    free_descriptor: Callable[[], bool] | None = None,
 ) -> None:
     """Accept connections in batches and hand each to ``on_client`` (which
-    starts a task for it). Running out of descriptors or buffers pauses
-    accepting briefly instead of failing: the backlog holds the clients."""
-    while True:
-        await trio.lowlevel.wait_readable(listener)
-        for _ in range(ACCEPT_BATCH):
-            try:
-                sock, address = listener.accept()
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno in _ACCEPT_TRANSIENT:
-                    logger.error("accept failed (%s); retrying shortly", exc)
-                    await trio.sleep(0.1)
+    starts a task for it).
+
+    Out of descriptors (EMFILE), ``free_descriptor`` is asked to free one
+    (by evicting the oldest unfinished request head) and accepting goes on;
+    if it cannot, the reserve descriptor is spent on accepting one client
+    and answering it 503, so the backlog keeps moving and nothing spins.
+    Other resource errors pause accepting briefly: the backlog holds the clients.
+    """
+    reserve = _Reserve()
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    sock, address = listener.accept()
+                except BlockingIOError:
                     break
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue
-                raise
-            on_client(sock, address)
-        await trio.lowlevel.checkpoint()
+                except OSError as exc:
+                    if exc.errno == errno.EMFILE and _relieve(listener, free_descriptor, reserve):
+                        continue
+                    if exc.errno in _ACCEPT_TRANSIENT:
+                        logger.error("accept failed (%s); retrying shortly", exc)
+                        await trio.sleep(ACCEPT_PAUSE)
+                        break
+                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                        continue
+                    raise
+                if reserve.shed:
+                    reserve.episode_over()
+                on_client(sock, address)
+            await trio.lowlevel.checkpoint()
+    finally:
+        reserve.release()
+
+
+def _relieve(
+    listener: socket.socket, free_descriptor: Callable[[], bool] | None, reserve: _Reserve
+) -> bool:
+    """Out of descriptors: free one for the next accept, or shed one client
+    with the reserve. False if neither was possible."""
+    if free_descriptor is not None and free_descriptor():
+        return True
+    if not reserve.release():
+        return False
+    try:
+        sock, _ = listener.accept()
+    except OSError:
+        reserve.take()
+        return False
+    if not reserve.shed:
+        logger.warning(
+            "out of file descriptors with no unfinished handshake to evict: "
+            "answering new connections 503"
+        )
+    reserve.shed += 1
+    shed(SocketTransport(sock), AT_CAPACITY)
+    reserve.take()
+    return True
 
 
 async def _serve_client(
     app: Axeom,
     runtime: SocketRuntime,
-    sock: socket.socket,
+    transport: SocketTransport,
     address: tuple[str, int],
     limits: HandshakeLimits,
-    counters: HandshakeCounters | None = None,
+    pending: PendingHead,
+    counters: HandshakeCounters,
 ) -> None:
     """One client: handshake, then its socket loop. A failure here is a bug in
     Axeom, not in the app (handlers are contained by the actor): it is logged
     and costs this connection only."""
-    transport = SocketTransport(sock)
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        accepted = await answer_handshake(app, transport, address[:2], limits, None, counters)
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        accepted = await answer_handshake(
+            app, transport, address[:2], limits, pending=pending, counters=counters
+        )
         if accepted is not None:
+            await transport.send_all([accepted.response_head])
+            counters.count(101, True)
             await runtime.run_socket(transport, accepted.upgrade, accepted.trailing)
+    except trio.BrokenResourceError:
+        pass  # the client left before its 101 was written
     except Exception:
         logger.exception("internal error serving %s:%s; connection dropped", *address[:2])
     finally:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 
 import trio
 
 from .._child import configure_child_logging, load_app_or_exit
+from .._fdlimit import raise_fd_limit
 from ._acceptor import Acceptor, AcceptorSettings
 from ._handshake import HandshakeLimits
 
@@ -16,13 +18,14 @@ from ._handshake import HandshakeLimits
 def main() -> None:
     options = json.loads(sys.argv[1])
     configure_child_logging(options["log_level"], "acceptor")
+    logging.getLogger("axeom.acceptor").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])
     listener = socket.socket(fileno=options["listener_fd"])
     listener.setblocking(False)
     settings = AcceptorSettings(
         run_dir=options["run_dir"],
         heartbeat_interval=options["heartbeat_interval"],
-        limits=HandshakeLimits(),
+        limits=HandshakeLimits(**options.get("handshake", {})),
         generation=options["generation"],
         graceful_timeout=options["graceful_timeout"],
     )

@@ -13,6 +13,7 @@ import sys
 import trio
 
 from axeom._config import Config, ConfigError
+from axeom._fdlimit import raise_fd_limit
 from axeom._native._serve import bind_listener
 
 from ._supervisor import Supervisor
@@ -30,6 +31,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s [supervisor] %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("axeom.supervisor").info(raise_fd_limit())
     try:
         listener = bind_listener(config.server.host, config.server.port)
     except OSError as exc:

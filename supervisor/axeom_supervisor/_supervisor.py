@@ -187,6 +187,7 @@ class Supervisor:
                 listener_fd=self.listener.fileno(),
                 generation=generation,
                 graceful_timeout=server.graceful_timeout,
+                handshake=server.handshake_limits(),
             )
             pass_fds = (self.listener.fileno(),)
         elif role == "bridge":

@@ -43,6 +43,7 @@ import msgpack
 import pynng
 
 from axeom._child import parent_gone
+from axeom._fdlimit import raise_fd_limit
 from axeom._native import _ipc
 from axeom._pubsub import merge_counts
 
@@ -314,6 +315,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s [redis-bridge] %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logger.info(raise_fd_limit())
     try:
         import redis  # noqa: F401
     except ImportError:

@@ -9,6 +9,7 @@ import sys
 import trio
 
 from axeom._child import configure_child_logging, load_app_or_exit
+from axeom._fdlimit import raise_fd_limit
 
 from ._worker import WorkerSettings, run_worker
 
@@ -16,6 +17,7 @@ from ._worker import WorkerSettings, run_worker
 def main() -> None:
     options = json.loads(sys.argv[1])
     configure_child_logging(options["log_level"], options["worker_id"])
+    logging.getLogger("axeom.worker").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])
     settings = WorkerSettings(
         worker_id=options["worker_id"],

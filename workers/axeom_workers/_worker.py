@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class Worker:
         self.paths = _ipc.RunPaths(settings.run_dir)
         self.routes = _handoff.ws_routes(app)
         self.received = 0
+        self.refused_no_fd = 0  # refusals of the current out-of-descriptors episode
         self.draining = False
         self.runtime: SocketRuntime | None = None
         self._nursery: trio.Nursery | None = None
@@ -110,6 +112,11 @@ class Worker:
             nursery.start_soon(self._receive_sockets, channel)
 
     async def _receive_sockets(self, channel: socket.socket) -> None:
+        """Take each handed-off socket and answer the acceptor: taken, or why not.
+
+        The answer goes out before the socket's task (which writes the 101)
+        starts, so an acceptor that never got an answer knows no 101 was written.
+        """
         runtime = self.runtime
         assert runtime is not None
         with channel:
@@ -117,25 +124,61 @@ class Worker:
                 received = await _handoff.receive_socket(channel)
                 if received is None:
                     return
-                fd, blob = received
-                self.received += 1
-                sock = socket.socket(fileno=fd)
+                taken = self._take(received)
+                outcome = _handoff.TAKEN if isinstance(taken, tuple) else taken
+                acceptor_gone = False
                 try:
-                    handed = _handoff.decode(self.routes, blob)
-                except _handoff.HandoffError as exc:
-                    logger.error("refusing a socket: %s", exc)
-                    sock.close()
-                    continue
-                if self.draining:
-                    sock.close()
-                    continue
-                runtime.nursery.start_soon(self._run_socket, sock, handed)
+                    await _handoff.send_reply(channel, received.seq, outcome)
+                except _handoff.HandoffError:
+                    acceptor_gone = True  # its copy went with it: run what we took
+                if isinstance(taken, tuple):
+                    runtime.nursery.start_soon(self._run_socket, *taken)
+                if acceptor_gone:
+                    return
+
+    def _take(self, received: _handoff.Received) -> tuple[socket.socket, _handoff.HandedOff] | int:
+        """The socket and what to run it with, or the refusal to answer."""
+        runtime = self.runtime
+        assert runtime is not None
+        if received.fd is None:
+            if not self.refused_no_fd:
+                soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+                logger.warning(
+                    "out of file descriptors (limit %d, %d sockets open): refusing "
+                    "handed-off sockets; the acceptor places them elsewhere or answers 503",
+                    soft,
+                    len(runtime.connections),
+                )
+            self.refused_no_fd += 1
+            return _handoff.NO_DESCRIPTOR
+        sock = socket.socket(fileno=received.fd)
+        try:
+            handed = _handoff.decode(self.routes, received.blob)
+        except _handoff.HandoffError as exc:
+            logger.error("refusing a socket: %s", exc)
+            sock.close()
+            return _handoff.REFUSED
+        if self.draining:
+            sock.close()
+            return _handoff.REFUSED
+        if self.refused_no_fd:
+            logger.warning(
+                "taking sockets again after refusing %d for want of descriptors",
+                self.refused_no_fd,
+            )
+            self.refused_no_fd = 0
+        self.received += 1
+        return sock, handed
 
     async def _run_socket(self, sock: socket.socket, handed: _handoff.HandedOff) -> None:
         runtime = self.runtime
         assert runtime is not None
         transport = SocketTransport(sock)
         try:
+            try:
+                await transport.send_all([handed.response_head])
+            except trio.BrokenResourceError:
+                return  # the client left (or the acceptor gave up on us and answered 503)
             await runtime.run_socket(
                 transport, handed.upgrade, handed.trailing, socket_id=handed.socket_id or None
             )

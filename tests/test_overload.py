@@ -1,0 +1,378 @@
+"""Running out of file descriptors and slowloris attacks, through real process trees.
+
+Each tree starts with a low *hard* descriptor limit, so that raising the
+soft limit cannot help and the out-of-descriptors paths are really taken.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from axeom import Axeom, serve
+from axeom._native import _handoff
+from axeom._native._acceptor import Acceptor, AcceptorSettings
+from axeom._native._handshake import HandshakeLimits
+from axeom._native._serve import accept_forever
+from axeom.ws import ws_plugin
+from tests._processes import Server, running_axeom, status, wait_for
+from tests._redis import running_redis
+from tests._wsraw import RawClient, client_frame, upgrade_request
+
+APP = "tests/apps/runtime_app.py:app"
+# Low enough that a worker (or a --workers 0 server) runs out well before
+# the clients of a test do, high enough for the processes to start.
+LOW_LIMIT = 256
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@contextmanager
+def tree(workers: int, descriptors: tuple[int, int]) -> Iterator[Server]:
+    with running_axeom(
+        APP, "--port", "0", "--workers", str(workers), descriptors=descriptors
+    ) as server:
+        yield server
+
+
+def soft_limit(pid: int) -> tuple[int, int]:
+    """(soft, hard) 'Max open files' of a running process."""
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError(f"no descriptor limit for {pid}")
+
+
+def test_every_process_raises_its_soft_descriptor_limit() -> None:
+    """Soft 128, hard 512: supervisor, acceptor, worker and Redis bridge all run
+    with 512, and say so."""
+    with running_redis() as redis_server:
+        args = ("--port", "0", "--workers", "1", "--pubsub", redis_server.url)
+        with running_axeom(APP, *args, descriptors=(128, 512)) as server:
+            wait_for(
+                lambda: all(p["pid"] for p in status(server.port)["processes"]),
+                20,
+                "every process to report its pid",
+            )
+            processes = status(server.port)["processes"]
+            assert {p["role"] for p in processes} >= {"acceptor", "worker", "bridge"}
+            for pid in [server.proc.pid] + [p["pid"] for p in processes]:
+                assert soft_limit(pid) == (512, 512)
+            # The supervisor raises it; its children find it raised and say so too.
+            lines = [r"\[supervisor\].*file descriptor limit raised to 512 \(soft limit was 128\)"]
+            lines += [
+                rf"\[{name}\].*file descriptor limit: 512"
+                for name in ("acceptor", "worker-1", "redis-bridge")
+            ]
+            wait_for(
+                lambda: all(re.search(line, server.text()) for line in lines),
+                10,
+                "the descriptor limit line of every process",
+            )
+
+
+def test_single_process_server_raises_its_soft_descriptor_limit() -> None:
+    with tree(0, (128, 512)) as server:
+        assert soft_limit(server.proc.pid) == (512, 512)
+        wait_for(
+            lambda: "file descriptor limit raised to 512 (soft limit was 128)" in server.text(),
+            10,
+            "the descriptor limit line (it follows the ready line)",
+        )
+
+
+async def upgrade_and_echo(port: int, text: str) -> tuple[int, RawClient]:
+    """Open a socket to /chat: (status, client), the echo checked when 101."""
+    client = await RawClient.connect(port)
+    await client.send(upgrade_request("/chat"))
+    code, _ = await client.read_head()
+    if code == 101:
+        await client.send(client_frame(0x1, text.encode()))
+        with trio.fail_after(10):  # a 101 that leads nowhere fails here
+            opcode, payload = await client.read_frame()
+        assert (opcode, payload) == (0x1, f"Echo: {text}".encode())
+    return code, client
+
+
+async def test_worker_out_of_descriptors_answers_503_never_a_dead_101() -> None:
+    """More sockets than a worker can hold: each client gets 101 and echoes, or a 503."""
+    total = 2 * LOW_LIMIT
+    with tree(1, (LOW_LIMIT, LOW_LIMIT)) as server:
+        codes: list[int] = []
+        clients: list[RawClient] = []
+        try:
+            # In waves, so that the acceptor never holds many sockets at once:
+            # what runs out here is the worker.
+            for wave in range(0, total, 16):
+                async with trio.open_nursery() as nursery:
+                    for index in range(wave, wave + 16):
+
+                        async def one(index: int = index) -> None:
+                            code, client = await upgrade_and_echo(server.port, f"m{index}")
+                            codes.append(code)
+                            clients.append(client)
+
+                        nursery.start_soon(one)
+            assert set(codes) == {101, 503}, sorted(set(codes))
+            # The worker is at its limit and still serves what it holds.
+            first = next(c for c, code in zip(clients, codes, strict=True) if code == 101)
+            await first.send(client_frame(0x1, b"still"))
+            assert await first.read_frame() == (0x1, b"Echo: still")
+        finally:
+            for client in clients:
+                await client.aclose()
+        assert all(p["restarts"] == 0 for p in status(server.port)["processes"])
+        # The worker says why it refuses, the acceptor what it does about it.
+        wait_for(
+            lambda: "out of file descriptors" in server.text() and "answering 503" in server.text(),
+            10,
+            "the worker's and the acceptor's warnings",
+        )
+
+
+async def slow_heads(
+    source: str, port: int, count: int, opened: list[trio.socket.SocketType]
+) -> None:
+    """``count`` connections from ``source`` that send part of a head, then nothing."""
+    partial = upgrade_request("/chat")[:40]
+    for _ in range(count):
+        sock = trio.socket.socket()
+        opened.append(sock)
+        await sock.bind((source, 0))
+        with trio.move_on_after(5):  # the backlog may be full: skip this one
+            await sock.connect(("127.0.0.1", port))
+            try:
+                await sock.send(partial)
+            except OSError:
+                pass  # shed already
+
+
+async def timed_echo(port: int) -> float:
+    started = time.monotonic()
+    code, client = await upgrade_and_echo(port, "hello")
+    await client.aclose()
+    assert code == 101
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_slowloris_does_not_hold_back_a_normal_handshake(workers: int) -> None:
+    """Hundreds of slow heads from 127.0.0.2-9 (more than the descriptor limit):
+    a client on 127.0.0.1 completes its handshake and an echo within a second."""
+    opened: list[trio.socket.SocketType] = []
+    with tree(workers, (LOW_LIMIT, LOW_LIMIT)) as server:
+        try:
+            async with trio.open_nursery() as nursery:
+                for last in range(2, 10):
+                    nursery.start_soon(slow_heads, f"127.0.0.{last}", server.port, 80, opened)
+            took = [await timed_echo(server.port)]
+            async with trio.open_nursery() as nursery:
+                # The attack goes on while the client connects again.
+                for last in range(10, 14):
+                    nursery.start_soon(slow_heads, f"127.0.0.{last}", server.port, 80, opened)
+                for _ in range(3):
+                    took.append(await timed_echo(server.port))
+                    await trio.sleep(0.1)
+            assert max(took) < 1.0, took
+        finally:
+            for sock in opened:
+                sock.close()
+        wait_for(lambda: "slow handshakes shed" in server.text(), 10, "the shedding warning")
+
+
+async def read_status(sock: trio.socket.SocketType) -> int | None:
+    """The status code the server answered on a slow head, None if it closed without one."""
+    data = b""
+    with trio.fail_after(5):
+        while b"\r\n" not in data:
+            try:
+                chunk = await sock.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
+
+
+async def test_unfinished_heads_are_capped_per_address_and_per_node(
+    nursery: trio.Nursery,
+) -> None:
+    """Over 4 from one address: 429 at once. Over 10 in all: the oldest gets 408.
+    A complete head is answered throughout."""
+    app = Axeom().use(ws_plugin())
+    app.ws("/chat", message=lambda ws, msg: ws.send(f"Echo: {msg}"))
+    limits = HandshakeLimits(max_pending=10, max_pending_per_address=4)
+    _, port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0, limits=limits))
+    opened: list[trio.socket.SocketType] = []
+    try:
+        await slow_heads("127.0.0.2", port, 6, opened)
+        # Shed at once, long before the 10 s head timeout.
+        assert [await read_status(sock) for sock in opened[4:]] == [429, 429]
+        code, client = await upgrade_and_echo(port, "meanwhile")
+        await client.aclose()
+        assert code == 101
+        for last in (3, 4):
+            await slow_heads(f"127.0.0.{last}", port, 4, opened)
+        # 12 unfinished heads were let in, 10 at most stay: the two oldest were evicted.
+        assert [await read_status(sock) for sock in opened[:2]] == [408, 408]
+        code, client = await upgrade_and_echo(port, "still")
+        assert code == 101
+        await client.aclose()
+    finally:
+        for sock in opened:
+            sock.close()
+
+
+async def fake_worker(
+    listener: trio.socket.SocketType, outcome: int, taken: list[socket.socket], offered: list[int]
+) -> None:
+    """A worker's end of the hand-off channel that answers every socket ``outcome``."""
+    channel, _ = await listener.accept()
+    raw = channel.detach()
+    with socket.socket(fileno=raw) as sock:
+        sock.setblocking(False)
+        while (received := await _handoff.receive_socket(sock)) is not None:
+            assert received.fd is not None
+            offered.append(outcome)
+            moved = socket.socket(fileno=received.fd)
+            if outcome == _handoff.TAKEN:
+                taken.append(moved)
+                await _handoff.send_reply(sock, received.seq, outcome)
+                handed = _handoff.decode(_handoff.ws_routes(APP_IN_PROCESS), received.blob)
+                moved.sendall(handed.response_head)
+            else:
+                moved.close()
+                await _handoff.send_reply(sock, received.seq, outcome)
+
+
+APP_IN_PROCESS = Axeom().use(ws_plugin())
+APP_IN_PROCESS.ws("/chat", message=lambda ws, msg: None)
+# Its ws.data is too big to travel with a socket.
+BIG_DATA_APP = Axeom().use(ws_plugin())
+BIG_DATA_APP.ws("/chat", message=lambda ws, msg: None)
+BIG_DATA_APP.derive(lambda ctx: {"blob": "x" * (_handoff.MAX_BLOB + 1)})
+
+
+@pytest.mark.parametrize(
+    ("path", "outcomes", "expected"),
+    [
+        ("/chat", (_handoff.NO_DESCRIPTOR, _handoff.TAKEN), 101),
+        ("/chat", (_handoff.NO_DESCRIPTOR, _handoff.REFUSED), 503),
+        ("/big", (_handoff.TAKEN, _handoff.TAKEN), 500),
+    ],
+)
+async def test_acceptor_places_a_refused_socket_elsewhere_or_answers_503(
+    nursery: trio.Nursery, tmp_path: Path, path: str, outcomes: tuple[int, int], expected: int
+) -> None:
+    """The first worker (fewest sockets) refuses: the second is tried; if it
+    refuses too, the client gets a 503, and in no case a 101 it cannot use
+    (nor when the socket cannot be handed off at all: ``ws.data`` too big)."""
+    settings = AcceptorSettings(run_dir=str(tmp_path), heartbeat_interval=1.0)
+    taken: list[socket.socket] = []
+    offered: list[int] = []
+    with ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.setblocking(False)
+        app = BIG_DATA_APP if path == "/big" else APP_IN_PROCESS
+        acceptor = Acceptor(app, listener, settings)
+        acceptor._nursery = nursery
+        table = []
+        for number, outcome in enumerate(outcomes, 1):
+            path = str(tmp_path / f"w{number}.sock")
+            channels = stack.enter_context(
+                trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            )
+            await channels.bind(path)
+            channels.listen(4)
+            nursery.start_soon(fake_worker, channels, outcome, taken, offered)
+            # worker-1 has fewer sockets: it is offered the socket first.
+            table.append(
+                {"id": f"w{number}", "gen": 1, "handoff": path, "sockets": number, "received": 0}
+            )
+        acceptor.update_workers(table)
+        stack.callback(lambda: [slot.close() for slot in acceptor.slots.values()])
+        nursery.start_soon(accept_forever, listener, acceptor._on_client)
+        code, client = await upgrade_and_echo_status(listener.getsockname()[1])
+        await client.aclose()
+        with trio.fail_after(5):
+            while code != 500 and acceptor.handed_total + acceptor.unplaced_total == 0:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    for sock in taken:
+        sock.close()
+    assert code == expected
+    if code == 500:
+        assert offered == []
+        return
+    assert offered == list(outcomes)  # the one with fewer sockets first, then the other
+    assert (acceptor.handed_total, acceptor.unplaced_total) == ((1, 0) if code == 101 else (0, 1))
+
+
+async def upgrade_and_echo_status(port: int) -> tuple[int, RawClient]:
+    client = await RawClient.connect(port)
+    await client.send(upgrade_request("/chat"))
+    with trio.fail_after(10):
+        code, _ = await client.read_head()
+    return code, client
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_handshake_caps_come_from_the_config_file(workers: int, tmp_path: Path) -> None:
+    """``server.max_pending_handshakes_per_address`` reaches whoever reads the heads."""
+    config = tmp_path / "axeom.toml"
+    config.write_text("[server]\nmax_pending_handshakes_per_address = 2\n")
+    opened: list[trio.socket.SocketType] = []
+    with running_axeom(
+        APP, "--port", "0", "--workers", str(workers), "--config", str(config)
+    ) as server:
+        try:
+            await slow_heads("127.0.0.2", server.port, 3, opened)
+            assert await read_status(opened[2]) == 429
+        finally:
+            for sock in opened:
+                sock.close()
+
+
+async def test_a_burst_of_handshakes_is_spread_while_answers_are_awaited() -> None:
+    """Sockets awaiting a worker's answer count in its load: 60 at once over
+    two workers land about evenly, not all on the one that was emptiest."""
+    with tree(2, (4096, 4096)) as server:
+        wait_for(
+            lambda: sum(p["role"] == "worker" for p in status(server.port)["processes"]) == 2,
+            20,
+            "two workers",
+        )
+        pids: list[bytes] = []
+        clients: list[RawClient] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(60):
+
+                    async def one() -> None:
+                        client = await RawClient.connect(server.port)
+                        clients.append(client)
+                        await client.send(upgrade_request("/chat"))
+                        assert (await client.read_head())[0] == 101
+                        await client.send(client_frame(0x1, b"pid"))
+                        with trio.fail_after(10):
+                            pids.append((await client.read_frame())[1])
+
+                    nursery.start_soon(one)
+        finally:
+            for client in clients:
+                await client.aclose()
+    counts = sorted(pids.count(pid) for pid in set(pids))
+    assert len(counts) == 2 and counts[0] >= 20, counts
