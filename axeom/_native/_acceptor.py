@@ -146,6 +146,8 @@ class Acceptor:
         self.pending = PendingHeads(settings.limits)
         self._sequence = itertools.count()
         self._nursery: trio.Nursery | None = None
+        # Where handshakes run: the nursery a graceful stop waits for.
+        self._clients: trio.Nursery | None = None
         self._refusals = 0  # sockets answered 503 because every worker refused them
 
     # -- placement ---------------------------------------------------------------
@@ -231,15 +233,8 @@ class Acceptor:
                     "ready", id="acceptor", gen=self.settings.generation, pid=os.getpid()
                 )
                 await reports.asend(ready)  # "ready" means accepting: a reload waits for it
-
-                def on_client(sock: socket.socket, address: Any) -> None:
-                    """Count it among the unfinished heads (or shed it), then serve it."""
-                    transport = SocketTransport(sock)
-                    head = self.pending.enter(transport, address[0])
-                    if head is not None:
-                        clients.start_soon(self._serve_client, transport, head, address)
-
-                await accept_forever(self.listener, on_client, self.pending.evict_oldest)
+                self._clients = clients
+                await accept_forever(self.listener, self._on_client, self.pending.evict_oldest)
             clients.cancel_scope.deadline = trio.current_time() + self.settings.graceful_timeout
 
     async def _events(self, events: pynng.Socket, reports: pynng.Socket) -> None:
@@ -285,6 +280,15 @@ class Acceptor:
                     return
                 logger.info("acceptor stopping: finishing the handshakes in flight")
                 self._accepting.cancel()
+
+    def _on_client(self, sock: socket.socket, address: Any) -> None:
+        """Just accepted: count it among the unfinished heads (or shed it) and serve it."""
+        transport = SocketTransport(sock)
+        head = self.pending.enter(transport, address[0])
+        if head is not None:
+            nursery = self._clients or self._nursery
+            assert nursery is not None
+            nursery.start_soon(self._serve_client, transport, head, address)
 
     async def _serve_client(
         self, transport: SocketTransport, head: PendingHead, address: Any
