@@ -35,6 +35,7 @@ class SocketRuntime:
 
     def __init__(self, app: Axeom | None, nursery: trio.Nursery) -> None:
         self.app = app
+        self.pubsub = app.pubsub if app is not None else None
         self.nursery = nursery
         self.connections: set[NativeConnection] = set()
         self._dirty: list[NativeConnection] = []

@@ -29,6 +29,12 @@ class BridgeLink:
     def forward(self, operation: list[Any]) -> None:
         self._queue(operation)
 
+    def sync(self, worker: str, number: int) -> None:
+        """The bridge answers ``synced`` once Redis confirmed every topic so far."""
+        if not self.outgoing:
+            self._wake.set()
+        self.outgoing.append(["sync", worker, number])  # never dropped: a worker waits
+
     def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None:
         self._queue(["topics", sorted(subscribed), sorted(unsubscribed)])
 
