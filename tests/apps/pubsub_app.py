@@ -36,3 +36,10 @@ def on_message(ws, msg):
 
 app.ws("/sub/:topic", open=on_open, message=on_message)
 app.ws("/echo-self/:topic", open=on_open, message=on_message, publish_to_self=True)
+
+
+def on_publisher_message(ws, msg):
+    ws.publish(ws.params["topic"], msg)
+
+
+app.ws("/pub/:topic", message=on_publisher_message)
