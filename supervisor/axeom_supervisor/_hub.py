@@ -62,7 +62,7 @@ class _Worker:
     key: str
     prefix: str
     push: pynng.Socket
-    send: trio.MemorySendChannel[bytes]
+    send: trio.MemorySendChannel[tuple[bytes, int]]  # (message, its work)
     topics: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     dropping: int = 0  # drops in the current episode

@@ -48,6 +48,7 @@ class HubLink:
         self._syncs: dict[int, trio.Event] = {}
         self._numbers = itertools.count(1)
         self.dropped = 0  # operations the hub did not take in time
+        self._dropping = 0  # ... in the current episode
 
     def wakeup(self) -> None:
         self._wake.set()
@@ -92,8 +93,14 @@ class HubLink:
             await push.asend(msgpack.packb([self.key, operations, counts]))
         except pynng.exceptions.Timeout:
             # The hub is not taking batches: drop this one (at most once).
+            if not self._dropping:
+                logger.warning("pub/sub hub not responding: dropping operations")
+            self._dropping += len(operations)
             self.dropped += len(operations)
-            logger.warning("pub/sub hub not responding: %d operations dropped", len(operations))
+            return
+        if self._dropping:
+            logger.warning("pub/sub hub responds again; %d operations dropped", self._dropping)
+            self._dropping = 0
 
     async def receive_loop(self, pull: pynng.Socket) -> None:
         pubsub = self.pubsub
