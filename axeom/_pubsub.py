@@ -145,8 +145,10 @@ class PubSub:
         self._dirty_counts: set[str] = set()
         self.dropped = 0
         self._dropping = 0  # drops in the current episode (logged when it ends)
-        # Socket deliveries since a delivery loop last let the process run.
+        # Socket deliveries since a delivery loop last let the process run, and
+        # the event loop's schedule point (set by the runtime that runs sockets).
         self.work = 0
+        self.checkpoint: Callable[[], Awaitable[None]] | None = None
 
     # -- sockets ---------------------------------------------------------------
 
@@ -223,8 +225,8 @@ class PubSub:
         result = Published(self.deliver(topic, data, sender))
         if self.bridge is not None:
             self._queue(["pub", topic, data])
-            if len(self.outgoing) >= FLOW_LIMIT:
-                result._waiter = self.wait_flowing
+        if self.work >= WORK_BUDGET or len(self.outgoing) >= FLOW_LIMIT:
+            result._waiter = self.pause
         return result
 
     def deliver(self, topic: str, data: Message, exclude: WebSocket | None = None) -> int:
@@ -269,6 +271,15 @@ class PubSub:
         """Wait until the link is no longer congested (at once without a link)."""
         if self.bridge is not None and self.congested:
             await self.bridge.wait_flowing()
+
+    async def pause(self) -> None:
+        """After ``WORK_BUDGET`` deliveries, let the rest of the process run
+        (heartbeats, other sockets, timers); then wait while the link is
+        congested. What ``await publish`` and a publishing socket's loop do."""
+        if self.work >= WORK_BUDGET and self.checkpoint is not None:
+            self.work = 0
+            await self.checkpoint()
+        await self.wait_flowing()
 
     def take_outgoing(self, limit: int) -> list[list[Any]]:
         """Up to ``limit`` queued operations, oldest first (for the bridge).

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from axeom._pubsub import FLOW_LIMIT, MAX_OUTGOING, PubSub
+from axeom._pubsub import FLOW_LIMIT, MAX_OUTGOING, WORK_BUDGET, PubSub
 from axeom_supervisor import _hub
 
 
@@ -98,3 +98,36 @@ async def test_hub_drops_for_a_stuck_worker_are_counted() -> None:
             hub.drop_worker("w.1")
             assert hub.statistics()["dropped_hub"] == stats["dropped_hub"]
             nursery.cancel_scope.cancel()
+
+
+class CountingSocket:
+    """Stands for a subscriber: takes every message."""
+
+    id = "counting"
+
+    def send(self, data: object) -> bool:
+        return True
+
+
+async def test_awaited_publish_lets_the_rest_of_the_process_run() -> None:
+    """A loop of `await publish` to many subscribers yields every WORK_BUDGET deliveries."""
+    pubsub = PubSub()
+    pubsub.checkpoint = trio.lowlevel.checkpoint
+    for _ in range(1000):
+        pubsub.subscribe(CountingSocket(), "t")  # type: ignore[arg-type]
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        await trio.lowlevel.checkpoint()
+        before = turns
+        for _ in range(100):  # 100,000 deliveries
+            assert await pubsub.publish("t", "x") == 1000
+        assert turns - before >= 100_000 // WORK_BUDGET - 1
+        nursery.cancel_scope.cancel()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._pubsub import WORK_BUDGET, PubSub
+from .._pubsub import WORK_BUDGET
 from ..ws._actor import Actor
 from ..ws._frames import FrameConnection
 from ..ws._options import WSOptions
@@ -29,16 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["NativeConnection"]
 
 logger = logging.getLogger("axeom.ws")
-
-
-async def _pause(pubsub: PubSub) -> None:
-    """This socket's messages made many deliveries: let the rest of the process
-    run (heartbeats, other sockets, the flusher), and hold this socket while
-    the pub/sub link is congested."""
-    pubsub.work = 0
-    await trio.lowlevel.checkpoint()
-    if pubsub.congested:
-        await pubsub.wait_flowing()
 
 
 class NativeConnection:
@@ -190,7 +180,9 @@ class NativeConnection:
             await actor.message(message)
             self.in_dispatch = False
             if pubsub is not None and pubsub.work >= WORK_BUDGET:
-                await _pause(pubsub)
+                # Many deliveries: let the rest of the process run, and hold
+                # this socket while the pub/sub link is congested.
+                await pubsub.pause()
         if self.drain_due:
             self.drain_due = False
             await actor.drain()
