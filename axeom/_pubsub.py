@@ -67,10 +67,13 @@ class Bridge(Protocol):
 
 class Published(int):
     """What ``publish`` returns: the number of local sockets it was queued on,
-    which can also be awaited (``await ws.publish(...)``) to wait until the
-    pub/sub link's queue is back under its limit (flow control)."""
+    which can also be awaited (``await ws.publish(...)``): after many
+    deliveries it lets the rest of the process run, and it waits while the
+    pub/sub link's queue is over its limit (flow control)."""
 
-    _waiter: Callable[[], Awaitable[None]] | None = None  # set only when congested
+    # Set only when there is something to wait for (the common case allocates
+    # nothing more than the int).
+    _waiter: Callable[[], Awaitable[None]] | None = None
 
     def __await__(self) -> Generator[Any, None, int]:
         if self._waiter is not None:

@@ -233,15 +233,16 @@ class Hub:
             if owner is not None:
                 self._enqueue(owner, [operation])
 
-    def _enqueue(self, key: str, batch: list[list[Any]]) -> None:
+    def _enqueue(self, key: str, batch: list[list[Any]], *, droppable: bool = True) -> None:
         worker = self.workers.get(key)
         if worker is None:
             return
         counts = worker.counts
         work = sum(counts.get(op[1], 1) if op[0] == "pub" else 1 for op in batch)
         message = msgpack.packb(batch)
-        if worker.queued_work + work > QUEUE_WORK or (
-            worker.queued_bytes + len(message) > QUEUE_BYTES
+        if droppable and (
+            worker.queued_work + work > QUEUE_WORK
+            or worker.queued_bytes + len(message) > QUEUE_BYTES
         ):
             self._drop(worker, len(batch))
             return
@@ -254,7 +255,7 @@ class Hub:
         self.forwarded += len(batch)
         if worker.dropping:
             logger.warning(
-                "%s caught up with pub/sub; %d deliveries to it were dropped meanwhile",
+                "%s caught up with pub/sub; %d operations for it were dropped meanwhile",
                 worker.key,
                 worker.dropping,
             )
@@ -264,7 +265,7 @@ class Hub:
     def _drop(worker: _Worker, count: int) -> None:
         if not worker.dropping:
             logger.warning(
-                "%s is not keeping up with pub/sub: dropping deliveries (at most once)",
+                "%s is not keeping up with pub/sub: dropping operations for it (at most once)",
                 worker.key,
             )
         worker.dropping += count
@@ -289,7 +290,8 @@ class Hub:
                 totals[topic] += self.remote_counts.get(topic, 0)
             for worker in list(self.workers.values()):
                 ours = {t: worker.counts.get(t, 0) for t in dirty}
-                self._enqueue(worker.key, [["counts", totals, ours]])
+                # Never dropped: counts are sent only when they change.
+                self._enqueue(worker.key, [["counts", totals, ours]], droppable=False)
 
     def remote_counts_changed(self, counts: dict[str, int]) -> None:
         merge_counts(self.remote_counts, counts)
