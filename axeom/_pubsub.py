@@ -44,8 +44,9 @@ MAX_OUTGOING = 100_000
 # flood is slowed at its source long before MAX_OUTGOING drops anything.
 FLOW_LIMIT = 10_000
 # Socket deliveries (one ``ws.send`` each) after which a delivery loop lets the
-# rest of the process run (heartbeats, other sockets, timers): ~10-20 ms.
-WORK_BUDGET = 10_000
+# rest of the process run (heartbeats, other sockets, timers): ~30-50 ms of
+# work, so each subscriber's messages still leave in few, large writes.
+WORK_BUDGET = 30_000
 
 
 class Bridge(Protocol):
