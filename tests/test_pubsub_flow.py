@@ -9,7 +9,10 @@ import pytest
 import trio
 import trio.testing
 
+from axeom import Axeom
 from axeom._pubsub import FLOW_LIMIT, MAX_OUTGOING, WORK_BUDGET, PubSub
+from axeom.testing import TestClient
+from axeom.ws import WebSocket, ws_plugin
 from axeom_supervisor import _hub
 
 
@@ -131,3 +134,27 @@ async def test_awaited_publish_lets_the_rest_of_the_process_run() -> None:
             assert await pubsub.publish("t", "x") == 1000
         assert turns - before >= 100_000 // WORK_BUDGET - 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_publishing_socket_is_not_read_while_the_link_is_congested() -> None:
+    """Backpressure at the source: the publisher's messages wait in its stream
+    until the link has room again; nothing is lost."""
+    app = Axeom().use(ws_plugin())
+    handled: list[str] = []
+
+    def on_message(ws: WebSocket, msg: str) -> None:
+        handled.append(msg)
+        ws.publish("t", msg)
+
+    app.ws("/pub", message=on_message)
+    bridge = ManualBridge(app.pubsub)
+    app.pubsub.bridge = bridge
+    total = FLOW_LIMIT + 2000
+    async with TestClient(app) as client, client.websocket("/pub") as ws:
+        for _ in range(total):
+            await ws.send("m")
+        await trio.testing.wait_all_tasks_blocked()
+        assert FLOW_LIMIT <= len(handled) < total
+        bridge.drain()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(handled) == total
