@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ._call import call_maybe_async
 from ._context import Context
 from ._messages import Request, Response, to_message
-from ._pubsub import PubSub
+from ._pubsub import Published, PubSub, Sent
 from ._router import MethodMismatch, Router
 from .errors import HTTPError, MethodNotAllowed, NotFound
 
@@ -194,6 +194,7 @@ class Axeom(_Registrar):
         self._on_error: list[Hook] = []
         self._on_response: list[Hook] = []
         self.pubsub = PubSub()
+        self._mounted: list[Axeom] = []
 
     # -- composition ---------------------------------------------------------
 
@@ -222,6 +223,15 @@ class Axeom(_Registrar):
         other._scope.parent = self._scope
         for route in other._routes:
             self._add_route(route.method, route.pattern, route.endpoint, route.scope)
+        self._mounted.append(other)
+        other._share_pubsub(self.pubsub)
+
+    def _share_pubsub(self, pubsub: PubSub) -> None:
+        """One pub/sub per server: a mounted app (and what was mounted in it)
+        publishes, sends and counts through the app it is mounted in."""
+        self.pubsub = pubsub
+        for app in self._mounted:
+            app._share_pubsub(pubsub)
 
     def _add_route(self, method: str, pattern: str, endpoint: Endpoint, scope: _Scope) -> None:
         route = _Route(method, pattern or "/", endpoint, scope)
@@ -235,15 +245,18 @@ class Axeom(_Registrar):
 
     # -- messages to sockets --------------------------------------------------
 
-    def publish(self, topic: str, data: str | bytes | dict[str, Any] | list[Any]) -> int:
+    def publish(self, topic: str, data: str | bytes | dict[str, Any] | list[Any]) -> Published:
         """Send ``data`` to every socket subscribed to ``topic``, in every worker
         (and on every node with a Redis bridge). At most once, in publish order
-        per publisher. Returns how many sockets of this process got it."""
+        per publisher. Returns how many sockets of this process got it; awaited
+        (``await app.publish(...)``), it first waits while the link to the
+        other workers is congested (flow control)."""
         return self.pubsub.publish(topic, to_message(data))
 
-    def send(self, socket_id: str, data: str | bytes | dict[str, Any] | list[Any]) -> bool:
+    def send(self, socket_id: str, data: str | bytes | dict[str, Any] | list[Any]) -> Sent:
         """Send ``data`` to the socket with id ``socket_id``, wherever it lives.
-        True if the socket is in this process and the message was queued."""
+        True if the socket is in this process and the message was queued;
+        awaitable like ``publish``."""
         return self.pubsub.send(socket_id, to_message(data))
 
     def subscriber_count(self, topic: str) -> int:

@@ -15,19 +15,38 @@ Sans-IO: no event loop here; the bridge does the I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .ws._socket import WebSocket
 
-__all__ = ["Bridge", "PubSub", "merge_counts", "socket_prefix"]
+__all__ = [
+    "Bridge",
+    "PubSub",
+    "Published",
+    "Sent",
+    "Subscribed",
+    "merge_counts",
+    "socket_prefix",
+]
+
+logger = logging.getLogger("axeom.pubsub")
 
 Message = str | bytes
 
 # Operations waiting for the bridge beyond this are dropped (at most once):
 # memory stays bounded when the hub is slow or gone.
 MAX_OUTGOING = 100_000
+# Past this many waiting operations the link is "congested": a publishing
+# socket's task stops reading its client and ``await ws.publish`` waits, so a
+# flood is slowed at its source long before MAX_OUTGOING drops anything.
+FLOW_LIMIT = 10_000
+# Socket deliveries (one ``ws.send`` each) after which a delivery loop lets the
+# rest of the process run (heartbeats, other sockets, timers): ~30-50 ms of
+# work, so each subscriber's messages still leave in few, large writes.
+WORK_BUDGET = 30_000
 
 
 class Bridge(Protocol):
@@ -36,6 +55,62 @@ class Bridge(Protocol):
     def wakeup(self) -> None:
         """Operations were queued in ``PubSub.outgoing``: send them soon."""
         ...
+
+    def wait_flowing(self) -> Awaitable[None]:
+        """Wait until ``PubSub.outgoing`` is back under ``FLOW_LIMIT``."""
+        ...
+
+    def wait_subscribed(self) -> Awaitable[None]:
+        """Wait until every operation queued so far is in effect in every worker
+        of the node (and, with Redis, on every node)."""
+        ...
+
+
+class Published(int):
+    """What ``publish`` returns: the number of local sockets it was queued on,
+    which can also be awaited (``await ws.publish(...)``): after many
+    deliveries it lets the rest of the process run, and it waits while the
+    pub/sub link's queue is over its limit (flow control)."""
+
+    # Set only when there is something to wait for (the common case allocates
+    # nothing more than the int).
+    _waiter: Callable[[], Awaitable[None]] | None = None
+
+    def __await__(self) -> Generator[Any, None, int]:
+        if self._waiter is not None:
+            yield from self._waiter().__await__()
+        return int(self)
+
+
+class Sent(int):
+    """What ``app.send`` returns: 1 (true) if the socket is local and the
+    message was queued, else 0 (false). Awaitable like ``Published``."""
+
+    _waiter: Callable[[], Awaitable[None]] | None = None
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        if self._waiter is not None:
+            yield from self._waiter().__await__()
+        return bool(self)
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+
+class Subscribed:
+    """What ``ws.subscribe`` returns. Ignored, the subscription takes effect
+    in the other processes a moment later; awaited, it returns once it is in
+    effect for publishes from every worker (and node)."""
+
+    __slots__ = ("_pubsub",)
+
+    def __init__(self, pubsub: PubSub | None) -> None:
+        self._pubsub = pubsub
+
+    def __await__(self) -> Generator[Any, None, None]:
+        pubsub = self._pubsub
+        if pubsub is not None and pubsub.bridge is not None:
+            yield from pubsub.bridge.wait_subscribed().__await__()
 
 
 def _check_str(what: str, value: object) -> None:
@@ -73,6 +148,11 @@ class PubSub:
         self._counted: dict[str, int] = {}
         self._dirty_counts: set[str] = set()
         self.dropped = 0
+        self._dropping = 0  # drops in the current episode (logged when it ends)
+        # Socket deliveries since a delivery loop last let the process run, and
+        # the event loop's schedule point (set by the runtime that runs sockets).
+        self.work = 0
+        self.checkpoint: Callable[[], Awaitable[None]] | None = None
 
     # -- sockets ---------------------------------------------------------------
 
@@ -140,41 +220,92 @@ class PubSub:
 
     # -- messages ------------------------------------------------------------------
 
-    def publish(self, topic: str, data: Message, sender: WebSocket | None = None) -> int:
+    def publish(self, topic: str, data: Message, sender: WebSocket | None = None) -> Published:
         """Deliver to local subscribers (except ``sender``) and queue for the rest.
 
-        Returns how many local sockets it was queued on.
+        Returns how many local sockets it was queued on (awaitable: flow control).
         """
         _check_str("topic", topic)
-        delivered = self.deliver(topic, data, sender)
+        result = Published(self.deliver(topic, data, sender))
         if self.bridge is not None:
             self._queue(["pub", topic, data])
-        return delivered
+        if self.work >= WORK_BUDGET or len(self.outgoing) >= FLOW_LIMIT:
+            result._waiter = self.pause
+        return result
 
     def deliver(self, topic: str, data: Message, exclude: WebSocket | None = None) -> int:
         """Deliver to this process's subscribers only."""
         members = self._topics.get(topic)
         if not members:
             return 0
+        self.work += len(members)
         count = 0
         for ws in members:
             if ws is not exclude and ws.send(data):
                 count += 1
         return count
 
-    def send(self, socket_id: str, data: Message) -> bool:
-        """Send to one socket wherever it lives; True if it is local and queued."""
+    def send(self, socket_id: str, data: Message) -> Sent:
+        """Send to one socket wherever it lives; true if it is local and queued
+        (awaitable: flow control)."""
         _check_str("socket id", socket_id)
         ws = self._sockets.get(socket_id)
         if ws is not None:
-            return bool(ws.send(data))
+            return Sent(1 if ws.send(data) else 0)
+        result = Sent(0)
         if self.bridge is not None:
             self._queue(["send", socket_id, data])
-        return False
+            if len(self.outgoing) >= FLOW_LIMIT:
+                result._waiter = self.wait_flowing
+        return result
 
     def deliver_to(self, socket_id: str, data: Message) -> bool:
         ws = self._sockets.get(socket_id)
         return ws is not None and bool(ws.send(data))
+
+    # -- flow control ------------------------------------------------------------------
+
+    @property
+    def congested(self) -> bool:
+        """True while the link to the other processes has ``FLOW_LIMIT``
+        operations or more waiting: publishers should wait."""
+        return len(self.outgoing) >= FLOW_LIMIT
+
+    async def wait_flowing(self) -> None:
+        """Wait until the link is no longer congested (at once without a link)."""
+        if self.bridge is not None and self.congested:
+            await self.bridge.wait_flowing()
+
+    async def pause(self) -> None:
+        """After ``WORK_BUDGET`` deliveries, let the rest of the process run
+        (heartbeats, other sockets, timers); then wait while the link is
+        congested. What ``await publish`` and a publishing socket's loop do."""
+        if self.work >= WORK_BUDGET and self.checkpoint is not None:
+            self.work = 0
+            await self.checkpoint()
+        await self.wait_flowing()
+
+    def take_outgoing(self, limit: int) -> list[list[Any]]:
+        """Up to ``limit`` queued operations, oldest first (for the bridge).
+        Ends a drop episode: the number dropped during it is logged once."""
+        if len(self.outgoing) <= limit:
+            taken, self.outgoing = self.outgoing, []
+        else:
+            taken = self.outgoing[:limit]
+            del self.outgoing[:limit]
+        if self._dropping and len(self.outgoing) < FLOW_LIMIT:
+            logger.warning(
+                "pub/sub link caught up; %d operations were dropped meanwhile", self._dropping
+            )
+            self._dropping = 0
+        return taken
+
+    def queue_sync(self, number: int) -> None:
+        """Queue a barrier the hub answers once everything before it is applied."""
+        if self.bridge is not None:
+            if not self.outgoing:
+                self.bridge.wakeup()
+            self.outgoing.append(["sync", number])  # never dropped: someone waits for it
 
     # -- internals -------------------------------------------------------------------
 
@@ -185,6 +316,12 @@ class PubSub:
             self.bridge.wakeup()
         elif len(self.outgoing) >= MAX_OUTGOING:
             self.dropped += 1
+            if not self._dropping:
+                logger.warning(
+                    "pub/sub link has %d operations waiting: dropping new ones (at most once)",
+                    MAX_OUTGOING,
+                )
+            self._dropping += 1
             return
         self.outgoing.append(operation)
 
@@ -199,4 +336,5 @@ class PubSub:
             "topics": len(self._topics),
             "subscriptions": sum(len(m) for m in self._topics.values()),
             "sockets": len(self._sockets),
+            "dropped": self.dropped,
         }

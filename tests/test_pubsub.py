@@ -60,9 +60,9 @@ async def test_app_publish_and_send_from_outside_a_handler() -> None:
             socket_id = (await ws.receive())[2:]
             assert pubsub_app.publish("news", {"headline": "hi"}) == 1
             assert await ws.receive() == '{"headline":"hi"}'
-            assert pubsub_app.send(socket_id, b"direct") is True
+            assert pubsub_app.send(socket_id, b"direct")
             assert await ws.receive() == b"direct"
-        assert pubsub_app.send(socket_id, "gone") is False
+        assert not pubsub_app.send(socket_id, "gone")
 
 
 async def test_subscriptions_api() -> None:

@@ -106,3 +106,17 @@ def test_chat_example_on_two_nodes() -> None:
                     ann.send("hello from A")
                     assert bob.recv(timeout=5) == "ann: hello from A"
                     assert ann.recv(timeout=5) == "ann: hello from A"
+
+
+def test_awaited_subscribe_is_in_effect_on_the_other_node() -> None:
+    """`await ws.subscribe` on node A returns after Redis confirmed it: a publish
+    from node B right after always reaches A."""
+    with running_redis() as redis_server, two_nodes(redis_server) as (a, b):
+        for i in range(5):
+            topic = f"node-join-{i}"
+            with ws_sync.connect(f"{a.url}/joins/{topic}?await=1", open_timeout=10) as joined:
+                ready = joined.recv(timeout=10)
+                assert isinstance(ready, str) and ready.startswith("ready ")
+                with ws_sync.connect(f"{b.url}/announce/{topic}", open_timeout=10) as announcer:
+                    assert str(announcer.recv(timeout=10)).startswith("announced ")
+                    assert joined.recv(timeout=5) == "joined", f"lost in round {i}"

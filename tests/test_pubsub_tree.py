@@ -155,3 +155,22 @@ def test_chat_example_across_four_workers() -> None:
                 bob.send("hi ann")
                 assert ann.recv(timeout=5) == "bob: hi ann"
             assert ann.recv(timeout=5) == "* bob left"
+
+
+def test_awaited_subscribe_is_in_effect_on_every_worker() -> None:
+    """`await ws.subscribe` in A's open: B's publish from the other worker right
+    after always reaches A (20 times over)."""
+    awaited = 1
+    crossed = 0
+    with tree() as server:
+        for i in range(20):
+            url = f"{server.url}/joins/join-{i}?await={awaited}"
+            with ws_sync.connect(url, open_timeout=10) as a:
+                ready = a.recv(timeout=10)
+                assert isinstance(ready, str) and ready.startswith("ready ")
+                with ws_sync.connect(f"{server.url}/announce/join-{i}", open_timeout=10) as b:
+                    announced = b.recv(timeout=10)
+                    assert isinstance(announced, str)
+                    crossed += announced.split()[1] != ready.split()[1]
+                    assert a.recv(timeout=5) == "joined", f"lost in round {i}"
+    assert crossed >= 10  # most rounds really crossed workers

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._pubsub import WORK_BUDGET
 from ..ws._actor import Actor
 from ..ws._frames import FrameConnection
 from ..ws._options import WSOptions
@@ -168,7 +169,10 @@ class NativeConnection:
                     await self.flush()
                 if trailing:
                     await self._process(trailing)
+                pubsub = runtime.pubsub
                 while not frames.eof and not self.broken:
+                    if pubsub is not None and pubsub.congested:
+                        await pubsub.wait_flowing()  # backpressure on a publisher
                     data = await transport.receive(frames.pending_bytes())
                     if not data:
                         frames.receive_eof()
@@ -193,6 +197,7 @@ class NativeConnection:
     async def _process(self, data: bytes) -> None:
         actor = self.actor
         frames = self.frames
+        pubsub = self.runtime.pubsub
         for message in frames.receive(data):
             if frames.close_started:
                 break
@@ -201,6 +206,10 @@ class NativeConnection:
             self.in_dispatch = True
             await actor.message(message)
             self.in_dispatch = False
+            if pubsub is not None and pubsub.work >= WORK_BUDGET:
+                # Many deliveries: let the rest of the process run, and hold
+                # this socket while the pub/sub link is congested.
+                await pubsub.pause()
         if self.drain_due:
             self.drain_due = False
             await actor.drain()

@@ -35,6 +35,9 @@ class SocketRuntime:
 
     def __init__(self, app: Axeom | None, nursery: trio.Nursery) -> None:
         self.app = app
+        self.pubsub = app.pubsub if app is not None else None
+        if self.pubsub is not None:
+            self.pubsub.checkpoint = trio.lowlevel.checkpoint
         self.nursery = nursery
         self.connections: set[NativeConnection] = set()
         # Sockets whose TCP connection is gone but whose close handler still

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._headers import Headers
 from .._messages import to_message
+from .._pubsub import Published, Subscribed
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -241,14 +242,20 @@ class WebSocket:
 
     # -- pub/sub ---------------------------------------------------------------
 
-    def subscribe(self, topic: str) -> None:
-        """Receive what is published to ``topic`` (from any worker or node)."""
+    def subscribe(self, topic: str) -> Subscribed:
+        """Receive what is published to ``topic`` (from any worker or node).
+
+        Takes effect at once in this process and a moment later in the others;
+        ``await ws.subscribe(topic)`` returns once it is in effect for
+        publishes from every worker (and every node, with Redis)."""
         if not self._conn.is_open:
-            return
+            return Subscribed(None)
         if self._topics is None:
             self._topics = set()
         self._topics.add(topic)
-        self._pubsub().subscribe(self, topic)
+        pubsub = self._pubsub()
+        pubsub.subscribe(self, topic)
+        return Subscribed(pubsub)
 
     def unsubscribe(self, topic: str) -> None:
         if self._topics is not None and topic in self._topics:
@@ -262,9 +269,11 @@ class WebSocket:
     def subscriptions(self) -> frozenset[str]:
         return frozenset(self._topics or ())
 
-    def publish(self, topic: str, data: str | bytes | dict[str, Any] | list[Any]) -> int:
+    def publish(self, topic: str, data: str | bytes | dict[str, Any] | list[Any]) -> Published:
         """Publish to ``topic``; this socket gets it only if its route sets
-        ``publish_to_self=True``. Returns how many local sockets got it."""
+        ``publish_to_self=True``. Returns how many local sockets got it;
+        ``await ws.publish(...)`` also waits while the link to the other
+        workers is congested (flow control)."""
         sender = None if self._publish_to_self else self
         return self._pubsub().publish(topic, to_message(data), sender)
 

@@ -7,6 +7,7 @@ as one nng message per pass, like the workers' links to the hub.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgpack
@@ -14,6 +15,8 @@ import pynng
 import trio
 
 __all__ = ["BridgeLink"]
+
+logger = logging.getLogger("axeom.hub")
 
 MAX_OUTGOING = 100_000
 
@@ -25,9 +28,16 @@ class BridgeLink:
         self.outgoing: list[list[Any]] = []
         self._wake = trio.Event()
         self.dropped = 0
+        self._dropping = 0  # drops in the current episode (logged when it ends)
 
     def forward(self, operation: list[Any]) -> None:
         self._queue(operation)
+
+    def sync(self, worker: str, number: int) -> None:
+        """The bridge answers ``synced`` once Redis confirmed every topic so far."""
+        if not self.outgoing:
+            self._wake.set()
+        self.outgoing.append(["sync", worker, number])  # never dropped: a worker waits
 
     def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None:
         self._queue(["topics", sorted(subscribed), sorted(unsubscribed)])
@@ -39,7 +49,7 @@ class BridgeLink:
         if not self.outgoing:
             self._wake.set()
         elif len(self.outgoing) >= MAX_OUTGOING:
-            self.dropped += 1  # the bridge is not keeping up: at most once
+            self._drop(1)  # the bridge is not keeping up: at most once
             return
         self.outgoing.append(operation)
 
@@ -55,4 +65,16 @@ class BridgeLink:
                 except pynng.exceptions.Timeout:
                     # No bridge (restarting, or Redis link stuck): drop rather
                     # than deliver late.
-                    self.dropped += len(batch)
+                    self._drop(len(batch))
+                    continue
+                if self._dropping:
+                    logger.warning(
+                        "Redis bridge keeps up again; %d operations dropped", self._dropping
+                    )
+                    self._dropping = 0
+
+    def _drop(self, count: int) -> None:
+        if not self._dropping:
+            logger.warning("Redis bridge not keeping up: dropping operations for other nodes")
+        self._dropping += count
+        self.dropped += count

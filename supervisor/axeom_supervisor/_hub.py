@@ -8,12 +8,21 @@ keeps topic -> workers, and process prefix -> worker for ``app.send``.
 
 Each worker has its own bounded queue and sender task here, so a worker
 that is slow to take its deliveries delays only itself (past the bound its
-deliveries are dropped: at most once, and logged once per episode).
+deliveries are dropped: at most once, counted, and logged once per episode).
+The bound is in work for that worker (each publish weighs as many socket
+deliveries as the worker has subscribers to its topic), so what is queued
+always drains in a couple of seconds and the next publish after a flood
+arrives promptly.
+
+``sync`` operations are barriers for ``await ws.subscribe``: once the hub
+applied everything a worker sent before one (and the Redis bridge, if any,
+subscribed), it answers ``synced`` to that worker. Answers are never dropped.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,7 +37,9 @@ __all__ = ["Hub", "RemoteBridge"]
 
 logger = logging.getLogger("axeom.hub")
 
-QUEUE_LIMIT = 10_000  # batches waiting for one worker ...
+# Socket deliveries waiting for one worker (~1 us each there: a second or
+# two of its time) ...
+QUEUE_WORK = 2_000_000
 QUEUE_BYTES = 64 << 20  # ... and their bytes: past either, deliveries are dropped
 COUNTS_INTERVAL = 0.2
 
@@ -37,6 +48,9 @@ class RemoteBridge(Protocol):
     """The hub's link to other nodes (Redis), if any."""
 
     def forward(self, operation: list[Any]) -> None: ...
+
+    def sync(self, worker: str, number: int) -> None:
+        """Answer ``["synced", worker, number]`` once Redis has every topic so far."""
 
     def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None: ...
 
@@ -48,11 +62,13 @@ class _Worker:
     key: str
     prefix: str
     push: pynng.Socket
-    send: trio.MemorySendChannel[bytes]
+    send: trio.MemorySendChannel[tuple[bytes, int]]  # (message, its work)
     topics: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
-    dropping: bool = False
+    dropping: int = 0  # drops in the current episode
+    dropped: int = 0
     queued_bytes: int = 0
+    queued_work: int = 0
 
 
 class Hub:
@@ -66,12 +82,15 @@ class Hub:
         self._dirty_counts: set[str] = set()
         self.published = 0
         self.forwarded = 0
+        self.dropped_gone = 0  # dropped workers' counters still count
 
     # -- workers -------------------------------------------------------------
 
     def add_worker(self, key: str, address: str, prefix: str) -> None:
         push = pynng.Push0(dial=address, block_on_dial=False)
-        send, receive = trio.open_memory_channel[bytes](QUEUE_LIMIT)
+        # Unbounded here: the limits are QUEUE_WORK and QUEUE_BYTES, checked in
+        # _enqueue, so that acknowledgements are never the ones dropped.
+        send, receive = trio.open_memory_channel[tuple[bytes, int]](math.inf)
         worker = self.workers[key] = _Worker(key, prefix, push, send)
         self.prefixes[prefix] = key
         self._nursery.start_soon(self._sender, worker, receive)
@@ -91,15 +110,19 @@ class Hub:
                     del self.topics[topic]
                     unsubscribed.add(topic)
         self._dirty_counts.update(worker.counts)
+        self.dropped_gone += worker.dropped
         worker.send.close()
         worker.push.close()
         if self.remote is not None and unsubscribed:
             self.remote.topics_changed(set(), unsubscribed)
 
-    async def _sender(self, worker: _Worker, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def _sender(
+        self, worker: _Worker, receive: trio.MemoryReceiveChannel[tuple[bytes, int]]
+    ) -> None:
         async with receive:
-            async for message in receive:
+            async for message, work in receive:
                 worker.queued_bytes -= len(message)
+                worker.queued_work -= work
                 try:
                     await worker.push.asend(message)
                 except pynng.exceptions.Closed:
@@ -128,6 +151,8 @@ class Hub:
         for operation in operations:
             if operation[0] == "rcounts":
                 self.remote_counts_changed(operation[1])
+            elif operation[0] == "synced":
+                self.synced(operation[1], operation[2])
             else:
                 self.deliver_remote(operation)
 
@@ -139,6 +164,7 @@ class Hub:
         worker = self.workers.get(source) if source is not None else None
         subscribed: set[str] = set()
         unsubscribed: set[str] = set()
+        syncs: list[int] = []
         for operation in operations:
             kind = operation[0]
             if kind == "pub":
@@ -171,6 +197,8 @@ class Hub:
                     if not remaining:
                         del self.topics[topic]
                         unsubscribed.add(topic)
+            elif kind == "sync" and worker is not None:
+                syncs.append(operation[1])
         if worker is not None and counts:
             merge_counts(worker.counts, counts)
             self._dirty_counts.update(counts)
@@ -178,6 +206,21 @@ class Hub:
             self.remote.topics_changed(subscribed - unsubscribed, unsubscribed - subscribed)
         for target, batch in outgoing.items():
             self._enqueue(target, batch)
+        for number in syncs:  # after the topic changes above reached the bridge
+            assert worker is not None
+            if self.remote is not None:
+                self.remote.sync(worker.key, number)
+            else:
+                self.synced(worker.key, number)
+
+    def synced(self, key: str, number: int) -> None:
+        """Answer a worker's ``sync``: everything it sent before is in effect."""
+        worker = self.workers.get(key)
+        if worker is not None:
+            try:
+                worker.send.send_nowait((msgpack.packb([["synced", number]]), 0))
+            except trio.ClosedResourceError:
+                pass
 
     def deliver_remote(self, operation: list[Any]) -> None:
         """A publish or send that came from another node."""
@@ -190,24 +233,43 @@ class Hub:
             if owner is not None:
                 self._enqueue(owner, [operation])
 
-    def _enqueue(self, key: str, batch: list[list[Any]]) -> None:
+    def _enqueue(self, key: str, batch: list[list[Any]], *, droppable: bool = True) -> None:
         worker = self.workers.get(key)
         if worker is None:
             return
+        counts = worker.counts
+        work = sum(counts.get(op[1], 1) if op[0] == "pub" else 1 for op in batch)
         message = msgpack.packb(batch)
+        if droppable and (
+            worker.queued_work + work > QUEUE_WORK
+            or worker.queued_bytes + len(message) > QUEUE_BYTES
+        ):
+            self._drop(worker, len(batch))
+            return
         try:
-            if worker.queued_bytes + len(message) > QUEUE_BYTES:
-                raise trio.WouldBlock
-            worker.send.send_nowait(message)
-            worker.queued_bytes += len(message)
-            self.forwarded += len(batch)
-            worker.dropping = False
-        except trio.WouldBlock:
-            if not worker.dropping:
-                logger.warning("%s is not keeping up with pub/sub: dropping deliveries", key)
-                worker.dropping = True
+            worker.send.send_nowait((message, work))
         except trio.ClosedResourceError:
-            pass
+            return
+        worker.queued_bytes += len(message)
+        worker.queued_work += work
+        self.forwarded += len(batch)
+        if worker.dropping:
+            logger.warning(
+                "%s caught up with pub/sub; %d operations for it were dropped meanwhile",
+                worker.key,
+                worker.dropping,
+            )
+            worker.dropping = 0
+
+    @staticmethod
+    def _drop(worker: _Worker, count: int) -> None:
+        if not worker.dropping:
+            logger.warning(
+                "%s is not keeping up with pub/sub: dropping operations for it (at most once)",
+                worker.key,
+            )
+        worker.dropping += count
+        worker.dropped += count
 
     # -- counts ------------------------------------------------------------------
 
@@ -228,7 +290,8 @@ class Hub:
                 totals[topic] += self.remote_counts.get(topic, 0)
             for worker in list(self.workers.values()):
                 ours = {t: worker.counts.get(t, 0) for t in dirty}
-                self._enqueue(worker.key, [["counts", totals, ours]])
+                # Never dropped: counts are sent only when they change.
+                self._enqueue(worker.key, [["counts", totals, ours]], droppable=False)
 
     def remote_counts_changed(self, counts: dict[str, int]) -> None:
         merge_counts(self.remote_counts, counts)
@@ -246,4 +309,5 @@ class Hub:
             "workers": len(self.workers),
             "published": self.published,
             "forwarded": self.forwarded,
+            "dropped_hub": self.dropped_gone + sum(w.dropped for w in self.workers.values()),
         }

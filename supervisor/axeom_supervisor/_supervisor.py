@@ -514,6 +514,22 @@ class Supervisor:
         self.hub.handle(None, [["pub", topic, data]], {})
         return len(self.hub.topics.get(topic, ()))
 
+    def _pubsub_status(self) -> dict[str, Any]:
+        """The hub's figures and every drop counter of the pub/sub path."""
+        if self.hub is None:
+            return {}
+        result = self.hub.statistics()
+        result["dropped_workers"] = sum(
+            c.report.get("pubsub_dropped", 0) for c in self.children if c.role == "worker"
+        )
+        if self.config.server.pubsub:
+            bridge = self._child("bridge")
+            link = self.hub.remote
+            result["dropped_bridge"] = (bridge.report.get("dropped", 0) if bridge else 0) + (
+                getattr(link, "dropped", 0)
+            )
+        return result
+
     def status(self) -> dict[str, Any]:
         now = trio.current_time()
         processes = [self._process_status(child, now) for child in self.children]
@@ -537,7 +553,7 @@ class Supervisor:
             "port": self.port,
             "uptime": round(time.time() - self.started_wall, 3),
             "processes": processes,
-            "pubsub": self.hub.statistics() if self.hub is not None else {},
+            "pubsub": self._pubsub_status(),
             "totals": {
                 "sockets": sum(p.get("sockets", 0) for p in processes),
                 "handed_off": acceptors["handed"],

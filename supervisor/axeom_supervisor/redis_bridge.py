@@ -95,6 +95,10 @@ class RedisBridge:
         self.changed_counts: set[str] = set()
         self.down = False
         self.dropped = 0
+        # ``await ws.subscribe`` barriers (worker, number) waiting for Redis to
+        # confirm the SUBSCRIBEs issued before them.
+        self.syncs: list[list[Any]] = []
+        self.unconfirmed: set[str] = set()
 
     # -- from the hub -------------------------------------------------------------
 
@@ -113,6 +117,16 @@ class RedisBridge:
             elif kind == "counts":
                 merge_counts(self.local_counts, operation[1])
                 self.changed_counts.update(operation[1])
+            elif kind == "sync":
+                self.syncs.append(["synced", operation[1], operation[2]])
+                self.subscriptions_changed.set()
+                self.wake.set()
+
+    async def confirm_syncs(self) -> None:
+        """Answer the barriers once no SUBSCRIBE issued before them is unconfirmed."""
+        if self.syncs and not self.unconfirmed:
+            batch, self.syncs = self.syncs, []
+            await self.to_hub(batch)
 
     def _publish(self, channel: str, payload: str) -> None:
         if self.down:
@@ -239,6 +253,7 @@ class RedisBridge:
     async def _session(self, client: Any) -> None:
         pubsub = client.pubsub()
         subscribed: set[str] = set()
+        self.unconfirmed = {SEND_CHANNEL, COUNTS_CHANNEL}
         await pubsub.subscribe(SEND_CHANNEL, COUNTS_CHANNEL)
         last_full = 0.0
         self.changed_counts.update(self.local_counts)
@@ -246,11 +261,14 @@ class RedisBridge:
             while True:
                 wanted = {TOPIC_PREFIX + t for t in self.topics}
                 if wanted - subscribed:
+                    self.unconfirmed |= wanted - subscribed
                     await pubsub.subscribe(*(wanted - subscribed))
                 if subscribed - wanted:
                     await pubsub.unsubscribe(*(subscribed - wanted))
                 subscribed = wanted
+                self.unconfirmed &= subscribed | {SEND_CHANNEL, COUNTS_CHANNEL}
                 self.subscriptions_changed.clear()
+                await self.confirm_syncs()
                 if self.pending:
                     batch, self.pending = self.pending, []
                     async with client.pipeline(transaction=False) as pipe:
@@ -270,13 +288,17 @@ class RedisBridge:
                         last_full = now
                     body = {"node": self.node, "counts": counts, "full": full}
                     await client.publish(COUNTS_CHANNEL, json.dumps(body))
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.01)
+                message = await pubsub.get_message(timeout=0.01)
                 while message is not None:
                     channel = message["channel"]
                     if isinstance(channel, bytes):
                         channel = channel.decode()
-                    await self.on_redis_message(channel, message["data"])
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+                    if message["type"] == "subscribe":
+                        self.unconfirmed.discard(channel)  # Redis has it from now on
+                    elif message["type"] in ("message", "pmessage"):
+                        await self.on_redis_message(channel, message["data"])
+                    message = await pubsub.get_message(timeout=0)
+                await self.confirm_syncs()
                 if not self.pending and not self.subscriptions_changed.is_set():
                     try:
                         await asyncio.wait_for(self.wake.wait(), 0.05)
@@ -302,7 +324,9 @@ async def amain(options: dict[str, Any]) -> None:
                 if parent_gone():
                     logger.error("supervisor is gone: exiting")
                     os._exit(1)
-                await reports.asend(_ipc.encode("hb", id="bridge", gen=0, pid=os.getpid()))
+                await reports.asend(
+                    _ipc.encode("hb", id="bridge", gen=0, pid=os.getpid(), dropped=bridge.dropped)
+                )
                 await asyncio.sleep(options["heartbeat_interval"])
 
         await asyncio.gather(bridge.run(pull), heartbeats())

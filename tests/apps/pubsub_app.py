@@ -2,6 +2,7 @@
 its topic and obeys small commands; command replies start with "R:"."""
 
 import os
+import time
 
 from axeom import Axeom
 from axeom.ws import ws_plugin
@@ -36,3 +37,30 @@ def on_message(ws, msg):
 
 app.ws("/sub/:topic", open=on_open, message=on_message)
 app.ws("/echo-self/:topic", open=on_open, message=on_message, publish_to_self=True)
+
+
+def on_publisher_message(ws, msg):
+    ws.publish(ws.params["topic"], msg)
+
+
+app.ws("/pub/:topic", message=on_publisher_message)
+
+
+async def on_join_open(ws):
+    subscribed = ws.subscribe(ws.params["topic"])
+    if ws.query.get("await") == "1":
+        await subscribed
+    ws.send(f"ready {os.getpid()}")
+    await ws.drained()
+    # Busy right after: this worker's link to the hub sends nothing meanwhile,
+    # so only an acknowledged subscription is sure to be in effect elsewhere.
+    time.sleep(0.2)
+
+
+def on_announce_open(ws):
+    ws.publish(ws.params["topic"], "joined")
+    ws.send(f"announced {os.getpid()}")
+
+
+app.ws("/joins/:topic", open=on_join_open)
+app.ws("/announce/:topic", open=on_announce_open)

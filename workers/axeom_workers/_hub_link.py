@@ -1,14 +1,21 @@
 """A worker's link to the pub/sub hub: batched operations out, deliveries in.
 
 Every operation ``PubSub`` queued since the last pass (subscribe, publish,
-send, count changes) leaves as one nng message: one message costs ~80-100 us
-under trio, a hundred small ones packed together cost about the same.
-Deliveries from the hub arrive on this worker's own PULL socket, so the hub
-sends each worker only what its sockets subscribed to.
+send, count changes) leaves in as few nng messages as possible: one message
+costs ~80-100 us under trio, a hundred small ones packed together cost about
+the same. Deliveries from the hub arrive on this worker's own PULL socket, so
+the hub sends each worker only what its sockets subscribed to.
+
+Overload: delivering one publish costs one ``ws.send`` per local subscriber,
+so both directions work in bounded slices and let the rest of the worker run
+(heartbeats, other sockets, timers) between them; while more than
+``FLOW_LIMIT`` operations wait to leave, publishers wait (see
+``NativeConnection``) and ``await ws.publish`` blocks.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -16,11 +23,18 @@ import msgpack
 import pynng
 import trio
 
-from axeom._pubsub import PubSub
+from axeom._pubsub import WORK_BUDGET, PubSub
 
 __all__ = ["HubLink"]
 
 logger = logging.getLogger("axeom.worker")
+
+# Operations per nng message: large enough to amortise a send, small enough
+# that the hub and the receiving workers handle one in a bounded slice.
+MAX_BATCH = 1_000
+# How long ``await ws.subscribe`` waits for the hub's acknowledgement (the hub
+# or the Redis bridge may be restarting); after that it returns anyway.
+SYNC_TIMEOUT = 5.0
 
 
 class HubLink:
@@ -30,9 +44,30 @@ class HubLink:
         self.pubsub = pubsub
         self.key = key
         self._wake = trio.Event()
+        self._flowing = trio.Event()
+        self._syncs: dict[int, trio.Event] = {}
+        self._numbers = itertools.count(1)
+        self.dropped = 0  # operations the hub did not take in time
+        self._dropping = 0  # ... in the current episode
 
     def wakeup(self) -> None:
         self._wake.set()
+
+    async def wait_flowing(self) -> None:
+        while self.pubsub.congested:
+            await self._flowing.wait()
+
+    async def wait_subscribed(self) -> None:
+        """A barrier through the hub: it answers once it applied everything
+        this worker queued before (and the bridge subscribed in Redis)."""
+        number = next(self._numbers)
+        done = self._syncs[number] = trio.Event()
+        self.pubsub.queue_sync(number)
+        with trio.move_on_after(SYNC_TIMEOUT) as waiting:
+            await done.wait()
+        self._syncs.pop(number, None)
+        if waiting.cancelled_caught:
+            logger.warning("pub/sub hub did not confirm a subscription within %ss", SYNC_TIMEOUT)
 
     async def send_loop(self, push: pynng.Socket) -> None:
         pubsub = self.pubsub
@@ -41,16 +76,31 @@ class HubLink:
             self._wake = trio.Event()
             # Let the handlers that are ready to run queue their operations too.
             await trio.lowlevel.checkpoint()
-            operations, pubsub.outgoing = pubsub.outgoing, []
-            counts = pubsub.take_counts()
-            if operations or counts:
-                try:
-                    await push.asend(msgpack.packb([self.key, operations, counts]))
-                except pynng.exceptions.Timeout:
-                    # The hub is not taking batches: drop this one (at most once).
-                    logger.warning(
-                        "pub/sub hub not responding: %d operations dropped", len(operations)
-                    )
+            while True:
+                operations = pubsub.take_outgoing(MAX_BATCH)
+                counts = pubsub.take_counts()
+                if not operations and not counts:
+                    break
+                await self._send(push, operations, counts)
+                if not pubsub.congested:
+                    self._flowing.set()
+                    self._flowing = trio.Event()
+
+    async def _send(
+        self, push: pynng.Socket, operations: list[list[Any]], counts: dict[str, int]
+    ) -> None:
+        try:
+            await push.asend(msgpack.packb([self.key, operations, counts]))
+        except pynng.exceptions.Timeout:
+            # The hub is not taking batches: drop this one (at most once).
+            if not self._dropping:
+                logger.warning("pub/sub hub not responding: dropping operations")
+            self._dropping += len(operations)
+            self.dropped += len(operations)
+            return
+        if self._dropping:
+            logger.warning("pub/sub hub responds again; %d operations dropped", self._dropping)
+            self._dropping = 0
 
     async def receive_loop(self, pull: pynng.Socket) -> None:
         pubsub = self.pubsub
@@ -60,9 +110,16 @@ class HubLink:
                 kind = operation[0]
                 if kind == "pub":
                     pubsub.deliver(operation[1], operation[2])
+                    if pubsub.work >= WORK_BUDGET:
+                        pubsub.work = 0
+                        await trio.lowlevel.checkpoint()  # bounded slice, then the rest
                 elif kind == "send":
                     pubsub.deliver_to(operation[1], operation[2])
                 elif kind == "counts":
                     pubsub.update_counts(operation[1], operation[2])
+                elif kind == "synced":
+                    done = self._syncs.get(operation[1])
+                    if done is not None:
+                        done.set()
                 else:
                     logger.warning("unknown hub operation %r", kind)

@@ -53,6 +53,7 @@ class Worker:
         self.refused_no_fd = 0  # refusals of the current out-of-descriptors episode
         self.draining = False
         self.runtime: SocketRuntime | None = None
+        self.link: HubLink | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
@@ -64,7 +65,7 @@ class Worker:
         listener.setblocking(False)
         key = f"{settings.worker_id}.{settings.generation}"
         pubsub_address = self.paths.worker_pubsub(settings.worker_id, settings.generation)
-        link = HubLink(self.app.pubsub, key)
+        link = self.link = HubLink(self.app.pubsub, key)
         self.app.pubsub.bridge = link
         with (
             listener,
@@ -206,9 +207,15 @@ class Worker:
                     sockets=len(runtime.connections),
                     received=self.received,
                     draining=self.draining,
+                    pubsub_dropped=self._pubsub_dropped(),
                 )
             )
             await trio.sleep(settings.heartbeat_interval)
+
+    def _pubsub_dropped(self) -> int:
+        """Operations this worker could not pass to the hub (queue full, hub stuck)."""
+        link_dropped = self.link.dropped if self.link is not None else 0
+        return int(self.app.pubsub.dropped + link_dropped)
 
     async def _events(self, events: pynng.Socket, nursery: trio.Nursery) -> None:
         while True:
