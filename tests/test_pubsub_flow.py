@@ -158,3 +158,27 @@ async def test_a_publishing_socket_is_not_read_while_the_link_is_congested() -> 
         bridge.drain()
         await trio.testing.wait_all_tasks_blocked()
         assert len(handled) == total
+
+
+class SilentBridge(ManualBridge):
+    """A link whose hub never acknowledges a subscription."""
+
+    async def wait_subscribed(self) -> None:
+        await trio.sleep_forever()
+
+
+async def test_a_plain_handler_returning_an_awaitable_result_does_not_wait() -> None:
+    """`open=lambda ws: ws.subscribe(t)` is the fire-and-forget form: the actor
+    must not await what the lambda returns (subscribe, publish, send, close)."""
+    app = Axeom().use(ws_plugin())
+    app.pubsub.bridge = SilentBridge(app.pubsub)
+    app.ws(
+        "/s",
+        open=lambda ws: ws.subscribe("t"),
+        message=lambda ws, msg: ws.publish("t", msg) if msg == "pub" else ws.send("echo:" + msg),
+    )
+    with trio.fail_after(5):
+        async with TestClient(app) as client, client.websocket("/s") as ws:
+            await ws.send("pub")
+            await ws.send("hi")
+            assert await ws.receive() == "echo:hi"

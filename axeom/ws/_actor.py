@@ -15,10 +15,16 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
+from .._pubsub import Published, Sent, Subscribed
 from ._handlers import BoundHandlers
 from ._socket import Closing, SendResult, WebSocket
 
 __all__ = ["Actor"]
+
+# What ``ws.close``, ``ws.subscribe``, ``ws.publish`` and ``app.send`` return:
+# awaitable, but a plain function that returns one (``lambda ws:
+# ws.subscribe(t)``) made the non-blocking call and did not ask to wait.
+_NOT_AWAITED = frozenset({Closing, Subscribed, Published, Sent})
 
 logger = logging.getLogger("axeom.ws")
 
@@ -113,7 +119,7 @@ async def _call(
     result = handler(*args)
     if result is None or type(result) is SendResult:  # the common plain-function returns
         return result
-    if type(result) is Closing:  # `lambda ws, msg: ws.close()` did not ask to wait
+    if type(result) in _NOT_AWAITED:
         return None
     if type(result) is types.CoroutineType:
         if on_suspend is None:
