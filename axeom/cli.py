@@ -299,6 +299,7 @@ def _format_status(result: dict[str, Any]) -> str:
         (
             f"sockets open: {totals['sockets']}  handed off: {totals['handed_off']}  "
             f"rejected handshakes: {totals['rejected_handshakes']}  "
+            f"shed heads: {totals.get('shed_heads', 0)}  "
             f"restarts: {totals['restarts']}"
         ),
     ]

@@ -341,6 +341,15 @@ async def test_handshake_caps_come_from_the_config_file(workers: int, tmp_path: 
         try:
             await slow_heads("127.0.0.2", server.port, 3, opened)
             assert await read_status(opened[2]) == 429
+            # Counted where the operator looks: status, with the 4xx answers
+            # (the acceptor reports with its next heartbeat).
+            with trio.fail_after(10):
+                totals = (await trio.to_thread.run_sync(status, server.port))["totals"]
+                while totals["shed_heads"] == 0:
+                    await trio.sleep(0.2)
+                    totals = (await trio.to_thread.run_sync(status, server.port))["totals"]
+            assert totals["shed_heads"] == 1
+            assert totals["http_responses"]["4xx"] >= 1
         finally:
             for sock in opened:
                 sock.close()

@@ -127,6 +127,7 @@ async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
             "sockets": sockets,
             "handed_off": server.counters.accepted,  # accepted and run right here
             "rejected_handshakes": server.counters.rejected,
+            "shed_heads": server.counters.shed,
             "http_responses": dict(server.counters.responses),
             "restarts": 0,
         },

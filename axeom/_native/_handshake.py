@@ -80,10 +80,13 @@ class HandshakeCounters:
     (a request that asked for ``Upgrade: websocket`` and got another status);
     ``responses`` counts every other answer by status class, so a plain HTTP
     route such as ``/health`` answering 200 is a ``2xx``, not a rejection.
+    ``shed`` counts connections answered by the unfinished-head caps (429,
+    408) before their head was complete.
     """
 
     accepted: int = 0
     rejected: int = 0
+    shed: int = 0
     responses: dict[str, int] = field(
         default_factory=lambda: {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
     )
@@ -99,9 +102,19 @@ class HandshakeCounters:
         if status_class in self.responses:
             self.responses[status_class] += 1
 
+    def count_shed(self, status: int) -> None:
+        """Record a connection answered ``status`` by a cap, its head unfinished."""
+        self.shed += 1
+        self.count(status, upgrade_asked=False)
+
     def report(self) -> dict[str, Any]:
         """The figures as sent in heartbeats and shown by ``axeom status``."""
-        return {"accepted": self.accepted, "rejected": self.rejected, "responses": self.responses}
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "shed": self.shed,
+            "responses": self.responses,
+        }
 
 
 @dataclass(slots=True)
@@ -136,8 +149,9 @@ class PendingHeads:
     it, so the caps apply in accept order and an excess costs no task.
     """
 
-    def __init__(self, limits: HandshakeLimits) -> None:
+    def __init__(self, limits: HandshakeLimits, counters: HandshakeCounters | None = None) -> None:
         self.limits = limits
+        self.counters = counters
         self._heads: dict[PendingHead, None] = {}  # insertion order: oldest first
         self._per_address: dict[str, int] = {}
         self.refused = 0  # per-address excess answered 429
@@ -155,6 +169,8 @@ class PendingHeads:
         if count >= self.limits.max_pending_per_address:
             self.refused += 1
             shed(transport, TOO_MANY_FROM_ADDRESS)
+            if self.counters is not None:
+                self.counters.count_shed(429)
             self._report()
             return None
         while len(self._heads) >= self.limits.max_pending:
@@ -184,6 +200,8 @@ class PendingHeads:
         head.evicted = True
         self.evicted += 1
         shed(head.transport, EVICTED)
+        if self.counters is not None:
+            self.counters.count_shed(408)
         self._report()
         return True
 

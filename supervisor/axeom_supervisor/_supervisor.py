@@ -52,13 +52,19 @@ TABLE_ACK_TIMEOUT = 2.0
 
 
 def _zero_totals() -> dict[str, Any]:
-    return {"handed": 0, "rejected": 0, "responses": {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}}
+    return {
+        "handed": 0,
+        "rejected": 0,
+        "shed": 0,
+        "responses": {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0},
+    }
 
 
 def _add_totals(into: dict[str, Any], report: dict[str, Any]) -> None:
     """Add one acceptor's counters (as in its heartbeat) to ``into``."""
     into["handed"] += report.get("handed", 0)
     into["rejected"] += report.get("rejected", 0)
+    into["shed"] += report.get("shed", 0)
     for status_class, count in (report.get("responses") or {}).items():
         into["responses"][status_class] = into["responses"].get(status_class, 0) + count
 
@@ -558,6 +564,7 @@ class Supervisor:
                 "sockets": sum(p.get("sockets", 0) for p in processes),
                 "handed_off": acceptors["handed"],
                 "rejected_handshakes": acceptors["rejected"],
+                "shed_heads": acceptors["shed"],
                 "http_responses": acceptors["responses"],
                 "restarts": self.restarts_total,
             },
