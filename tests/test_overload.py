@@ -7,7 +7,9 @@ soft limit cannot help and the out-of-descriptors paths are really taken.
 from __future__ import annotations
 
 import functools
+import os
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import trio
 from axeom import Axeom, serve
 from axeom._native import _handoff
 from axeom._native._acceptor import Acceptor, AcceptorSettings
-from axeom._native._handshake import HandshakeLimits
+from axeom._native._handshake import HandshakeLimits, PendingHeads
 from axeom._native._serve import accept_forever
 from axeom.ws import ws_plugin
 from tests._processes import Server, running_axeom, status, wait_for
@@ -376,3 +378,66 @@ async def test_a_burst_of_handshakes_is_spread_while_answers_are_awaited() -> No
                 await client.aclose()
     counts = sorted(pids.count(pid) for pid in set(pids))
     assert len(counts) == 2 and counts[0] >= 20, counts
+
+
+async def test_a_burst_of_complete_heads_from_one_address_is_not_shed() -> None:
+    """Heads that arrived whole are not slow: 200 connections from one address,
+    each sending its head at once, all get their 101, even past the cap of 64
+    unfinished heads per address (they only wait for the acceptor to read them).
+    What is shed is counted in ``axeom status`` by status class."""
+    with tree(1, (4096, 4096)) as server:
+        acceptor = next(
+            p["pid"] for p in status(server.port)["processes"] if p["role"] == "acceptor"
+        )
+        socks: list[socket.socket] = []
+        opened: list[trio.socket.SocketType] = []
+        try:
+            # The acceptor stopped while every head is sent: when it goes on,
+            # it accepts 200 connections whose complete head is already there.
+            os.kill(acceptor, signal.SIGSTOP)
+            try:
+                for _ in range(200):
+                    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                    sock.sendall(upgrade_request("/chat"))
+                    socks.append(sock)
+            finally:
+                os.kill(acceptor, signal.SIGCONT)
+            codes = [blocking_status(sock) for sock in socks]
+            assert codes.count(101) == 200, sorted(set(codes))
+            await slow_heads("127.0.0.2", server.port, 70, opened)
+            assert [await read_status(sock) for sock in opened[64:]] == [429] * 6
+            wait_for(
+                lambda: status(server.port)["totals"]["http_responses"]["4xx"] == 6,
+                10,
+                "the 429s counted as 4xx",
+            )
+        finally:
+            for slow in opened:
+                slow.close()
+            for sock in socks:
+                sock.close()
+
+
+def blocking_status(sock: socket.socket) -> int | None:
+    """The status of the answer to a head already sent, read without trio."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
+
+
+def test_the_end_of_a_shedding_episode_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Sheds after the last warning are logged by the periodic ``report_if_due``
+    once the interval is over, not only if another shed comes along later."""
+    pending = PendingHeads(HandshakeLimits())
+    pending.refused = 1
+    pending._report()  # the first shed of the episode: logged at once
+    pending.refused = 500  # the rest of the burst, within the interval
+    pending.report_if_due()
+    assert "499 answered 429" not in caplog.text
+    pending._log_after = 0.0  # the interval is over
+    pending.report_if_due()
+    assert "499 answered 429" in caplog.text

@@ -143,7 +143,7 @@ class Acceptor:
         self.unplaced_total = 0
         self.table_received = trio.Event()
         self._accepting = trio.CancelScope()
-        self.pending = PendingHeads(settings.limits)
+        self.pending = PendingHeads(settings.limits, self.counters)
         self._sequence = itertools.count()
         self._nursery: trio.Nursery | None = None
         # Where handshakes run: the nursery a graceful stop waits for.
@@ -256,6 +256,7 @@ class Acceptor:
                 logger.error("supervisor is gone: acceptor exiting")
                 raise SystemExit(1)
             await reports.asend(self._report())
+            self.pending.report_if_due()
             await trio.sleep(self.settings.heartbeat_interval)
 
     def _report(self) -> bytes:

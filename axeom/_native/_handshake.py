@@ -136,8 +136,9 @@ class PendingHeads:
     it, so the caps apply in accept order and an excess costs no task.
     """
 
-    def __init__(self, limits: HandshakeLimits) -> None:
+    def __init__(self, limits: HandshakeLimits, counters: HandshakeCounters | None = None) -> None:
         self.limits = limits
+        self.counters = counters  # where the 429s and 408s written here are counted
         self._heads: dict[PendingHead, None] = {}  # insertion order: oldest first
         self._per_address: dict[str, int] = {}
         self.refused = 0  # per-address excess answered 429
@@ -152,10 +153,9 @@ class PendingHeads:
         """Register a connection just accepted; None (after answering 429 and
         closing it) if its address has too many unfinished heads already."""
         count = self._per_address.get(address, 0)
-        if count >= self.limits.max_pending_per_address:
+        if count >= self.limits.max_pending_per_address and not _head_arrived(transport):
             self.refused += 1
-            shed(transport, TOO_MANY_FROM_ADDRESS)
-            self._report()
+            self._shed(transport, TOO_MANY_FROM_ADDRESS)
             return None
         while len(self._heads) >= self.limits.max_pending:
             self.evict_oldest()
@@ -183,9 +183,21 @@ class PendingHeads:
         self.leave(head)
         head.evicted = True
         self.evicted += 1
-        shed(head.transport, EVICTED)
-        self._report()
+        self._shed(head.transport, EVICTED)
         return True
+
+    def _shed(self, transport: SocketTransport, response: Response) -> None:
+        shed(transport, response)
+        if self.counters is not None:
+            # Unread, so whether it asked for an upgrade is unknown: a response only.
+            self.counters.count(response.status, upgrade_asked=False)
+        self._report()
+
+    def report_if_due(self) -> None:
+        """Log what was shed since the last warning, if anything and if due:
+        called periodically, so that the end of an episode is logged too."""
+        if (self.refused, self.evicted) != self._logged:
+            self._report()
 
     def _report(self) -> None:
         """One warning per ``SHED_LOG_INTERVAL`` at most, with the counts since the last."""
@@ -203,6 +215,20 @@ class PendingHeads:
             self.evicted - evicted,
             self.limits.max_pending,
         )
+
+
+def _head_arrived(transport: SocketTransport) -> bool:
+    """True if the connection's whole request head is already received (looked
+    at without consuming it): such a client is not slow, only not read yet, as
+    in a burst of connections from one address (a proxy, a NAT, a load test)."""
+    try:
+        data = transport.sock.recv(SHED_DRAIN, socket.MSG_PEEK)
+    except OSError:
+        return False
+    try:
+        return find_head_end(data, 0) >= 0
+    except HeadError:
+        return True  # answered 400 as soon as it is read: not slow either
 
 
 # What a shed connection's unread input is drained of before closing: a head's worth.

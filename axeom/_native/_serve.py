@@ -87,7 +87,7 @@ async def serve_listener(
     """
     limits = limits or HandshakeLimits()
     counters = HandshakeCounters()
-    pending = PendingHeads(limits)
+    pending = PendingHeads(limits, counters)
     listener.setblocking(False)
     async with open_socket_runtime(app) as runtime:
         if control is not None:
