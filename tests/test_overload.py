@@ -7,7 +7,9 @@ soft limit cannot help and the out-of-descriptors paths are really taken.
 from __future__ import annotations
 
 import functools
+import os
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -16,11 +18,12 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from axeom import Axeom, serve
 from axeom._native import _handoff
 from axeom._native._acceptor import Acceptor, AcceptorSettings
-from axeom._native._handshake import HandshakeLimits
+from axeom._native._handshake import HandshakeLimits, PendingHeads
 from axeom._native._serve import accept_forever
 from axeom.ws import ws_plugin
 from tests._processes import Server, running_axeom, status, wait_for
@@ -208,11 +211,11 @@ async def read_status(sock: trio.socket.SocketType) -> int | None:
 async def test_unfinished_heads_are_capped_per_address_and_per_node(
     nursery: trio.Nursery,
 ) -> None:
-    """Over 4 from one address: 429 at once. Over 10 in all: the oldest gets 408.
-    A complete head is answered throughout."""
+    """Over 4 from one address while the node holds half its cap: 429 at once.
+    Over 8 in all: the oldest gets 408. A complete head is answered throughout."""
     app = Axeom().use(ws_plugin())
     app.ws("/chat", message=lambda ws, msg: ws.send(f"Echo: {msg}"))
-    limits = HandshakeLimits(max_pending=10, max_pending_per_address=4)
+    limits = HandshakeLimits(max_pending=8, max_pending_per_address=4)
     _, port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0, limits=limits))
     opened: list[trio.socket.SocketType] = []
     try:
@@ -224,8 +227,8 @@ async def test_unfinished_heads_are_capped_per_address_and_per_node(
         assert code == 101
         for last in (3, 4):
             await slow_heads(f"127.0.0.{last}", port, 4, opened)
-        # 12 unfinished heads were let in, 10 at most stay: the two oldest were evicted.
-        assert [await read_status(sock) for sock in opened[:2]] == [408, 408]
+        # 12 unfinished heads were let in, 8 at most stay: the four oldest were evicted.
+        assert [await read_status(sock) for sock in opened[:4]] == [408] * 4
         code, client = await upgrade_and_echo(port, "still")
         assert code == 101
         await client.aclose()
@@ -333,7 +336,10 @@ async def upgrade_and_echo_status(port: int) -> tuple[int, RawClient]:
 async def test_handshake_caps_come_from_the_config_file(workers: int, tmp_path: Path) -> None:
     """``server.max_pending_handshakes_per_address`` reaches whoever reads the heads."""
     config = tmp_path / "axeom.toml"
-    config.write_text("[server]\nmax_pending_handshakes_per_address = 2\n")
+    # The per-address cap applies once the node holds half of max_pending.
+    config.write_text(
+        "[server]\nmax_pending_handshakes = 4\nmax_pending_handshakes_per_address = 2\n"
+    )
     opened: list[trio.socket.SocketType] = []
     with running_axeom(
         APP, "--port", "0", "--workers", str(workers), "--config", str(config)
@@ -385,3 +391,85 @@ async def test_a_burst_of_handshakes_is_spread_while_answers_are_awaited() -> No
                 await client.aclose()
     counts = sorted(pids.count(pid) for pid in set(pids))
     assert len(counts) == 2 and counts[0] >= 20, counts
+
+
+async def test_a_burst_of_complete_heads_from_one_address_is_not_shed() -> None:
+    """Heads that arrived whole are not slow: 200 connections from one address,
+    each sending its head at once, all get their 101, even past the cap of 64
+    unfinished heads per address (they only wait for the acceptor to read them)."""
+    with tree(1, (4096, 4096)) as server:
+        acceptor = next(
+            p["pid"] for p in status(server.port)["processes"] if p["role"] == "acceptor"
+        )
+        socks: list[socket.socket] = []
+        opened: list[trio.socket.SocketType] = []
+        try:
+            # The acceptor stopped while every head is sent: when it goes on,
+            # it accepts 200 connections whose complete head is already there.
+            os.kill(acceptor, signal.SIGSTOP)
+            try:
+                for _ in range(200):
+                    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                    sock.sendall(upgrade_request("/chat"))
+                    socks.append(sock)
+            finally:
+                os.kill(acceptor, signal.SIGCONT)
+            codes = [blocking_status(sock) for sock in socks]
+            assert codes.count(101) == 200, sorted(set(codes))
+            assert status(server.port)["totals"]["shed_heads"] == 0
+        finally:
+            for slow in opened:
+                slow.close()
+            for sock in socks:
+                sock.close()
+
+
+def blocking_status(sock: socket.socket) -> int | None:
+    """The status of the answer to a head already sent, read without trio."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
+
+
+def test_the_end_of_a_shedding_episode_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Sheds after the last warning are logged by the periodic ``report_if_due``
+    once the interval is over, not only if another shed comes along later."""
+    pending = PendingHeads(HandshakeLimits())
+    pending.refused = 1
+    pending._report()  # the first shed of the episode: logged at once
+    pending.refused = 500  # the rest of the burst, within the interval
+    pending.report_if_due()
+    assert "499 answered 429" not in caplog.text
+    pending._log_after = 0.0  # the interval is over
+    pending.report_if_due()
+    assert "499 answered 429" in caplog.text
+
+
+async def test_a_burst_from_one_address_is_served_while_the_node_has_room(
+    nursery: trio.Nursery,
+) -> None:
+    """200 clients behind one address (a proxy, a NAT, a reconnect storm) connect
+    first and send their heads after: far past the per-address cap of 64, but
+    the node is far from its own cap, so every one gets its 101."""
+    app = Axeom().use(ws_plugin())
+    app.ws("/chat", message=lambda ws, msg: ws.send(f"Echo: {msg}"))
+    _, port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0))
+    socks: list[trio.socket.SocketType] = []
+    try:
+        with trio.fail_after(20):
+            for _ in range(200):
+                sock = trio.socket.socket()
+                socks.append(sock)
+                await sock.connect(("127.0.0.1", port))
+            await trio.testing.wait_all_tasks_blocked()  # all accepted, no head yet
+            for sock in socks:
+                await sock.send(upgrade_request("/chat"))
+            codes = [await read_status(sock) for sock in socks]
+        assert codes.count(101) == 200, sorted(set(codes))
+    finally:
+        for sock in socks:
+            sock.close()

@@ -5,6 +5,7 @@ the acceptor too, one shutdown timeline, and honest counters."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -392,3 +393,23 @@ def test_worker_slot_load_counts_only_what_this_acceptor_handed() -> None:
     assert busy.load == 3 and fresh.load == 0
     busy.report(sockets=2, received=5002)  # two of ours arrived, one is on its way
     assert busy.load == 3
+
+
+def test_after_sigterm_a_new_connection_is_refused_not_left_waiting(tmp_path: Path) -> None:
+    """Once the acceptor has stopped, nothing will read a new connection: it
+    is refused at once, not queued in the listening socket's backlog until
+    the workers finish draining (then reset)."""
+    with tree(tmp_path, graceful=4.0, shutdown=8.0, close_sleep=30.0) as server:
+        with connect(server) as ws:
+            assert ask(ws, "hi") == "Echo: hi"
+            os.kill(server.proc.pid, signal.SIGTERM)
+            exited = re.compile(r"acceptor \(pid \d+\) exited")
+            wait_for(lambda: bool(exited.search(server.text())), 10, "the acceptor to exit")
+            assert server.proc.poll() is None  # the worker is still draining
+            with pytest.raises(ConnectionRefusedError):
+                late = socket.create_connection(("127.0.0.1", server.port), timeout=2)
+                with late:
+                    late.sendall(upgrade_request("/chat"))
+                    late.settimeout(2)
+                    late.recv(1024)  # no answer (timeout), then a reset, before the fix
+            assert server.proc.wait(timeout=20) == 0

@@ -235,6 +235,9 @@ class Acceptor:
                 await reports.asend(ready)  # "ready" means accepting: a reload waits for it
                 self._clients = clients
                 await accept_forever(self.listener, self._on_client, self.pending.evict_oldest)
+            # Our copy of the listening socket is not needed to finish the
+            # handshakes in flight; the supervisor (or a new acceptor) holds its own.
+            self.listener.close()
             clients.cancel_scope.deadline = trio.current_time() + self.settings.graceful_timeout
 
     async def _events(self, events: pynng.Socket, reports: pynng.Socket) -> None:
@@ -256,6 +259,7 @@ class Acceptor:
                 logger.error("supervisor is gone: acceptor exiting")
                 raise SystemExit(1)
             await reports.asend(self._report())
+            self.pending.report_if_due()
             await trio.sleep(self.settings.heartbeat_interval)
 
     def _report(self) -> bytes:

@@ -54,9 +54,11 @@ class HandshakeLimits:
     max_pending: unfinished heads at once in this process (the whole node,
         in the acceptor); one more evicts the oldest with 408.
     max_pending_per_address: unfinished heads at once from one client
-        address; the excess is answered 429 and closed at once. Raise it
-        behind a proxy that does not send heads at once (all its clients
-        share its address).
+        address, enforced while the process holds at least half of
+        ``max_pending`` (``PRESSURE_SHARE``); the excess is then answered 429
+        and closed at once. Below that the node has room, and a burst from
+        one address (a reverse proxy, a NAT, clients reconnecting after a
+        deploy) is served whole.
     """
 
     max_head_size: int = 16384
@@ -151,7 +153,9 @@ class PendingHeads:
 
     def __init__(self, limits: HandshakeLimits, counters: HandshakeCounters | None = None) -> None:
         self.limits = limits
-        self.counters = counters
+        self.counters = counters  # where the 429s and 408s written here are counted
+        # From this many unfinished heads on, one address may hold only its share.
+        self._pressure = max(1, int(limits.max_pending * PRESSURE_SHARE))
         self._heads: dict[PendingHead, None] = {}  # insertion order: oldest first
         self._per_address: dict[str, int] = {}
         self.refused = 0  # per-address excess answered 429
@@ -166,12 +170,13 @@ class PendingHeads:
         """Register a connection just accepted; None (after answering 429 and
         closing it) if its address has too many unfinished heads already."""
         count = self._per_address.get(address, 0)
-        if count >= self.limits.max_pending_per_address:
+        if (
+            count >= self.limits.max_pending_per_address
+            and len(self._heads) >= self._pressure
+            and not _head_arrived(transport)
+        ):
             self.refused += 1
-            shed(transport, TOO_MANY_FROM_ADDRESS)
-            if self.counters is not None:
-                self.counters.count_shed(429)
-            self._report()
+            self._shed(transport, TOO_MANY_FROM_ADDRESS)
             return None
         while len(self._heads) >= self.limits.max_pending:
             self.evict_oldest()
@@ -199,11 +204,21 @@ class PendingHeads:
         self.leave(head)
         head.evicted = True
         self.evicted += 1
-        shed(head.transport, EVICTED)
-        if self.counters is not None:
-            self.counters.count_shed(408)
-        self._report()
+        self._shed(head.transport, EVICTED)
         return True
+
+    def _shed(self, transport: SocketTransport, response: Response) -> None:
+        shed(transport, response)
+        if self.counters is not None:
+            # Unread, so whether it asked for an upgrade is unknown: a response only.
+            self.counters.count_shed(response.status)
+        self._report()
+
+    def report_if_due(self) -> None:
+        """Log what was shed since the last warning, if anything and if due:
+        called periodically, so that the end of an episode is logged too."""
+        if (self.refused, self.evicted) != self._logged:
+            self._report()
 
     def _report(self) -> None:
         """One warning per ``SHED_LOG_INTERVAL`` at most, with the counts since the last."""
@@ -223,6 +238,25 @@ class PendingHeads:
         )
 
 
+def _head_arrived(transport: SocketTransport) -> bool:
+    """True if the connection's whole request head is already received (looked
+    at without consuming it): such a client is not slow, only not read yet, as
+    in a burst of connections from one address (a proxy, a NAT, a load test)."""
+    try:
+        data = transport.sock.recv(SHED_DRAIN, socket.MSG_PEEK)
+    except OSError:
+        return False
+    try:
+        return find_head_end(data, 0) >= 0
+    except HeadError:
+        return True  # answered 400 as soon as it is read: not slow either
+
+
+# The per-address cap applies once the process holds this share of its
+# ``max_pending`` unfinished heads: a slowloris from one address is held to its
+# share before it can crowd the node, while a burst of prompt clients behind one
+# address is not refused as long as there is room for it.
+PRESSURE_SHARE = 0.5
 # What a shed connection's unread input is drained of before closing: a head's worth.
 SHED_DRAIN = 16384
 # Under attack, shedding happens thousands of times a second: say so this often at most.

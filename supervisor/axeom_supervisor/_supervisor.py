@@ -500,6 +500,11 @@ class Supervisor:
             async with trio.open_nursery() as stops:
                 for child in [c for c in self.children if c.role == role]:
                     stops.start_soon(self._stop, child)
+            if role == "acceptor":
+                # Nothing reads the backlog any more: closing the last copy of
+                # the listening socket refuses new connections at once instead
+                # of holding them unanswered while the workers drain.
+                self.listener.close()
         with trio.move_on_after(REAP_WAIT):
             while self.children:
                 await trio.sleep(0.01)
