@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ workers import ``app:app`` from the same folder as ``--workers 0`` does.
 """
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
+# The standard library and installed packages: never "the user's line" of a failure.
+_LIBRARY_DIRS = tuple(
+    str(Path(sysconfig.get_paths()[key]).resolve()) + os.sep
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
+)
 
 
 class ImportFromStringError(Exception):
@@ -103,7 +109,7 @@ def _describe_failure(where: str, exc: BaseException) -> str:
     """One line: what was raised, and the innermost line of user code that raised it."""
     location = ""
     frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename and not _in_axeom(f.filename)]
+    user = [f for f in frames if _is_user_frame(f.filename)]
     if isinstance(exc, SyntaxError) and exc.filename:
         location = f" ({exc.filename}, line {exc.lineno})"
     elif user:
@@ -111,6 +117,16 @@ def _describe_failure(where: str, exc: BaseException) -> str:
         location = f" ({last.filename}, line {last.lineno})"
     message = str(exc).splitlines()[0] if str(exc) else ""
     return f'Error loading "{where}": {type(exc).__name__}: {message}{location}'
+
+
+def _is_user_frame(filename: str) -> bool:
+    """A frame of the app's code: not the import machinery, not Axeom, and not code
+    generated at run time (``<string>``: a dataclass's ``__init__``), and not the
+    standard library or installed packages (``dataclasses.replace`` checking an option):
+    the line to report is the app's call that led there."""
+    if filename.startswith("<") or "importlib" in filename or _in_axeom(filename):
+        return False
+    return not str(Path(filename).resolve()).startswith(_LIBRARY_DIRS)
 
 
 def _in_axeom(filename: str) -> bool:

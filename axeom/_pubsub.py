@@ -23,11 +23,13 @@ if TYPE_CHECKING:
     from .ws._socket import WebSocket
 
 __all__ = [
+    "UNSUBSCRIBED",
     "Bridge",
     "PubSub",
     "Published",
     "Sent",
     "Subscribed",
+    "Unsubscribed",
     "merge_counts",
     "socket_prefix",
 ]
@@ -111,6 +113,22 @@ class Subscribed:
         pubsub = self._pubsub
         if pubsub is not None and pubsub.bridge is not None:
             yield from pubsub.bridge.wait_subscribed().__await__()
+
+
+class Unsubscribed:
+    """What ``ws.unsubscribe`` returns. The unsubscription is in effect at once
+    (deliveries to a socket go through this process's topic table), so awaiting
+    it returns at once: ``await ws.unsubscribe(t)`` is as valid as
+    ``await ws.subscribe(t)``, the habit that pairs them."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator that finishes without suspending
+
+
+UNSUBSCRIBED = Unsubscribed()  # stateless: one instance serves every call
 
 
 def _check_str(what: str, value: object) -> None:

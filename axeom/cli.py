@@ -269,8 +269,10 @@ def publish(topic: str, message: str, port: int, binary: bool, timeout: float) -
 
 
 def _format_status(result: dict[str, Any]) -> str:
+    # With --workers 0 the one "server" process answers: it supervises nothing.
+    single = all(p["role"] == "server" for p in result["processes"])
     lines = [
-        f"Axeom on port {result['port']} (supervisor pid {result['pid']}, "
+        f"Axeom on port {result['port']} ({'' if single else 'supervisor '}pid {result['pid']}, "
         f"up {result['uptime']:.0f}s)",
         "",
     ]

@@ -142,3 +142,5 @@ def test_status_and_publish_reach_the_single_process_server() -> None:
             text = run_axeom("status", "--port", port).stdout
             assert "server" in text and "sockets open: 1" in text
             assert "pub/sub topics: 1" in text
+            # One process: it is the server, not a supervisor.
+            assert f"(pid {server.proc.pid}, " in text and "supervisor" not in text

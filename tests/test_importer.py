@@ -179,3 +179,22 @@ def test_error_is_chained_from_nothing(tmp_path: Path) -> None:
         import_from_string(f"{path}:app")
     assert info.value.__suppress_context__
     assert info.value.__cause__ is None
+
+
+def test_bad_option_value_is_located_at_the_users_line(tmp_path: Path) -> None:
+    """An option refused in a generated dataclass method (filename `<string>`) is
+    reported at the app's `app.ws` line, not as `(<string>, line 13)`."""
+    path = write(
+        tmp_path,
+        "axeom_test_bad_option.py",
+        """\
+        from axeom import Axeom
+        from axeom.ws import ws_plugin
+
+        app = Axeom().use(ws_plugin())
+        app.ws("/a", message=lambda ws, msg: None, idle_timeout="5")
+        """,
+    )
+    message = load_error(f"{path}:app")
+    assert "idle_timeout must be" in message
+    assert message.endswith(f"({path}, line 5)")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 
 import pytest
 import trio
 import trio.testing
+import websockets.sync.client as ws_sync
 
-from axeom import Axeom
+from axeom import Axeom, serve
 from axeom._pubsub import FLOW_LIMIT, MAX_OUTGOING, WORK_BUDGET, PubSub
 from axeom.testing import TestClient
 from axeom.ws import WebSocket, ws_plugin
@@ -182,3 +184,26 @@ async def test_a_plain_handler_returning_an_awaitable_result_does_not_wait() -> 
             await ws.send("pub")
             await ws.send("hi")
             assert await ws.receive() == "echo:hi"
+
+
+async def test_awaited_unsubscribe_over_a_real_server(nursery: trio.Nursery) -> None:
+    """`await ws.unsubscribe(t)`, the pair of `await ws.subscribe(t)`, is valid: it
+    used to raise TypeError (None in an await) and close the socket with 1011."""
+    app = Axeom().use(ws_plugin())
+
+    async def message(ws: WebSocket, msg: object) -> None:
+        await ws.subscribe("t")
+        await ws.unsubscribe("t")
+        await ws.unsubscribe("never-subscribed")
+        app.publish("t", "must not arrive")
+        ws.send(f"subscribed={ws.is_subscribed('t')}")
+
+    app.ws("/u", message=message)
+    _, port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0))
+
+    def talk() -> str:
+        with ws_sync.connect(f"ws://127.0.0.1:{port}/u", open_timeout=5) as client:
+            client.send("go")
+            return str(client.recv(timeout=5))
+
+    assert await trio.to_thread.run_sync(talk) == "subscribed=False"

@@ -4,6 +4,8 @@ control, not a crash; the plain call stays the non-blocking one returning a stat
 from __future__ import annotations
 
 import functools
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +200,36 @@ def test_awaited_sends_in_a_worker_process(tmp_path: Path) -> None:
     assert received == [f"m-{i}" for i in range(COUNT)]
     assert code == 1000
     assert "1011" not in server.text()
+
+
+async def test_send_after_the_connection_is_lost_is_closed(nursery: trio.Nursery) -> None:
+    """In the `close` handler of a socket whose connection was lost (1006) while its
+    outbox was full, a send reports CLOSED, plain or awaited; it used to say DROPPED
+    (or QUEUED), as if the frame could still leave once the outbox drained."""
+    app = Axeom().use(ws_plugin(backpressure_limit=LIMIT))
+    sockets: list[Any] = []
+    record: list[Any] = []
+
+    async def message(ws: Any, msg: Any) -> None:
+        sockets.append(ws)
+        while await ws.send(bytes(CHUNK)):  # the client never reads: fills up, waits
+            pass
+
+    async def close(ws: Any, code: int, reason: str) -> None:
+        record.append((code, ws.send("late").status, await ws.send("later")))
+
+    app.ws("/gone", message=message, close=close)
+    _, port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0))
+    client = await RawClient.connect(port)
+    client.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await client.send(upgrade_request("/gone") + client_frame(1, b"go"))
+    with trio.fail_after(10):
+        while not sockets or sockets[0].buffered_amount < LIMIT:
+            await trio.sleep(0.05)
+    # No close frame, and a reset rather than a FIN: the connection is just gone.
+    client.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await client.stream.aclose()
+    with trio.fail_after(10):
+        while not record:
+            await trio.sleep(0.05)
+    assert record == [(1006, SendStatus.CLOSED, SendStatus.CLOSED)]

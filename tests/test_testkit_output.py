@@ -49,9 +49,11 @@ def test_readme_test_snippet_is_the_example_file() -> None:
 
 
 def test_readme_test_command_runs_as_shown() -> None:
-    """`python -m pytest examples/test_echo.py` from the repository root passes."""
+    """`python -m pytest examples/test_echo.py` from the repository root passes, after
+    the block's install line (the `test` extra: `pip install -e .` has no pytest)."""
     commands = code_blocks(readme_section("Testing your app"), "sh")
-    assert commands == ["python -m pytest examples/test_echo.py\n"]
+    lines = [line.split("#")[0].strip() for line in commands[0].splitlines()]
+    assert lines == ["pip install -e '.[test]'", "python -m pytest examples/test_echo.py"]
     result = run_pytest(ROOT, "examples/test_echo.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout

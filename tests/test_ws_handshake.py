@@ -568,6 +568,7 @@ def _register(app: Axeom, *args: Any, **kwargs: Any) -> Any:
         ((), {"close": lambda ws, code: None}, "must accept 3 positional argument(s)"),
         ((), {"message": "not callable"}, "must be callable"),
         (({"open": on_open},), {"message": on_message}, "not both"),
+        ((on_message,), {}, "for one handler, app.ws(path, message=f)"),
         ((), {"message": on_message, "subprotocols": "chat"}, "list of strings"),
         ((), {"message": on_message, "compression": "yes"}, "compression must be True or False"),
     ],

@@ -102,6 +102,8 @@ class NativeConnection:
     # -- Connection protocol (what ws.* calls) -------------------------------
 
     def send_message(self, data: str | bytes) -> SendStatus:
+        if self.broken:  # the peer is gone (1006): nothing queued now would ever leave
+            return SendStatus.CLOSED
         status = self.frames.send(data)
         if status and not self.in_dispatch and not self.flush_scheduled:
             self.flush_scheduled = True

@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from .._pubsub import Published, Sent, Subscribed
+from .._pubsub import Published, Sent, Subscribed, Unsubscribed
 from ._handlers import BoundHandlers
 from ._socket import Closing, SendResult, WebSocket
 
@@ -24,7 +24,7 @@ __all__ = ["Actor"]
 # What ``ws.close``, ``ws.subscribe``, ``ws.publish`` and ``app.send`` return:
 # awaitable, but a plain function that returns one (``lambda ws:
 # ws.subscribe(t)``) made the non-blocking call and did not ask to wait.
-_NOT_AWAITED = frozenset({Closing, Subscribed, Published, Sent})
+_NOT_AWAITED = frozenset({Closing, Subscribed, Unsubscribed, Published, Sent})
 
 logger = logging.getLogger("axeom.ws")
 

@@ -71,8 +71,16 @@ class WSRegistrar:
             )
         if isinstance(handlers, type):
             resolved = Handlers.from_class(handlers)
-        elif handlers is not None:
+        elif isinstance(handlers, Mapping):
             resolved = Handlers.from_mapping(handlers)
+        elif handlers is not None:
+            # app.ws("/a", on_message) read as "this function handles it": say how
+            # to spell it instead of "'function' object is not iterable".
+            raise TypeError(
+                f"app.ws takes a dict of handlers or a handler class after the path, "
+                f"not {type(handlers).__name__} {handlers!r}; for one handler, "
+                f"app.ws(path, message=f)"
+            )
         else:
             resolved = Handlers.from_mapping(given)
         return self._register(path, resolved, options)

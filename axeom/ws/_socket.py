@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._headers import Headers
 from .._messages import to_message
-from .._pubsub import Published, Subscribed
+from .._pubsub import UNSUBSCRIBED, Published, Subscribed, Unsubscribed
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -257,10 +257,13 @@ class WebSocket:
         pubsub.subscribe(self, topic)
         return Subscribed(pubsub)
 
-    def unsubscribe(self, topic: str) -> None:
+    def unsubscribe(self, topic: str) -> Unsubscribed:
+        """Stop receiving ``topic``, at once; the result may be awaited (it returns
+        at once), like ``ws.subscribe``'s."""
         if self._topics is not None and topic in self._topics:
             self._topics.discard(topic)
             self._pubsub().unsubscribe(self, topic)
+        return UNSUBSCRIBED
 
     def is_subscribed(self, topic: str) -> bool:
         return self._topics is not None and topic in self._topics

@@ -29,6 +29,10 @@ class BridgeLink:
         self._wake = trio.Event()
         self.dropped = 0
         self._dropping = 0  # drops in the current episode (logged when it ends)
+        # Set when the bridge process first reports ready. Until then nothing is
+        # sent: a send would only time out and count as a drop (and log "not keeping
+        # up") on every healthy start; what waits is sent then, with the resync.
+        self.started = trio.Event()
 
     def forward(self, operation: list[Any]) -> None:
         self._queue(operation)
@@ -54,6 +58,7 @@ class BridgeLink:
         self.outgoing.append(operation)
 
     async def send_loop(self, push: pynng.Socket) -> None:
+        await self.started.wait()
         while True:
             await self._wake.wait()
             self._wake = trio.Event()

@@ -312,6 +312,8 @@ class Supervisor:
                     self.hub.add_worker(child.key, message["pubsub"], message["prefix"])
                 if child.role == "bridge" and self.hub is not None:
                     self.hub.resync_remote()
+                    if isinstance(self.hub.remote, BridgeLink):
+                        self.hub.remote.started.set()
                 child.ready.set()
                 await self._publish_workers()
             elif message["t"] == "hb":
