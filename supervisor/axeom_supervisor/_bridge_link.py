@@ -19,6 +19,11 @@ __all__ = ["BridgeLink"]
 logger = logging.getLogger("axeom.hub")
 
 MAX_OUTGOING = 100_000
+# How long the first send waits for the link to the bridge that just reported
+# ready to be connected: the hub's dialer reconnects on its own schedule, and a
+# loaded machine can take longer than one send timeout to get there.
+CONNECT_WAIT = 5.0
+CONNECT_POLL = 0.01
 
 
 class BridgeLink:
@@ -59,6 +64,9 @@ class BridgeLink:
 
     async def send_loop(self, push: pynng.Socket) -> None:
         await self.started.wait()
+        with trio.move_on_after(CONNECT_WAIT):
+            while not push.pipes:  # ready, but our dialer has not reconnected yet
+                await trio.sleep(CONNECT_POLL)
         while True:
             await self._wake.wait()
             self._wake = trio.Event()

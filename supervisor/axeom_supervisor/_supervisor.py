@@ -129,7 +129,12 @@ class Supervisor:
                         link = BridgeLink()
                         self.hub.remote = link
                         bridge_out = pynng.Push0(
-                            dial=self.paths.bridge, block_on_dial=False, send_timeout=500
+                            dial=self.paths.bridge,
+                            block_on_dial=False,
+                            send_timeout=500,
+                            # Reconnect promptly to a (re)started bridge (ms).
+                            reconnect_time_min=10,
+                            reconnect_time_max=200,
                         )
                         nursery.start_soon(link.send_loop, bridge_out)
                     nursery.start_soon(self._receive_reports, reports)
