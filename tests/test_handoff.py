@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 
 import msgpack
 import pytest
@@ -117,6 +118,63 @@ async def test_descriptor_and_blob_travel_together() -> None:
             assert tcp_b.recv(100) == b"through the copy"
         left.close()
         assert await _handoff.receive_socket(right) is None
+
+
+async def test_queued_hand_offs_are_taken_and_answered_together() -> None:
+    """A worker takes every hand-off queued in one wake and answers them all
+    in one datagram, which the acceptor reads whole (no answer lost)."""
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pairs = [socket.socketpair() for _ in range(3)]
+    with left, right:
+        left.setblocking(False)
+        right.setblocking(False)
+        for seq, (tcp_a, _) in enumerate(pairs, 10):
+            await _handoff.send_socket(left, tcp_a.fileno(), seq, b"blob%d" % seq)
+        batch = await _handoff.receive_sockets(right)
+        assert batch is not None
+        assert [(r.seq, r.blob) for r in batch] == [
+            (10, b"blob10"),
+            (11, b"blob11"),
+            (12, b"blob12"),
+        ]
+        for received, (_, tcp_b) in zip(batch, pairs, strict=True):
+            assert received.fd is not None
+            with socket.socket(fileno=received.fd) as moved:
+                moved.sendall(b"seq %d" % received.seq)
+                assert tcp_b.recv(100) == b"seq %d" % received.seq
+        answers = [(10, _handoff.TAKEN), (11, _handoff.NO_DESCRIPTOR), (12, _handoff.REFUSED)]
+        await _handoff.send_replies(right, answers)
+        await _handoff.send_reply(right, 13, _handoff.TAKEN)
+        assert await _handoff.receive_replies(left) == answers
+        assert await _handoff.receive_replies(left) == [(13, _handoff.TAKEN)]
+        right.close()
+        assert await _handoff.receive_replies(left) is None
+    for tcp_a, tcp_b in pairs:
+        tcp_a.close()
+        tcp_b.close()
+
+
+async def test_hand_offs_queued_before_the_end_are_still_answered() -> None:
+    """The batch read up to the channel's end is returned; the end comes next."""
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with left, right, socket.socket() as tcp:
+        left.setblocking(False)
+        right.setblocking(False)
+        await _handoff.send_socket(left, tcp.fileno(), 1, b"x")
+        left.close()
+        batch = await _handoff.receive_sockets(right)
+        assert batch is not None and [r.seq for r in batch] == [1]
+        assert batch[0].fd is not None
+        socket.close(batch[0].fd)
+        assert await _handoff.receive_sockets(right) is None
+
+
+def test_a_reply_datagram_is_read_as_whole_pairs() -> None:
+    """Several (seq, outcome) pairs per datagram; a partial pair is ignored."""
+    data = b"".join(struct.pack("!QB", seq, outcome) for seq, outcome in [(1, 0), (2**40, 2)])
+    assert _handoff.decode_replies(data) == [(1, 0), (2**40, 2)]
+    assert _handoff.decode_replies(data + b"\x00\x01") == [(1, 0), (2**40, 2)]
+    assert _handoff.decode_replies(b"") == []
 
 
 async def test_send_to_a_closed_worker_raises_handoff_error() -> None:

@@ -12,8 +12,8 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ import trio
 import trio.testing
 
 from axeom import Axeom, serve
-from axeom._native import _handoff
+from axeom._native import _acceptor, _handoff
 from axeom._native._acceptor import Acceptor, AcceptorSettings
 from axeom._native._handshake import HandshakeLimits, PendingHeads
 from axeom._native._serve import accept_forever
@@ -322,6 +322,104 @@ async def test_acceptor_places_a_refused_socket_elsewhere_or_answers_503(
         return
     assert offered == list(outcomes)  # the one with fewer sockets first, then the other
     assert (acceptor.handed_total, acceptor.unplaced_total) == ((1, 0) if code == 101 else (0, 1))
+
+
+async def batching_worker(
+    listener: trio.socket.SocketType, count: int, taken: list[socket.socket]
+) -> None:
+    """A worker's end that waits for ``count`` hand-offs, then takes them all
+    and answers in ONE datagram before writing their 101s; ``count=0``:
+    never answers (a stuck worker)."""
+    channel, _ = await listener.accept()
+    with socket.socket(fileno=channel.detach()) as sock:
+        sock.setblocking(False)
+        pending: list[_handoff.Received] = []
+        while (batch := await _handoff.receive_sockets(sock)) is not None:
+            pending += batch
+            for received in batch:
+                assert received.fd is not None
+                taken.append(socket.socket(fileno=received.fd))
+            if count and len(pending) >= count:
+                await _handoff.send_replies(sock, [(r.seq, _handoff.TAKEN) for r in pending])
+                routes = _handoff.ws_routes(APP_IN_PROCESS)
+                for received, moved in zip(pending, taken[-len(pending) :], strict=True):
+                    moved.sendall(_handoff.decode(routes, received.blob).response_head)
+                pending = []
+        await trio.sleep_forever()
+
+
+@asynccontextmanager
+async def _acceptor_and_worker(
+    nursery: trio.Nursery, tmp_path: Path, count: int, taken: list[socket.socket]
+) -> AsyncIterator[tuple[Acceptor, int]]:
+    """An in-process acceptor placing on one ``batching_worker``; yields it and its port."""
+    settings = AcceptorSettings(run_dir=str(tmp_path), heartbeat_interval=1.0)
+    with ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.setblocking(False)
+        acceptor = Acceptor(APP_IN_PROCESS, listener, settings)
+        acceptor._nursery = nursery
+        path = str(tmp_path / "w1.sock")
+        channels = stack.enter_context(trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+        await channels.bind(path)
+        channels.listen(4)
+        nursery.start_soon(batching_worker, channels, count, taken)
+        acceptor.update_workers([{"id": "w1", "gen": 1, "handoff": path}])
+        stack.callback(lambda: [sock.close() for sock in taken])
+        stack.callback(lambda: [slot.close() for slot in acceptor.slots.values()])
+        stack.callback(nursery.cancel_scope.cancel)
+        nursery.start_soon(accept_forever, listener, acceptor._on_client)
+        yield acceptor, listener.getsockname()[1]
+
+
+async def _connect_all(port: int, count: int) -> list[RawClient]:
+    """``count`` clients that have sent their upgrade request."""
+    clients = []
+    for _ in range(count):
+        client = await RawClient.connect(port)
+        await client.send(upgrade_request("/chat"))
+        clients.append(client)
+    return clients
+
+
+async def _status_of(client: RawClient) -> int:
+    with trio.fail_after(10):
+        code, _ = await client.read_head()
+    return code
+
+
+async def test_acceptor_reads_several_answers_from_one_datagram(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A worker answers a burst of hand-offs in one datagram: every client of
+    the burst gets its 101 (none waits for an answer that was already read)."""
+    taken: list[socket.socket] = []
+    async with _acceptor_and_worker(nursery, tmp_path, 3, taken) as (acceptor, port):
+        clients = await _connect_all(port, 3)
+        codes = [await _status_of(client) for client in clients]
+        assert codes == [101, 101, 101]
+        assert (acceptor.handed_total, acceptor.unplaced_total) == (3, 0)
+        for client in clients:
+            await client.aclose()
+
+
+async def test_a_hand_off_left_unanswered_is_answered_503(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that never answers (stuck) costs its client a 503 after the
+    reply timeout, not a 101 and not an endless wait."""
+    monkeypatch.setattr(_acceptor, "HANDOFF_REPLY_TIMEOUT", 0.3)
+    monkeypatch.setattr(_acceptor, "HANDOFF_SWEEP_INTERVAL", 0.05)
+    taken: list[socket.socket] = []
+    async with _acceptor_and_worker(nursery, tmp_path, 0, taken) as (acceptor, port):
+        nursery.start_soon(acceptor._sweep_late_replies)
+        (client,) = await _connect_all(port, 1)
+        assert await _status_of(client) == 503
+        assert (acceptor.handed_total, acceptor.unplaced_total) == (0, 1)
+        assert not any(slot.replies for slot in acceptor.slots.values())
+        await client.aclose()
 
 
 async def upgrade_and_echo_status(port: int) -> tuple[int, RawClient]:

@@ -58,6 +58,10 @@ TABLE_WAIT = 10.0
 # within milliseconds; one that does not is stuck (the supervisor will
 # replace it), and its client gets a 503 rather than waiting on.
 HANDOFF_REPLY_TIMEOUT = 5.0
+# How often the hand-offs waiting past HANDOFF_REPLY_TIMEOUT are looked for:
+# one sweep for all of them is cheaper than a timeout per hand-off, and a
+# stuck worker's client waits at most this much longer.
+HANDOFF_SWEEP_INTERVAL = 1.0
 # What the acceptor makes of a channel that ended, or a worker that did not answer in time.
 GONE, LATE = -1, -2
 
@@ -79,10 +83,21 @@ class AcceptorSettings:
 
 @dataclass(eq=False, slots=True)
 class _Reply:
-    """A hand-off waiting for its worker's answer."""
+    """A hand-off waiting for its worker's answer: its task is parked until
+    ``resolve`` is called, once, by whoever takes it out of
+    ``WorkerSlot.replies`` (the reply reader, the sweeper, ``close``).
 
-    done: trio.Event = field(default_factory=trio.Event)
+    Cheaper than an Event and a cancel scope per hand-off, which showed in
+    the handshake rate.
+    """
+
+    task: trio.lowlevel.Task
+    deadline: float  # trio time after which the answer is LATE
     outcome: int = GONE
+
+    def resolve(self, outcome: int) -> None:
+        self.outcome = outcome
+        trio.lowlevel.reschedule(self.task)
 
 
 @dataclass
@@ -121,9 +136,9 @@ class WorkerSlot:
 
     def close(self) -> None:
         self.alive = False
-        for reply in self.replies.values():
-            reply.done.set()  # GONE: the worker never answered, so it wrote no 101
-        self.replies.clear()
+        replies, self.replies = self.replies, {}
+        for reply in replies.values():
+            reply.resolve(GONE)  # the worker never answered, so it wrote no 101
         if self.channel is not None:
             # Wake a hand-off parked on this channel (it then places elsewhere).
             trio.lowlevel.notify_closing(self.channel)
@@ -216,6 +231,7 @@ class Acceptor:
                 nursery.start_soon(self._events, events, reports)
                 nursery.start_soon(self._heartbeats, reports)
                 nursery.start_soon(self._signals, nursery)
+                nursery.start_soon(self._sweep_late_replies)
                 await self._accept(reports)
                 # The last figures, so that status totals lose nothing to a reload.
                 await reports.asend(self._report())
@@ -370,18 +386,38 @@ class Acceptor:
     async def _offer_and_wait(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
         assert slot.channel is not None
         seq = next(self._sequence)
-        reply = slot.replies[seq] = _Reply()
         slot.handed += 1
         try:
             await _handoff.send_socket(slot.channel, fd, seq, blob)
         except _handoff.HandoffError:
             slot.close()
             return GONE
-        with trio.move_on_after(HANDOFF_REPLY_TIMEOUT):
-            await reply.done.wait()
-            return reply.outcome
-        slot.replies.pop(seq, None)
-        return LATE
+        # Registered only once sent: no checkpoint between here and parking,
+        # so nothing can resolve it before this task waits.
+        reply = slot.replies[seq] = _Reply(
+            trio.lowlevel.current_task(), trio.current_time() + HANDOFF_REPLY_TIMEOUT
+        )
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            slot.replies.pop(seq, None)  # cancelled (a graceful stop's deadline)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        return reply.outcome
+
+    async def _sweep_late_replies(self) -> None:
+        """Answer LATE to every hand-off waiting past its deadline."""
+        while True:
+            await trio.sleep(HANDOFF_SWEEP_INTERVAL)
+            now = trio.current_time()
+            for slot in self.slots.values():
+                late = []
+                for seq, reply in slot.replies.items():
+                    if reply.deadline > now:
+                        break  # oldest first (insertion order): the rest are younger
+                    late.append(seq)
+                for seq in late:
+                    slot.replies.pop(seq).resolve(LATE)
 
     def _count_unplaced(self, tried: tuple[WorkerSlot, ...]) -> None:
         """Count a socket no worker took (answered 503); say so once per episode."""
@@ -396,11 +432,10 @@ class Acceptor:
     async def _replies(self, slot: WorkerSlot, channel: socket.socket) -> None:
         """Match a worker's answers to the hand-offs waiting for them, until
         its channel ends (then the ones still waiting go elsewhere)."""
-        while (answer := await _handoff.receive_reply(channel)) is not None:
-            seq, outcome = answer
-            reply = slot.replies.pop(seq, None)
-            if reply is not None:
-                reply.outcome = outcome
-                reply.done.set()
+        while (answers := await _handoff.receive_replies(channel)) is not None:
+            for seq, outcome in answers:
+                reply = slot.replies.pop(seq, None)
+                if reply is not None:
+                    reply.resolve(outcome)
         if slot.channel is channel:
             slot.close()

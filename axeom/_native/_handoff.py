@@ -18,6 +18,11 @@ The acceptor keeps its copy until the answer, so a refused socket can go to
 another worker or get a 503: a client never gets a 101 that leads nowhere.
 A worker sends TAKEN *before* it writes the 101, so a channel that ends
 without an answer means no 101 was written.
+
+Hand-offs come in bursts, so a worker takes every datagram already queued
+in one wake (up to ``MAX_BATCH``) and answers them all in one reply
+datagram: a run of (sequence number, outcome) pairs. That is one syscall
+and one wake-up of the acceptor per burst rather than per socket.
 """
 
 from __future__ import annotations
@@ -46,9 +51,12 @@ __all__ = [
     "HandoffError",
     "Received",
     "decode",
+    "decode_replies",
     "encode",
-    "receive_reply",
+    "receive_replies",
     "receive_socket",
+    "receive_sockets",
+    "send_replies",
     "send_reply",
     "send_socket",
 ]
@@ -58,6 +66,10 @@ SOCKET_BUFFER = 4 << 20
 
 _SEQ = struct.Struct("!Q")  # precedes every blob: the hand-off's sequence number
 _REPLY = struct.Struct("!QB")  # a worker's answer: sequence number, outcome
+# Hand-offs a worker takes in one wake, hence answers in one reply datagram
+# (64 x 9 bytes): enough to absorb a burst, small enough that the first
+# socket of a burst is not held back long for the last.
+MAX_BATCH = 64
 
 TAKEN = 0  # the worker holds the socket and writes the 101
 NO_DESCRIPTOR = 1  # the worker is out of descriptors: the kernel dropped the passed one
@@ -188,52 +200,120 @@ async def send_socket(channel: socket.socket, fd: int, seq: int, blob: bytes) ->
     )
 
 
-async def receive_socket(channel: socket.socket) -> Received | None:
-    """The next hand-off, or None once the sending end is closed.
+# One receive buffer for the whole process, big enough for the largest
+# datagram (so that none is truncated), allocated on first use: allocating
+# it per datagram costs an mmap and munmap each time. Sharing it is safe
+# because each datagram is copied out before the next await.
+_buffer: bytearray | None = None
+
+
+def _receive_buffer() -> bytearray:
+    global _buffer
+    if _buffer is None:
+        _buffer = bytearray(_SEQ.size + MAX_BLOB)
+    return _buffer
+
+
+_FD_SIZE = array.array("i").itemsize
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_FD_SIZE)  # room for exactly one descriptor
+
+
+# A datagram too short to carry a sequence number: nothing to answer, skipped.
+_NOT_A_HANDOFF = Received(-1, None, b"")
+
+
+def _receive_one(channel: socket.socket) -> Received | None:
+    """The next datagram without waiting (``BlockingIOError`` if none is
+    queued), or None if it ends the channel (or the channel failed)."""
+    buffer = _receive_buffer()
+    try:
+        size, ancdata, flags, _ = channel.recvmsg_into([buffer], _ANCILLARY_SPACE)
+    except BlockingIOError:
+        raise  # nothing queued: the caller waits
+    except OSError:
+        return None
+    fds = array.array("i")
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % _FD_SIZE)])
+    if not size and not fds:
+        return None
+    if size < _SEQ.size or len(fds) > 1 or flags & socket.MSG_TRUNC:
+        for extra in fds:
+            socket.close(extra)
+        if size < _SEQ.size:
+            return _NOT_A_HANDOFF
+        fds = array.array("i")
+    (seq,) = _SEQ.unpack_from(buffer)
+    return Received(seq, fds[0] if fds else None, bytes(buffer[_SEQ.size : size]))
+
+
+async def receive_sockets(channel: socket.socket) -> list[Received] | None:
+    """The hand-offs queued on ``channel`` (at least one, at most
+    ``MAX_BATCH``; waits for the first), or None once the sending end is
+    closed and nothing more is queued.
 
     A datagram whose descriptor did not arrive (MSG_CTRUNC: this process is
     out of descriptors) is returned with ``fd=None``, so that it can be
     refused; extra descriptors are closed, datagrams too short to carry a
     sequence number are skipped.
     """
-    fd_size = array.array("i").itemsize
+    batch: list[Received] = []
+    while len(batch) < MAX_BATCH:
+        try:
+            received = _receive_one(channel)
+        except BlockingIOError:
+            if batch:
+                break
+            await trio.lowlevel.wait_readable(channel)
+            continue
+        if received is None:
+            break  # what was read before the end is still answered
+        if received is not _NOT_A_HANDOFF:
+            batch.append(received)
+    return batch or None
+
+
+async def receive_socket(channel: socket.socket) -> Received | None:
+    """The next hand-off, or None once the sending end is closed (one at a
+    time: for tests and tools; a worker uses ``receive_sockets``)."""
     while True:
         try:
-            data, ancdata, flags, _ = channel.recvmsg(
-                _SEQ.size + MAX_BLOB, socket.CMSG_SPACE(fd_size)
-            )
+            received = _receive_one(channel)
         except BlockingIOError:
             await trio.lowlevel.wait_readable(channel)
             continue
-        except OSError:
-            return None
-        fds = array.array("i")
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(payload[: len(payload) - (len(payload) % fd_size)])
-        if not data and not fds:
-            return None
-        if len(data) < _SEQ.size or len(fds) > 1 or flags & socket.MSG_TRUNC:
-            for extra in fds:
-                socket.close(extra)
-            if len(data) < _SEQ.size:
-                continue  # not a hand-off at all: nothing to answer
-            fds = array.array("i")
-        (seq,) = _SEQ.unpack_from(data)
-        return Received(seq, fds[0] if fds else None, data[_SEQ.size :])
+        if received is not _NOT_A_HANDOFF:
+            return received
+
+
+async def send_replies(channel: socket.socket, replies: list[tuple[int, int]]) -> None:
+    """A worker's answers to hand-offs, as (seq, outcome) pairs in one
+    datagram (at most ``MAX_BATCH``); raises ``HandoffError`` if the
+    acceptor's end is gone."""
+    assert 0 < len(replies) <= MAX_BATCH
+    data = b"".join([_REPLY.pack(seq, outcome) for seq, outcome in replies])
+    await _send(channel, data, [])
 
 
 async def send_reply(channel: socket.socket, seq: int, outcome: int) -> None:
-    """A worker's answer to hand-off ``seq``; raises ``HandoffError`` if the
-    acceptor's end is gone."""
-    await _send(channel, _REPLY.pack(seq, outcome), [])
+    """One answer, in a datagram of its own."""
+    await send_replies(channel, [(seq, outcome)])
 
 
-async def receive_reply(channel: socket.socket) -> tuple[int, int] | None:
-    """The next (seq, outcome) from a worker, or None once its end is closed."""
+def decode_replies(data: bytes) -> list[tuple[int, int]]:
+    """The (seq, outcome) pairs of one reply datagram; a trailing partial
+    pair (not something a worker sends) is ignored."""
+    usable = len(data) - len(data) % _REPLY.size
+    return list(_REPLY.iter_unpack(data[:usable]))
+
+
+async def receive_replies(channel: socket.socket) -> list[tuple[int, int]] | None:
+    """The answers of the next reply datagram from a worker, or None once
+    its end is closed."""
     while True:
         try:
-            data = channel.recv(_REPLY.size)
+            data = channel.recv(_REPLY.size * MAX_BATCH)
         except BlockingIOError:
             try:
                 await trio.lowlevel.wait_readable(channel)
@@ -244,6 +324,6 @@ async def receive_reply(channel: socket.socket) -> tuple[int, int] | None:
             return None
         if not data:
             return None
-        if len(data) == _REPLY.size:
-            seq, outcome = _REPLY.unpack(data)
-            return seq, outcome
+        replies = decode_replies(data)
+        if replies:
+            return replies

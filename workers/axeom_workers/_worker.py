@@ -115,25 +115,28 @@ class Worker:
     async def _receive_sockets(self, channel: socket.socket) -> None:
         """Take each handed-off socket and answer the acceptor: taken, or why not.
 
-        The answer goes out before the socket's task (which writes the 101)
-        starts, so an acceptor that never got an answer knows no 101 was written.
+        The hand-offs queued when this task wakes are taken together and
+        answered in one datagram (see ``_handoff.receive_sockets``). The
+        answer goes out before the sockets' tasks (which write the 101s)
+        start, so an acceptor that never got an answer knows no 101 was written.
         """
         runtime = self.runtime
         assert runtime is not None
         with channel:
-            while True:
-                received = await _handoff.receive_socket(channel)
-                if received is None:
-                    return
-                taken = self._take(received)
-                outcome = _handoff.TAKEN if isinstance(taken, tuple) else taken
+            while (batch := await _handoff.receive_sockets(channel)) is not None:
+                taken = [self._take(received) for received in batch]
+                replies = [
+                    (received.seq, _handoff.TAKEN if isinstance(took, tuple) else took)
+                    for received, took in zip(batch, taken, strict=True)
+                ]
                 acceptor_gone = False
                 try:
-                    await _handoff.send_reply(channel, received.seq, outcome)
+                    await _handoff.send_replies(channel, replies)
                 except _handoff.HandoffError:
-                    acceptor_gone = True  # its copy went with it: run what we took
-                if isinstance(taken, tuple):
-                    runtime.nursery.start_soon(self._run_socket, *taken)
+                    acceptor_gone = True  # its copies went with it: run what we took
+                for took in taken:
+                    if isinstance(took, tuple):
+                        runtime.nursery.start_soon(self._run_socket, *took)
                 if acceptor_gone:
                     return
 
