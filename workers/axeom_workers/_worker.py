@@ -155,16 +155,16 @@ class Worker:
                 )
             self.refused_no_fd += 1
             return _handoff.NO_DESCRIPTOR
-        sock = socket.socket(fileno=received.fd)
         try:
             handed = _handoff.decode(self.routes, received.blob)
         except _handoff.HandoffError as exc:
             logger.error("refusing a socket: %s", exc)
-            sock.close()
+            os.close(received.fd)
             return _handoff.REFUSED
         if self.draining:
-            sock.close()
+            os.close(received.fd)
             return _handoff.REFUSED
+        sock = _wrap(received.fd, handed.upgrade.remote_address)
         if self.refused_no_fd:
             logger.warning(
                 "taking sockets again after refusing %d for want of descriptors",
@@ -245,6 +245,15 @@ class Worker:
         await runtime.drain(self.settings.graceful_timeout)
         nursery.cancel_scope.cancel()
         runtime.nursery.cancel_scope.cancel()
+
+
+def _wrap(fd: int, remote: tuple[str, int] | None) -> socket.socket:
+    """The handed-off TCP descriptor as a socket object. Naming its family
+    spares the three getsockopt calls Python makes to find out (per socket)."""
+    if remote is None:
+        return socket.socket(fileno=fd)
+    family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
+    return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=fd)
 
 
 async def run_worker(app: Axeom, settings: WorkerSettings) -> None:
