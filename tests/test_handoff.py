@@ -17,7 +17,7 @@ from axeom.ws import ws_plugin
 from axeom_supervisor import _control
 
 
-async def accepted_upgrade(app: Axeom, target: str = "/room/7?x=1"):  # type: ignore[no-untyped-def]
+def upgrade_headers(extensions: str | None) -> Headers:
     headers = Headers(
         {
             "host": "h",
@@ -25,10 +25,16 @@ async def accepted_upgrade(app: Axeom, target: str = "/room/7?x=1"):  # type: ig
             "connection": "Upgrade",
             "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
             "sec-websocket-version": "13",
-            "sec-websocket-extensions": "permessage-deflate; client_max_window_bits",
             "x-user": "ann",
         }
     )
+    if extensions is not None:
+        headers.add("sec-websocket-extensions", extensions)
+    return headers
+
+
+async def accepted_upgrade(app: Axeom, target: str = "/room/7?x=1"):  # type: ignore[no-untyped-def]
+    headers = upgrade_headers("permessage-deflate; client_max_window_bits")
     response = await app.handle(Request("GET", target, headers, ("10.0.0.1", 5555)))
     assert response.status == 101 and response.upgrade is not None
     return response.upgrade
@@ -71,19 +77,7 @@ async def test_bare_deflate_offer_is_not_lost_in_the_blob(
 ) -> None:
     """A bare offer (no parameters, ``[]``) stays an offer in the worker; no offer stays None."""
     app = make_app()
-    headers = Headers(
-        {
-            "host": "h",
-            "upgrade": "websocket",
-            "connection": "Upgrade",
-            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "sec-websocket-version": "13",
-            "x-user": "ann",
-        }
-    )
-    if extensions is not None:
-        headers.add("sec-websocket-extensions", extensions)
-    response = await app.handle(Request("GET", "/room/1", headers, None))
+    response = await app.handle(Request("GET", "/room/1", upgrade_headers(extensions), None))
     assert response.upgrade is not None and response.upgrade.deflate_offer == offer
     blob = _handoff.encode(response.upgrade, b"", "id")
     handed = _handoff.decode(_handoff.ws_routes(app), blob)
