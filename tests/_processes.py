@@ -50,12 +50,32 @@ def running_axeom(
 ) -> Iterator[Server]:
     """``axeom run ARGS`` until the ready line; terminated and reaped on exit.
     ``descriptors``: (soft, hard) RLIMIT_NOFILE to start the tree with."""
-    proc = subprocess.Popen(
+    with running_command(
         axeom_command("run", *args),
+        ready_timeout=ready_timeout,
+        env=env,
         preexec_fn=None
         if descriptors is None
         else functools.partial(limit_descriptors, *descriptors),
-        cwd=ROOT,
+    ) as server:
+        yield server
+
+
+@contextmanager
+def running_command(
+    command: list[str],
+    *,
+    cwd: str | os.PathLike[str] = ROOT,
+    ready_timeout: float = 20.0,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[Server]:
+    """Any command that serves Axeom (``axeom run`` in some form), run in ``cwd``
+    until it prints its ready line; terminated and reaped on exit."""
+    proc = subprocess.Popen(
+        command,
+        preexec_fn=preexec_fn,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -80,7 +100,7 @@ def running_axeom(
     reader.start()
     try:
         if not ready.wait(ready_timeout) or not port:
-            raise AssertionError(f"axeom did not become ready:\n{''.join(output)}")
+            raise AssertionError(f"{command} did not become ready:\n{''.join(output)}")
         yield Server(proc, port[0], output)
     finally:
         stop(proc)

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import websockets.sync.client as ws_sync
 
-from tests._processes import READY, ROOT, stop
+from tests._processes import ROOT, Server, running_command
 
 EXAMPLES = Path(ROOT) / "examples"
 
@@ -30,45 +29,11 @@ def console_script() -> str:
 
 
 @contextmanager
-def serving(
-    command: list[str], cwd: Path | str, timeout: float = 20.0, output: list[str] | None = None
-) -> Iterator[int]:
-    """Run ``command`` in ``cwd`` (port from AXEOM_PORT=0) until it prints its ready line;
-    yield the port (``output`` collects its lines); always stop and reap it."""
-    proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**os.environ, "AXEOM_PORT": "0"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    output = [] if output is None else output
-    ready = threading.Event()
-    ports: list[int] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            match = READY.search(line)
-            if match and not ports:
-                ports.append(int(match.group(2)))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(timeout) or not ports:
-            raise AssertionError(f"{command} did not become ready:\n{''.join(output)}")
-        yield ports[0]
-    finally:
-        stop(proc)
-        reader.join(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+def serving(command: list[str], cwd: Path | str) -> Iterator[Server]:
+    """Run ``command`` in ``cwd`` (port from AXEOM_PORT=0) until it prints its ready
+    line; always stop and reap it."""
+    with running_command(command, cwd=cwd, env={"AXEOM_PORT": "0"}) as server:
+        yield server
 
 
 def echo(port: int) -> object:
@@ -82,14 +47,14 @@ def test_readme_first_app_command_from_the_app_folder(tmp_path: Path, workers: s
     """`axeom run app:app` in the folder holding app.py serves it, whatever --workers."""
     shutil.copy(EXAMPLES / "echo.py", tmp_path / "app.py")
     command = [console_script(), "run", "app:app", "--workers", workers]
-    with serving(command, tmp_path) as port:
-        assert echo(port) == "Echo: hi"
+    with serving(command, tmp_path) as server:
+        assert echo(server.port) == "Echo: hi"
 
 
 def test_readme_install_command_serves_the_echo_example() -> None:
     """`axeom run examples/echo.py:app` from the repository root, as the README's first line."""
-    with serving([console_script(), "run", "examples/echo.py:app"], ROOT) as port:
-        assert echo(port) == "Echo: hi"
+    with serving([console_script(), "run", "examples/echo.py:app"], ROOT) as server:
+        assert echo(server.port) == "Echo: hi"
 
 
 def test_app_dir_option_and_variable(tmp_path: Path) -> None:
@@ -98,8 +63,8 @@ def test_app_dir_option_and_variable(tmp_path: Path) -> None:
     folder.mkdir()
     shutil.copy(EXAMPLES / "echo.py", folder / "app.py")
     command = [console_script(), "run", "app:app", "--workers", "1", "--app-dir", "service"]
-    with serving(command, tmp_path) as port:
-        assert echo(port) == "Echo: hi"
+    with serving(command, tmp_path) as server:
+        assert echo(server.port) == "Echo: hi"
     env = {**os.environ, "AXEOM_APP_DIR": str(tmp_path / "missing")}
     result = subprocess.run(
         [console_script(), "run", "app:app"],
@@ -180,11 +145,10 @@ def test_misspelled_handler_method_is_reported_at_startup(tmp_path: Path) -> Non
     """A handler class with `mesage` beside `open` serves, but says so at startup,
     pointing at the user's registration line."""
     (tmp_path / "app.py").write_text(MISSPELLED_METHOD)
-    output: list[str] = []
-    with serving([console_script(), "run", "app:app"], tmp_path, output=output) as port:
-        with ws_sync.connect(f"ws://127.0.0.1:{port}/chat", open_timeout=5) as client:
+    with serving([console_script(), "run", "app:app"], tmp_path) as server:
+        with ws_sync.connect(f"ws://127.0.0.1:{server.port}/chat", open_timeout=5) as client:
             assert client.recv(timeout=5) == "hello"
-        printed = "".join(output)
+        printed = server.text()
     assert f"{tmp_path / 'app.py'}:7: UserWarning" in printed
     assert "'mesage' is not a handler" in printed
     assert "did you mean 'message'?" in printed
