@@ -26,7 +26,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ._native._serve import serve as serve
+    from .trio_runtime._serve import serve as serve
 
 __all__ = [
     "Axeom",
@@ -53,7 +53,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "serve":
-        from ._native._serve import serve as serve
+        from .trio_runtime._serve import serve as serve
 
         return serve
     raise AttributeError(f"module 'axeom' has no attribute {name!r}")

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ._call import call_maybe_async
 from ._context import Context
 from ._messages import Request, Response, to_message
-from ._pubsub import Published, PubSub, Sent
 from ._router import MethodMismatch, Router
 from .errors import HTTPError, MethodNotAllowed, NotFound
+from .pubsub import Published, PubSub, Sent
 
 if TYPE_CHECKING:
     from .ws._plugin import WSRegistrar

@@ -19,10 +19,10 @@ from typing import Any
 
 import click
 
-from ._child import load_app_or_exit
-from ._config import Config, ConfigError, ServerConfig
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
+from .config import Config, ConfigError, ServerConfig
+from .process import load_app_or_exit
 
 __all__ = ["main"]
 
@@ -175,9 +175,9 @@ def _serve_in_process(config: Config) -> None:
     descriptors = raise_fd_limit()
     import trio
 
-    from ._native._handshake import HandshakeLimits
-    from ._native._ipc import control_address
-    from ._native._serve import bind_listener, serve_listener
+    from .ipc import control_address
+    from .trio_runtime._handshake import HandshakeLimits
+    from .trio_runtime._serve import bind_listener, serve_listener
 
     try:
         listener = bind_listener(server.host, server.port)

@@ -17,7 +17,7 @@ from typing import Any
 import msgpack
 import pynng
 
-from ._native._ipc import control_address
+from .ipc import control_address
 
 __all__ = ["ControlError", "publish", "request", "status"]
 

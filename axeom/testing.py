@@ -27,8 +27,8 @@ from websockets.protocol import OPEN, Protocol, Side
 from ._app import Axeom
 from ._headers import Headers
 from ._messages import Request, Response
-from ._native._runtime import SocketRuntime, open_socket_runtime
-from ._native._transport import StreamTransport
+from .trio_runtime._runtime import SocketRuntime, open_socket_runtime
+from .trio_runtime._transport import StreamTransport
 from .ws._handshake import accept_key
 
 __all__ = ["HandshakeRejected", "TestClient", "TestWebSocket", "WebSocketClosed"]

@@ -1,4 +1,4 @@
-"""Tests for axeom._config: defaults, file loading, precedence and every class of error message."""
+"""Tests for axeom.config: defaults, file loading, precedence and every class of error message."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from axeom import _config
-from axeom._config import (
+from axeom import config as _config
+from axeom.config import (
     OVERRIDE_KEYS,
     BackoffConfig,
     Config,

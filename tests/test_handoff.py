@@ -12,7 +12,8 @@ import trio
 import trio.testing
 
 from axeom import Axeom, Headers, Request
-from axeom._native import _handoff, _ipc
+from axeom import ipc as _ipc
+from axeom.trio_runtime import handoff as _handoff
 from axeom.ws import ws_plugin
 from axeom_supervisor import _control
 
@@ -210,7 +211,7 @@ def test_handoff_paths_differ_per_generation() -> None:
 
 async def test_closing_a_worker_slot_wakes_a_parked_hand_off() -> None:
     """A hand-off waiting on a full channel fails over when the slot is closed."""
-    from axeom._native._acceptor import WorkerSlot
+    from axeom_acceptor._acceptor import WorkerSlot
 
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     left.setblocking(False)

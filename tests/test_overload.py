@@ -21,11 +21,12 @@ import trio
 import trio.testing
 
 from axeom import Axeom, serve
-from axeom._native import _acceptor, _handoff
-from axeom._native._acceptor import Acceptor, AcceptorSettings
-from axeom._native._handshake import HandshakeLimits, PendingHeads
-from axeom._native._serve import accept_forever
+from axeom.trio_runtime import handoff as _handoff
+from axeom.trio_runtime._handshake import HandshakeLimits, PendingHeads
+from axeom.trio_runtime._serve import accept_forever
 from axeom.ws import ws_plugin
+from axeom_acceptor import _acceptor
+from axeom_acceptor._acceptor import Acceptor, AcceptorSettings
 from tests._processes import Server, running_axeom, status, wait_for
 from tests._redis import running_redis
 from tests._wsraw import RawClient, client_frame, upgrade_request

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from axeom._config import BackoffConfig, RestartType, SupervisorConfig
+from axeom.config import BackoffConfig, RestartType, SupervisorConfig
 from axeom_supervisor._policy import (
     EXIT_APP_LOAD_FAILED,
     ExitStatus,

@@ -12,7 +12,7 @@ import trio.testing
 import websockets.sync.client as ws_sync
 
 from axeom import Axeom, serve
-from axeom._pubsub import FLOW_LIMIT, MAX_OUTGOING, WORK_BUDGET, PubSub
+from axeom.pubsub import FLOW_LIMIT, MAX_OUTGOING, WORK_BUDGET, PubSub
 from axeom.testing import TestClient
 from axeom.ws import WebSocket, ws_plugin
 from axeom_supervisor import _hub

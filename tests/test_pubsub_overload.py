@@ -110,7 +110,6 @@ def test_full_speed_publisher_to_hundreds_of_subscribers_kills_nothing() -> None
                 # unfinished heads: a loaded client is slow to send its heads.
                 connecting_at_once = trio.CapacityLimiter(CONNECTING)
 
-
                 async def connect() -> None:
                     async with connecting_at_once:
                         subscribers.append(await subscribe(server.port, nursery))

@@ -10,7 +10,7 @@ import websockets.sync.client as ws_sync
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from axeom import Axeom, serve
-from axeom._native._handshake import HandshakeLimits
+from axeom.trio_runtime._handshake import HandshakeLimits
 from axeom.ws import ws_plugin
 from tests._wsraw import Deflater, RawClient, client_frame, close_code, upgrade_request
 

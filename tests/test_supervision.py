@@ -384,7 +384,7 @@ def test_an_aborted_connection_logs_no_info_line(tmp_path: Path) -> None:
 def test_worker_slot_load_counts_only_what_this_acceptor_handed() -> None:
     """A new acceptor's first table shows lifetime counts: they are the base,
     not sockets of its own that already arrived."""
-    from axeom._native._acceptor import WorkerSlot
+    from axeom_acceptor._acceptor import WorkerSlot
 
     busy, fresh = WorkerSlot("worker-1", 1, "a"), WorkerSlot("worker-2", 1, "b")
     busy.report(sockets=0, received=5000)

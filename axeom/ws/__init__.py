@@ -4,7 +4,7 @@ from ._handlers import Handlers
 from ._options import WSOptions
 from ._plugin import WSPlugin, ws_plugin
 from ._route import WSRoute
-from ._socket import Closing, SendResult, SendStatus, WebSocket
+from ._socket import Closing, SendResult, SendStatus, WebSocket, socket_id_prefix
 from ._upgrade import Upgrade
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "WSPlugin",
     "WSRoute",
     "WebSocket",
+    "socket_id_prefix",
     "ws_plugin",
 ]

@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from .._pubsub import Published, Sent, Subscribed, Unsubscribed
+from ..pubsub import Published, Sent, Subscribed, Unsubscribed
 from ._handlers import BoundHandlers
 from ._socket import Closing, SendResult, WebSocket
 

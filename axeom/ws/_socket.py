@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._headers import Headers
 from .._messages import to_message
-from .._pubsub import UNSUBSCRIBED, Published, Subscribed, Unsubscribed
+from ..pubsub import UNSUBSCRIBED, Published, Subscribed, Unsubscribed
 
 if TYPE_CHECKING:
     from .._app import Axeom

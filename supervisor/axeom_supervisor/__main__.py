@@ -12,9 +12,9 @@ import sys
 
 import trio
 
-from axeom._config import Config, ConfigError
-from axeom._fdlimit import raise_fd_limit
-from axeom._native._serve import bind_listener
+from axeom.config import Config, ConfigError
+from axeom.process import raise_fd_limit
+from axeom.trio_runtime import bind_listener
 
 from ._supervisor import Supervisor
 

@@ -1,7 +1,7 @@
 """Control commands answered on the supervisor's control socket (REQ/REP).
 
 The wire format and the request loop are shared with the single-process
-server (``axeom._native._control``). Each command is one function registered
+server (``axeom.trio_runtime._control``). Each command is one function registered
 in ``COMMANDS``, with its docstring (and wire message) as its documentation.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from axeom._native._control import handle_request as _handle_request
-from axeom._native._control import publish_arguments
+from axeom.trio_runtime import handle_request as _handle_request
+from axeom.trio_runtime import publish_arguments
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor

@@ -31,7 +31,7 @@ import msgpack
 import pynng
 import trio
 
-from axeom._pubsub import merge_counts, socket_prefix
+from axeom.pubsub import merge_counts, socket_prefix
 
 __all__ = ["Hub", "RemoteBridge"]
 

@@ -21,8 +21,8 @@ import signal
 from collections import deque
 from dataclasses import dataclass
 
-from axeom._child import EXIT_APP_LOAD_FAILED
-from axeom._config import RestartType, Strategy, SupervisorConfig
+from axeom.config import RestartType, Strategy, SupervisorConfig
+from axeom.process import EXIT_APP_LOAD_FAILED
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
@@ -36,7 +36,7 @@ __all__ = [
 
 # EXIT_APP_LOAD_FAILED (3): a child that could not import the application. Restarting cannot
 # fix a typo in the app module, and a restart loop would bury the error under repeated copies
-# of it, so the supervisor gives up at once on this code. Children exit with it from axeom._child.
+# of it, so the supervisor gives up at once on this code. Children exit with it from axeom.process.
 
 _RESTART_TYPES: tuple[RestartType, ...] = ("permanent", "transient", "temporary")
 

@@ -28,9 +28,9 @@ from typing import Any
 import pynng
 import trio
 
-from axeom._config import Config
-from axeom._native import _ipc
-from axeom._native._control import remove_ipc_file
+from axeom import ipc
+from axeom.config import Config
+from axeom.trio_runtime import remove_ipc_file
 
 from . import _control
 from ._bridge_link import BridgeLink
@@ -76,9 +76,9 @@ class Supervisor:
         self.config = config
         self.listener = listener
         self.run_dir = tempfile.mkdtemp(prefix="axeom-")
-        self.paths = _ipc.RunPaths(self.run_dir)
+        self.paths = ipc.RunPaths(self.run_dir)
         self.port = listener.getsockname()[1]
-        self.control_address = _ipc.control_address(self.port)
+        self.control_address = ipc.control_address(self.port)
         self.worker_policy = RestartPolicy(config.supervisor, config.workers.restart)
         self.acceptor_policy = RestartPolicy(config.supervisor, "permanent")
         # Its own budget: a flapping Redis link must not use up the acceptor's.
@@ -193,7 +193,7 @@ class Supervisor:
         }
         pass_fds: tuple[int, ...] = ()
         if role == "acceptor":
-            module = "axeom._native.acceptor_main"
+            module = "axeom_acceptor"
             options.update(
                 listener_fd=self.listener.fileno(),
                 generation=generation,
@@ -299,7 +299,7 @@ class Supervisor:
     async def _receive_reports(self, reports: pynng.Socket) -> None:
         while True:
             try:
-                message = _ipc.decode(await reports.arecv())
+                message = ipc.decode(await reports.arecv())
             except ValueError:
                 continue
             child = self._find(message.get("id"), message.get("gen"))
@@ -398,8 +398,8 @@ class Supervisor:
     async def _publish_workers(self) -> None:
         if self._events is not None:
             self.table_seq += 1
-            message = _ipc.topic_message(
-                _ipc.TOPIC_ACCEPTOR, "workers", workers=self.worker_table(), seq=self.table_seq
+            message = ipc.topic_message(
+                ipc.TOPIC_ACCEPTOR, "workers", workers=self.worker_table(), seq=self.table_seq
             )
             await self._events.asend(message)
 

@@ -42,10 +42,9 @@ from typing import Any
 import msgpack
 import pynng
 
-from axeom._child import parent_gone
-from axeom._fdlimit import raise_fd_limit
-from axeom._native import _ipc
-from axeom._pubsub import merge_counts
+from axeom import ipc
+from axeom.process import parent_gone, raise_fd_limit
+from axeom.pubsub import merge_counts
 
 logger = logging.getLogger("axeom.redis")
 
@@ -310,14 +309,14 @@ class RedisBridge:
 
 
 async def amain(options: dict[str, Any]) -> None:
-    paths = _ipc.RunPaths(options["run_dir"])
+    paths = ipc.RunPaths(options["run_dir"])
     with (
         pynng.Pull0(listen=paths.bridge) as pull,
         pynng.Push0(dial=paths.hub) as push,
         pynng.Push0(dial=paths.reports) as reports,
     ):
         bridge = RedisBridge(options["url"], options["node_id"], push)
-        await reports.asend(_ipc.encode("ready", id="bridge", gen=0, pid=os.getpid()))
+        await reports.asend(ipc.encode("ready", id="bridge", gen=0, pid=os.getpid()))
 
         async def heartbeats() -> None:
             while True:
@@ -325,7 +324,7 @@ async def amain(options: dict[str, Any]) -> None:
                     logger.error("supervisor is gone: exiting")
                     os._exit(1)
                 await reports.asend(
-                    _ipc.encode("hb", id="bridge", gen=0, pid=os.getpid(), dropped=bridge.dropped)
+                    ipc.encode("hb", id="bridge", gen=0, pid=os.getpid(), dropped=bridge.dropped)
                 )
                 await asyncio.sleep(options["heartbeat_interval"])
 

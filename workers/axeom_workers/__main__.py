@@ -8,8 +8,7 @@ import sys
 
 import trio
 
-from axeom._child import configure_child_logging, load_app_or_exit
-from axeom._fdlimit import raise_fd_limit
+from axeom.process import configure_child_logging, load_app_or_exit, raise_fd_limit
 
 from ._worker import WorkerSettings, run_worker
 

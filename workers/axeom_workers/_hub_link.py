@@ -23,7 +23,7 @@ import msgpack
 import pynng
 import trio
 
-from axeom._pubsub import WORK_BUDGET, PubSub
+from axeom.pubsub import WORK_BUDGET, PubSub
 
 __all__ = ["HubLink"]
 

@@ -18,12 +18,10 @@ from dataclasses import dataclass
 import pynng
 import trio
 
-from axeom import Axeom
-from axeom._child import parent_gone
-from axeom._native import _handoff, _ipc
-from axeom._native._runtime import SocketRuntime, open_socket_runtime
-from axeom._native._transport import SocketTransport
-from axeom.ws._socket import socket_id_prefix
+from axeom import Axeom, ipc
+from axeom.process import parent_gone
+from axeom.trio_runtime import SocketRuntime, SocketTransport, handoff, open_socket_runtime
+from axeom.ws import socket_id_prefix
 
 from ._hub_link import HubLink
 
@@ -47,8 +45,8 @@ class Worker:
     def __init__(self, app: Axeom, settings: WorkerSettings) -> None:
         self.app = app
         self.settings = settings
-        self.paths = _ipc.RunPaths(settings.run_dir)
-        self.routes = _handoff.ws_routes(app)
+        self.paths = ipc.RunPaths(settings.run_dir)
+        self.routes = handoff.ws_routes(app)
         self.received = 0
         self.refused_no_fd = 0  # refusals of the current out-of-descriptors episode
         self.draining = False
@@ -74,9 +72,9 @@ class Worker:
             pynng.Push0(dial=self.paths.hub, send_timeout=SEND_TIMEOUT_MS) as hub_out,
             pynng.Pull0(listen=pubsub_address) as hub_in,
         ):
-            events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
+            events.subscribe(ipc.subscription(ipc.TOPIC_ALL))
             events.subscribe(
-                _ipc.subscription(_ipc.worker_topic(settings.worker_id, settings.generation))
+                ipc.subscription(ipc.worker_topic(settings.worker_id, settings.generation))
             )
             async with open_socket_runtime(self.app) as runtime:
                 self.runtime = runtime
@@ -89,7 +87,7 @@ class Worker:
                     nursery.start_soon(link.send_loop, hub_out)
                     nursery.start_soon(link.receive_loop, hub_in)
                     await reports.asend(
-                        _ipc.encode(
+                        ipc.encode(
                             "ready",
                             id=settings.worker_id,
                             gen=settings.generation,
@@ -109,30 +107,30 @@ class Worker:
             except BlockingIOError:
                 continue
             channel.setblocking(False)
-            _handoff.tune(channel)
+            handoff.tune(channel)
             nursery.start_soon(self._receive_sockets, channel)
 
     async def _receive_sockets(self, channel: socket.socket) -> None:
         """Take each handed-off socket and answer the acceptor: taken, or why not.
 
         The hand-offs queued when this task wakes are taken together and
-        answered in one datagram (see ``_handoff.receive_sockets``). The
+        answered in one datagram (see ``handoff.receive_sockets``). The
         answer goes out before the sockets' tasks (which write the 101s)
         start, so an acceptor that never got an answer knows no 101 was written.
         """
         runtime = self.runtime
         assert runtime is not None
         with channel:
-            while (batch := await _handoff.receive_sockets(channel)) is not None:
+            while (batch := await handoff.receive_sockets(channel)) is not None:
                 taken = [self._take(received) for received in batch]
                 replies = [
-                    (received.seq, _handoff.TAKEN if isinstance(took, tuple) else took)
+                    (received.seq, handoff.TAKEN if isinstance(took, tuple) else took)
                     for received, took in zip(batch, taken, strict=True)
                 ]
                 acceptor_gone = False
                 try:
-                    await _handoff.send_replies(channel, replies)
-                except _handoff.HandoffError:
+                    await handoff.send_replies(channel, replies)
+                except handoff.HandoffError:
                     acceptor_gone = True  # its copies went with it: run what we took
                 for took in taken:
                     if isinstance(took, tuple):
@@ -140,7 +138,7 @@ class Worker:
                 if acceptor_gone:
                     return
 
-    def _take(self, received: _handoff.Received) -> tuple[socket.socket, _handoff.HandedOff] | int:
+    def _take(self, received: handoff.Received) -> tuple[socket.socket, handoff.HandedOff] | int:
         """The socket and what to run it with, or the refusal to answer."""
         runtime = self.runtime
         assert runtime is not None
@@ -154,16 +152,16 @@ class Worker:
                     len(runtime.connections),
                 )
             self.refused_no_fd += 1
-            return _handoff.NO_DESCRIPTOR
+            return handoff.NO_DESCRIPTOR
         try:
-            handed = _handoff.decode(self.routes, received.blob)
-        except _handoff.HandoffError as exc:
+            handed = handoff.decode(self.routes, received.blob)
+        except handoff.HandoffError as exc:
             logger.error("refusing a socket: %s", exc)
             os.close(received.fd)
-            return _handoff.REFUSED
+            return handoff.REFUSED
         if self.draining:
             os.close(received.fd)
-            return _handoff.REFUSED
+            return handoff.REFUSED
         sock = _wrap(received.fd, handed.upgrade.remote_address)
         if self.refused_no_fd:
             logger.warning(
@@ -174,7 +172,7 @@ class Worker:
         self.received += 1
         return sock, handed
 
-    async def _run_socket(self, sock: socket.socket, handed: _handoff.HandedOff) -> None:
+    async def _run_socket(self, sock: socket.socket, handed: handoff.HandedOff) -> None:
         runtime = self.runtime
         assert runtime is not None
         transport = SocketTransport(sock)
@@ -202,7 +200,7 @@ class Worker:
                 await self.drain(self._nursery)
                 return
             await reports.asend(
-                _ipc.encode(
+                ipc.encode(
                     "hb",
                     id=settings.worker_id,
                     gen=settings.generation,
@@ -222,7 +220,7 @@ class Worker:
 
     async def _events(self, events: pynng.Socket, nursery: trio.Nursery) -> None:
         while True:
-            _, message = _ipc.split_topic(await events.arecv())
+            _, message = ipc.split_topic(await events.arecv())
             if message["t"] == "drain":
                 nursery.start_soon(self.drain, nursery)
 

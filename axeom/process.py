@@ -1,4 +1,6 @@
-"""What every child process of ``axeom run --workers N`` does first."""
+"""What every process of an ``axeom run`` tree does first: raise its descriptor
+limit, set up logging, load the app (or exit with a status the supervisor
+reads), and notice when its parent is gone."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 from typing import NoReturn
 
 from ._app import Axeom
+from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir, import_from_string
 
 __all__ = [
@@ -15,6 +18,7 @@ __all__ = [
     "configure_child_logging",
     "load_app_or_exit",
     "parent_gone",
+    "raise_fd_limit",
 ]
 
 # The supervisor reads this status as "the app cannot be loaded": it stops

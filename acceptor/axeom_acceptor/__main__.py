@@ -1,4 +1,4 @@
-"""``python -m axeom._native.acceptor_main SETTINGS_JSON``: started by the supervisor."""
+"""``python -m axeom_acceptor SETTINGS_JSON``: started by the supervisor."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 
 import trio
 
-from .._child import configure_child_logging, load_app_or_exit
-from .._fdlimit import raise_fd_limit
+from axeom.process import configure_child_logging, load_app_or_exit, raise_fd_limit
+from axeom.trio_runtime import HandshakeLimits
+
 from ._acceptor import Acceptor, AcceptorSettings
-from ._handshake import HandshakeLimits
 
 
 def main() -> None:

@@ -33,21 +33,20 @@ from typing import Any
 import pynng
 import trio
 
-from .._app import Axeom
-from .._child import parent_gone
-from .._http1 import serialize_response
-from .._messages import Response
-from . import _handoff, _ipc
-from ._handshake import (
+from axeom import Axeom, Response, ipc
+from axeom.process import parent_gone
+from axeom.trio_runtime import (
     Accepted,
     HandshakeCounters,
     HandshakeLimits,
     PendingHead,
     PendingHeads,
+    SocketTransport,
+    accept_forever,
     answer_handshake,
+    handoff,
+    serialize_response,
 )
-from ._serve import accept_forever
-from ._transport import SocketTransport
 
 __all__ = ["Acceptor", "AcceptorSettings"]
 
@@ -151,7 +150,7 @@ class Acceptor:
         self.app = app
         self.listener = listener
         self.settings = settings
-        self.paths = _ipc.RunPaths(settings.run_dir)
+        self.paths = ipc.RunPaths(settings.run_dir)
         self.slots: dict[tuple[str, int], WorkerSlot] = {}
         self.handed_total = 0
         self.counters = HandshakeCounters()
@@ -212,7 +211,7 @@ class Acceptor:
             channel.close()
             return
         channel.setblocking(False)
-        _handoff.tune(channel)
+        handoff.tune(channel)
         slot.channel = channel
         if self._nursery is not None:
             self._nursery.start_soon(self._replies, slot, channel)
@@ -224,8 +223,8 @@ class Acceptor:
             pynng.Push0(dial=self.paths.reports) as reports,
             pynng.Sub0(dial=self.paths.events) as events,
         ):
-            events.subscribe(_ipc.subscription(_ipc.TOPIC_ALL))
-            events.subscribe(_ipc.subscription(_ipc.TOPIC_ACCEPTOR))
+            events.subscribe(ipc.subscription(ipc.TOPIC_ALL))
+            events.subscribe(ipc.subscription(ipc.TOPIC_ACCEPTOR))
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._events, events, reports)
@@ -245,7 +244,7 @@ class Acceptor:
                 # connections wait in the listening socket's backlog.
                 with trio.move_on_after(TABLE_WAIT):
                     await self.table_received.wait()
-                ready = _ipc.encode(
+                ready = ipc.encode(
                     "ready", id="acceptor", gen=self.settings.generation, pid=os.getpid()
                 )
                 await reports.asend(ready)  # "ready" means accepting: a reload waits for it
@@ -258,13 +257,13 @@ class Acceptor:
 
     async def _events(self, events: pynng.Socket, reports: pynng.Socket) -> None:
         while True:
-            _, message = _ipc.split_topic(await events.arecv())
+            _, message = ipc.split_topic(await events.arecv())
             if message["t"] == "workers":
                 self.update_workers(message["workers"])
                 self.table_received.set()
                 # Confirmed at once: the supervisor stops a worker it dropped
                 # from the table only once no acceptor will place on it.
-                ack = _ipc.encode(
+                ack = ipc.encode(
                     "table", id="acceptor", gen=self.settings.generation, seq=message.get("seq", 0)
                 )
                 await reports.asend(ack)
@@ -280,7 +279,7 @@ class Acceptor:
 
     def _report(self) -> bytes:
         """A heartbeat with this acceptor's counters (totals since it started)."""
-        return _ipc.encode(
+        return ipc.encode(
             "hb",
             id="acceptor",
             gen=self.settings.generation,
@@ -336,8 +335,8 @@ class Acceptor:
         once; answer 503 if none does. Our copy is closed by the caller."""
         # The worker names the socket: its id then tells app.send where it lives.
         try:
-            blob = _handoff.encode(accepted.upgrade, accepted.trailing, "", accepted.response_head)
-        except _handoff.HandoffError as exc:
+            blob = handoff.encode(accepted.upgrade, accepted.trailing, "", accepted.response_head)
+        except handoff.HandoffError as exc:
             logger.error("cannot hand off a socket: %s; answering 500", exc)
             self.counters.count(500, True)
             with contextlib.suppress(trio.BrokenResourceError):
@@ -347,7 +346,7 @@ class Acceptor:
         while (slot := self.choose(tried)) is not None:
             tried += (slot,)
             outcome = await self._offer(slot, transport.sock.fileno(), blob)
-            if outcome == _handoff.TAKEN:
+            if outcome == handoff.TAKEN:
                 self.handed_total += 1
                 self.counters.count(101, True)
                 if self._refusals:
@@ -379,7 +378,7 @@ class Acceptor:
         counts in the worker's load while the answer is awaited, so that a
         burst of hand-offs is spread as before; a refusal takes it back."""
         outcome = await self._offer_and_wait(slot, fd, blob)
-        if outcome != _handoff.TAKEN:
+        if outcome != handoff.TAKEN:
             slot.handed -= 1
         return outcome
 
@@ -388,8 +387,8 @@ class Acceptor:
         seq = next(self._sequence)
         slot.handed += 1
         try:
-            await _handoff.send_socket(slot.channel, fd, seq, blob)
-        except _handoff.HandoffError:
+            await handoff.send_socket(slot.channel, fd, seq, blob)
+        except handoff.HandoffError:
             slot.close()
             return GONE
         # Registered only once sent: no checkpoint between here and parking,
@@ -432,7 +431,7 @@ class Acceptor:
     async def _replies(self, slot: WorkerSlot, channel: socket.socket) -> None:
         """Match a worker's answers to the hand-offs waiting for them, until
         its channel ends (then the ones still waiting go elsewhere)."""
-        while (answers := await _handoff.receive_replies(channel)) is not None:
+        while (answers := await handoff.receive_replies(channel)) is not None:
             for seq, outcome in answers:
                 reply = slot.replies.pop(seq, None)
                 if reply is not None:

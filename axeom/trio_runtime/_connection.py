@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._pubsub import WORK_BUDGET
+from ..pubsub import WORK_BUDGET
 from ..ws._actor import Actor
 from ..ws._frames import FrameConnection
 from ..ws._options import WSOptions
