@@ -47,9 +47,8 @@ def violations(folder: Path, allowed_own: str) -> list[str]:
         for line, module in imported_modules(path):
             parts = module.split(".")
             where = f"{path.relative_to(folder.parent)}:{line} imports {module}"
-            if parts[0] == "axeom" and any(part.startswith("_") for part in parts[1:]):
-                found.append(where)
-            elif parts[0] in others:
+            private = parts[0] == "axeom" and any(part.startswith("_") for part in parts[1:])
+            if private or parts[0] in others:
                 found.append(where)
     return found
 
