@@ -1,8 +1,9 @@
 """The engine's input and output: a parsed request head and a response.
 
 Both are plain data. An adapter builds a ``Request`` from whatever it read
-(raw bytes, an ASGI scope, a test call) and turns the ``Response`` back into
-bytes or ASGI events; the engine never sees a socket.
+(a request head and its body from a socket, a test call) and turns the
+``Response`` back into bytes; the engine never sees a socket. (An ASGI
+adapter, building it from a scope and events, is planned but not yet written.)
 """
 
 from __future__ import annotations
