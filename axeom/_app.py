@@ -1,10 +1,11 @@
 """The ``Axeom`` application: routes, plugins, hooks and the request lifecycle.
 
-``await app.handle(request)`` is the whole engine: a request head in, a
-response out. For a WebSocket route the response is a ``101`` whose
-``upgrade`` carries the handlers and the socket's data; the adapter that
-called ``handle`` performs the upgrade. Nothing here imports an event loop
-or touches a socket, so every rule is testable with plain calls.
+``await app.handle(request)`` is the whole engine: a request in (its head,
+and the body an HTTP route may read), a response out. For a WebSocket route
+the response is a ``101`` whose ``upgrade`` carries the handlers and the
+socket's data; the adapter that called ``handle`` performs the upgrade.
+Nothing here imports an event loop or touches a socket, so every rule is
+testable with plain calls.
 
 Lifecycle of one request (hooks run in registration order)::
 
@@ -292,7 +293,7 @@ class Axeom(_Registrar):
     # -- the engine ----------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        """Answer one request head: an HTTP response, or a 101 carrying an upgrade."""
+        """Answer one request: an HTTP response, or a 101 carrying an upgrade."""
         ctx = Context(self, request)
         try:
             response = await self._lifecycle(ctx)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
 from ._headers import Headers
 from ._messages import Request
+from .errors import BadRequest
 
 if TYPE_CHECKING:
     from ._app import Axeom
@@ -67,6 +69,22 @@ class Context:
     @property
     def client(self) -> tuple[str, int] | None:
         return self.request.client
+
+    @property
+    def body(self) -> bytes:
+        """The request body (``b""`` without one), already read in full."""
+        return self.request.body
+
+    def json(self) -> Any:
+        """The request body parsed as JSON.
+
+        A body that is not JSON (or not UTF-8, or empty) is the client's
+        mistake: it raises ``BadRequest``, so the request is answered 400.
+        """
+        try:
+            return json.loads(self.request.body)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+            raise BadRequest("request body is not valid JSON") from None
 
     def set_header(self, name: str, value: str) -> None:
         """Add a header to the response this request ends with.

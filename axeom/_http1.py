@@ -1,9 +1,12 @@
 """HTTP/1.1 request heads and responses as bytes, sans-IO.
 
-Only what a WebSocket server needs: parse one request head (no body: an
-upgrade request has none) and serialize a response. Strict where laxness
-would be a smuggling or confusion risk (bare CR/LF, obs-fold, bad tokens,
-a missing or repeated Host).
+Only what a WebSocket server with a few HTTP routes needs: parse one request
+head, tell how long its body is, and serialize a response. Strict where
+laxness would be a smuggling or confusion risk (bare CR/LF, obs-fold, bad
+tokens, a missing or repeated Host, a body on an upgrade, a Content-Length
+that is not one plain number). A body is framed by ``Content-Length`` only:
+``Transfer-Encoding`` is answered 411. Every response but a 101 closes the
+connection, so nothing after one request is ever read as another.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ import re
 from ._headers import Headers
 from ._messages import Request, Response
 
-__all__ = ["HeadError", "find_head_end", "parse_request_head", "serialize_response"]
+__all__ = [
+    "HeadError",
+    "body_length",
+    "find_head_end",
+    "parse_request_head",
+    "serialize_response",
+]
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VERSION = re.compile(rb"^HTTP/1\.[01]$")
@@ -21,7 +30,9 @@ MAX_HEADERS = 100
 
 
 class HeadError(ValueError):
-    """A malformed request head; ``status`` is what to answer (400 or 505)."""
+    """A request that cannot be served as sent; ``status`` is what to answer:
+    400 (malformed), 411 (``Transfer-Encoding``), 413 (body too large),
+    431 (head too large) or 505 (not HTTP/1.1)."""
 
     def __init__(self, reason: str, status: int = 400) -> None:
         super().__init__(reason)
@@ -84,6 +95,46 @@ def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Re
     if len(hosts) != 1:  # RFC 7230 section 5.4: exactly one Host in HTTP/1.1
         raise HeadError("missing Host header" if not hosts else "repeated Host header")
     return Request(method.decode("ascii"), target.decode("latin-1"), headers, client, "1.1")
+
+
+def body_length(request: Request, limit: int) -> int:
+    """How many body bytes follow ``request``'s head, per its ``Content-Length``.
+
+    Raises ``HeadError`` before a byte of the body is read:
+
+    - 400 for an upgrade request (``Upgrade: websocket``) that announces a
+      body. The bytes after its head are read as WebSocket frames, so a body
+      a proxy in front of us forwards as HTTP would become frames here: the
+      two would disagree on where the request ends (request smuggling).
+      ``Content-Length: 0`` is harmless and some clients send it;
+    - 411 for ``Transfer-Encoding`` (chunked bodies are not supported);
+    - 400 for a repeated ``Content-Length`` or one that is not digits only;
+    - 413 for a length over ``limit``.
+    """
+    headers = request.headers
+    lengths = headers.get_all("content-length")
+    if "websocket" in headers.tokens("upgrade"):
+        if "transfer-encoding" in headers:
+            raise HeadError("a WebSocket upgrade request must not have Transfer-Encoding")
+        if any(value.strip() != "0" for value in lengths):
+            raise HeadError("a WebSocket upgrade request must not have a body (Content-Length)")
+        return 0
+    if "transfer-encoding" in headers:
+        raise HeadError(
+            "Transfer-Encoding is not supported: send the body with Content-Length", 411
+        )
+    if not lengths:
+        return 0
+    if len(lengths) > 1:
+        raise HeadError("repeated Content-Length header")
+    value = lengths[0]
+    if not (value.isascii() and value.isdigit()):
+        raise HeadError("Content-Length must be a number of bytes")
+    digits = value.lstrip("0")
+    # Compared as text first: int() of thousands of digits is slow, then refused.
+    if len(digits) > len(str(limit)) or int(digits or "0") > limit:
+        raise HeadError(f"request body larger than {limit} bytes", 413)
+    return int(digits or "0")
 
 
 def serialize_response(response: Response, *, close: bool) -> bytes:

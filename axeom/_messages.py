@@ -1,8 +1,9 @@
-"""The engine's input and output: a parsed request head and a response.
+"""The engine's input and output: a parsed request and a response.
 
 Both are plain data. An adapter builds a ``Request`` from whatever it read
-(raw bytes, an ASGI scope, a test call) and turns the ``Response`` back into
-bytes or ASGI events; the engine never sees a socket.
+(a request head and its body from a socket, a test call) and turns the
+``Response`` back into bytes; the engine never sees a socket. (An ASGI
+adapter, building it from a scope and events, is planned but not yet written.)
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ __all__ = ["Request", "Response", "to_message"]
 
 @dataclass(slots=True)
 class Request:
-    """One HTTP request head.
+    """One HTTP request: its head, and its body if it had one.
 
     ``target`` is the request-target as sent (``/chat/1?x=2``); ``path`` and
     ``query`` are derived from it. ``client`` is the peer's (host, port) when
-    the adapter knows it.
+    the adapter knows it. ``body`` is read whole by the adapter before the
+    engine sees the request (within the server's ``max_body_size``); an
+    upgrade request never has one.
     """
 
     method: str
@@ -35,6 +38,7 @@ class Request:
     headers: Headers = field(default_factory=Headers)
     client: tuple[str, int] | None = None
     http_version: str = "1.1"
+    body: bytes = b""
 
     @property
     def path(self) -> str:

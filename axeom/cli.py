@@ -59,6 +59,14 @@ class _EnvOption(click.Option):
 _option = functools.partial(click.option, cls=_EnvOption)
 
 
+class _ConfigProblem(click.ClickException):
+    """A bad configuration: the one line of the ``ConfigError`` (file, line, key)
+    and exit status 2, like a usage error but without the usage text, which
+    is about the command line and would only hide the line that matters."""
+
+    exit_code = 2
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AXEOM"}
 )
@@ -129,7 +137,7 @@ def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> No
     try:
         config = Config.build(app, config_file, **overrides)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise _ConfigProblem(str(exc)) from None
     if config.server.pubsub:
         _check_pubsub(config)
     if config.server.workers == 0:

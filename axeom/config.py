@@ -8,8 +8,11 @@ A configuration file looks like this (every key is optional; the values shown ar
     workers = 0                 # 0 = single process, N >= 1 = supervisor + acceptor + N workers
     log_level = "info"          # critical | error | warning | info | debug
     graceful_timeout = 10.0     # seconds a child has to finish its work once asked to stop
-    max_pending_handshakes = 1024             # unfinished request heads at once (node-wide)
+    max_pending_handshakes = 1024             # unfinished requests at once (node-wide)
     max_pending_handshakes_per_address = 64   # ... from one client address
+    max_head_size = 16384       # bytes of request head; larger: 431
+    request_timeout = 10.0      # seconds to send the whole request (head and body); slower: 408
+    max_body_size = 1048576     # bytes of request body (HTTP routes); larger: 413
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -29,9 +32,9 @@ gave (``None`` means "not given"), the file is optional, and every knob has a de
 
 Everything is validated up front, before any process starts, because a typo discovered by a
 worker at 3 a.m. is much more expensive than one reported by ``axeom run`` at startup. Errors are
-raised as :class:`ConfigError` and read like ``config.toml: supervisor.max_restarts must be an
-integer >= 0, got "five"``: the file (or ``overrides``), the dotted key, what was expected and what
-was found.
+raised as :class:`ConfigError` and read like ``config.toml:9: supervisor.max_restarts must be an
+integer >= 0, got "five"``: the file (or ``overrides``) and the line the key is on, the dotted
+key, what was expected and what was found.
 
 This module only uses the standard library (no trio, nothing else from ``axeom``) so that the
 CLI, the supervisor and tests can import it cheaply.
@@ -44,6 +47,7 @@ import difflib
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -80,9 +84,9 @@ OVERRIDES_SOURCE = "overrides"
 class ConfigError(Exception):
     """An invalid configuration: one readable line naming where the problem is and what it is.
 
-    ``str(error)`` is ``"<source>: <key> <detail>"`` (parts that are unknown are left out), e.g.
-    ``config.toml: supervisor.max_restarts must be an integer >= 0, got "five"``. The parts are
-    also available separately so a CLI can format them differently.
+    ``str(error)`` is ``"<source>:<line>: <key> <detail>"`` (parts that are unknown are left
+    out), e.g. ``config.toml:9: supervisor.max_restarts must be an integer >= 0, got "five"``.
+    The parts are also available separately so a CLI can format them differently.
 
     Attributes:
         detail: What is wrong, e.g. ``must be an integer >= 0, got "five"``.
@@ -93,6 +97,8 @@ class ConfigError(Exception):
             constructed directly in Python.
         related: Other keys the problem involves (``heartbeat_interval`` for a
             ``heartbeat_timeout`` that is too small); used to find the source to blame.
+        line: The line of ``source`` (a file) the blamed key is on, counted from 1, or ``None``
+            when unknown.
     """
 
     def __init__(
@@ -101,17 +107,20 @@ class ConfigError(Exception):
         key: str | None = None,
         source: str | None = None,
         related: tuple[str, ...] = (),
+        line: int | None = None,
     ) -> None:
         # All arguments go to Exception.args so that the error survives pickling between processes.
-        super().__init__(detail, key, source, related)
+        super().__init__(detail, key, source, related, line)
         self.detail = detail
         self.key = key
         self.source = source
         self.related = related
+        self.line = line
 
     def __str__(self) -> str:
         message = f"{self.key} {self.detail}" if self.key else self.detail
-        return f"{self.source}: {message}" if self.source else message
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {message}" if self.source else message
 
     def within(self, prefix: str, origins: Mapping[str, str]) -> ConfigError:
         """Return this error re-rooted under the table ``prefix``, blaming the right source.
@@ -193,6 +202,20 @@ _POSITIVE = _number("> 0", lambda value: value > 0)
 _NON_NEGATIVE = _number(">= 0", lambda value: value >= 0)
 _AT_LEAST_ONE = _number(">= 1", lambda value: value >= 1)
 _FRACTION = _number("between 0 and 1", lambda value: 0 <= value <= 1)
+
+# Bounds of the request limits. A browser's upgrade request with its cookies
+# is a few KiB: a head limit below 1 KiB refuses real clients, and above 1 MiB
+# each unfinished head (there may be max_pending_handshakes of them) holds that
+# much memory.
+MIN_HEAD_SIZE, MAX_HEAD_SIZE = 1024, 1 << 20
+# Longer than this, every slow client holds a descriptor for minutes: a gift
+# to a slowloris attack, never what a real client needs.
+MAX_REQUEST_TIMEOUT = 600.0
+# A request body is held whole in memory until the handler has run.
+MAX_BODY_SIZE = 1 << 30
+_REQUEST_TIMEOUT = _number(
+    f"> 0 and <= {MAX_REQUEST_TIMEOUT:g}", lambda value: 0 < value <= MAX_REQUEST_TIMEOUT
+)
 
 
 def _choice(alias: Any) -> Check:
@@ -388,12 +411,18 @@ class ServerConfig:
             then are cancelled); the acceptor finishes the handshakes in flight.
         pubsub: ``redis://HOST:PORT/DB`` to bridge pub/sub to the other nodes running the same
             app through Redis; unset, pub/sub reaches this node's workers only.
-        max_pending_handshakes: Connections whose request head is not complete yet, at once,
-            on this node; one more evicts the oldest with 408 (a slowloris attack costs a
-            bounded number of descriptors).
+        max_pending_handshakes: Connections whose request (head, and body if any) is not
+            complete yet, at once, on this node; one more evicts the oldest with 408 (a
+            slowloris attack costs a bounded number of descriptors).
         max_pending_handshakes_per_address: The same, from one client address; the excess is
             answered 429 and closed at once. Raise it behind a proxy (its clients share its
             address).
+        max_head_size: Bytes of request head (request line and headers); a larger head is
+            answered 431.
+        request_timeout: Seconds a client has to send its whole request, head and body; a
+            slower one is answered 408.
+        max_body_size: Bytes of request body an HTTP route accepts (``Content-Length``); a
+            larger one is answered 413 before it is read. ``0`` refuses every body.
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -404,6 +433,11 @@ class ServerConfig:
     pubsub: str | None = field(default=None, metadata=_checked(_redis_url))
     max_pending_handshakes: int = field(default=1024, metadata=_checked(_integer(1)))
     max_pending_handshakes_per_address: int = field(default=64, metadata=_checked(_integer(1)))
+    max_head_size: int = field(
+        default=16384, metadata=_checked(_integer(MIN_HEAD_SIZE, MAX_HEAD_SIZE))
+    )
+    request_timeout: float = field(default=10.0, metadata=_checked(_REQUEST_TIMEOUT))
+    max_body_size: int = field(default=1 << 20, metadata=_checked(_integer(0, MAX_BODY_SIZE)))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -413,11 +447,14 @@ class ServerConfig:
         """True in development mode (``workers = 0``): no supervisor, acceptor or workers."""
         return self.workers == 0
 
-    def handshake_limits(self) -> dict[str, int]:
+    def handshake_limits(self) -> dict[str, Any]:
         """Keyword arguments for ``HandshakeLimits`` (which lives with the event loop)."""
         return {
             "max_pending": self.max_pending_handshakes,
             "max_pending_per_address": self.max_pending_handshakes_per_address,
+            "max_head_size": self.max_head_size,
+            "timeout": self.request_timeout,
+            "max_body_size": self.max_body_size,
         }
 
 
@@ -440,6 +477,9 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "pubsub": "server.pubsub",
     "max_pending_handshakes": "server.max_pending_handshakes",
     "max_pending_handshakes_per_address": "server.max_pending_handshakes_per_address",
+    "max_head_size": "server.max_head_size",
+    "request_timeout": "server.request_timeout",
+    "max_body_size": "server.max_body_size",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",
@@ -512,7 +552,10 @@ class Config:
         values, origins = _merge(layers)
         values["app"] = app
         values["file"] = None if file is None else os.fspath(file)
-        return _construct(cls, values, "", origins)
+        try:
+            return _construct(cls, values, "", origins)
+        except ConfigError as error:
+            raise _located(error) from None
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -573,13 +616,15 @@ def _check_shape(cls: type, raw: Mapping[str, Any], prefix: str, source: str) ->
     for name, value in raw.items():
         key = f"{prefix}{name}"
         if name not in accepted:
-            raise ConfigError(_unknown(cls, name, key, value), None, source)
+            detail = _unknown(cls, name, key, value)
+            raise ConfigError(detail, None, source, line=_line_of(source, key))
         table = accepted[name]
         if table is None:
             continue
         if not isinstance(value, dict):
             hint = _top_level_hint(name) if cls is Config else ""
-            raise ConfigError(f"must be a table, got {_show(value)}{hint}", key, source)
+            detail = f"must be a table, got {_show(value)}{hint}"
+            raise ConfigError(detail, key, source, line=_line_of(source, key))
         _check_shape(table, value, f"{key}.", source)
 
 
@@ -589,6 +634,62 @@ def _unknown(cls: type, name: str, key: str, value: Any) -> str:
         return f'unknown section "{key}"{_did_you_mean(name, list(_tables(cls)))}'
     hint = _top_level_hint(name) if cls is Config else _did_you_mean(name, list(_tables(cls)))
     return f'unknown key "{key}"{hint}'
+
+
+def _located(error: ConfigError) -> ConfigError:
+    """``error`` with the line of its file that set the key it blames (or a related key)."""
+    if error.source in (None, OVERRIDES_SOURCE) or error.line is not None:
+        return error
+    assert error.source is not None
+    for key in (error.key, *error.related):
+        line = None if key is None else _line_of(error.source, key)
+        if line is not None:
+            return ConfigError(error.detail, error.key, error.source, error.related, line)
+    return error
+
+
+# A table header (``[server]``, ``[ supervisor . backoff ]``), not an array of tables.
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+# The key of a ``key = value`` line: bare, quoted or dotted.
+_ASSIGNMENT = re.compile(r"^\s*([\w\-. \"']+?)\s*=")
+
+
+def _line_of(path: str, key: str) -> int | None:
+    """The line (from 1) of the TOML file ``path`` that sets the dotted ``key``, or that opens
+    the table or inline table holding it; ``None`` if it cannot be told.
+
+    tomllib reports no positions, so the file is scanned here: table headers and ``key =``
+    lines, skipping multi-line strings. Only called to report an error.
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            lines = stream.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    wanted = tuple(key.split("."))
+    table: tuple[str, ...] = ()
+    in_string = False
+    for number, line in enumerate(lines, 1):
+        continued = in_string  # this line is inside a multi-line string
+        if line.count('"""') % 2 or line.count("'''") % 2:
+            in_string = not in_string
+        if continued:
+            continue
+        if header := _HEADER.match(line):
+            table = _key_parts(header[1])
+            if table == wanted:
+                return number
+        elif assignment := _ASSIGNMENT.match(line):
+            full = table + _key_parts(assignment[1])
+            if full == wanted[: len(full)]:
+                return number
+    return None
+
+
+def _key_parts(text: str) -> tuple[str, ...]:
+    """``server . "port"`` -> ``("server", "port")`` (a quoted key holding a dot is not split
+    right, and then simply not found)."""
+    return tuple(part.strip().strip("\"'") for part in text.split("."))
 
 
 def _nest_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -209,9 +209,6 @@ class PubSub:
         self._count_changed(topic)
         return True
 
-    def local_topics(self) -> list[str]:
-        return list(self._topics)
-
     def local_count(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
 

@@ -96,11 +96,19 @@ class TestClient:
         return self._runtime
 
     async def request(
-        self, method: str, target: str, headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        body: bytes = b"",
     ) -> Response:
-        """Run one plain HTTP request through the engine."""
+        """Run one plain HTTP request through the engine (``body``: its body,
+        with the ``Content-Length`` a client would send)."""
         hdrs = Headers({"host": "testserver", **(headers or {})})
-        return await self.app.handle(Request(method, target, hdrs, self.client))
+        if body:
+            hdrs.add("content-length", str(len(body)))
+        return await self.app.handle(Request(method, target, hdrs, self.client, body=body))
 
     @asynccontextmanager
     async def websocket(

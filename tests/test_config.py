@@ -94,6 +94,11 @@ def test_documented_example_file_gives_the_defaults(config_file: Callable[[str],
         workers = 0
         log_level = "info"
         graceful_timeout = 10.0
+        max_pending_handshakes = 1024
+        max_pending_handshakes_per_address = 64
+        max_head_size = 16384
+        request_timeout = 10.0
+        max_body_size = 1048576
 
         [supervisor]
         strategy = "one_for_one"
@@ -261,51 +266,51 @@ def test_override_can_fix_an_invalid_file_value(config_file: Callable[[str], str
     [
         (
             '[supervisor]\nmax_restarts = "five"',
-            'config.toml: supervisor.max_restarts must be an integer >= 0, got "five"',
+            'config.toml:2: supervisor.max_restarts must be an integer >= 0, got "five"',
         ),
         (
             "[supervisor]\nmax_restarts = -1",
-            "config.toml: supervisor.max_restarts must be an integer >= 0, got -1",
+            "config.toml:2: supervisor.max_restarts must be an integer >= 0, got -1",
         ),
         (
             "[server]\nworkers = 2.5",
-            "config.toml: server.workers must be an integer >= 0, got 2.5",
+            "config.toml:2: server.workers must be an integer >= 0, got 2.5",
         ),
         (
             "[server]\nworkers = -1",
-            "config.toml: server.workers must be an integer >= 0, got -1",
+            "config.toml:2: server.workers must be an integer >= 0, got -1",
         ),
         (
             "[server]\nport = 65536",
-            "config.toml: server.port must be an integer in 0..65535, got 65536",
+            "config.toml:2: server.port must be an integer in 0..65535, got 65536",
         ),
         (
             "[server]\nport = -1",
-            "config.toml: server.port must be an integer in 0..65535, got -1",
+            "config.toml:2: server.port must be an integer in 0..65535, got -1",
         ),
         (
             "[server]\nport = [8000]",
-            "config.toml: server.port must be an integer in 0..65535, got an array",
+            "config.toml:2: server.port must be an integer in 0..65535, got an array",
         ),
         (
             '[server]\nhost = ""',
-            'config.toml: server.host must be a non-empty string, got ""',
+            'config.toml:2: server.host must be a non-empty string, got ""',
         ),
         (
             "[server]\nhost = 127",
-            "config.toml: server.host must be a non-empty string, got 127",
+            "config.toml:2: server.host must be a non-empty string, got 127",
         ),
         (
             '[server]\ngraceful_timeout = "10s"',
-            'config.toml: server.graceful_timeout must be a number > 0, got "10s"',
+            'config.toml:2: server.graceful_timeout must be a number > 0, got "10s"',
         ),
         (
             "[server]\ngraceful_timeout = nan",
-            "config.toml: server.graceful_timeout must be a number > 0, got nan",
+            "config.toml:2: server.graceful_timeout must be a number > 0, got nan",
         ),
         (
             "[supervisor]\nshutdown_timeout = inf",
-            "config.toml: supervisor.shutdown_timeout must be a finite number, got inf",
+            "config.toml:2: supervisor.shutdown_timeout must be a finite number, got inf",
         ),
     ],
 )
@@ -319,15 +324,15 @@ def test_type_and_range_errors(config_file: Callable[[str], str], text: str, mes
     [
         (
             "[server]\nport = true",
-            "config.toml: server.port must be an integer in 0..65535, got true",
+            "config.toml:2: server.port must be an integer in 0..65535, got true",
         ),
         (
             "[server]\ngraceful_timeout = false",
-            "config.toml: server.graceful_timeout must be a number > 0, got false",
+            "config.toml:2: server.graceful_timeout must be a number > 0, got false",
         ),
         (
             "[supervisor.backoff]\njitter = true",
-            "config.toml: supervisor.backoff.jitter must be a number between 0 and 1, got true",
+            "config.toml:2: supervisor.backoff.jitter must be a number between 0 and 1, got true",
         ),
     ],
 )
@@ -355,7 +360,7 @@ def test_durations_must_be_positive(
     """Every duration must be > 0: a zero timeout or window makes no sense."""
     section, name = key.split(".")
     message = error_from_file(config_file, f"[{section}]\n{name} = {value}")
-    assert message == f"config.toml: {key} must be a number > 0, got {value}"
+    assert message == f"config.toml:2: {key} must be a number > 0, got {value}"
 
 
 @pytest.mark.parametrize(
@@ -363,28 +368,28 @@ def test_durations_must_be_positive(
     [
         (
             "[workers]\nheartbeat_interval = 2.0\nheartbeat_timeout = 2.0",
-            "config.toml: workers.heartbeat_timeout must be greater than heartbeat_interval"
+            "config.toml:3: workers.heartbeat_timeout must be greater than heartbeat_interval"
             " (2.0), got 2.0",
         ),
         (
             "[supervisor.backoff]\ninitial = 1.0\nmax = 0.5",
-            "config.toml: supervisor.backoff.max must be >= initial (1.0), got 0.5",
+            "config.toml:3: supervisor.backoff.max must be >= initial (1.0), got 0.5",
         ),
         (
             "[supervisor.backoff]\nmultiplier = 0.5",
-            "config.toml: supervisor.backoff.multiplier must be a number >= 1, got 0.5",
+            "config.toml:2: supervisor.backoff.multiplier must be a number >= 1, got 0.5",
         ),
         (
             "[supervisor.backoff]\ninitial = -0.1",
-            "config.toml: supervisor.backoff.initial must be a number >= 0, got -0.1",
+            "config.toml:2: supervisor.backoff.initial must be a number >= 0, got -0.1",
         ),
         (
             "[supervisor.backoff]\njitter = -0.1",
-            "config.toml: supervisor.backoff.jitter must be a number between 0 and 1, got -0.1",
+            "config.toml:2: supervisor.backoff.jitter must be a number between 0 and 1, got -0.1",
         ),
         (
             "[supervisor.backoff]\njitter = 1.5",
-            "config.toml: supervisor.backoff.jitter must be a number between 0 and 1, got 1.5",
+            "config.toml:2: supervisor.backoff.jitter must be a number between 0 and 1, got 1.5",
         ),
     ],
 )
@@ -401,9 +406,95 @@ def test_cross_field_error_blames_the_file_that_set_the_other_key(
     """A default heartbeat_timeout broken by the file's interval is reported against the file."""
     message = error_from_file(config_file, "[workers]\nheartbeat_interval = 10")
     assert message == (
-        "config.toml: workers.heartbeat_timeout must be greater than heartbeat_interval (10.0),"
+        "config.toml:2: workers.heartbeat_timeout must be greater than heartbeat_interval (10.0),"
         " got 5.0"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[server]\nmax_head_size = 100",
+            "config.toml:2: server.max_head_size must be an integer in 1024..1048576, got 100",
+        ),
+        (
+            "[server]\nmax_head_size = 2097152",
+            "config.toml:2: server.max_head_size must be an integer in 1024..1048576, got 2097152",
+        ),
+        (
+            '[server]\nrequest_timeout = "10s"',
+            'config.toml:2: server.request_timeout must be a number > 0 and <= 600, got "10s"',
+        ),
+        (
+            "[server]\nrequest_timeout = 0",
+            "config.toml:2: server.request_timeout must be a number > 0 and <= 600, got 0",
+        ),
+        (
+            "[server]\nrequest_timeout = 3600",
+            "config.toml:2: server.request_timeout must be a number > 0 and <= 600, got 3600",
+        ),
+        (
+            "[server]\nmax_body_size = -1",
+            "config.toml:2: server.max_body_size must be an integer in 0..1073741824, got -1",
+        ),
+        (
+            "[server]\nmax_body_size = 1.5",
+            "config.toml:2: server.max_body_size must be an integer in 0..1073741824, got 1.5",
+        ),
+        (
+            "[server]\nmax_pending_handshakes = 0",
+            "config.toml:2: server.max_pending_handshakes must be an integer >= 1, got 0",
+        ),
+        (
+            "[server]\nmax_head_sise = 4096",
+            'config.toml:2: unknown key "server.max_head_sise" (did you mean "max_head_size"?)',
+        ),
+    ],
+)
+def test_request_limits_are_checked(
+    config_file: Callable[[str], str], text: str, message: str
+) -> None:
+    """The request limits read by the acceptor (or the one process) are checked up front."""
+    assert error_from_file(config_file, text) == message
+
+
+def test_request_limits_reach_the_handshake_limits(config_file: Callable[[str], str]) -> None:
+    """Every request limit of ``[server]`` is among what ``HandshakeLimits`` is built from."""
+    from axeom.trio_runtime import HandshakeLimits
+
+    text = (
+        "[server]\nmax_pending_handshakes = 8\nmax_pending_handshakes_per_address = 2\n"
+        "max_head_size = 2048\nrequest_timeout = 1.5\nmax_body_size = 0\n"
+    )
+    server = Config.build(APP, file=config_file(text)).server
+    assert HandshakeLimits(**server.handshake_limits()) == HandshakeLimits(
+        max_head_size=2048, timeout=1.5, max_pending=8, max_pending_per_address=2, max_body_size=0
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        # Deeper in a real file, after comments, blank lines and other sections.
+        ('# axeom\n\n[server]\nport = 8000\n\n[workers]\nrestart = "always"\n', 7),
+        # A dotted key at the top level, and an indented one with a comment.
+        ('server.port = "80"\n', 1),
+        ('[server]\n  port = "80"   # the port\n', 2),
+        # Inside an inline table: the line that holds it.
+        ("[server]\nport = 1\n[supervisor]\nbackoff = { initial = -1.0 }\n", 4),
+        # A table header spelt with spaces.
+        ("[ supervisor . backoff ]\njitter = 2\n", 2),
+        # A multi-line string that looks like TOML is not read as keys.
+        ('[server]\nhost = """\nport = 1\n"""\nport = "x"\n', 5),
+    ],
+)
+def test_errors_name_the_line_of_the_key(
+    config_file: Callable[[str], str], text: str, line: int
+) -> None:
+    """The line number in a message is the line the user wrote the bad key on."""
+    message = error_from_file(config_file, text)
+    assert message.startswith(f"config.toml:{line}: "), message
 
 
 def test_cross_field_error_from_overrides() -> None:
@@ -421,22 +512,22 @@ def test_cross_field_error_from_overrides() -> None:
     [
         (
             '[supervisor]\nstrategy = "one_for_none"',
-            'config.toml: supervisor.strategy must be one of "one_for_one", "one_for_all",'
+            'config.toml:2: supervisor.strategy must be one of "one_for_one", "one_for_all",'
             ' got "one_for_none" (did you mean "one_for_one"?)',
         ),
         (
             '[workers]\nrestart = "always"',
-            'config.toml: workers.restart must be one of "permanent", "transient", "temporary",'
+            'config.toml:2: workers.restart must be one of "permanent", "transient", "temporary",'
             ' got "always"',
         ),
         (
             '[server]\nlog_level = "INFO"',
-            'config.toml: server.log_level must be one of "critical", "error", "warning", "info",'
+            'config.toml:2: server.log_level must be one of "critical", "error", "warning", "info",'
             ' "debug", got "INFO" (did you mean "info"?)',
         ),
         (
             "[server]\nlog_level = 20",
-            'config.toml: server.log_level must be one of "critical", "error", "warning", "info",'
+            'config.toml:2: server.log_level must be one of "critical", "error", "warning", "info",'
             ' "debug", got 20',
         ),
     ],
@@ -453,23 +544,23 @@ def test_enum_errors_list_the_choices(
     [
         (
             "[supervisor]\nmax_restart = 3",
-            'config.toml: unknown key "supervisor.max_restart" (did you mean "max_restarts"?)',
+            'config.toml:2: unknown key "supervisor.max_restart" (did you mean "max_restarts"?)',
         ),
         (
             "[server]\nbananas = 1",
-            'config.toml: unknown key "server.bananas"',
+            'config.toml:2: unknown key "server.bananas"',
         ),
         (
             "[supervisor]\nbackoff = { maximum = 3.0 }",
-            'config.toml: unknown key "supervisor.backoff.maximum" (did you mean "max"?)',
+            'config.toml:2: unknown key "supervisor.backoff.maximum" (did you mean "max"?)',
         ),
         (
             "[server.tls]\ncert = 'x'",
-            'config.toml: unknown key "server.tls"',
+            'config.toml:1: unknown key "server.tls"',
         ),
         (
             "port = 8000",
-            'config.toml: unknown key "port" (did you mean "server.port"?)',
+            'config.toml:1: unknown key "port" (did you mean "server.port"?)',
         ),
     ],
 )
@@ -483,19 +574,19 @@ def test_unknown_keys(config_file: Callable[[str], str], text: str, message: str
     [
         (
             "[sever]\nport = 1",
-            'config.toml: unknown section "sever" (did you mean "server"?)',
+            'config.toml:1: unknown section "sever" (did you mean "server"?)',
         ),
         (
             "[logging]\nlevel = 'info'",
-            'config.toml: unknown section "logging"',
+            'config.toml:1: unknown section "logging"',
         ),
         (
             "workers = 4",
-            'config.toml: workers must be a table, got 4 (did you mean "server.workers"?)',
+            'config.toml:1: workers must be a table, got 4 (did you mean "server.workers"?)',
         ),
         (
             "[supervisor]\nbackoff = 2",
-            "config.toml: supervisor.backoff must be a table, got 2",
+            "config.toml:2: supervisor.backoff must be a table, got 2",
         ),
     ],
 )
@@ -509,7 +600,7 @@ def test_unknown_sections_and_misplaced_tables(
 def test_first_error_in_file_order_is_reported(config_file: Callable[[str], str]) -> None:
     """With several unknown keys, the message is about the first one in the file."""
     message = error_from_file(config_file, "[server]\nprot = 1\nhots = 'x'")
-    assert message == 'config.toml: unknown key "server.prot" (did you mean "port"?)'
+    assert message == 'config.toml:2: unknown key "server.prot" (did you mean "port"?)'
 
 
 # ----------------------------------------------------------------------------- the file itself
@@ -571,10 +662,15 @@ def test_app_must_be_an_import_string() -> None:
 
 def test_config_error_parts_and_pickling() -> None:
     """ConfigError exposes its parts and survives pickling (it may cross process boundaries)."""
-    error = ConfigError("must be an integer >= 0, got -1", "server.workers", "config.toml")
+    error = ConfigError("must be an integer >= 0, got -1", "server.workers", "config.toml", line=3)
     copy = pickle.loads(pickle.dumps(error))
-    assert str(copy) == "config.toml: server.workers must be an integer >= 0, got -1"
-    assert (copy.detail, copy.key, copy.source) == (error.detail, error.key, error.source)
+    assert str(copy) == "config.toml:3: server.workers must be an integer >= 0, got -1"
+    assert (copy.detail, copy.key, copy.source, copy.line) == (
+        "must be an integer >= 0, got -1",
+        "server.workers",
+        "config.toml",
+        3,
+    )
     assert isinstance(copy, Exception)
 
 

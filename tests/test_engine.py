@@ -652,3 +652,20 @@ async def test_unsendable_header_from_a_hook_is_a_500() -> None:
         assert response.status == 500
         assert all(name != "x-room" for name, _ in response.headers)
     assert (await app.handle(get("/x?room=lobby"))).header("x-room") == "lobby"
+
+
+async def test_a_route_reads_the_body_and_its_json() -> None:
+    """``ctx.body`` is the request body; ``ctx.json()`` parses it, and a body
+    that is not JSON (or not UTF-8, or empty) is the client's mistake: 400."""
+    from axeom.testing import TestClient
+
+    app = Axeom()
+    app.route("POST", "/items", lambda ctx: {"item": ctx.json(), "size": len(ctx.body)})
+    app.route("PUT", "/raw", lambda ctx: ctx.body[::-1])
+    async with TestClient(app) as client:
+        created = await client.request("POST", "/items", body=b'{"name": "lamp"}')
+        assert json.loads(created.body) == {"item": {"name": "lamp"}, "size": 16}
+        assert (await client.request("PUT", "/raw", body=b"abc")).body == b"cba"
+        for bad in (b"{nope", b"\xff\xfe", b""):
+            refused = await client.request("POST", "/items", body=bad)
+            assert (refused.status, refused.body) == (400, b"request body is not valid JSON\n")

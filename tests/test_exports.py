@@ -78,3 +78,25 @@ def test_engine_import_does_not_import_trio(statement: str, tmp_path: Path) -> N
 def test_trio_check_detects_trio(tmp_path: Path) -> None:
     """The subprocess check does see trio when something imports it (the check is live)."""
     assert "trio" in _modules_after_import("import trio", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "axeom.__main__",
+        "axeom_acceptor.__main__",
+        "axeom_workers.__main__",
+        "axeom_supervisor.__main__",
+    ],
+)
+def test_main_modules_run_only_as_main(module: str) -> None:
+    """Importing a ``__main__`` module (a docs tool, a test collector) runs nothing:
+    each starts its process only under ``python -m``."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")

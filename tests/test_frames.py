@@ -208,3 +208,24 @@ def test_compressed_message_inside_a_fragmented_one_fails_1002() -> None:
     wire = client_frame(0x1, b"a", fin=False) + client_frame(0x1, b"\x4b\x04\x00", rsv1=True)
     assert frames.receive(wire) == []
     assert frames.close_status()[0] == 1002
+
+
+@pytest.mark.parametrize("size", [125, 126, 65535, 65536])
+@pytest.mark.parametrize("kind", ["text", "binary"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflate"])
+def test_buffered_counts_exactly_the_bytes_written(size: int, kind: str, compressed: bool) -> None:
+    """The outbox count (``ws.buffered_amount``) is the frame as written: payload
+    and its 2-, 4- or 10-byte header; compressed, the compressed frame."""
+    from axeom.ws._deflate import rebuild
+
+    extensions = [rebuild([])] if compressed else None
+    frames = FrameConnection(
+        max_message_size=LIMIT, backpressure_limit=1 << 20, extensions=extensions
+    )
+    data: str | bytes = "x" * size if kind == "text" else os.urandom(size)
+    frames.send(data)
+    counted = frames.buffered
+    written = b"".join(frames.take_output())
+    assert counted == len(written)
+    if not compressed:
+        assert counted == size + (2 if size < 126 else 4 if size < 65536 else 10)

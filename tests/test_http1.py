@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from axeom import Response
+from axeom import Headers, Request, Response
 from axeom._http1 import (
     MAX_HEADERS,
     HeadError,
+    body_length,
     find_head_end,
     parse_request_head,
     serialize_response,
@@ -255,3 +256,65 @@ def test_find_head_end_checks_every_chunk_and_only_the_head() -> None:
     assert find_head_end(head + b"\x81\x8a\n\n\n\n") == len(head)
     with pytest.raises(HeadError):
         find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\nA: b\n\r\n", 20)
+
+
+def _with(*headers: tuple[str, str]) -> Request:
+    return Request("POST", "/x", Headers([("host", "x"), *headers]))
+
+
+UPGRADE = (("upgrade", "websocket"), ("connection", "Upgrade"))
+
+
+@pytest.mark.parametrize(
+    ("headers", "length"),
+    [
+        ((), 0),
+        ((("content-length", "0"),), 0),
+        ((("content-length", "64"),), 64),
+        ((("content-length", "0064"),), 64),
+        ((*UPGRADE, ("content-length", "0")), 0),
+        (UPGRADE, 0),
+    ],
+)
+def test_body_length_from_content_length(headers: tuple[tuple[str, str], ...], length: int) -> None:
+    """The body is as long as ``Content-Length`` says, up to the limit; none without one."""
+    assert body_length(_with(*headers), 64) == length
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        ((("content-length", "65"),), 413, "larger than 64 bytes"),
+        ((("content-length", "9" * 5000),), 413, "larger than 64 bytes"),
+        ((("transfer-encoding", "chunked"),), 411, "Transfer-Encoding is not supported"),
+        (
+            (("transfer-encoding", "chunked"), ("content-length", "3")),
+            411,
+            "Transfer-Encoding is not supported",
+        ),
+        ((("content-length", "3"), ("content-length", "3")), 400, "repeated Content-Length"),
+        ((("content-length", "3, 3"),), 400, "must be a number"),
+        ((("content-length", "+3"),), 400, "must be a number"),
+        ((("content-length", "-1"),), 400, "must be a number"),
+        ((("content-length", "\u00b2"),), 400, "must be a number"),  # a digit, not ASCII
+        ((("content-length", ""),), 400, "must be a number"),
+        ((*UPGRADE, ("content-length", "5")), 400, "must not have a body"),
+        ((*UPGRADE, ("transfer-encoding", "chunked")), 400, "must not have Transfer-Encoding"),
+    ],
+)
+def test_body_length_refusals(
+    headers: tuple[tuple[str, str], ...], status: int, reason: str
+) -> None:
+    """Every body that cannot be read safely is refused from the head, with its status:
+    413 too large, 411 chunked, 400 ambiguous or on an upgrade."""
+    with pytest.raises(HeadError) as refused:
+        body_length(_with(*headers), 64)
+    assert refused.value.status == status
+    assert reason in refused.value.reason
+
+
+def test_a_zero_body_limit_refuses_every_body() -> None:
+    """``max_body_size = 0`` allows requests without a body only."""
+    assert body_length(_with(("content-length", "0")), 0) == 0
+    with pytest.raises(HeadError, match="larger than 0 bytes"):
+        body_length(_with(("content-length", "1")), 0)

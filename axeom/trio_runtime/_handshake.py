@@ -1,16 +1,17 @@
-"""Read a request head from a socket and answer it: reject, or accept (101).
+"""Read a request from a socket and answer it: reject, respond, or accept (101).
 
-Shared by the in-process server and the multi-process acceptor. The head is
-read under a deadline and a size limit, so a slow or oversized client costs
+Shared by the in-process server and the multi-process acceptor. The head,
+and the body an HTTP route's request may carry (``Content-Length`` only), are
+read under one deadline and size limits, so a slow or oversized client costs
 a bounded amount of time and memory; every rejection is a complete HTTP
 response with a reason, written before the connection is closed.
 
-Unfinished heads are also capped in number (``PendingHeads``): per client
+Unfinished requests are also capped in number (``PendingHeads``): per client
 address, where the excess is answered 429 and closed at once, and per
 process (the acceptor is the only process of a node that reads heads),
-where a new connection evicts the oldest unfinished head with a 408. So a
+where a new connection evicts the oldest unfinished one with a 408. So a
 slowloris attack costs a bounded number of descriptors, and a client that
-sends its head at once is never queued behind the attackers.
+sends its request at once is never queued behind the attackers.
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ from typing import Any
 import trio
 
 from .._app import Axeom
-from .._http1 import HeadError, find_head_end, parse_request_head, serialize_response
-from .._messages import Response
+from .._http1 import (
+    HeadError,
+    body_length,
+    find_head_end,
+    parse_request_head,
+    serialize_response,
+)
+from .._messages import Request, Response
 from ..ws._upgrade import Upgrade
 from ._transport import SocketTransport
 
@@ -47,11 +54,14 @@ logger = logging.getLogger("axeom.server")
 
 @dataclass(frozen=True, slots=True)
 class HandshakeLimits:
-    """How much an unfinished request head may cost.
+    """How much an unfinished request may cost (``[server]`` keys of the
+    config file set them for ``axeom run``).
 
     max_head_size: bytes of request head before 431.
-    timeout: seconds to receive the whole head before 408.
-    max_pending: unfinished heads at once in this process (the whole node,
+    timeout: seconds to receive the whole request, head and body, before 408.
+    max_body_size: bytes of request body (``Content-Length``) before 413,
+        answered without reading the body; 0 refuses every body.
+    max_pending: unfinished requests at once in this process (the whole node,
         in the acceptor); one more evicts the oldest with 408.
     max_pending_per_address: unfinished heads at once from one client
         address, enforced while the process holds at least half of
@@ -65,11 +75,14 @@ class HandshakeLimits:
     timeout: float = 10.0
     max_pending: int = 1024
     max_pending_per_address: int = 64
+    max_body_size: int = 1 << 20
 
     def __post_init__(self) -> None:
         for name in ("max_head_size", "max_pending", "max_pending_per_address"):
             if getattr(self, name) < 1:
                 raise ValueError(f"HandshakeLimits.{name} must be at least 1")
+        if self.max_body_size < 0:
+            raise ValueError("HandshakeLimits.max_body_size must be at least 0")
         if self.timeout <= 0:
             raise ValueError("HandshakeLimits.timeout must be positive")
 
@@ -292,12 +305,12 @@ async def answer_handshake(
     pending: PendingHead | None = None,
     counters: HandshakeCounters | None = None,
 ) -> Accepted | None:
-    """Read the head, run ``app.handle`` and answer.
+    """Read the request (head, and body if any), run ``app.handle`` and answer.
 
     ``admit`` is asked before a 101 would be returned; a response it returns
     is sent instead (the acceptor answers 503 when no worker is alive).
-    ``pending`` is this connection's entry among the unfinished heads (see
-    ``PendingHeads``): it leaves once the head is read, and if it was
+    ``pending`` is this connection's entry among the unfinished requests (see
+    ``PendingHeads``): it leaves once the request is read, and if it was
     evicted meanwhile (answered 408 and closed) None is returned.
     Returns ``Accepted`` with the 101 *not yet written* (the caller writes
     ``response_head``, or has a worker write it), or ``None`` once a
@@ -306,32 +319,18 @@ async def answer_handshake(
     the caller's to count once it is really on its way (a worker may still
     refuse the socket, and the client then gets a 503 instead).
     """
-    head: bytes | None = None
-    trailing = b""
-    response: Response | None = None
-    upgrade_asked = False
     try:
-        with trio.move_on_after(limits.timeout):
-            try:
-                head, trailing = await _read_head(transport, limits.max_head_size)
-            except HeadError as exc:
-                response = Response.error(exc.status, exc.reason)
+        received = await _receive_request(transport, client, limits)
     finally:
         if pending is not None:
             pending.leave()
     if pending is not None and pending.evicted:
         return None  # already answered 408 and closed
+    response = received.answer
     if response is None:
-        if head is None:
-            response = Response.error(408, "request head not received in time")
-        else:
-            try:
-                request = parse_request_head(head, client)
-            except HeadError as exc:
-                response = Response.error(exc.status, exc.reason)
-            else:
-                upgrade_asked = "websocket" in request.headers.tokens("upgrade")
-                response = await app.handle(request)
+        assert received.request is not None
+        response = await app.handle(received.request)
+    upgrade_asked, trailing = received.upgrade_asked, received.trailing
     if response.status == 101 and admit is not None:
         response = admit() or response
     try:
@@ -346,6 +345,57 @@ async def answer_handshake(
         counters.count(response.status, upgrade_asked)
     await reject(transport, head)
     return None
+
+
+@dataclass(slots=True)
+class _Received:
+    """What was read of one request: the request once complete, or the
+    answer decided before the app is asked (malformed, too large, too slow)."""
+
+    request: Request | None = None
+    trailing: bytes = b""  # read past the request: a client's first frames
+    answer: Response | None = None
+    upgrade_asked: bool = False
+
+
+async def _receive_request(
+    transport: SocketTransport, client: tuple[str, int] | None, limits: HandshakeLimits
+) -> _Received:
+    """Read one request, its body included, within ``limits.timeout`` in all."""
+    received = _Received()
+    part = "request head"
+    with trio.move_on_after(limits.timeout):
+        try:
+            head, trailing = await _read_head(transport, limits.max_head_size)
+            if head is None:  # the client left; answered as if it were slow
+                received.answer = Response.error(408, "request head not received in time")
+                return received
+            request = parse_request_head(head, client)
+            received.upgrade_asked = "websocket" in request.headers.tokens("upgrade")
+            length = body_length(request, limits.max_body_size)
+            if length:
+                part = "request body"
+                request.body, trailing = await _read_body(transport, trailing, length)
+            received.request, received.trailing = request, trailing
+        except HeadError as exc:
+            received.answer = Response.error(exc.status, exc.reason)
+        return received
+    received.answer = Response.error(408, f"{part} not received in time")
+    return received
+
+
+async def _read_body(
+    transport: SocketTransport, received: bytes, length: int
+) -> tuple[bytes, bytes]:
+    """The ``length`` bytes of body (some may have come with the head), and
+    whatever followed them."""
+    buffer = bytearray(received)
+    while len(buffer) < length:
+        data = await transport.receive(length - len(buffer))
+        if not data:
+            raise HeadError("connection closed before the request body was complete")
+        buffer += data
+    return bytes(buffer[:length]), bytes(buffer[length:])
 
 
 async def _read_head(transport: SocketTransport, limit: int) -> tuple[bytes | None, bytes]:

@@ -70,15 +70,6 @@ class SocketRuntime:
         conn = NativeConnection(self, transport, upgrade, frames, socket_id=socket_id)
         await conn.run(trailing)
 
-    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> int:
-        """Start the closing handshake on every open socket; returns how many."""
-        count = 0
-        for conn in list(self.connections):
-            if conn.is_open:
-                conn.close(code, reason)
-                count += 1
-        return count
-
     async def drain(self, timeout: float, code: int = 1001, batch: int = 500) -> int:
         """Close every socket (``code``, in batches so a huge server stays
         responsive) and wait up to ``timeout`` for them and their ``close``

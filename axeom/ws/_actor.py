@@ -1,8 +1,8 @@
 """Runs one socket's handlers: in order, one at a time, failures contained.
 
-Loop-agnostic: this module only awaits what user handlers return, so the
-native trio runtime, the test kit and an asyncio-based ASGI server can all
-drive it. Whatever ends a socket, ``close`` runs exactly once; an exception
+Loop-agnostic: this module only awaits what user handlers return. The trio
+runtime and the test kit drive it; an asyncio runtime could too (none is
+written yet). Whatever ends a socket, ``close`` runs exactly once; an exception
 in any handler is logged with its traceback, passed to ``error``, and closes
 only this socket with 1011 (the peer never sees the exception text).
 """

@@ -432,12 +432,13 @@ class FrameConnection:
         if self._fast_send:
             if isinstance(data, str):
                 payload = data.encode()
-                self.outbox.append(_frame_head(0x1, len(payload)))
+                head = _frame_head(0x1, len(payload))
             else:
                 payload = data
-                self.outbox.append(_frame_head(0x2, len(payload)))
-            self.outbox.append(payload)
-            self.buffered += len(payload) + 2
+                head = _frame_head(0x2, len(payload))
+            self.outbox += (head, payload)
+            # The header is 2, 4 or 10 bytes (RFC 6455 5.2): count what is written.
+            self.buffered += len(head) + len(payload)
         elif isinstance(data, str):
             self.protocol.send_text(data.encode())
             self._collect()

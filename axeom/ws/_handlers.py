@@ -1,6 +1,6 @@
 """Normalise the three ways of giving socket handlers into one shape.
 
-``{"open": f, "message": g}`` (the original Axeom's form), keyword arguments
+A dict ``{"open": f, "message": g}``, keyword arguments
 ``open=f, message=g``, or a class whose methods are the handlers. A class is
 instantiated once per socket, so ``self`` is that socket's private state.
 """

@@ -300,7 +300,8 @@ class WebSocket:
 
     @property
     def buffered_amount(self) -> int:
-        """Bytes queued and not yet written."""
+        """Bytes queued and not yet written, exactly as they go on the wire:
+        frame headers included, and with compression the compressed frames."""
         return self._conn.buffered_amount
 
     @property

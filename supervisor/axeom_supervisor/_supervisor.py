@@ -146,7 +146,7 @@ class Supervisor:
                     await self._start_tree()
         except BaseException:
             # The supervisor itself failed: never leave children running
-            # unsupervised (they also die with us through PR_SET_PDEATHSIG).
+            # unsupervised (a child we miss exits at its next heartbeat: parent_gone).
             for child in self.children:
                 child.signal(signal.SIGKILL)
             raise

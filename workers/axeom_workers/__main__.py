@@ -32,4 +32,5 @@ def main() -> None:
     logging.getLogger("axeom.worker").debug("worker %s exiting", settings.worker_id)
 
 
-main()
+if __name__ == "__main__":
+    main()
