@@ -26,6 +26,12 @@ __all__ = [
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VERSION = re.compile(rb"^HTTP/1\.[01]$")
+# origin-form (RFC 9112 section 3.2.1): a path of visible ASCII; a URI has no
+# byte above 0x7E, and one here would be read differently by a proxy in front.
+_ORIGIN_FORM = re.compile(rb"/[\x21-\x7e]*")
+# Controls other than HTAB are invalid in a field value (RFC 9110 section 5.5);
+# CR, LF and NUL would be a smuggling risk, the rest are refused alike.
+_BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 MAX_HEADERS = 100
 
 
@@ -75,7 +81,7 @@ def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Re
         if version.startswith(b"HTTP/"):
             raise HeadError("HTTP version not supported", 505)
         raise HeadError("malformed HTTP version")
-    if not target.startswith(b"/") or any(c <= 0x20 or c == 0x7F for c in target):
+    if not _ORIGIN_FORM.fullmatch(target):
         raise HeadError("request target must be an origin-form path")
     header_lines = lines[1:-2]
     if len(header_lines) > MAX_HEADERS:
@@ -86,7 +92,7 @@ def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Re
         if not sep or not _TOKEN.match(name):
             raise HeadError("malformed header field")
         value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
+        if _BAD_VALUE_BYTE.search(value):
             raise HeadError("invalid character in header value")
         headers.add(name.decode("ascii"), value.decode("latin-1"))
     if version == b"HTTP/1.0":

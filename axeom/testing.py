@@ -9,18 +9,28 @@ over in-memory streams, with no sockets and no processes.
 The handshake goes through ``app.handle`` exactly as on a server; the
 accepted socket runs in the same task loop the native runtime uses, fed by
 ``trio.testing.memory_stream_pair``.
+
+Against a running server (``serve`` in a nursery, or ``axeom run`` in a
+subprocess, process tree included), ``open_client`` is a real client over
+TCP (trio-websocket) with the same calls and the same exceptions:
+
+    async with open_client("ws://127.0.0.1:8000/chat") as ws:
+        await ws.send("hi")
+        assert await ws.receive() == "Echo: hi"
 """
 
 from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator, Mapping
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn, cast
 
 import trio
 import trio.testing
+import trio_websocket
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
@@ -31,7 +41,23 @@ from .trio_runtime._runtime import SocketRuntime, open_socket_runtime
 from .trio_runtime._transport import StreamTransport
 from .ws._handshake import accept_key
 
-__all__ = ["HandshakeRejected", "TestClient", "TestWebSocket", "WebSocketClosed"]
+__all__ = [
+    "ClientWebSocket",
+    "HandshakeRejected",
+    "TestClient",
+    "TestWebSocket",
+    "WebSocketClosed",
+    "open_client",
+]
+
+# A test waits this long for a real server's handshake or closing handshake
+# before failing, rather than trio-websocket's minute: long enough for a
+# loaded machine, short enough that a hung server fails the test promptly.
+CLIENT_TIMEOUT = 10.0
+# Largest message the real client accepts: trio-websocket's default (1 MiB)
+# would refuse a larger message a server may well send (max_message_size only
+# limits what the server receives), so well above what a test sends.
+CLIENT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 
 class HandshakeRejected(Exception):
@@ -305,3 +331,136 @@ class TestWebSocket:
         with trio.move_on_after(5):
             if not self.closed:
                 await self.close()
+
+
+@asynccontextmanager
+async def open_client(
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    timeout: float = CLIENT_TIMEOUT,
+    max_message_size: int = CLIENT_MAX_MESSAGE_SIZE,
+) -> AsyncIterator[ClientWebSocket]:
+    """Connect a real WebSocket client to ``url`` (``ws://host:port/path?query``).
+
+    For tests against a running server or process tree; in-process,
+    ``TestClient`` needs no socket. ``headers`` are sent with the upgrade
+    request, ``subprotocols`` offered in that order. Raises
+    ``HandshakeRejected`` if the server answers anything but 101, ``OSError``
+    if it cannot be reached, ``trio.TooSlowError`` if it does not answer
+    within ``timeout`` seconds. Leaving the block closes the socket with 1000
+    if it is still open (waiting at most ``timeout`` for the server's close),
+    and the TCP connection in every case.
+    """
+    host, port, resource = _split_ws_url(url)
+    extra = [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()
+    ]
+    with trio.fail_after(timeout):
+        stream = await trio.open_tcp_stream(host, port)
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(timeout):
+                connection = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,
+                    f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                    resource,
+                    subprotocols=subprotocols,
+                    extra_headers=extra,
+                    max_message_size=max_message_size,
+                )
+            try:
+                yield ClientWebSocket(connection)
+            finally:
+                with trio.move_on_after(timeout, shield=True):
+                    await connection.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The connection's reader task runs in the nursery: what it raises (a
+        # refused handshake) or what the test raised comes out as itself.
+        lone = _lone_exception(group)
+        if lone is None:
+            raise
+        if isinstance(lone, trio_websocket.ConnectionRejected):
+            response = Response(lone.status_code, _decoded(lone.headers), lone.body or b"")
+            raise HandshakeRejected(response) from None
+        _reraise(lone)
+    finally:
+        # trio-websocket leaves the stream open when the handshake is refused.
+        await trio.aclose_forcefully(stream)
+
+
+def _split_ws_url(url: str) -> tuple[str, int, str]:
+    """(host, port, path with query) of a ``ws://`` URL."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname:
+        raise ValueError(f"open_client needs a ws://host:port/path URL, not {url!r}")
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, parts.port or 80, resource
+
+
+def _decoded(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+
+
+class ClientWebSocket:
+    """The client end of a real socket: the calls of ``TestWebSocket``.
+
+    ``connection`` is the trio-websocket connection under it, for anything
+    else (``remote``, ``local``, a ``ping`` with a payload of one's own).
+    """
+
+    def __init__(self, connection: trio_websocket.WebSocketConnection) -> None:
+        self.connection = connection
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.connection.subprotocol
+
+    async def send(self, data: str | bytes) -> None:
+        """Send one text (``str``) or binary (``bytes``) message."""
+        try:
+            await self.connection.send_message(data)
+        except trio_websocket.ConnectionClosed as exc:
+            raise self._closed_error(exc) from None
+
+    async def receive(self) -> str | bytes:
+        """The next message; raises ``WebSocketClosed`` once the socket is closed."""
+        try:
+            return await self.connection.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            raise self._closed_error(exc) from None
+
+    async def ping(self, payload: bytes | None = None) -> None:
+        """Send a ping and wait for its pong."""
+        try:
+            await self.connection.ping(payload)
+        except trio_websocket.ConnectionClosed as exc:
+            raise self._closed_error(exc) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake and wait for the server to end it."""
+        await self.connection.aclose(code, reason)
+
+    @property
+    def closed(self) -> bool:
+        return self.connection.closed is not None
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once closed (the server's, or the one this side sent)."""
+        closed = self.connection.closed
+        return None if closed is None else closed.code
+
+    @property
+    def close_reason(self) -> str | None:
+        closed = self.connection.closed
+        return None if closed is None else closed.reason or ""
+
+    def _closed_error(self, exc: trio_websocket.ConnectionClosed) -> WebSocketClosed:
+        reason = exc.reason
+        if reason is None:
+            return WebSocketClosed(1006, "")
+        return WebSocketClosed(reason.code, reason.reason or "")

@@ -81,10 +81,9 @@ async def test_raising_socket_leaves_sibling_working(caplog: pytest.LogCaptureFi
             await good.send("after")
             assert await good.receive() == "after"
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
-    assert any("secret database password" in r.getMessage() or r.exc_info for r in caplog.records)
-    assert any(
-        r.exc_info and "secret database password" in str(r.exc_info[1]) for r in caplog.records
-    )
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[1] is errors[0]]
+    assert len(logged) == 1, "the handler's exception is logged once, with its traceback"
+    assert logged[0].levelno == logging.ERROR
 
 
 async def test_error_in_open_closes_with_1011() -> None:
@@ -199,7 +198,8 @@ async def test_close_runs_exactly_once_whatever_ended_the_socket() -> None:
         with trio.fail_after(2):
             while len(closes) < 4:
                 await trio.sleep(0.01)
-        await trio.sleep(0.05)
+    # Leaving TestClient joined every socket's task: a second call of
+    # ``close`` for any of them would be in ``closes`` by now.
     assert sorted(closes) == sorted(
         [("client", 4100), ("server", 4000), ("error", 1011), ("reset", 1006)]
     )

@@ -10,41 +10,32 @@ import pytest
 import trio
 import websockets.sync.client as ws_sync
 
-from axeom.testing import TestClient
+from axeom.testing import TestClient, open_client
 from tests._processes import run_axeom, running_axeom
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def echo_once(url: str, text: str) -> object:
-    with ws_sync.connect(url, open_timeout=5) as client:
-        client.send(text)
-        return client.recv(timeout=5)
 
 
 async def test_run_serves_the_echo_example() -> None:
     """`axeom run examples/echo.py:app --port 0` prints its address and echoes."""
     with running_axeom("examples/echo.py:app", "--port", "0") as server:
         assert server.output[0].strip() == f"Axeom listening on ws://127.0.0.1:{server.port}"
-        reply = await trio.to_thread.run_sync(echo_once, f"{server.url}/chat", "hi")
-    assert reply == "Echo: hi"
+        async with open_client(f"{server.url}/chat") as ws:
+            await ws.send("hi")
+            assert await ws.receive() == "Echo: hi"
 
 
 async def test_chat_example_two_users_one_room() -> None:
     """In examples/chat.py a message reaches everyone in the room, tagged with the user."""
-    with running_axeom("examples/chat.py:app", "--port", "0") as server:
-
-        def talk() -> list[object]:
-            url = f"{server.url}/chat/lobby"
-            with ws_sync.connect(url, additional_headers={"x-user": "ann"}) as ann:
-                assert ann.recv(timeout=5) == "* ann joined lobby"
-                with ws_sync.connect(url, additional_headers={"x-user": "bob"}) as bob:
-                    assert bob.recv(timeout=5) == "* bob joined lobby"
-                    assert ann.recv(timeout=5) == "* bob joined lobby"
-                    ann.send("hello")
-                    return [ann.recv(timeout=5), bob.recv(timeout=5)]
-
-        assert await trio.to_thread.run_sync(talk) == ["ann: hello", "ann: hello"]
+    with running_axeom("examples/chat.py:app", "--port", "0") as server, trio.fail_after(20):
+        url = f"{server.url}/chat/lobby"
+        async with open_client(url, {"x-user": "ann"}) as ann:
+            assert await ann.receive() == "* ann joined lobby"
+            async with open_client(url, {"x-user": "bob"}) as bob:
+                assert await bob.receive() == "* bob joined lobby"
+                assert await ann.receive() == "* bob joined lobby"
+                await ann.send("hello")
+                assert [await ann.receive(), await bob.receive()] == ["ann: hello"] * 2
 
 
 async def test_testkit_snippet_against_echo_example() -> None:

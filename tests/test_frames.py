@@ -6,8 +6,9 @@ import itertools
 import os
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
+from websockets.utils import apply_mask
 
 from axeom.ws._frames import FrameConnection
 from tests._wsraw import client_frame
@@ -25,6 +26,17 @@ message = st.one_of(
     ),
     st.tuples(st.just("fragmented-pings"), st.lists(st.text(max_size=20), min_size=2, max_size=4)),
 )
+
+
+WELL_FORMED = {
+    "text",
+    "binary",
+    "big",
+    "ping",
+    "fragmented",
+    "fragmented-binary",
+    "fragmented-pings",
+}
 
 
 def encode(items: list[tuple[str, object]]) -> tuple[bytes, list[str | bytes], int]:
@@ -175,6 +187,28 @@ def test_out_of_sequence_fragments_fail_1002_on_either_path(wire: bytes) -> None
             assert frames.close_status()[0] == 1002, (fast, cut)
 
 
+@pytest.mark.parametrize(
+    "wire",
+    [
+        # a new message inside a fragmented one, and over the limit
+        client_frame(0x2, b"a", fin=False) + client_frame(0x2, b"z" * (LIMIT + 1)),
+        # a continuation with no message started, and over the limit
+        client_frame(0x0, b"z" * (LIMIT + 1)),
+        # a continuation taking the message over the limit
+        client_frame(0x2, b"z" * (LIMIT - 5), fin=False) + client_frame(0x0, b"z" * 6),
+    ],
+    ids=["new-message-inside-one", "orphan-continuation", "continuation"],
+)
+def test_a_frame_over_the_limit_fails_1009_first_on_either_path(wire: bytes) -> None:
+    """Size is checked before sequence on both paths (the Protocol's order): a frame
+    that breaks both rules closes with 1009, however the reads split."""
+    for fast in (True, False):
+        for cut in (len(wire), 3, 20):
+            received, frames = feed(wire, [cut], fast)
+            assert received == []
+            assert frames.close_status()[0] == 1009, (fast, cut)
+
+
 @given(st.integers(min_value=0, max_value=60))
 def test_invalid_utf8_across_fragments_fails_1007_on_either_path(cut: int) -> None:
     """A text message whose UTF-8 breaks across fragments is 1007, wherever the reads split."""
@@ -229,3 +263,173 @@ def test_buffered_counts_exactly_the_bytes_written(size: int, kind: str, compres
     assert counted == len(written)
     if not compressed:
         assert counted == size + (2 if size < 126 else 4 if size < 65536 else 10)
+
+
+# -- malformed streams: the fast path fails exactly as the Protocol alone ---------
+
+BAD_OPCODES = [0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF]
+CLOSE_CODES = [1000, 1001, 1003, 1004, 1005, 1006, 1011, 1015, 999, 2999, 3000, 4999, 5000]
+
+
+def raw_frame(
+    first: int, payload: bytes, *, masked: bool = True, length_bytes: int | None = None
+) -> bytes:
+    """Any frame: ``first`` is the whole first byte (FIN, RSV bits, opcode);
+    ``length_bytes`` (2 or 8) forces a longer length encoding than needed."""
+    n = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if length_bytes == 8 or (length_bytes is None and n >= 65536):
+        head = bytes([first, mask_bit | 127]) + n.to_bytes(8, "big")
+    elif length_bytes == 2 or (length_bytes is None and n >= 126):
+        head = bytes([first, mask_bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([first, mask_bit | n])
+    if not masked:
+        return head + payload
+    mask = os.urandom(4)
+    return head + mask + apply_mask(payload, mask)
+
+
+small = st.binary(max_size=40)
+text_bytes = st.one_of(st.text(max_size=20).map(str.encode), small)  # often invalid UTF-8
+malformed_item = st.one_of(
+    st.tuples(st.just("raw-text"), text_bytes),
+    st.tuples(st.just("raw-binary"), small),
+    st.tuples(st.just("bad-opcode"), st.sampled_from(BAD_OPCODES), small),
+    st.tuples(st.just("rsv"), st.sampled_from([0x40, 0x20, 0x10]), st.sampled_from([1, 2, 0, 9])),
+    st.tuples(st.just("unmasked"), st.sampled_from([0x81, 0x82, 0x89, 0x01])),
+    st.tuples(st.just("long-length"), st.sampled_from([0x81, 0x82, 0x89]), st.sampled_from([2, 8])),
+    st.tuples(st.just("close"), st.sampled_from(CLOSE_CODES), text_bytes),
+    st.tuples(st.just("close-1-byte"), st.just(b"\x03")),
+    st.tuples(st.just("long-ping"), st.integers(min_value=0, max_value=130)),
+    st.tuples(st.just("fragmented-ping"), small),
+    st.tuples(st.just("fragments"), st.booleans(), st.lists(text_bytes, min_size=1, max_size=4)),
+    st.tuples(st.just("unfinished"), st.booleans(), text_bytes),  # a first fragment only
+    st.tuples(st.just("orphan"), small),  # a continuation with no message
+    st.tuples(st.just("oversized"), st.sampled_from([0x82, 0x02]), st.integers(1, 40)),
+    st.tuples(st.just("over-in-fragments"), st.booleans(), st.integers(-2, 2)),
+)
+
+
+def encode_malformed(item: tuple[object, ...]) -> bytes:
+    kind, *args = item
+    if kind in ("raw-text", "raw-binary"):
+        (payload,) = args
+        return raw_frame(0x81 if kind == "raw-text" else 0x82, payload)
+    if kind == "bad-opcode":
+        opcode, payload = args
+        return raw_frame(0x80 | opcode, payload)
+    if kind == "rsv":
+        bit, opcode = args
+        return raw_frame(0x80 | bit | opcode, b"rsv")
+    if kind == "unmasked":
+        (first,) = args
+        return raw_frame(first, b"plain", masked=False)
+    if kind == "long-length":
+        first, length_bytes = args
+        return raw_frame(first, b"hi", length_bytes=length_bytes)
+    if kind == "close":
+        code, reason = args
+        return raw_frame(0x88, code.to_bytes(2, "big") + reason[:100])
+    if kind == "close-1-byte":
+        return raw_frame(0x88, args[0])
+    if kind == "long-ping":
+        return raw_frame(0x89, b"p" * args[0])  # over 125 bytes is a protocol error
+    if kind == "fragmented-ping":
+        return raw_frame(0x09, args[0])  # a control frame without FIN
+    if kind == "fragments":
+        text, parts = args
+        return b"".join(
+            raw_frame(
+                (0x80 if i == len(parts) - 1 else 0) | ((0x1 if text else 0x2) if i == 0 else 0),
+                part,
+            )
+            for i, part in enumerate(parts)
+        )
+    if kind == "unfinished":
+        text, payload = args
+        return raw_frame(0x1 if text else 0x2, payload)
+    if kind == "orphan":
+        return raw_frame(0x80, args[0])
+    if kind == "over-in-fragments":  # two halves of a message around the limit
+        text, extra = args
+        half = b"z" * (LIMIT // 2)
+        return raw_frame(0x1 if text else 0x2, half) + raw_frame(0x80, half + b"z" * extra)
+    first, extra = args  # "oversized": final or first fragment, past the limit
+    return raw_frame(first, b"z" * (LIMIT + extra))
+
+
+def frame_heads(wire: bytes) -> list[tuple[int, int]]:
+    """(first byte, end) of each frame of ``wire`` (complete frames only)."""
+    heads, pos = [], 0
+    while pos < len(wire):
+        first, length, header = wire[pos], wire[pos + 1] & 0x7F, 2
+        if length == 126:
+            length, header = int.from_bytes(wire[pos + 2 : pos + 4], "big"), 4
+        elif length == 127:
+            length, header = int.from_bytes(wire[pos + 2 : pos + 10], "big"), 10
+        pos += header + (4 if wire[pos + 1] & 0x80 else 0) + length
+        heads.append((first, pos))
+    return heads
+
+
+def close_inside_a_message(wire: bytes) -> bool:
+    """A close frame comes after a fragmented message began and before it ended."""
+    open_message = False
+    for first, _ in frame_heads(wire):
+        opcode, fin = first & 0x0F, first & 0x80
+        if opcode == 0x8 and open_message:
+            return True
+        if opcode in (0x1, 0x2):
+            open_message = not fin
+        elif opcode == 0x0 and fin:
+            open_message = False
+    return False
+
+
+def outcome(wire: bytes, cuts: list[int], fast: bool) -> tuple[object, ...]:
+    """What one path made of ``wire``: messages, close code, state, and the frames
+    it wrote with close reasons left out (the two paths word them differently)."""
+    received, frames = feed(wire, cuts, fast)
+    written = []
+    output = b"".join(frames.take_output())
+    pos = 0
+    while pos < len(output):
+        opcode, length, header = output[pos] & 0x0F, output[pos + 1] & 0x7F, 2
+        if length == 126:
+            length, header = int.from_bytes(output[pos + 2 : pos + 4], "big"), 4
+        payload = output[pos + header : pos + header + length]
+        written.append((opcode, payload[:2] if opcode == 0x8 else payload))
+        pos += header + length
+    code = frames.close_status()[0] if not frames.is_open else None
+    return received, code, frames.eof, frames.is_open, written
+
+
+@settings(max_examples=300, deadline=None)
+@example([("unfinished", False, b""), ("oversized", 0x82, 1)], [])
+@example([("raw-text", b"\x80"), ("ping", b"")], [])
+@given(
+    st.lists(st.one_of(message, malformed_item), min_size=1, max_size=6),
+    st.lists(st.integers(min_value=0), max_size=6),
+)
+def test_fast_path_fails_like_the_protocol(
+    items: list[tuple[object, ...]], cuts: list[int]
+) -> None:
+    """Malformed streams (bad opcodes, reserved bits, unmasked frames, long length
+    encodings, invalid UTF-8, bad close codes, control frames too long or
+    fragmented, fragmentation errors, messages over the limit in one frame or
+    across fragments), mixed with good
+    frames and split anywhere: the same messages, close code and frames written
+    whether the fast path runs or the Protocol sees every frame, one at a time."""
+    wire = b"".join(
+        encode([item])[0] if item[0] in WELL_FORMED else encode_malformed(item)  # type: ignore[list-item]
+        for item in items
+    )
+    # Deliberately unlike the Protocol, which fails such a socket with 1002:
+    # test_close_inside_a_fragmented_message_is_a_clean_close.
+    assume(not close_inside_a_message(wire))
+    # The reference gets one frame per call, as the fast path hands frames over:
+    # given several at once, the Protocol would answer a ping that follows the
+    # frame that fails the socket before the failure is seen.
+    ends = [end for _, end in frame_heads(wire)]
+    assert outcome(wire, cuts, fast=True) == outcome(wire, ends, fast=False)

@@ -106,6 +106,10 @@ def test_latin1_header_values_round_trip() -> None:
         (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, "malformed header field"),
         (b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400, "malformed header field"),
         (b"GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n", 400, "invalid character"),
+        (b"GET / HTTP/1.1\r\nA: b\x0bc\r\n\r\n", 400, "invalid character"),
+        (b"GET / HTTP/1.1\r\nA: \x01\r\n\r\n", 400, "invalid character"),
+        (b"GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", 400, "invalid character"),
+        (b"GET /caf\xe9 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "origin-form"),
     ],
 )
 def test_malformed_heads_raise_head_error(head: bytes, status: int, reason: str) -> None:

@@ -8,10 +8,17 @@ import trio
 from axeom import Axeom
 from axeom.testing import TestClient
 from axeom.ws import ws_plugin
-from tests.apps.pubsub_app import app as pubsub_app
+from tests.apps.pubsub_app import make_app as make_pubsub_app
 
 
-async def test_publish_reaches_other_subscribers_not_the_sender() -> None:
+@pytest.fixture
+def pubsub_app() -> Axeom:
+    """A fresh pub/sub test app for each test: no subscription, socket or
+    counter left over from another test."""
+    return make_pubsub_app()
+
+
+async def test_publish_reaches_other_subscribers_not_the_sender(pubsub_app: Axeom) -> None:
     """ws.publish delivers to every subscriber of the topic except the publisher."""
     async with TestClient(pubsub_app) as client:
         async with (
@@ -27,14 +34,14 @@ async def test_publish_reaches_other_subscribers_not_the_sender() -> None:
             assert (await a.receive()).startswith("R:")  # nor did the publisher
 
 
-async def test_publish_to_self_when_the_route_says_so() -> None:
+async def test_publish_to_self_when_the_route_says_so(pubsub_app: Axeom) -> None:
     """publish_to_self=True delivers to the publishing socket too."""
     async with TestClient(pubsub_app) as client, client.websocket("/echo-self/t") as ws:
         await ws.send("pub:mine")
         assert await ws.receive() == "mine"
 
 
-async def test_unsubscribe_and_close_stop_delivery() -> None:
+async def test_unsubscribe_and_close_stop_delivery(pubsub_app: Axeom) -> None:
     """After unsubscribe, or once closed, a socket gets nothing and is not counted."""
     async with TestClient(pubsub_app) as client:
         async with client.websocket("/sub/t") as a, client.websocket("/sub/t") as b:
@@ -52,7 +59,7 @@ async def test_unsubscribe_and_close_stop_delivery() -> None:
         assert pubsub_app.pubsub.statistics()["topics"] == 0
 
 
-async def test_app_publish_and_send_from_outside_a_handler() -> None:
+async def test_app_publish_and_send_from_outside_a_handler(pubsub_app: Axeom) -> None:
     """app.publish and app.send work from anywhere in the process."""
     async with TestClient(pubsub_app) as client:
         async with client.websocket("/sub/news") as ws:
@@ -85,7 +92,7 @@ async def test_subscriptions_api() -> None:
     assert seen == [frozenset({"a", "b"}), (False, True, frozenset({"b"}))]
 
 
-async def test_publish_order_is_kept_per_publisher() -> None:
+async def test_publish_order_is_kept_per_publisher(pubsub_app: Axeom) -> None:
     """Messages from one publisher on one topic arrive in publish order."""
     async with TestClient(pubsub_app) as client:
         async with client.websocket("/sub/o") as pub, client.websocket("/sub/o") as sub:
@@ -94,14 +101,14 @@ async def test_publish_order_is_kept_per_publisher() -> None:
             assert [await sub.receive() for _ in range(200)] == [str(i) for i in range(200)]
 
 
-async def test_publish_with_bad_data_is_a_clear_error() -> None:
+async def test_publish_with_bad_data_is_a_clear_error(pubsub_app: Axeom) -> None:
     """Publishing something that is not a message raises TypeError naming the type."""
     with pytest.raises(TypeError, match="not set"):
         pubsub_app.publish("t", {1, 2})  # type: ignore[arg-type]
     await trio.sleep(0)
 
 
-def test_topics_and_ids_must_be_text() -> None:
+def test_topics_and_ids_must_be_text(pubsub_app: Axeom) -> None:
     """A non-str topic or socket id fails in the caller, not later in the hub."""
     with pytest.raises(TypeError, match="topic must be a str"):
         pubsub_app.publish(123, "x")  # type: ignore[arg-type]

@@ -9,11 +9,10 @@ import tempfile
 import pytest
 import trio
 import trio.testing
-import websockets.sync.client as ws_sync
 
 from axeom import Axeom, serve
 from axeom.pubsub import FLOW_LIMIT, MAX_OUTGOING, WORK_BUDGET, PubSub
-from axeom.testing import TestClient
+from axeom.testing import TestClient, open_client
 from axeom.ws import WebSocket, ws_plugin
 from axeom_supervisor import _hub
 
@@ -201,9 +200,6 @@ async def test_awaited_unsubscribe_over_a_real_server(nursery: trio.Nursery) -> 
     app.ws("/u", message=message)
     _, port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0))
 
-    def talk() -> str:
-        with ws_sync.connect(f"ws://127.0.0.1:{port}/u", open_timeout=5) as client:
-            client.send("go")
-            return str(client.recv(timeout=5))
-
-    assert await trio.to_thread.run_sync(talk) == "subscribed=False"
+    async with open_client(f"ws://127.0.0.1:{port}/u") as client:
+        await client.send("go")
+        assert await client.receive() == "subscribed=False"

@@ -1,4 +1,5 @@
-"""The in-process server on 127.0.0.1 with real clients (websockets, raw sockets)."""
+"""The in-process server on 127.0.0.1 with real clients (the test kit's, websockets',
+raw sockets)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import websockets.sync.client as ws_sync
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from axeom import Axeom, serve
+from axeom.testing import HandshakeRejected, WebSocketClosed, open_client
 from axeom.trio_runtime._handshake import HandshakeLimits
 from axeom.ws import ws_plugin
 from tests._wsraw import Deflater, RawClient, client_frame, close_code, upgrade_request
@@ -48,12 +50,17 @@ async def test_websockets_client_gets_echo(nursery: trio.Nursery) -> None:
 
 
 async def test_many_concurrent_clients(nursery: trio.Nursery) -> None:
-    """Fifty websockets clients in parallel each get their own echoes."""
+    """Fifty clients in parallel each get their own echoes."""
     port = await start(nursery, echo_app())
     results: list[list[object]] = []
 
     async def one(i: int) -> None:
-        results.append(await in_thread(websockets_echo, port, [f"{i}-a", f"{i}-b"]))
+        async with open_client(f"ws://127.0.0.1:{port}/chat") as ws:
+            replies = []
+            for message in (f"{i}-a", f"{i}-b"):
+                await ws.send(message)
+                replies.append(await ws.receive())
+            results.append(replies)
 
     async with trio.open_nursery() as clients:
         for i in range(50):
@@ -221,16 +228,11 @@ async def test_slow_reader_does_not_stall_other_sockets(nursery: trio.Nursery) -
     assert (await slow.read_head())[0] == 101
     with trio.fail_after(5):
         for i in range(20):
-            reply = await in_thread(websockets_echo_raw, port, f"m{i}")
-            assert reply == f"m{i}"
+            async with open_client(f"ws://127.0.0.1:{port}/raw") as ws:
+                await ws.send(f"m{i}")
+                assert await ws.receive() == f"m{i}"
     assert statuses.count("queued") >= 60
     await slow.aclose()
-
-
-def websockets_echo_raw(port: int, message: str) -> object:
-    with ws_sync.connect(f"ws://127.0.0.1:{port}/raw", open_timeout=5) as client:
-        client.send(message)
-        return client.recv(timeout=5)
 
 
 async def test_compression_round_trip_with_websockets_client(nursery: trio.Nursery) -> None:
@@ -354,12 +356,60 @@ async def test_client_close_code_reaches_close_handler(nursery: trio.Nursery) ->
     app = Axeom().use(ws_plugin())
     app.ws("/chat", close=lambda ws, code, reason: (closed.append((code, reason)), done.set()))
 
-    def talk(port: int) -> None:
-        with ws_sync.connect(f"ws://127.0.0.1:{port}/chat") as client:
-            client.close(4242, "done here")
-
     port = await start(nursery, app)
-    await in_thread(talk, port)
+    async with open_client(f"ws://127.0.0.1:{port}/chat") as ws:
+        await ws.close(4242, "done here")
     with trio.fail_after(5):
         await done.wait()
     assert closed == [(4242, "done here")]
+
+
+async def test_open_client_speaks_to_a_running_server(nursery: trio.Nursery) -> None:
+    """The test kit's real client: headers reach derive, subprotocols are negotiated
+    and a server close arrives as WebSocketClosed."""
+    app = Axeom().use(ws_plugin(subprotocols=["v2", "v1"]))
+    app.derive(lambda ctx: {"user": ctx.headers.get("x-user")})
+
+    def on_message(ws, msg):  # type: ignore[no-untyped-def]
+        if msg == "bye":
+            ws.close(4000, "bye now")
+        else:
+            ws.send(f"{ws.data['user']}: {msg}")
+
+    app.ws("/chat", message=on_message)
+    port = await start(nursery, app)
+    url = f"ws://127.0.0.1:{port}/chat"
+    with trio.fail_after(10):
+        async with open_client(url, {"x-user": "ann"}, subprotocols=["v1", "v2"]) as ws:
+            assert ws.subprotocol == "v2"
+            await ws.send("hi")
+            assert await ws.receive() == "ann: hi"
+            await ws.send(b"\x00")
+            assert await ws.receive() == "ann: b'\\x00'"
+            await ws.send("bye")
+            with pytest.raises(WebSocketClosed) as closed:
+                await ws.receive()
+            assert (closed.value.code, closed.value.reason) == (4000, "bye now")
+            assert (ws.closed, ws.close_code, ws.close_reason) == (True, 4000, "bye now")
+
+
+async def test_open_client_raises_handshake_rejected(nursery: trio.Nursery) -> None:
+    """A refused handshake raises the test kit's HandshakeRejected, status and body included."""
+    app = echo_app(allowed_origins=["https://good.example"])
+    port = await start(nursery, app)
+    with trio.fail_after(10), pytest.raises(HandshakeRejected) as rejected:
+        async with open_client(f"ws://127.0.0.1:{port}/chat", {"origin": "https://evil"}):
+            raise AssertionError("the handshake should have been refused")
+    assert rejected.value.status == 403
+    assert "not allowed" in rejected.value.text
+    assert rejected.value.headers["content-type"].startswith("text/plain")
+
+
+async def test_open_client_lets_a_failing_assert_out_as_itself(nursery: trio.Nursery) -> None:
+    """An assert failing inside ``open_client`` is the AssertionError, not a group."""
+    port = await start(nursery, echo_app())
+    with trio.fail_after(10), pytest.raises(AssertionError, match="as itself"):
+        async with open_client(f"ws://127.0.0.1:{port}/chat") as ws:
+            await ws.send("hi")
+            assert await ws.receive() == "Echo: hi"
+            raise AssertionError("as itself")

@@ -403,12 +403,93 @@ async def test_compression_on_without_offer_negotiates_nothing() -> None:
 def test_parse_extensions_handles_params_and_quotes() -> None:
     """Extension offers parse into (name, params), quoted values unquoted, names lower-cased."""
     headers = Headers(
-        [("Sec-WebSocket-Extensions", 'Permessage-Deflate; client_max_window_bits, x-a; b="1,2"')]
+        [("Sec-WebSocket-Extensions", 'Permessage-Deflate; client_max_window_bits, x-a; b="12"')]
     )
     assert parse_extensions(headers) == [
         ("permessage-deflate", [("client_max_window_bits", None)]),
-        ("x-a", [("b", "1,2")]),
+        ("x-a", [("b", "12")]),
     ]
+
+
+def test_quoted_extension_parameter_is_unescaped() -> None:
+    """A backslash escape inside a quoted parameter value stands for the character
+    after it (RFC 7230 quoted-pair): ``"1\\0"`` is ``10``, and deflate is negotiated."""
+    offer = 'permessage-deflate; client_max_window_bits="1\\0"'
+    headers = Headers([("Sec-WebSocket-Extensions", offer)])
+    assert parse_extensions(headers) == [("permessage-deflate", [("client_max_window_bits", "10")])]
+
+
+async def test_escaped_quoted_parameter_negotiates_deflate() -> None:
+    """Through the handshake, the escaped offer above is answered, not declined."""
+    offer = 'permessage-deflate; client_max_window_bits="1\\0"'
+    response = await handshake(
+        make_app(compression=True), request(add=[("Sec-WebSocket-Extensions", offer)])
+    )
+    assert response.header("sec-websocket-extensions") == (
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=10"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'x-a; b="1,2"',  # a quoted value must be a token once unquoted (RFC 6455 9.1)
+        'x-a; b="\\"", permessage-deflate',  # an escaped quote does not end the string
+        'x-a; b="1, permessage-deflate',  # an unterminated quoted string
+        "permessage-deflate; client_max_window_bits=1 0",
+        '"permessage-deflate"',
+    ],
+)
+async def test_extension_offer_the_grammar_refuses_gives_400(value: str) -> None:
+    """An offer RFC 6455 section 9.1's grammar does not allow is 400 naming the header,
+    not read as some other offer."""
+    app = make_app(compression=True)
+    response = await handshake(app, request(add=[("Sec-WebSocket-Extensions", value)]))
+    assert response.status == 400
+    assert b"Sec-WebSocket-Extensions" in response.body
+
+
+@pytest.mark.parametrize("value", ["chat v2", '"chat"', "chat;v=2"])
+async def test_malformed_subprotocol_header_gives_400(value: str) -> None:
+    """A Sec-WebSocket-Protocol that is not a list of tokens is 400 on a route that
+    negotiates subprotocols (it is not read at all on one that does not)."""
+    response = await handshake(
+        make_app(subprotocols=["chat"]), request(add=[("Sec-WebSocket-Protocol", value)])
+    )
+    assert response.status == 400
+    assert b"Sec-WebSocket-Protocol" in response.body
+    ignored = await handshake(make_app(), request(add=[("Sec-WebSocket-Protocol", value)]))
+    assert ignored.status == 101
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Upgrade", "web socket"), ("Connection", "Upgrade;x"), ("Connection", "")],
+)
+async def test_malformed_upgrade_or_connection_gives_400(name: str, value: str) -> None:
+    """An Upgrade or Connection header that is not a token list is 400 naming it."""
+    response = await handshake(make_app(), request(replace={name: value}))
+    assert response.status == 400
+    assert name.encode() in response.body
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        [("Connection", "keep-alive"), ("Connection", "UPGRADE")],
+        [("Upgrade", "h2c"), ("Upgrade", "WebSocket")],
+        [("Sec-WebSocket-Extensions", "x-a"), ("Sec-WebSocket-Extensions", "Permessage-Deflate")],
+    ],
+)
+async def test_lists_split_over_header_lines_are_one_list(split: list[tuple[str, str]]) -> None:
+    """A list header sent as several lines (RFC 9110 section 5.3) reads as one list,
+    tokens compared without regard to case."""
+    names = {name.lower() for name, _ in split}
+    req = request(drop=tuple(n for n in ("Upgrade", "Connection") if n.lower() in names), add=split)
+    response = await handshake(make_app(compression=True), req)
+    assert response.status == 101
+    if "sec-websocket-extensions" in names:
+        assert response.header("sec-websocket-extensions") is not None
 
 
 async def test_malformed_extension_offer_gives_400() -> None:

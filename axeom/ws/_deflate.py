@@ -11,12 +11,16 @@ from __future__ import annotations
 from websockets.exceptions import NegotiationError
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.headers import build_extension
+from websockets.typing import ExtensionName
 
 from ._handshake import ExtensionOffer
 
 __all__ = ["DeflateOffer", "negotiate", "rebuild"]
 
 DeflateOffer = list[tuple[str, str | None]]
+
+_NAME = ExtensionName("permessage-deflate")
 
 # Same trade-off as the websockets library's defaults: a 4 KiB window and a
 # small memLevel keep zlib's per-socket memory modest at little ratio cost.
@@ -32,13 +36,13 @@ def negotiate(offers: list[ExtensionOffer]) -> tuple[str, DeflateOffer] | None:
     answered (what a worker needs to rebuild the extension), or ``None``.
     """
     for name, params in offers:
-        if name != "permessage-deflate":
+        if name != _NAME:
             continue
         try:
             response, _ = _FACTORY.process_request_params(params, [])
         except NegotiationError:
             continue
-        return _format(response), list(params)
+        return build_extension([(_NAME, response)]), list(params)
     return None
 
 
@@ -46,9 +50,3 @@ def rebuild(offer: DeflateOffer) -> Extension:
     """The extension object for an offer that ``negotiate`` accepted."""
     _, extension = _FACTORY.process_request_params(offer, [])
     return extension
-
-
-def _format(params: list[tuple[str, str | None]]) -> str:
-    parts = ["permessage-deflate"]
-    parts += [name if value is None else f"{name}={value}" for name, value in params]
-    return "; ".join(parts)

@@ -266,20 +266,20 @@ class FrameConnection:
         """Check an uncompressed data frame's header against the message so far;
         False once the socket failed (1002 out of sequence, 1009 too big)."""
         message = self._message
+        # Size before sequence, in the Protocol's order, so that a frame
+        # breaking both gets the same code (1009) on either path. Refused
+        # from the header: nothing past the limit is ever kept.
+        if length > self._max_size - (0 if message is None else self._message_size):
+            return self._fail(1009, f"message over {self._max_size} bytes")
         if first & 0x0F:  # text or binary: a new message
             if message is not None:
                 return self._fail(1002, "expected a continuation frame")
-            if length > self._max_size:
-                return self._fail(1009, f"message over {self._max_size} bytes")
             self._message = []
             self._message_size = 0
             self._message_text = first & 0x0F == 0x1
             self._utf8 = _utf8_decoder() if self._message_text else None
         elif message is None:
             return self._fail(1002, "unexpected continuation frame")
-        elif self._message_size + length > self._max_size:
-            # Refused from the header: nothing past the limit is ever kept.
-            return self._fail(1009, f"message over {self._max_size} bytes")
         self._frame_left = length
         self._frame_mask = mask
         self._frame_offset = 0

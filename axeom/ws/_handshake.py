@@ -1,23 +1,36 @@
 """RFC 6455 section 4.2 server handshake rules, sans-IO.
 
-Each rule that a request can break has its own status and reason, so a
+The header grammar is the pinned websockets library's (its RFC 7230 list
+parsers for ``Connection``, ``Upgrade``, ``Sec-WebSocket-Protocol`` and
+``Sec-WebSocket-Extensions``, quoted strings and escapes included, and its
+``accept_key``); what is Axeom's own is the answer to each broken rule, so a
 client author can tell what went wrong from the response alone:
 
 - not ``GET``: 405 with ``Allow: GET`` (the router gives this one);
 - no ``Upgrade: websocket``: 426 with the headers a client needs to retry;
 - ``Connection`` without ``upgrade``: 400;
+- a header above that does not parse: 400 naming the header and where it broke;
 - a body announced (``Transfer-Encoding``, ``Content-Length`` other than 0): 400;
 - ``Sec-WebSocket-Version`` other than 13: 426 with ``Sec-WebSocket-Version: 13``;
 - missing, repeated or malformed ``Sec-WebSocket-Key``: 400;
 - ``Origin`` not allowed by the route: 403.
+
+``Sec-WebSocket-Protocol`` and ``Sec-WebSocket-Extensions`` are parsed only
+when the route has subprotocols or compression to negotiate; a malformed
+one is then 400 as well.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from websockets.exceptions import InvalidHeaderFormat
+from websockets.headers import parse_connection, parse_extension, parse_subprotocol, parse_upgrade
+from websockets.utils import accept_key
 
 from .._headers import Headers
 from ..errors import BadRequest, Forbidden, HTTPError
@@ -30,9 +43,12 @@ __all__ = [
     "validate_upgrade",
 ]
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
 ExtensionOffer = tuple[str, list[tuple[str, str | None]]]
+
+# Distinct header values whose parse is remembered: clients send a handful of
+# spellings (one per browser or library), so a small cache catches nearly all
+# of them and makes the websockets parsers cost a dict lookup per handshake.
+PARSE_CACHE_SIZE = 256
 
 _UPGRADE_HEADERS = [
     ("upgrade", "websocket"),
@@ -46,13 +62,13 @@ def validate_upgrade(headers: Headers) -> str:
 
     Raises ``HTTPError`` with the status that fits the first broken rule.
     """
-    if "websocket" not in headers.tokens("upgrade"):
+    if "websocket" not in _parse_all(headers, "upgrade"):
         raise HTTPError(
             426,
             "this is a WebSocket endpoint: send Upgrade: websocket",
             headers=_UPGRADE_HEADERS,
         )
-    if "upgrade" not in headers.tokens("connection"):
+    if "upgrade" not in _parse_all(headers, "connection"):
         raise BadRequest("Connection header must include 'upgrade'")
     _refuse_body(headers)
     versions = headers.get_all("sec-websocket-version")
@@ -78,6 +94,38 @@ def validate_upgrade(headers: Headers) -> str:
     return key
 
 
+def _cached(
+    parse: Callable[[str], list[Any]], *, lower: bool = False
+) -> Callable[[str], tuple[Any, ...]]:
+    """``parse`` remembered per header value (a value that fails is not kept);
+    ``lower`` for case-insensitive tokens, compared lower-cased."""
+
+    @functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+    def parse_value(value: str) -> tuple[Any, ...]:
+        items = parse(value)
+        return tuple(item.lower() for item in items) if lower else tuple(items)
+
+    return parse_value
+
+
+_PARSERS = {
+    "upgrade": _cached(parse_upgrade, lower=True),
+    "connection": _cached(parse_connection, lower=True),
+    "sec-websocket-protocol": _cached(parse_subprotocol),
+    "sec-websocket-extensions": _cached(parse_extension),
+}
+
+
+def _parse_all(headers: Headers, name: str) -> list[Any]:
+    """Every item of every ``name`` header, in order (a list may span several
+    header lines, RFC 9110 section 5.3); 400 if one does not parse."""
+    parse = _PARSERS[name]
+    try:
+        return [item for value in headers.get_all(name) for item in parse(value)]
+    except InvalidHeaderFormat as exc:
+        raise BadRequest(str(exc)) from None  # names the header and where it broke
+
+
 def _refuse_body(headers: Headers) -> None:
     """An upgrade request has no body; refuse one that announces one.
 
@@ -93,12 +141,6 @@ def _refuse_body(headers: Headers) -> None:
         raise BadRequest("a WebSocket upgrade request must not have a body (Content-Length)")
 
 
-def accept_key(key: str) -> str:
-    """The ``Sec-WebSocket-Accept`` value proving we read ``key``."""
-    digest = hashlib.sha1(key.encode("ascii") + _GUID).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
 def check_origin(headers: Headers, allowed: Sequence[str] | None) -> None:
     """Reject with 403 when the route lists origins and the request's is not one."""
     if allowed is None:
@@ -109,14 +151,13 @@ def check_origin(headers: Headers, allowed: Sequence[str] | None) -> None:
 
 
 def select_subprotocol(headers: Headers, supported: Sequence[str]) -> str | None:
-    """The first subprotocol in the server's preference order that the client offered."""
+    """The first subprotocol in the server's preference order that the client offered.
+
+    Not parsed at all when the route supports none; 400 if malformed otherwise.
+    """
     if not supported:
         return None
-    offered = {
-        token.strip()
-        for value in headers.get_all("sec-websocket-protocol")
-        for token in value.split(",")
-    }
+    offered = set(_parse_all(headers, "sec-websocket-protocol"))
     for name in supported:
         if name in offered:  # subprotocol names are compared exactly, as clients do
             return name
@@ -124,46 +165,12 @@ def select_subprotocol(headers: Headers, supported: Sequence[str]) -> str | None
 
 
 def parse_extensions(headers: Headers) -> list[ExtensionOffer]:
-    """Parse every ``Sec-WebSocket-Extensions`` header into (name, params) offers.
+    """Every ``Sec-WebSocket-Extensions`` offer as (name, params), names lower-cased.
 
     ``permessage-deflate; client_max_window_bits, x-foo`` gives
     ``[("permessage-deflate", [("client_max_window_bits", None)]), ("x-foo", [])]``.
-    Malformed offers raise 400.
+    A quoted parameter value is unescaped, and must then be a token
+    (RFC 6455 section 9.1). Malformed offers raise 400.
     """
-    offers: list[ExtensionOffer] = []
-    for value in headers.get_all("sec-websocket-extensions"):
-        for item in _split_unquoted(value, ","):
-            parts = [part.strip() for part in _split_unquoted(item, ";")]
-            if not parts or not parts[0]:
-                continue
-            params: list[tuple[str, str | None]] = []
-            for part in parts[1:]:
-                name, sep, raw = part.partition("=")
-                name = name.strip()
-                if not name:
-                    raise BadRequest(f"malformed Sec-WebSocket-Extensions header: {value!r}")
-                params.append((name, _unquote(raw.strip()) if sep else None))
-            offers.append((parts[0].lower(), params))
-    return offers
-
-
-def _split_unquoted(text: str, separator: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        if char == separator and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
+    offers = _parse_all(headers, "sec-websocket-extensions")
+    return [(name.lower(), list(params)) for name, params in offers]
