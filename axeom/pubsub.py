@@ -19,6 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._call import not_awaited
+
 if TYPE_CHECKING:
     from .ws._socket import WebSocket
 
@@ -68,6 +70,7 @@ class Bridge(Protocol):
         ...
 
 
+@not_awaited
 class Published(int):
     """What ``publish`` returns: the number of local sockets it was queued on,
     which can also be awaited (``await ws.publish(...)``): after many
@@ -84,6 +87,7 @@ class Published(int):
         return int(self)
 
 
+@not_awaited
 class Sent(int):
     """What ``app.send`` returns: 1 (true) if the socket is local and the
     message was queued, else 0 (false). Awaitable like ``Published``."""
@@ -99,6 +103,7 @@ class Sent(int):
         return repr(bool(self))
 
 
+@not_awaited
 class Subscribed:
     """What ``ws.subscribe`` returns. Ignored, the subscription takes effect
     in the other processes a moment later; awaited, it returns once it is in
@@ -115,6 +120,7 @@ class Subscribed:
             yield from pubsub.bridge.wait_subscribed().__await__()
 
 
+@not_awaited
 class Unsubscribed:
     """What ``ws.unsubscribe`` returns. The unsubscription is in effect at once
     (deliveries to a socket go through this process's topic table), so awaiting
