@@ -255,7 +255,7 @@ class PubSub:
         _check_str("topic", topic)
         result = Published(self.deliver(topic, data, sender))
         if self.bridge is not None:
-            self._queue(["pub", topic, data])
+            self.outgoing.put(["pub", topic, data])
         if self.work >= WORK_BUDGET or len(self.outgoing.items) >= FLOW_LIMIT:
             result._waiter = self.pause
         return result
@@ -281,7 +281,7 @@ class PubSub:
             return Sent(1 if ws.send(data) else 0)
         result = Sent(0)
         if self.bridge is not None:
-            self._queue(["send", socket_id, data])
+            self.outgoing.put(["send", socket_id, data])
             if len(self.outgoing.items) >= FLOW_LIMIT:
                 result._waiter = self.wait_flowing
         return result
