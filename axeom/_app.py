@@ -92,7 +92,7 @@ class _HTTPEndpoint:
         return None
 
     async def handle(self, ctx: Context) -> Response:
-        return to_response(await call_maybe_async(self.handler, ctx))
+        return to_response(await call_maybe_async(self.handler, (ctx,)))
 
 
 def to_response(value: Any) -> Response:
@@ -304,7 +304,7 @@ class Axeom(_Registrar):
             response = replace(response, headers=[*response.headers, *ctx.response_headers])
         for hook in self._on_response:
             try:
-                replaced = await call_maybe_async(hook, ctx, response)
+                replaced = await call_maybe_async(hook, (ctx, response))
                 if replaced is not None:
                     response = to_response(replaced)
             except Exception:
@@ -313,28 +313,28 @@ class Axeom(_Registrar):
 
     async def _lifecycle(self, ctx: Context) -> Response:
         for hook in self._before_match:
-            result = await call_maybe_async(hook, ctx)
+            result = await call_maybe_async(hook, (ctx,))
             if result is not None:
                 return to_response(result)
         route = self._match(ctx)
         route.endpoint.check(ctx)
         for hook in self._on_request:
-            result = await call_maybe_async(hook, ctx)
+            result = await call_maybe_async(hook, (ctx,))
             if result is not None:
                 return to_response(result)
         scopes = route.scope.chain()
         for scope in scopes:
             for fn in scope.derive:
-                self._merge_derived(ctx, fn, await call_maybe_async(fn, ctx))
+                self._merge_derived(ctx, fn, await call_maybe_async(fn, (ctx,)))
         for scope in scopes:
             for hook in scope.on_before_handle:
-                result = await call_maybe_async(hook, ctx)
+                result = await call_maybe_async(hook, (ctx,))
                 if result is not None:
                     return to_response(result)
         response = await route.endpoint.handle(ctx)
         for scope in scopes:
             for hook in scope.on_after_handle:
-                result = await call_maybe_async(hook, ctx, response)
+                result = await call_maybe_async(hook, (ctx, response))
                 if result is not None:
                     response = to_response(result)
         return response
@@ -367,7 +367,7 @@ class Axeom(_Registrar):
     async def _error_response(self, ctx: Context, exc: Exception) -> Response:
         for hook in self._on_error:
             try:
-                result = await call_maybe_async(hook, ctx, exc)
+                result = await call_maybe_async(hook, (ctx, exc))
                 if result is not None:
                     return to_response(result)
             except Exception:

@@ -1,21 +1,80 @@
-"""Call user code that may be a plain function or a coroutine function."""
+"""Call user code that may be a plain function or a coroutine function.
+
+One helper for every place that calls user code: the engine's hooks (once
+per handshake) and the socket handlers (once per message, so the common
+returns are checked first, by type identity). It only awaits what the user
+returned, so it works under trio and asyncio alike.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+import types
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, TypeVar
 
-__all__ = ["call_maybe_async"]
+__all__ = ["call_maybe_async", "not_awaited"]
+
+T = TypeVar("T", bound=type)
+
+# Types whose instances a non-blocking call returns (``ws.send``, ``ws.close``,
+# ``ws.subscribe``, ``publish``, ``app.send``): awaitable, but a plain function
+# that returns one (``lambda ws, m: ws.send(m)``) made the call and did not ask
+# to wait. The types register themselves (``@not_awaited``) so that this module
+# needs no import of the ws plugin.
+_NOT_AWAITED: set[type] = set()
 
 
-async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call ``fn`` and await the result if it is awaitable.
+def not_awaited(cls: T) -> T:
+    """Class decorator: a plain function returning an instance is not awaited."""
+    _NOT_AWAITED.add(cls)
+    return cls
 
-    Users write hooks and handlers either way; this keeps the engine free of
-    any event-loop library (it only awaits what the user returned).
+
+async def call_maybe_async(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    on_suspend: Callable[[], None] | None = None,
+) -> Any:
+    """Call ``fn(*args)`` and await the result if it is awaitable (and not ``@not_awaited``).
+
+    ``args`` is a tuple, not ``*args``: on the per-message path that halves the
+    cost of a call (measured ~0.2 us against ~0.5 us with ``*args`` and a keyword).
+    ``on_suspend`` is called when a coroutine ``fn`` first really suspends
+    (awaits something not ready): the socket runtime flushes what the handler
+    queued so far instead of holding it until the handler returns.
     """
     result = fn(*args)
+    if result is None or type(result) in _NOT_AWAITED:  # the common plain returns
+        return result
+    if type(result) is types.CoroutineType:
+        if on_suspend is None:
+            return await result
+        return await _noting_suspension(result, on_suspend)
     if inspect.isawaitable(result):
-        result = await result
+        return await result
     return result
+
+
+@types.coroutine
+def _noting_suspension(
+    coro: Coroutine[Any, Any, Any], on_suspend: Callable[[], None]
+) -> Generator[Any, Any, Any]:
+    """Drive ``coro`` exactly as ``await`` would, calling ``on_suspend`` at its
+    first real suspension. Whatever it yields goes to the event loop untouched,
+    so this works under trio and asyncio alike."""
+    value: Any = None
+    error: BaseException | None = None
+    notified = False
+    while True:
+        try:
+            yielded = coro.send(value) if error is None else coro.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        if not notified:
+            notified = True
+            on_suspend()
+        try:
+            value, error = (yield yielded), None
+        except BaseException as exc:  # delivered into the coroutine, like await does
+            value, error = None, exc

@@ -22,7 +22,7 @@ import click
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
 from .config import Config, ConfigError, ServerConfig
-from .process import load_app_or_exit
+from .process import configure_logging, load_app_or_exit
 
 __all__ = ["main"]
 
@@ -178,7 +178,7 @@ def _check_pubsub(config: Config) -> None:
 
 def _serve_in_process(config: Config) -> None:
     server = config.server
-    _configure_logging(server.log_level)
+    configure_logging(server.log_level)
     application = load_app_or_exit(config.app)
     descriptors = raise_fd_limit()
     import trio
@@ -320,14 +320,6 @@ def _format_status(result: dict[str, Any]) -> str:
             + "  ".join(f"{status_class}: {count}" for status_class, count in responses.items())
         )
     return "\n".join(lines)
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _format_host(host: str) -> str:

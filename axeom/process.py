@@ -1,12 +1,13 @@
-"""What every process of an ``axeom run`` tree does first: raise its descriptor
-limit, set up logging, load the app (or exit with a status the supervisor
-reads), and notice when its parent is gone."""
+"""What every process of ``axeom run`` shares: raise its descriptor limit, set
+up logging, load the app (or exit with a status the supervisor reads), and,
+in a child, send heartbeats until its parent is gone."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from ._app import Axeom
@@ -15,7 +16,8 @@ from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir, import_f
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
-    "configure_child_logging",
+    "configure_logging",
+    "heartbeat_forever",
     "load_app_or_exit",
     "parent_gone",
     "raise_fd_limit",
@@ -41,12 +43,46 @@ def parent_gone() -> bool:
     return os.getppid() != _parent
 
 
-def configure_child_logging(level: str, name: str) -> None:
+def configure_logging(level: str, process: str | None = None) -> None:
+    """Log to stderr at ``level``, one format for every process.
+
+    In a tree, every line carries its process's name in brackets
+    (``[supervisor]``, ``[acceptor]``, ``[worker-1]``, ``[redis-bridge]``): the
+    children share the supervisor's stderr, and a reader must tell them apart.
+    The single-process server (``process`` None) has no tag.
+    """
+    tag = f"[{process}] " if process is not None else ""
     logging.basicConfig(
         level=level.upper(),
-        format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+async def heartbeat_forever(
+    report: Callable[[], Awaitable[None]],
+    interval: float,
+    sleep: Callable[[float], Awaitable[object]],
+    on_parent_gone: Callable[[], Awaitable[None]],
+    *,
+    is_parent_gone: Callable[[], bool] = parent_gone,
+) -> None:
+    """A child's heartbeat: ``report()`` every ``interval`` seconds until the
+    supervisor is gone, then ``await on_parent_gone()`` (stop, or drain first)
+    and return.
+
+    One loop for every child, whatever its event loop: it awaits only what it
+    is given, so the trio processes pass ``trio.sleep`` and the Redis bridge
+    ``asyncio.sleep``. Each child keeps building its own heartbeat message in
+    ``report`` (its figures differ). It runs on the child's event loop on
+    purpose: a handler that blocks the loop silences the heartbeats, and the
+    supervisor replaces the child. The parent is checked before every report,
+    so a child of a dead supervisor never reports (to nobody) again.
+    """
+    while not is_parent_gone():
+        await report()
+        await sleep(interval)
+    await on_parent_gone()
 
 
 def load_app_or_exit(import_str: str) -> Axeom:

@@ -19,6 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._call import not_awaited
+from .outbox import MAX_OUTGOING, Outbox
+
 if TYPE_CHECKING:
     from .ws._socket import WebSocket
 
@@ -38,9 +41,6 @@ logger = logging.getLogger("axeom.pubsub")
 
 Message = str | bytes
 
-# Operations waiting for the bridge beyond this are dropped (at most once):
-# memory stays bounded when the hub is slow or gone.
-MAX_OUTGOING = 100_000
 # Past this many waiting operations the link is "congested": a publishing
 # socket's task stops reading its client and ``await ws.publish`` waits, so a
 # flood is slowed at its source long before MAX_OUTGOING drops anything.
@@ -68,6 +68,7 @@ class Bridge(Protocol):
         ...
 
 
+@not_awaited
 class Published(int):
     """What ``publish`` returns: the number of local sockets it was queued on,
     which can also be awaited (``await ws.publish(...)``): after many
@@ -84,6 +85,7 @@ class Published(int):
         return int(self)
 
 
+@not_awaited
 class Sent(int):
     """What ``app.send`` returns: 1 (true) if the socket is local and the
     message was queued, else 0 (false). Awaitable like ``Published``."""
@@ -99,6 +101,7 @@ class Sent(int):
         return repr(bool(self))
 
 
+@not_awaited
 class Subscribed:
     """What ``ws.subscribe`` returns. Ignored, the subscription takes effect
     in the other processes a moment later; awaited, it returns once it is in
@@ -115,6 +118,7 @@ class Subscribed:
             yield from pubsub.bridge.wait_subscribed().__await__()
 
 
+@not_awaited
 class Unsubscribed:
     """What ``ws.unsubscribe`` returns. The unsubscription is in effect at once
     (deliveries to a socket go through this process's topic table), so awaiting
@@ -159,14 +163,19 @@ class PubSub:
         self._topics: dict[str, set[WebSocket]] = {}
         self._sockets: dict[str, WebSocket] = {}
         self.bridge: Bridge | None = None
-        self.outgoing: list[list[Any]] = []
+        # Operations for the bridge; beyond MAX_OUTGOING dropped (at most once).
+        self.outgoing = Outbox(
+            self._wakeup,
+            logger,
+            dropping=f"pub/sub link has {MAX_OUTGOING} operations waiting:"
+            " dropping new ones (at most once)",
+            caught_up="pub/sub link caught up; %d operations were dropped meanwhile",
+        )
         # Deployment-wide subscriber counts as last reported by the hub, and
         # what this process had itself at that time (to add our fresher count).
         self._remote_counts: dict[str, int] = {}
         self._counted: dict[str, int] = {}
         self._dirty_counts: set[str] = set()
-        self.dropped = 0
-        self._dropping = 0  # drops in the current episode (logged when it ends)
         # Socket deliveries since a delivery loop last let the process run, and
         # the event loop's schedule point (set by the runtime that runs sockets).
         self.work = 0
@@ -243,8 +252,8 @@ class PubSub:
         _check_str("topic", topic)
         result = Published(self.deliver(topic, data, sender))
         if self.bridge is not None:
-            self._queue(["pub", topic, data])
-        if self.work >= WORK_BUDGET or len(self.outgoing) >= FLOW_LIMIT:
+            self.outgoing.put(["pub", topic, data])
+        if self.work >= WORK_BUDGET or len(self.outgoing.items) >= FLOW_LIMIT:
             result._waiter = self.pause
         return result
 
@@ -269,8 +278,8 @@ class PubSub:
             return Sent(1 if ws.send(data) else 0)
         result = Sent(0)
         if self.bridge is not None:
-            self._queue(["send", socket_id, data])
-            if len(self.outgoing) >= FLOW_LIMIT:
+            self.outgoing.put(["send", socket_id, data])
+            if len(self.outgoing.items) >= FLOW_LIMIT:
                 result._waiter = self.wait_flowing
         return result
 
@@ -284,7 +293,7 @@ class PubSub:
     def congested(self) -> bool:
         """True while the link to the other processes has ``FLOW_LIMIT``
         operations or more waiting: publishers should wait."""
-        return len(self.outgoing) >= FLOW_LIMIT
+        return len(self.outgoing.items) >= FLOW_LIMIT
 
     async def wait_flowing(self) -> None:
         """Wait until the link is no longer congested (at once without a link)."""
@@ -303,46 +312,35 @@ class PubSub:
     def take_outgoing(self, limit: int) -> list[list[Any]]:
         """Up to ``limit`` queued operations, oldest first (for the bridge).
         Ends a drop episode: the number dropped during it is logged once."""
-        if len(self.outgoing) <= limit:
-            taken, self.outgoing = self.outgoing, []
-        else:
-            taken = self.outgoing[:limit]
-            del self.outgoing[:limit]
-        if self._dropping and len(self.outgoing) < FLOW_LIMIT:
-            logger.warning(
-                "pub/sub link caught up; %d operations were dropped meanwhile", self._dropping
-            )
-            self._dropping = 0
+        taken = self.outgoing.take(limit)
+        if len(self.outgoing.items) < FLOW_LIMIT:
+            self.outgoing.caught_up()
         return taken
 
     def queue_sync(self, number: int) -> None:
         """Queue a barrier the hub answers once everything before it is applied."""
         if self.bridge is not None:
-            if not self.outgoing:
-                self.bridge.wakeup()
-            self.outgoing.append(["sync", number])  # never dropped: someone waits for it
+            self.outgoing.put_always(["sync", number])
 
     # -- internals -------------------------------------------------------------------
 
     def _queue(self, operation: list[Any]) -> None:
-        if self.bridge is None:
-            return
-        if not self.outgoing:
+        if self.bridge is not None:
+            self.outgoing.put(operation)
+
+    def _wakeup(self) -> None:
+        """The outbox got its first operation: the bridge should send soon."""
+        if self.bridge is not None:
             self.bridge.wakeup()
-        elif len(self.outgoing) >= MAX_OUTGOING:
-            self.dropped += 1
-            if not self._dropping:
-                logger.warning(
-                    "pub/sub link has %d operations waiting: dropping new ones (at most once)",
-                    MAX_OUTGOING,
-                )
-            self._dropping += 1
-            return
-        self.outgoing.append(operation)
+
+    @property
+    def dropped(self) -> int:
+        """Operations the outbox to the other processes had no room for."""
+        return self.outgoing.dropped
 
     def _count_changed(self, topic: str) -> None:
         if self.bridge is not None:
-            if not self._dirty_counts and not self.outgoing:
+            if not self._dirty_counts and not self.outgoing.items:
                 self.bridge.wakeup()
             self._dirty_counts.add(topic)
 

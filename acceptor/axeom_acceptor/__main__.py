@@ -9,7 +9,7 @@ import sys
 
 import trio
 
-from axeom.process import configure_child_logging, load_app_or_exit, raise_fd_limit
+from axeom.process import configure_logging, load_app_or_exit, raise_fd_limit
 from axeom.trio_runtime import HandshakeLimits
 
 from ._acceptor import Acceptor, AcceptorSettings
@@ -17,7 +17,7 @@ from ._acceptor import Acceptor, AcceptorSettings
 
 def main() -> None:
     options = json.loads(sys.argv[1])
-    configure_child_logging(options["log_level"], "acceptor")
+    configure_logging(options["log_level"], "acceptor")
     logging.getLogger("axeom.acceptor").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])
     listener = socket.socket(fileno=options["listener_fd"])

@@ -34,7 +34,7 @@ import pynng
 import trio
 
 from axeom import Axeom, Response, ipc
-from axeom.process import parent_gone
+from axeom.process import heartbeat_forever
 from axeom.trio_runtime import (
     Accepted,
     HandshakeCounters,
@@ -269,13 +269,15 @@ class Acceptor:
                 await reports.asend(ack)
 
     async def _heartbeats(self, reports: pynng.Socket) -> None:
-        while True:
-            if parent_gone():
-                logger.error("supervisor is gone: acceptor exiting")
-                raise SystemExit(1)
+        async def report() -> None:
             await reports.asend(self._report())
             self.pending.report_if_due()
-            await trio.sleep(self.settings.heartbeat_interval)
+
+        async def exit_now() -> None:
+            logger.error("supervisor is gone: acceptor exiting")
+            raise SystemExit(1)
+
+        await heartbeat_forever(report, self.settings.heartbeat_interval, trio.sleep, exit_now)
 
     def _report(self) -> bytes:
         """A heartbeat with this acceptor's counters (totals since it started)."""

@@ -9,22 +9,15 @@ only this socket with 1011 (the peer never sees the exception text).
 
 from __future__ import annotations
 
-import inspect
 import logging
-import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from typing import Any
 
-from ..pubsub import Published, Sent, Subscribed, Unsubscribed
+from .._call import call_maybe_async
 from ._handlers import BoundHandlers
-from ._socket import Closing, SendResult, WebSocket
+from ._socket import WebSocket
 
 __all__ = ["Actor"]
-
-# What ``ws.close``, ``ws.subscribe``, ``ws.publish`` and ``app.send`` return:
-# awaitable, but a plain function that returns one (``lambda ws:
-# ws.subscribe(t)``) made the non-blocking call and did not ask to wait.
-_NOT_AWAITED = frozenset({Closing, Subscribed, Unsubscribed, Published, Sent})
 
 logger = logging.getLogger("axeom.ws")
 
@@ -78,7 +71,7 @@ class Actor:
         if self.handlers.close is None:
             return
         try:
-            await _call(self.handlers.close, (self.ws, code, reason), None)
+            await call_maybe_async(self.handlers.close, (self.ws, code, reason))
         except Exception:
             logger.exception("close handler of socket %s (%s) raised", self.ws.id, self.ws.path)
 
@@ -89,7 +82,7 @@ class Actor:
     async def _run(self, name: str, handler: Callable[..., Any], *args: Any) -> None:
         self.busy = True
         try:
-            await _call(handler, args, self.on_suspend)
+            await call_maybe_async(handler, args, self.on_suspend)
         except Exception as exc:
             await self._fail(name, exc)
         finally:
@@ -106,49 +99,8 @@ class Actor:
         )
         if self.handlers.error is not None:
             try:
-                await _call(self.handlers.error, (ws, exc), self.on_suspend)
+                await call_maybe_async(self.handlers.error, (ws, exc), self.on_suspend)
             except Exception:
                 logger.exception("error handler of socket %s raised", ws.id)
         if ws.is_open:
             ws.close(INTERNAL_ERROR, "internal error")
-
-
-async def _call(
-    handler: Callable[..., Any], args: tuple[Any, ...], on_suspend: Callable[[], None] | None
-) -> Any:
-    result = handler(*args)
-    if result is None or type(result) is SendResult:  # the common plain-function returns
-        return result
-    if type(result) in _NOT_AWAITED:
-        return None
-    if type(result) is types.CoroutineType:
-        if on_suspend is None:
-            return await result
-        return await _noting_suspension(result, on_suspend)
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
-@types.coroutine
-def _noting_suspension(
-    coro: Coroutine[Any, Any, Any], on_suspend: Callable[[], None]
-) -> Generator[Any, Any, Any]:
-    """Drive ``coro`` exactly as ``await`` would, calling ``on_suspend`` at its
-    first real suspension. Whatever it yields goes to the event loop untouched,
-    so this works under trio and asyncio alike."""
-    value: Any = None
-    error: BaseException | None = None
-    notified = False
-    while True:
-        try:
-            yielded = coro.send(value) if error is None else coro.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        if not notified:
-            notified = True
-            on_suspend()
-        try:
-            value, error = (yield yielded), None
-        except BaseException as exc:  # delivered into the coroutine, like await does
-            value, error = None, exc

@@ -8,6 +8,7 @@ import os
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._call import not_awaited
 from .._headers import Headers
 from .._messages import to_message
 from ..pubsub import UNSUBSCRIBED, Published, Subscribed, Unsubscribed
@@ -48,6 +49,7 @@ class SendStatus(enum.Enum):
 _QUEUED = SendStatus.QUEUED
 
 
+@not_awaited
 class SendResult:
     """What ``ws.send`` returns: its ``SendStatus``, which can also be awaited.
 
@@ -97,6 +99,7 @@ class SendResult:
         return repr(self.status)
 
 
+@not_awaited
 class Closing:
     """What ``ws.close`` returns: ``await`` it to wait until the close frame is written.
 

@@ -13,7 +13,7 @@ import sys
 import trio
 
 from axeom.config import Config, ConfigError
-from axeom.process import raise_fd_limit
+from axeom.process import configure_logging, raise_fd_limit
 from axeom.trio_runtime import bind_listener
 
 from ._supervisor import Supervisor
@@ -26,11 +26,7 @@ def main() -> None:
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s [supervisor] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.server.log_level, "supervisor")
     logging.getLogger("axeom.supervisor").info(raise_fd_limit())
     try:
         listener = bind_listener(config.server.host, config.server.port)

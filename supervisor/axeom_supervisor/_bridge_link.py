@@ -14,11 +14,12 @@ import msgpack
 import pynng
 import trio
 
+from axeom.outbox import Outbox
+
 __all__ = ["BridgeLink"]
 
 logger = logging.getLogger("axeom.hub")
 
-MAX_OUTGOING = 100_000
 # How long the first send waits for the link to the bridge that just reported
 # ready to be connected: the hub's dialer reconnects on its own schedule, and a
 # loaded machine can take longer than one send timeout to get there.
@@ -30,37 +31,38 @@ class BridgeLink:
     """Implements the hub's ``RemoteBridge``."""
 
     def __init__(self) -> None:
-        self.outgoing: list[list[Any]] = []
         self._wake = trio.Event()
-        self.dropped = 0
-        self._dropping = 0  # drops in the current episode (logged when it ends)
+        # Send timeouts count as drops of the same episode as a full outbox.
+        self.outgoing = Outbox(
+            self._wake_sender,
+            logger,
+            dropping="Redis bridge not keeping up: dropping operations for other nodes",
+            caught_up="Redis bridge keeps up again; %d operations dropped",
+        )
         # Set when the bridge process first reports ready. Until then nothing is
         # sent: a send would only time out and count as a drop (and log "not keeping
         # up") on every healthy start; what waits is sent then, with the resync.
         self.started = trio.Event()
 
+    @property
+    def dropped(self) -> int:
+        return self.outgoing.dropped
+
     def forward(self, operation: list[Any]) -> None:
-        self._queue(operation)
+        self.outgoing.put(operation)
 
     def sync(self, worker: str, number: int) -> None:
         """The bridge answers ``synced`` once Redis confirmed every topic so far."""
-        if not self.outgoing:
-            self._wake.set()
-        self.outgoing.append(["sync", worker, number])  # never dropped: a worker waits
+        self.outgoing.put_always(["sync", worker, number])
 
     def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None:
-        self._queue(["topics", sorted(subscribed), sorted(unsubscribed)])
+        self.outgoing.put(["topics", sorted(subscribed), sorted(unsubscribed)])
 
     def counts(self, totals: dict[str, int]) -> None:
-        self._queue(["counts", totals])
+        self.outgoing.put(["counts", totals])
 
-    def _queue(self, operation: list[Any]) -> None:
-        if not self.outgoing:
-            self._wake.set()
-        elif len(self.outgoing) >= MAX_OUTGOING:
-            self._drop(1)  # the bridge is not keeping up: at most once
-            return
-        self.outgoing.append(operation)
+    def _wake_sender(self) -> None:
+        self._wake.set()
 
     async def send_loop(self, push: pynng.Socket) -> None:
         await self.started.wait()
@@ -71,23 +73,13 @@ class BridgeLink:
             await self._wake.wait()
             self._wake = trio.Event()
             await trio.lowlevel.checkpoint()
-            batch, self.outgoing = self.outgoing, []
+            batch = self.outgoing.take()
             if batch:
                 try:
                     await push.asend(msgpack.packb(batch))
                 except pynng.exceptions.Timeout:
                     # No bridge (restarting, or Redis link stuck): drop rather
                     # than deliver late.
-                    self._drop(len(batch))
+                    self.outgoing.drop(len(batch))
                     continue
-                if self._dropping:
-                    logger.warning(
-                        "Redis bridge keeps up again; %d operations dropped", self._dropping
-                    )
-                    self._dropping = 0
-
-    def _drop(self, count: int) -> None:
-        if not self._dropping:
-            logger.warning("Redis bridge not keeping up: dropping operations for other nodes")
-        self._dropping += count
-        self.dropped += count
+                self.outgoing.caught_up()

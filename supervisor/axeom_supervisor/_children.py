@@ -1,12 +1,15 @@
-"""Child processes of the tree: how each is started and what is known of it.
+"""Child processes of the tree: how each role is started and what is known of it.
 
 Children are fresh interpreters (``python -m ...``), never forks: nng keeps
-threads and state that do not survive ``fork()``.
+threads and state that do not survive ``fork()``. Each gets its settings as
+one JSON argument; the acceptor also inherits the listening socket, so that
+connections wait in the backlog while it restarts.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -14,15 +17,21 @@ from typing import Any
 
 import trio
 
-__all__ = ["Child", "spawn"]
+from axeom.config import Config
+
+__all__ = ["READY_TIMEOUT", "Child", "command", "spawn"]
+
+# Seconds a new child has to report ready (import the app, bind its sockets)
+# before it counts as hung; generous, for a slow import on a loaded machine.
+READY_TIMEOUT = 60.0
 
 
 @dataclass(eq=False)
 class Child:
     """One running (or just exited) child process."""
 
-    name: str  # "acceptor" or "worker-N": stable across restarts
-    role: str  # "acceptor" | "worker"
+    name: str  # "acceptor", "worker-N" or "bridge": stable across restarts
+    role: str  # "acceptor" | "worker" | "bridge"
     generation: int
     process: trio.Process
     started_at: float = field(default_factory=trio.current_time)
@@ -49,6 +58,45 @@ class Child:
                 self.process.send_signal(signum)
             except ProcessLookupError:
                 pass
+
+
+def command(
+    config: Config,
+    role: str,
+    name: str,
+    generation: int,
+    *,
+    run_dir: str,
+    listener: socket.socket,
+    node_id: str,
+) -> tuple[str, dict[str, Any], tuple[int, ...]]:
+    """What starts one child: its module, its options and the descriptors it inherits."""
+    server = config.server
+    options: dict[str, Any] = {
+        "app": config.app,
+        "run_dir": run_dir,
+        "log_level": server.log_level,
+        "heartbeat_interval": config.workers.heartbeat_interval,
+    }
+    pass_fds: tuple[int, ...] = ()
+    if role == "acceptor":
+        module = "axeom_acceptor"
+        options.update(
+            listener_fd=listener.fileno(),
+            generation=generation,
+            graceful_timeout=server.graceful_timeout,
+            handshake=server.handshake_limits(),
+        )
+        pass_fds = (listener.fileno(),)
+    elif role == "bridge":
+        module = "axeom_supervisor.redis_bridge"
+        options.update(url=config.server.pubsub, node_id=node_id)
+    else:
+        module = "axeom_workers"
+        options.update(
+            worker_id=name, generation=generation, graceful_timeout=server.graceful_timeout
+        )
+    return module, options, pass_fds
 
 
 async def spawn(

@@ -43,7 +43,7 @@ import msgpack
 import pynng
 
 from axeom import ipc
-from axeom.process import parent_gone, raise_fd_limit
+from axeom.process import configure_logging, heartbeat_forever, raise_fd_limit
 from axeom.pubsub import merge_counts
 
 logger = logging.getLogger("axeom.redis")
@@ -318,26 +318,24 @@ async def amain(options: dict[str, Any]) -> None:
         bridge = RedisBridge(options["url"], options["node_id"], push)
         await reports.asend(ipc.encode("ready", id="bridge", gen=0, pid=os.getpid()))
 
-        async def heartbeats() -> None:
-            while True:
-                if parent_gone():
-                    logger.error("supervisor is gone: exiting")
-                    os._exit(1)
-                await reports.asend(
-                    ipc.encode("hb", id="bridge", gen=0, pid=os.getpid(), dropped=bridge.dropped)
-                )
-                await asyncio.sleep(options["heartbeat_interval"])
+        async def report() -> None:
+            await reports.asend(
+                ipc.encode("hb", id="bridge", gen=0, pid=os.getpid(), dropped=bridge.dropped)
+            )
 
-        await asyncio.gather(bridge.run(pull), heartbeats())
+        async def exit_now() -> None:
+            logger.error("supervisor is gone: exiting")
+            os._exit(1)
+
+        heartbeats = heartbeat_forever(
+            report, options["heartbeat_interval"], asyncio.sleep, exit_now
+        )
+        await asyncio.gather(bridge.run(pull), heartbeats)
 
 
 def main() -> None:
     options = json.loads(sys.argv[1])
-    logging.basicConfig(
-        level=options["log_level"].upper(),
-        format="%(asctime)s %(levelname)s [redis-bridge] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(options["log_level"], "redis-bridge")
     logger.info(raise_fd_limit())
     try:
         import redis  # noqa: F401

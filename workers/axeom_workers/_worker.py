@@ -19,7 +19,7 @@ import pynng
 import trio
 
 from axeom import Axeom, ipc
-from axeom.process import parent_gone
+from axeom.process import heartbeat_forever
 from axeom.trio_runtime import SocketRuntime, SocketTransport, handoff, open_socket_runtime
 from axeom.ws import socket_id_prefix
 
@@ -193,12 +193,8 @@ class Worker:
         settings = self.settings
         runtime = self.runtime
         assert runtime is not None
-        while True:
-            if parent_gone():
-                logger.error("supervisor is gone: draining and exiting")
-                assert self._nursery is not None
-                await self.drain(self._nursery)
-                return
+
+        async def report() -> None:
             await reports.asend(
                 ipc.encode(
                     "hb",
@@ -211,7 +207,13 @@ class Worker:
                     pubsub_dropped=self._pubsub_dropped(),
                 )
             )
-            await trio.sleep(settings.heartbeat_interval)
+
+        async def drain_and_exit() -> None:
+            logger.error("supervisor is gone: draining and exiting")
+            assert self._nursery is not None
+            await self.drain(self._nursery)
+
+        await heartbeat_forever(report, settings.heartbeat_interval, trio.sleep, drain_and_exit)
 
     def _pubsub_dropped(self) -> int:
         """Operations this worker could not pass to the hub (queue full, hub stuck)."""

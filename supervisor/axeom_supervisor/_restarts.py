@@ -1,0 +1,93 @@
+"""Reaping: every exit is logged with its cause, then the restart policy decides.
+
+Each child has one task here that waits for it to exit (trio's form of a
+SIGCHLD handler). The exit leaves the tables at once (the hub forgets a
+worker's subscriptions, the acceptor gets a table without it), is logged
+(an error unless the supervisor asked for it), and, unless the tree is
+stopping, goes to the role's ``RestartPolicy``: ignore it, restart after a
+backoff, or give up and stop everything with a non-zero status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._children import Child
+from ._policy import ExitStatus, GiveUp, Ignore, Restart
+from ._shutdown import shutdown, stop
+from ._status import add_totals
+
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
+__all__ = ["EXIT_GAVE_UP", "watch"]
+
+logger = logging.getLogger("axeom.supervisor")
+
+EXIT_GAVE_UP = 1
+
+
+async def watch(supervisor: Supervisor, child: Child) -> None:
+    """Reap one child and act on its exit."""
+    returncode = await child.process.wait()
+    supervisor.children.remove(child)
+    if child.role == "worker" and supervisor.hub is not None:
+        supervisor.hub.drop_worker(child.key)  # its subscriptions leave the table now
+    if child.role == "acceptor":
+        add_totals(supervisor.retired_acceptors, child.report)
+    status = ExitStatus.from_returncode(returncode, requested=child.stop_requested)
+    log = logger.info if child.stop_requested or supervisor.stopping else logger.error
+    log("%s (pid %d) %s", child.name, child.pid, status.describe())
+    if child.role == "worker":
+        await supervisor.table.publish()
+    if supervisor.stopping:
+        return
+    decision = supervisor.policy(child.role).on_exit(trio.current_time(), child.name, status)
+    if isinstance(decision, Ignore):
+        return
+    if isinstance(decision, GiveUp):
+        logger.error("%s", decision.reason)  # the reason ends in "giving up"
+        supervisor.exit_code = 3 if status.app_load_failed else EXIT_GAVE_UP
+        await shutdown(supervisor)
+        return
+    assert isinstance(decision, Restart)
+    # The strategy is about workers, which may share state; the acceptor
+    # and the bridge hold none and restart on their own.
+    if child.role == "worker" and supervisor.worker_policy.strategy == "one_for_all":
+        await _restart_all(supervisor, child, decision)
+    else:
+        await _restart(supervisor, child, decision)
+
+
+async def _restart(supervisor: Supervisor, child: Child, decision: Restart) -> None:
+    logger.info("restarting %s in %.2fs", child.name, decision.after)
+    supervisor.restarting[child.name] = child
+    await trio.sleep(decision.after)
+    if supervisor.stopping:
+        return
+    new = await supervisor.start(child.role, child.name)
+    new.restarts = child.restarts + 1
+    supervisor.restarts_total += 1
+
+
+async def _restart_all(supervisor: Supervisor, failed: Child, decision: Restart) -> None:
+    """``one_for_all``: stop every other worker (on the shutdown timeline),
+    then start them all again. The acceptor and the bridge are left alone."""
+    logger.info("one_for_all: restarting every worker after %s exited", failed.name)
+    siblings = [c for c in supervisor.children if c.role == "worker"]
+    for sibling in siblings:
+        sibling.stop_requested = True
+    await supervisor.table.publish()
+    async with trio.open_nursery() as stops:
+        for sibling in siblings:
+            stops.start_soon(stop, supervisor, sibling)
+    await trio.sleep(decision.after)
+    if supervisor.stopping:
+        return
+    supervisor.restarts_total += 1
+    for index in range(1, supervisor.config.server.workers + 1):
+        if supervisor.live(f"worker-{index}") is None:
+            await supervisor.start("worker", f"worker-{index}")
