@@ -19,6 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .wire import PUB, SEND, SUB, SYNC, UNSUB, Operation
+
 if TYPE_CHECKING:
     from .ws._socket import WebSocket
 
@@ -159,7 +161,7 @@ class PubSub:
         self._topics: dict[str, set[WebSocket]] = {}
         self._sockets: dict[str, WebSocket] = {}
         self.bridge: Bridge | None = None
-        self.outgoing: list[list[Any]] = []
+        self.outgoing: list[Operation] = []  # see axeom.wire for what each one is
         # Deployment-wide subscriber counts as last reported by the hub, and
         # what this process had itself at that time (to add our fresher count).
         self._remote_counts: dict[str, int] = {}
@@ -191,7 +193,7 @@ class PubSub:
         members = self._topics.get(topic)
         if members is None:
             members = self._topics[topic] = set()
-            self._queue(["sub", topic])  # only the first local subscriber is announced
+            self._queue((SUB, topic, None))  # only the first local subscriber is announced
         if ws in members:
             return False
         members.add(ws)
@@ -205,7 +207,7 @@ class PubSub:
         members.discard(ws)
         if not members:
             del self._topics[topic]
-            self._queue(["unsub", topic])  # and only the last one leaving
+            self._queue((UNSUB, topic, None))  # and only the last one leaving
         self._count_changed(topic)
         return True
 
@@ -246,7 +248,7 @@ class PubSub:
         _check_str("topic", topic)
         result = Published(self.deliver(topic, data, sender))
         if self.bridge is not None:
-            self._queue(["pub", topic, data])
+            self._queue((PUB, topic, data))
         if self.work >= WORK_BUDGET or len(self.outgoing) >= FLOW_LIMIT:
             result._waiter = self.pause
         return result
@@ -272,7 +274,7 @@ class PubSub:
             return Sent(1 if ws.send(data) else 0)
         result = Sent(0)
         if self.bridge is not None:
-            self._queue(["send", socket_id, data])
+            self._queue((SEND, socket_id, data))
             if len(self.outgoing) >= FLOW_LIMIT:
                 result._waiter = self.wait_flowing
         return result
@@ -303,7 +305,7 @@ class PubSub:
             await self.checkpoint()
         await self.wait_flowing()
 
-    def take_outgoing(self, limit: int) -> list[list[Any]]:
+    def take_outgoing(self, limit: int) -> list[Operation]:
         """Up to ``limit`` queued operations, oldest first (for the bridge).
         Ends a drop episode: the number dropped during it is logged once."""
         if len(self.outgoing) <= limit:
@@ -323,11 +325,11 @@ class PubSub:
         if self.bridge is not None:
             if not self.outgoing:
                 self.bridge.wakeup()
-            self.outgoing.append(["sync", number])  # never dropped: someone waits for it
+            self.outgoing.append((SYNC, number, None))  # never dropped: someone waits for it
 
     # -- internals -------------------------------------------------------------------
 
-    def _queue(self, operation: list[Any]) -> None:
+    def _queue(self, operation: Operation) -> None:
         if self.bridge is None:
             return
         if not self.outgoing:

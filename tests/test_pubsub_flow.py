@@ -11,7 +11,7 @@ import trio
 import trio.testing
 import websockets.sync.client as ws_sync
 
-from axeom import Axeom, serve
+from axeom import Axeom, serve, wire
 from axeom.pubsub import FLOW_LIMIT, MAX_OUTGOING, WORK_BUDGET, PubSub
 from axeom.testing import TestClient
 from axeom.ws import WebSocket, ws_plugin
@@ -94,9 +94,9 @@ async def test_hub_drops_for_a_stuck_worker_are_counted() -> None:
         async with trio.open_nursery() as nursery:
             hub = _hub.Hub(nursery)
             hub.add_worker("w.1", f"ipc://{run_dir}/nobody.ipc", "p1")
-            hub.handle("w.1", [["sub", "t"]], {"t": 1000})
+            hub.handle("w.1", [(wire.SUB, "t", None)], {"t": 1000})
             for _ in range(_hub.QUEUE_WORK // 1000 // 100 + 10):
-                hub.handle(None, [["pub", "t", "x"]] * 100, {})
+                hub.handle(None, [(wire.PUB, "t", "x")] * 100, {})
             stats = hub.statistics()
             assert stats["dropped_hub"] > 0
             assert stats["forwarded"] * 1000 <= _hub.QUEUE_WORK

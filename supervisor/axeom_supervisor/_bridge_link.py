@@ -2,17 +2,19 @@
 
 Operations for other nodes (publishes, sends to sockets not on this node,
 topic (un)subscriptions, this node's subscriber counts) are queued and sent
-as one nng message per pass, like the workers' links to the hub.
+as one nng message per pass, like the workers' links to the hub (the
+operations of ``axeom.wire``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import msgpack
 import pynng
 import trio
+
+from axeom import wire
+from axeom.wire import COUNTS, SYNC, TOPICS, Operation
 
 __all__ = ["BridgeLink"]
 
@@ -30,7 +32,7 @@ class BridgeLink:
     """Implements the hub's ``RemoteBridge``."""
 
     def __init__(self) -> None:
-        self.outgoing: list[list[Any]] = []
+        self.outgoing: list[Operation] = []
         self._wake = trio.Event()
         self.dropped = 0
         self._dropping = 0  # drops in the current episode (logged when it ends)
@@ -39,22 +41,22 @@ class BridgeLink:
         # up") on every healthy start; what waits is sent then, with the resync.
         self.started = trio.Event()
 
-    def forward(self, operation: list[Any]) -> None:
+    def forward(self, operation: Operation) -> None:
         self._queue(operation)
 
     def sync(self, worker: str, number: int) -> None:
-        """The bridge answers ``synced`` once Redis confirmed every topic so far."""
+        """The bridge answers ``SYNCED`` once Redis confirmed every topic so far."""
         if not self.outgoing:
             self._wake.set()
-        self.outgoing.append(["sync", worker, number])  # never dropped: a worker waits
+        self.outgoing.append((SYNC, worker, number))  # never dropped: a worker waits
 
     def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None:
-        self._queue(["topics", sorted(subscribed), sorted(unsubscribed)])
+        self._queue((TOPICS, sorted(subscribed), sorted(unsubscribed)))
 
     def counts(self, totals: dict[str, int]) -> None:
-        self._queue(["counts", totals])
+        self._queue((COUNTS, totals, None))
 
-    def _queue(self, operation: list[Any]) -> None:
+    def _queue(self, operation: Operation) -> None:
         if not self.outgoing:
             self._wake.set()
         elif len(self.outgoing) >= MAX_OUTGOING:
@@ -74,7 +76,7 @@ class BridgeLink:
             batch, self.outgoing = self.outgoing, []
             if batch:
                 try:
-                    await push.asend(msgpack.packb(batch))
+                    await push.asend(wire.encode_operations(batch))
                 except pynng.exceptions.Timeout:
                     # No bridge (restarting, or Redis link stuck): drop rather
                     # than deliver late.

@@ -28,7 +28,7 @@ from typing import Any
 import pynng
 import trio
 
-from axeom import ipc
+from axeom import ipc, wire
 from axeom.config import Config
 from axeom.trio_runtime import remove_ipc_file
 
@@ -101,6 +101,7 @@ class Supervisor:
         self._reload_requested = trio.Event()
         self.hub: Hub | None = None
         self.node_id = os.urandom(6).hex()
+        self._mismatches = wire.MismatchLog(logger, "reports")
         if config.supervisor.shutdown_timeout <= config.server.graceful_timeout:
             logger.warning(
                 "supervisor.shutdown_timeout (%gs) is not above server.graceful_timeout (%gs):"
@@ -299,33 +300,50 @@ class Supervisor:
     async def _receive_reports(self, reports: pynng.Socket) -> None:
         while True:
             try:
-                message = ipc.decode(await reports.arecv())
-            except ValueError:
+                message = wire.decode_report(await reports.arecv())
+            except wire.VersionMismatch as exc:
+                self._wrong_version(exc)
                 continue
-            child = self._find(message.get("id"), message.get("gen"))
+            except wire.WireError:
+                continue
+            child = self._find(message.name, message.generation)
             if child is None:
                 continue
             child.last_heartbeat = trio.current_time()
-            if message["t"] == "table":
-                self.table_acked_seq = max(self.table_acked_seq, message.get("seq", 0))
+            if message.kind == wire.TABLE_ACK:
+                self.table_acked_seq = max(self.table_acked_seq, message.fields.get("seq", 0))
                 self._table_acked.set()
                 self._table_acked = trio.Event()
-            elif message["t"] == "ready":
+            elif message.kind == wire.READY:
                 if child.state == "starting":
                     child.state = "running"
                 if child.role == "worker" and self.hub is not None:
-                    self.hub.add_worker(child.key, message["pubsub"], message["prefix"])
+                    fields = message.fields
+                    self.hub.add_worker(child.key, fields["pubsub"], fields["prefix"])
                 if child.role == "bridge" and self.hub is not None:
                     self.hub.resync_remote()
                     if isinstance(self.hub.remote, BridgeLink):
                         self.hub.remote.started.set()
                 child.ready.set()
                 await self._publish_workers()
-            elif message["t"] == "hb":
-                child.report = message
+            elif message.kind == wire.HEARTBEAT:
+                child.report = message.fields
                 if child.role == "acceptor" and not child.ready.is_set():
                     # It accepts once it knows the workers: tell it now.
                     await self._publish_workers()
+
+    def _wrong_version(self, error: wire.VersionMismatch) -> None:
+        """A child that speaks another wire version (a stale process, or a
+        half-upgraded install) is unhealthy: logged once, then stopped like a
+        hung child, so that the restart policy replaces it."""
+        child = self._find(*error.child) if error.child is not None else None
+        if child is None or child.state in ("stopping", "draining"):
+            self._mismatches.report(error, "dropped")
+            return
+        self._mismatches.report(error, "stopping it: the restart policy replaces it")
+        child.state = "stopping"
+        assert self._nursery is not None
+        self._nursery.start_soon(self._stop, child)
 
     def _find(self, name: Any, generation: Any) -> Child | None:
         # Two acceptors overlap during a reload: generations tell them apart.
@@ -378,30 +396,28 @@ class Supervisor:
         child.signal(signal.SIGKILL)
         await child.process.wait()
 
-    def worker_table(self) -> list[dict[str, Any]]:
+    def worker_table(self) -> list[wire.WorkerEntry]:
         table = []
         for child in self.children:
             if child.role != "worker" or not child.ready.is_set() or child.state != "running":
                 continue
             report = child.report
+            assert child.handoff_path is not None
             table.append(
-                {
-                    "id": child.name,
-                    "gen": child.generation,
-                    "handoff": child.handoff_path,
-                    "sockets": report.get("sockets", 0),
-                    "received": report.get("received"),
-                }
+                wire.WorkerEntry(
+                    child.name,
+                    child.generation,
+                    child.handoff_path,
+                    report.get("sockets", 0),
+                    report.get("received"),
+                )
             )
         return table
 
     async def _publish_workers(self) -> None:
         if self._events is not None:
             self.table_seq += 1
-            message = ipc.topic_message(
-                ipc.TOPIC_ACCEPTOR, "workers", workers=self.worker_table(), seq=self.table_seq
-            )
-            await self._events.asend(message)
+            await self._events.asend(wire.worker_table(self.table_seq, self.worker_table()))
 
     async def _publish_and_confirm(self) -> None:
         """Publish the worker table and wait (bounded) until the acceptor says
@@ -529,7 +545,7 @@ class Supervisor:
         """Publish from outside (control socket): to every subscribed worker."""
         if self.hub is None:
             return 0
-        self.hub.handle(None, [["pub", topic, data]], {})
+        self.hub.handle(None, [(wire.PUB, topic, data)], {})
         return len(self.hub.topics.get(topic, ()))
 
     def _pubsub_status(self) -> dict[str, Any]:
