@@ -20,7 +20,8 @@ TOPIC_ACCEPTOR = b"acceptor"  # events for the acceptor (the worker table)
 
 
 def worker_topic(worker_id: str, generation: int) -> bytes:
-    """One worker process: a name is reused by its replacement, a generation is not."""
+    """One worker process: a name is reused by its replacement, a generation is
+    not. (Names have no space: a topic ends at the first one.)"""
     return f"w:{worker_id}.{generation}".encode()
 
 

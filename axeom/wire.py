@@ -2,15 +2,17 @@
 
 Addresses, paths and topic names are in ``axeom.ipc``; the bytes that travel
 between them are built and read here, and nowhere else. Positional layouts
-(the hand-off body, pub/sub operations, worker-table entries) are known only
-to this module.
+(the hand-off body, worker-table entries) are known only to this module; a
+pub/sub operation is a (code, subject, payload) triple with its code named
+here, unpacked into names where it is read (a batch stays a list of tuples:
+no object per operation on that path).
 
 ============================  ==================  ============================
 link                          transport           built / read by
 ============================  ==================  ============================
 acceptor -> worker            SOCK_SEQPACKET      ``handoff_prefix`` +
                               + SCM_RIGHTS        ``encode_handoff`` /
-                                                  ``read_handoff_prefix``,
+                                                  ``read_handoff``,
                                                   ``decode_handoff``
 worker -> acceptor            same channel        ``encode_replies`` /
                                                   ``decode_replies``
@@ -68,7 +70,8 @@ process; it is never misread. What a process does with one:
 So that a process of another version can read what it needs to refuse, some
 parts are frozen forever (a change there is not a version bump but a new
 format): every nng message is a msgpack array whose first item is the
-version, or a msgpack map with the version under ``"v"``; a report's map
+version, or a msgpack map with the version under ``"v"`` (after the topic and
+a space, for an event); a report's map
 names its sender under ``"id"``, ``"gen"`` and ``"pid"``; a pub/sub batch's
 second item is its sender; a hand-off datagram starts with ``HANDOFF_MAGIC``,
 the version, the sequence number and the length-prefixed 101 head; an answer
@@ -159,9 +162,8 @@ __all__ = [
     "encode_request",
     "encode_result",
     "handoff_prefix",
-    "handoff_response_head",
     "heartbeat",
-    "read_handoff_prefix",
+    "read_handoff",
     "ready",
     "refusal_after_101",
     "replies_size",
@@ -204,7 +206,7 @@ class MismatchLog:
         self._channel = channel
         self._seen: set[tuple[str, str]] = set()
 
-    def first(self, sender: str, version: Any) -> bool:
+    def _first(self, sender: str, version: Any) -> bool:
         """True the first time ``sender`` is seen speaking ``version``."""
         key = (sender, repr(version))
         if key in self._seen:
@@ -215,7 +217,7 @@ class MismatchLog:
     def report(self, error: VersionMismatch, consequence: str, sender: str | None = None) -> None:
         """One error line for the first such message from this sender."""
         who = sender or error.sender or "an unknown sender"
-        if self.first(who, error.version):
+        if self._first(who, error.version):
             self._logger.error(
                 "%s from %s: wire version %r, this process speaks %d (a stale process or"
                 " a half-upgraded install); %s",
@@ -262,10 +264,12 @@ def _versioned_map(message: Any, what: str) -> dict[str, Any]:
 
 HANDOFF_MAGIC = b"AXho"  # frozen: tells a hand-off of any version from anything else
 REPLY_MAGIC = b"AXre"  # frozen: the same for a worker's answers
-# Frozen: magic, version, hand-off sequence number; then the 101 head's
-# length and the head (``_HEAD_LENGTH``); then the body of this version.
+# Frozen: magic, version, hand-off sequence number (the prefix, numbered
+# per send); then the 101 head's length and the head; then the body of this
+# version. A worker reads the first four at once (``_HANDOFF_HEADER``).
 _HANDOFF_PREFIX = struct.Struct("!4sHQ")
 _HEAD_LENGTH = struct.Struct("!I")
+_HANDOFF_HEADER = struct.Struct("!4sHQI")
 _REPLY_HEADER = struct.Struct("!4sH")  # frozen: magic, version
 _REPLY_PAIR = struct.Struct("!QB")  # frozen: sequence number, outcome
 _OUR_REPLY_HEADER = _REPLY_HEADER.pack(REPLY_MAGIC, WIRE_VERSION)
@@ -323,7 +327,7 @@ def encode_handoff(
     size = _HEAD_LENGTH.size + len(response_head) + len(body)
     if size > MAX_HANDOFF:
         raise WireError(f"hand-off of {size} bytes exceeds {MAX_HANDOFF} (ws.data too big)")
-    return _HEAD_LENGTH.pack(len(response_head)) + response_head + body
+    return b"".join((_HEAD_LENGTH.pack(len(response_head)), response_head, body))
 
 
 def handoff_prefix(seq: int) -> bytes:
@@ -331,43 +335,45 @@ def handoff_prefix(seq: int) -> bytes:
     return _HANDOFF_PREFIX.pack(HANDOFF_MAGIC, WIRE_VERSION, seq)
 
 
-def read_handoff_prefix(datagram: bytes | bytearray, size: int) -> tuple[int, int] | None:
-    """(version, sequence number) of a hand-off datagram of ``size`` bytes,
-    whatever its version; None if it is not one (too short, no magic)."""
-    if size < _HANDOFF_PREFIX.size:
+def read_handoff(
+    datagram: bytes | bytearray, size: int
+) -> tuple[int, int, bytes | None, bytes] | None:
+    """(version, sequence number, 101 head, body) of the first ``size``
+    bytes of a hand-off datagram of any version, copied out; the head is None
+    if it is cut short. None if it is no hand-off at all (too short, no magic)."""
+    if size < _HANDOFF_HEADER.size:
         return None
-    magic, version, seq = _HANDOFF_PREFIX.unpack_from(datagram)
+    magic, version, seq, length = _HANDOFF_HEADER.unpack_from(datagram)
     if magic != HANDOFF_MAGIC:
         return None
-    return version, seq
+    end = _HANDOFF_HEADER.size + length
+    if end > size:
+        return version, seq, None, b""
+    return version, seq, bytes(datagram[_HANDOFF_HEADER.size : end]), bytes(datagram[end:size])
 
 
-def _split_head(blob: bytes) -> tuple[bytes, int]:
-    """The 101 head of a hand-off and where its body starts (frozen part)."""
-    if len(blob) < _HEAD_LENGTH.size:
-        raise WireError("truncated hand-off: no 101 head")
-    (length,) = _HEAD_LENGTH.unpack_from(blob)
-    end = _HEAD_LENGTH.size + length
-    if end > len(blob):
-        raise WireError("truncated hand-off: 101 head cut short")
-    return blob[_HEAD_LENGTH.size : end], end
+# ``Upgrade``, imported on first use rather than at the top: the pub/sub
+# engine imports this module, and the ws package imports the pub/sub engine.
+# Kept here, since an import statement per hand-off costs about a microsecond.
+_upgrade_class: type[Upgrade] | None = None
 
 
-def handoff_response_head(blob: bytes) -> bytes:
-    """The 101 head of a hand-off of any version (what follows the prefix)."""
-    return _split_head(blob)[0]
-
-
-def decode_handoff(routes: Mapping[str, WSRoute], blob: bytes) -> HandedOff:
-    """A hand-off of this version (what follows the prefix) with its route
-    resolved by pattern; ``WireError`` if malformed or if this app has no
-    such route (a reload changed the routes: the worker refuses it rather
-    than run the wrong handlers)."""
-    # Here rather than at the top: the pub/sub engine imports this module,
-    # and the ws package imports the pub/sub engine.
+def _import_upgrade() -> type[Upgrade]:
+    global _upgrade_class
     from .ws._upgrade import Upgrade
 
-    head, start = _split_head(blob)
+    _upgrade_class = Upgrade
+    return Upgrade
+
+
+def decode_handoff(routes: Mapping[str, WSRoute], head: bytes | None, body: bytes) -> HandedOff:
+    """A hand-off of this version (as ``read_handoff`` split it) with its
+    route resolved by pattern; ``WireError`` if malformed or if this app has
+    no such route (a reload changed the routes: the worker refuses it rather
+    than run the wrong handlers)."""
+    if head is None:
+        raise WireError("malformed hand-off: its 101 head is cut short")
+    upgrade_class = _upgrade_class or _import_upgrade()
     try:
         (
             pattern,
@@ -382,13 +388,13 @@ def decode_handoff(routes: Mapping[str, WSRoute], blob: bytes) -> HandedOff:
             remote,
             trailing,
             socket_id,
-        ) = msgpack.unpackb(memoryview(blob)[start:])
+        ) = msgpack.unpackb(body)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise WireError(f"malformed hand-off: {exc}") from None
     route = routes.get(pattern)
     if route is None:
         raise WireError(f"this worker's app has no WebSocket route {pattern!r}")
-    upgrade = Upgrade(
+    upgrade = upgrade_class(
         route=route,
         path=path,
         params=params,
@@ -432,7 +438,7 @@ def decode_replies(data: bytes) -> Replies:
     if magic != REPLY_MAGIC:
         raise WireError("not a hand-off answer (no magic: a worker from before wire version 1?)")
     end = len(data) - (len(data) - _REPLY_HEADER.size) % _REPLY_PAIR.size
-    pairs = list(_REPLY_PAIR.iter_unpack(memoryview(data)[_REPLY_HEADER.size : end]))
+    pairs = list(_REPLY_PAIR.iter_unpack(data[_REPLY_HEADER.size : end]))
     return Replies(version, pairs)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 
 import pytest
 import trio
@@ -50,12 +51,27 @@ def make_app() -> Axeom:
     return app
 
 
+def framed(head: bytes, body: bytes) -> bytes:
+    """What follows the prefix of a hand-off datagram: the 101 head, length
+    first, then the body."""
+    return struct.pack("!I", len(head)) + head + body
+
+
+def decode(app: Axeom, blob: bytes) -> wire.HandedOff:
+    """``blob`` (from ``wire.encode_handoff``) as a worker reads it."""
+    datagram = wire.handoff_prefix(0) + blob
+    frame = wire.read_handoff(datagram, len(datagram))
+    assert frame is not None
+    _, _, head, body = frame
+    return wire.decode_handoff(_handoff.ws_routes(app), head, body)
+
+
 async def test_blob_round_trip_keeps_everything_the_worker_needs() -> None:
     """Route, params, query, headers, ws.data, deflate offer, trailing bytes and id survive."""
     app = make_app()
     upgrade = await accepted_upgrade(app)
     blob = wire.encode_handoff(upgrade, b"\x81\x85early", "abc-1", b"HTTP/1.1 101 ...")
-    handed = wire.decode_handoff(_handoff.ws_routes(app), blob)
+    handed = decode(app, blob)
     assert handed.upgrade.route is upgrade.route
     assert handed.upgrade.params == {"id": "7"}
     assert handed.upgrade.query == {"x": "1"}
@@ -79,8 +95,7 @@ async def test_bare_deflate_offer_is_not_lost_in_the_blob(
     app = make_app()
     response = await app.handle(Request("GET", "/room/1", upgrade_headers(extensions), None))
     assert response.upgrade is not None and response.upgrade.deflate_offer == offer
-    blob = wire.encode_handoff(response.upgrade, b"", "id", b"")
-    handed = wire.decode_handoff(_handoff.ws_routes(app), blob)
+    handed = decode(app, wire.encode_handoff(response.upgrade, b"", "id", b""))
     assert handed.upgrade.deflate_offer == offer
 
 
@@ -91,9 +106,9 @@ async def test_unknown_route_is_refused() -> None:
     other = Axeom().use(ws_plugin())
     other.ws("/elsewhere", message=lambda ws, m: None)
     with pytest.raises(wire.WireError, match="no WebSocket route '/room/:id'"):
-        wire.decode_handoff(_handoff.ws_routes(other), blob)
+        decode(other, blob)
     with pytest.raises(wire.WireError, match="malformed"):
-        wire.decode_handoff(_handoff.ws_routes(other), b"\x00\x00\x00\x00\xc1garbage")
+        decode(other, framed(b"", b"\xc1garbage"))
 
 
 async def test_descriptor_and_blob_travel_together() -> None:
@@ -103,10 +118,10 @@ async def test_descriptor_and_blob_travel_together() -> None:
     with left, right, tcp_a, tcp_b:
         left.setblocking(False)
         right.setblocking(False)
-        await _handoff.send_socket(left, tcp_a.fileno(), 7, b"meta")
+        await _handoff.send_socket(left, tcp_a.fileno(), 7, framed(b"101", b"meta"))
         received = await _handoff.receive_socket(right)
         assert received is not None and received.fd is not None
-        assert (received.seq, received.blob) == (7, b"meta")
+        assert (received.seq, received.head, received.body) == (7, b"101", b"meta")
         with socket.socket(fileno=received.fd) as moved:
             moved.sendall(b"through the copy")
             assert tcp_b.recv(100) == b"through the copy"
@@ -123,10 +138,10 @@ async def test_queued_hand_offs_are_taken_and_answered_together() -> None:
         left.setblocking(False)
         right.setblocking(False)
         for seq, (tcp_a, _) in enumerate(pairs, 10):
-            await _handoff.send_socket(left, tcp_a.fileno(), seq, b"blob%d" % seq)
+            await _handoff.send_socket(left, tcp_a.fileno(), seq, framed(b"", b"blob%d" % seq))
         batch = await _handoff.receive_sockets(right)
         assert batch is not None
-        assert [(r.seq, r.blob) for r in batch] == [
+        assert [(r.seq, r.body) for r in batch] == [
             (10, b"blob10"),
             (11, b"blob11"),
             (12, b"blob12"),
@@ -154,7 +169,7 @@ async def test_hand_offs_queued_before_the_end_are_still_answered() -> None:
     with left, right, socket.socket() as tcp:
         left.setblocking(False)
         right.setblocking(False)
-        await _handoff.send_socket(left, tcp.fileno(), 1, b"x")
+        await _handoff.send_socket(left, tcp.fileno(), 1, framed(b"", b"x"))
         left.close()
         batch = await _handoff.receive_sockets(right)
         assert batch is not None and [r.seq for r in batch] == [1]
@@ -178,7 +193,7 @@ async def test_send_to_a_closed_worker_raises_handoff_error() -> None:
     with left, socket.socket() as tcp:
         left.setblocking(False)
         with pytest.raises(_handoff.HandoffError):
-            await _handoff.send_socket(left, tcp.fileno(), 1, b"x")
+            await _handoff.send_socket(left, tcp.fileno(), 1, framed(b"", b"x"))
 
 
 def test_topics_do_not_match_by_prefix() -> None:
@@ -229,7 +244,7 @@ async def test_closing_a_worker_slot_wakes_a_parked_hand_off() -> None:
 
         async def hand_off() -> None:
             try:
-                await _handoff.send_socket(left, tcp.fileno(), 1, b"blob")
+                await _handoff.send_socket(left, tcp.fileno(), 1, framed(b"", b"blob"))
             except _handoff.HandoffError as exc:
                 outcome.append(exc)
 

@@ -253,7 +253,9 @@ async def fake_worker(
             if outcome == wire.TAKEN:
                 taken.append(moved)
                 await _handoff.send_reply(sock, received.seq, outcome)
-                handed = wire.decode_handoff(_handoff.ws_routes(APP_IN_PROCESS), received.blob)
+                handed = wire.decode_handoff(
+                    _handoff.ws_routes(APP_IN_PROCESS), received.head, received.body
+                )
                 moved.sendall(handed.response_head)
             else:
                 moved.close()
@@ -342,7 +344,9 @@ async def batching_worker(
                 await _handoff.send_replies(sock, [(r.seq, wire.TAKEN) for r in pending])
                 routes = _handoff.ws_routes(APP_IN_PROCESS)
                 for received, moved in zip(pending, taken[-len(pending) :], strict=True):
-                    moved.sendall(wire.decode_handoff(routes, received.blob).response_head)
+                    moved.sendall(
+                        wire.decode_handoff(routes, received.head, received.body).response_head
+                    )
                 pending = []
         await trio.sleep_forever()
 

@@ -76,13 +76,14 @@ class HandoffError(Exception):
 class Received:
     """One hand-off as a worker receives it; ``fd`` is None when no
     descriptor arrived (the kernel could not install it: out of descriptors).
-    ``blob`` is what follows the prefix: for ``version`` == ``wire.WIRE_VERSION``,
-    ``wire.decode_handoff`` reads it; for any version, ``wire.handoff_response_head``."""
+    ``head`` is the 101 (None if cut short), whatever the ``version``;
+    ``wire.decode_handoff`` reads the ``body`` when the version is ours."""
 
     seq: int
     fd: int | None
     version: int
-    blob: bytes
+    head: bytes | None
+    body: bytes
 
 
 def ws_routes(app: Axeom) -> dict[str, WSRoute]:
@@ -146,7 +147,7 @@ _ANCILLARY_SPACE = socket.CMSG_SPACE(_FD_SIZE)  # room for exactly one descripto
 
 # A datagram that is no hand-off of any version (too short, no magic): there
 # is nothing to answer it with, so it is skipped (its descriptor closed).
-_NOT_A_HANDOFF = Received(-1, None, 0, b"")
+_NOT_A_HANDOFF = Received(-1, None, 0, None, b"")
 # What was logged already: a peer that sends one unusable datagram sends many.
 _logged: set[str] = set()
 
@@ -173,20 +174,19 @@ def _receive_one(channel: socket.socket) -> Received | None:
             fds.frombytes(payload[: len(payload) - (len(payload) % _FD_SIZE)])
     if not size and not fds:
         return None
-    prefix = wire.read_handoff_prefix(buffer, size)
-    if prefix is None or len(fds) > 1 or flags & socket.MSG_TRUNC:
+    frame = wire.read_handoff(buffer, size)
+    if frame is None or len(fds) > 1 or flags & socket.MSG_TRUNC:
         for extra in fds:
             socket.close(extra)
-        if prefix is None:
+        if frame is None:
             _log_once(
                 "a datagram on a hand-off channel is not a hand-off of any wire version "
                 "(an acceptor from before wire version 1?): its socket is closed unanswered"
             )
             return _NOT_A_HANDOFF
         fds = array.array("i")
-    version, seq = prefix
-    start = wire.HANDOFF_PREFIX_SIZE
-    return Received(seq, fds[0] if fds else None, version, bytes(buffer[start:size]))
+    version, seq, head, body = frame
+    return Received(seq, fds[0] if fds else None, version, head, body)
 
 
 async def receive_sockets(channel: socket.socket) -> list[Received] | None:

@@ -159,9 +159,9 @@ class Worker:
             self.refused_no_fd += 1
             return wire.NO_DESCRIPTOR
         if received.version != wire.WIRE_VERSION:
-            return self._refuse_version(received.fd, received.version, received.blob)
+            return self._refuse_version(received.fd, received.version, received.head)
         try:
-            handed = wire.decode_handoff(self.routes, received.blob)
+            handed = wire.decode_handoff(self.routes, received.head, received.body)
         except wire.WireError as exc:
             logger.error("refusing a socket: %s", exc)
             os.close(received.fd)
@@ -179,15 +179,13 @@ class Worker:
         self.received += 1
         return sock, handed
 
-    def _refuse_version(self, fd: int, version: int, blob: bytes) -> int:
+    def _refuse_version(self, fd: int, version: int, head: bytes | None) -> int:
         """A hand-off of another wire version: its client gets the 101 the
         acceptor prepared, then a close 1012 (service restart) from here, and
         the acceptor is told so (it then neither retries nor writes)."""
         error = wire.VersionMismatch(version, "the acceptor")
         self._mismatches.report(error, "its clients get 101 then close 1012 (service restart)")
-        try:
-            head = wire.handoff_response_head(blob)
-        except wire.WireError:
+        if head is None:
             os.close(fd)  # no 101 to write: the acceptor places it elsewhere or answers 503
             return wire.REFUSED
         runtime = self.runtime
