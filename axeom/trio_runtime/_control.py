@@ -37,12 +37,15 @@ logger = logging.getLogger("axeom.control")
 
 Command = Callable[[Any, dict[str, Any]], Awaitable[Any]]
 
+_mismatches = wire.MismatchLog(logger, "control requests")
+
 
 async def handle_request(target: Any, data: bytes, commands: Mapping[str, Command]) -> bytes:
     """Decode one request, run its command against ``target``, encode the reply."""
     try:
         request = wire.decode_request(data)
     except wire.VersionMismatch as exc:
+        _mismatches.report(exc, "answered with an error", "a client")
         return wire.encode_error(
             wire.ERROR_WIRE_VERSION,
             f"this server speaks wire version {wire.WIRE_VERSION}, the request came in "
