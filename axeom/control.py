@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import msgpack
 import pynng
 
+from . import wire
 from .ipc import control_address
 
 __all__ = ["ControlError", "publish", "request", "status"]
@@ -36,13 +36,24 @@ def request(command: dict[str, Any], *, port: int = 8000, timeout: float = 3.0) 
     milliseconds = int(timeout * 1000)
     try:
         with pynng.Req0(dial=address, recv_timeout=milliseconds, send_timeout=milliseconds) as req:
-            req.send(msgpack.packb(command))
-            reply = msgpack.unpackb(req.recv())
+            req.send(wire.encode_request(command))
+            data = req.recv()
     except pynng.exceptions.NNGException as exc:
         raise ControlError(f"supervisor on port {port} did not answer: {exc}") from None
-    if not reply.get("ok"):
-        raise ControlError(reply.get("message", "command failed"))
-    return reply["result"]
+    try:
+        reply = wire.decode_reply(data)
+    except wire.VersionMismatch as exc:
+        raise ControlError(
+            f"the server on port {port} speaks wire version {exc.version!r}, this axeom "
+            f"speaks {wire.WIRE_VERSION}: use the axeom of the install that runs the server"
+        ) from None
+    except wire.WireError as exc:
+        raise ControlError(
+            f"the server on port {port} answered something unusable: {exc}"
+        ) from None
+    if not reply.ok:
+        raise ControlError(reply.message or "command failed")
+    return reply.result
 
 
 def publish(topic: str, data: str | bytes, *, port: int = 8000, timeout: float = 3.0) -> int:

@@ -1,11 +1,11 @@
-"""Messages between the processes of one ``axeom run`` tree, over nng.
+"""Where the processes of one ``axeom run`` tree meet: addresses, paths, topics.
 
-Every message is one msgpack map with a ``"t"`` (type) key. Children PUSH
-reports (ready, heartbeat with load figures) to the supervisor's PULL; the
-supervisor PUBlishes events to children, each prefixed with a topic so a
-child subscribes only to what concerns it; ``axeom status`` and friends use
-REQ/REP on the control socket. Nothing here sits on a per-message path:
-heartbeats carry load figures in bulk once per interval.
+Children PUSH reports (ready, heartbeat with load figures) to the
+supervisor's PULL; the supervisor PUBlishes events to children, each
+prefixed with a topic so a child subscribes only to what concerns it;
+``axeom status`` and friends use REQ/REP on the control socket; the
+acceptor hands sockets to workers over Unix SOCK_SEQPACKET sockets. What
+travels on each of them is in ``axeom.wire``.
 """
 
 from __future__ import annotations
@@ -13,45 +13,15 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any
 
-import msgpack
+__all__ = ["TOPIC_ACCEPTOR", "RunPaths", "control_address", "worker_topic"]
 
-__all__ = ["RunPaths", "control_address", "decode", "encode", "split_topic", "topic_message"]
-
-TOPIC_ALL = b"all"
-TOPIC_ACCEPTOR = b"acceptor"
-
-
-def encode(kind: str, **fields: Any) -> bytes:
-    return msgpack.packb({"t": kind, **fields})
-
-
-def decode(data: bytes) -> dict[str, Any]:
-    message = msgpack.unpackb(data)
-    if not isinstance(message, dict) or "t" not in message:
-        raise ValueError("not an axeom IPC message")
-    return message
-
-
-def topic_message(topic: bytes, kind: str, **fields: Any) -> bytes:
-    """A PUB message: topic, a space, then the encoded message."""
-    return topic + b" " + encode(kind, **fields)
-
-
-def subscription(topic: bytes) -> bytes:
-    """What to subscribe to for ``topic``: nng matches prefixes, so the
-    separator is included (``w:worker-1.1`` must not match ``w:worker-1.10``)."""
-    return topic + b" "
-
-
-def split_topic(data: bytes) -> tuple[bytes, dict[str, Any]]:
-    topic, _, rest = data.partition(b" ")
-    return topic, decode(rest)
+TOPIC_ACCEPTOR = b"acceptor"  # events for the acceptor (the worker table)
 
 
 def worker_topic(worker_id: str, generation: int) -> bytes:
-    """One worker process: a name is reused by its replacement, a generation is not."""
+    """One worker process: a name is reused by its replacement, a generation is
+    not. (Names have no space: a topic ends at the first one.)"""
     return f"w:{worker_id}.{generation}".encode()
 
 

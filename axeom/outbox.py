@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Generic, TypeVar
 
 __all__ = ["MAX_OUTGOING", "Outbox"]
 
@@ -26,7 +26,10 @@ __all__ = ["MAX_OUTGOING", "Outbox"]
 MAX_OUTGOING = 100_000
 
 
-class Outbox:
+Item = TypeVar("Item")
+
+
+class Outbox(Generic[Item]):
     """Operations for one link, oldest first, bounded by ``MAX_OUTGOING``.
 
     ``dropping`` is logged (as is) at the first drop of an episode, and
@@ -39,7 +42,7 @@ class Outbox:
     def __init__(
         self, wake: Callable[[], None], logger: logging.Logger, *, dropping: str, caught_up: str
     ) -> None:
-        self.items: list[list[Any]] = []
+        self.items: list[Item] = []
         self.dropped = 0  # in this outbox's lifetime
         self._dropping = 0  # in the current episode
         self._wake = wake
@@ -50,7 +53,7 @@ class Outbox:
     def __len__(self) -> int:
         return len(self.items)
 
-    def put(self, operation: list[Any]) -> None:
+    def put(self, operation: Item) -> None:
         """Queue ``operation``, or drop and count it when the outbox is full."""
         items = self.items
         if not items:
@@ -60,13 +63,13 @@ class Outbox:
             return
         items.append(operation)
 
-    def put_always(self, operation: list[Any]) -> None:
+    def put_always(self, operation: Item) -> None:
         """Queue a barrier: never dropped, someone waits for its answer."""
         if not self.items:
             self._wake()
         self.items.append(operation)
 
-    def take(self, limit: int | None = None) -> list[list[Any]]:
+    def take(self, limit: int | None = None) -> list[Item]:
         """Up to ``limit`` operations (all without one), oldest first."""
         items = self.items
         if limit is None or len(items) <= limit:

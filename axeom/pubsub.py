@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._call import not_awaited
 from .outbox import MAX_OUTGOING, Outbox
+from .wire import PUB, SEND, SUB, SYNC, UNSUB, Operation
 
 if TYPE_CHECKING:
     from .ws._socket import WebSocket
@@ -164,7 +165,7 @@ class PubSub:
         self._sockets: dict[str, WebSocket] = {}
         self.bridge: Bridge | None = None
         # Operations for the bridge; beyond MAX_OUTGOING dropped (at most once).
-        self.outgoing = Outbox(
+        self.outgoing: Outbox[Operation] = Outbox(
             self._wakeup,
             logger,
             dropping=f"pub/sub link has {MAX_OUTGOING} operations waiting:"
@@ -200,7 +201,7 @@ class PubSub:
         members = self._topics.get(topic)
         if members is None:
             members = self._topics[topic] = set()
-            self._queue(["sub", topic])  # only the first local subscriber is announced
+            self._queue((SUB, topic, None))  # only the first local subscriber is announced
         if ws in members:
             return False
         members.add(ws)
@@ -214,7 +215,7 @@ class PubSub:
         members.discard(ws)
         if not members:
             del self._topics[topic]
-            self._queue(["unsub", topic])  # and only the last one leaving
+            self._queue((UNSUB, topic, None))  # and only the last one leaving
         self._count_changed(topic)
         return True
 
@@ -252,7 +253,7 @@ class PubSub:
         _check_str("topic", topic)
         result = Published(self.deliver(topic, data, sender))
         if self.bridge is not None:
-            self.outgoing.put(["pub", topic, data])
+            self.outgoing.put((PUB, topic, data))
         if self.work >= WORK_BUDGET or len(self.outgoing.items) >= FLOW_LIMIT:
             result._waiter = self.pause
         return result
@@ -278,7 +279,7 @@ class PubSub:
             return Sent(1 if ws.send(data) else 0)
         result = Sent(0)
         if self.bridge is not None:
-            self.outgoing.put(["send", socket_id, data])
+            self.outgoing.put((SEND, socket_id, data))
             if len(self.outgoing.items) >= FLOW_LIMIT:
                 result._waiter = self.wait_flowing
         return result
@@ -309,7 +310,7 @@ class PubSub:
             await self.checkpoint()
         await self.wait_flowing()
 
-    def take_outgoing(self, limit: int) -> list[list[Any]]:
+    def take_outgoing(self, limit: int) -> list[Operation]:
         """Up to ``limit`` queued operations, oldest first (for the bridge).
         Ends a drop episode: the number dropped during it is logged once."""
         taken = self.outgoing.take(limit)
@@ -320,11 +321,11 @@ class PubSub:
     def queue_sync(self, number: int) -> None:
         """Queue a barrier the hub answers once everything before it is applied."""
         if self.bridge is not None:
-            self.outgoing.put_always(["sync", number])
+            self.outgoing.put_always((SYNC, number, None))  # never dropped: someone waits for it
 
     # -- internals -------------------------------------------------------------------
 
-    def _queue(self, operation: list[Any]) -> None:
+    def _queue(self, operation: Operation) -> None:
         if self.bridge is not None:
             self.outgoing.put(operation)
 

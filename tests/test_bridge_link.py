@@ -5,10 +5,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import msgpack
 import pynng
 import trio
 
+from axeom import wire
 from axeom_supervisor._bridge_link import BridgeLink
 
 # Longer than the link's nng send timeout (500 ms in the supervisor): a send to a
@@ -31,7 +31,7 @@ async def test_nothing_is_dropped_before_the_bridge_is_ready() -> None:
                 await trio.sleep(STARTING_FOR)  # the bridge process is starting
                 with pynng.Pull0(listen=address, recv_timeout=5000) as pull:
                     link.started.set()  # what the supervisor does on its "ready"
-                    batch = msgpack.unpackb(await pull.arecv())
+                    batch = wire.decode_operations(await pull.arecv())
                 nursery.cancel_scope.cancel()
     assert link.dropped == 0
-    assert batch == [["counts", {"t": 1}], ["topics", ["t"], []]]
+    assert batch == ((wire.COUNTS, {"t": 1}, None), (wire.TOPICS, ("t",), ()))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import msgpack
 import pytest
 
+from axeom import wire
 from axeom_supervisor import _control
 
 
@@ -23,7 +23,7 @@ def test_the_table_is_what_the_cli_and_axeom_control_use() -> None:
 
 async def test_a_bad_publish_is_an_error_reply_not_a_crash() -> None:
     """A publish without a topic is refused in the reply envelope."""
-    request = msgpack.packb({"cmd": "publish", "data": "x"})
-    reply = msgpack.unpackb(await _control.handle_request(None, request))  # type: ignore[arg-type]
-    assert reply["ok"] is False and reply["error"] == "failed"
-    assert "publish needs 'topic'" in reply["message"]
+    request = wire.encode_request({"cmd": "publish", "data": "x"})
+    reply = wire.decode_reply(await _control.handle_request(None, request))  # type: ignore[arg-type]
+    assert reply.ok is False and reply.error == wire.ERROR_FAILED
+    assert "publish needs 'topic'" in (reply.message or "")

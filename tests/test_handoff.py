@@ -6,12 +6,11 @@ import os
 import socket
 import struct
 
-import msgpack
 import pytest
 import trio
 import trio.testing
 
-from axeom import Axeom, Headers, Request
+from axeom import Axeom, Headers, Request, wire
 from axeom import ipc as _ipc
 from axeom.trio_runtime import handoff as _handoff
 from axeom.ws import ws_plugin
@@ -52,12 +51,27 @@ def make_app() -> Axeom:
     return app
 
 
+def framed(head: bytes, body: bytes) -> bytes:
+    """What follows the prefix of a hand-off datagram: the 101 head, length
+    first, then the body."""
+    return struct.pack("!I", len(head)) + head + body
+
+
+def decode(app: Axeom, blob: bytes) -> wire.HandedOff:
+    """``blob`` (from ``wire.encode_handoff``) as a worker reads it."""
+    datagram = wire.handoff_prefix(0) + blob
+    frame = wire.read_handoff(datagram, len(datagram))
+    assert frame is not None
+    _, _, head, body = frame
+    return wire.decode_handoff(_handoff.ws_routes(app), head, body)
+
+
 async def test_blob_round_trip_keeps_everything_the_worker_needs() -> None:
     """Route, params, query, headers, ws.data, deflate offer, trailing bytes and id survive."""
     app = make_app()
     upgrade = await accepted_upgrade(app)
-    blob = _handoff.encode(upgrade, b"\x81\x85early", "abc-1")
-    handed = _handoff.decode(_handoff.ws_routes(app), blob)
+    blob = wire.encode_handoff(upgrade, b"\x81\x85early", "abc-1", b"HTTP/1.1 101 ...")
+    handed = decode(app, blob)
     assert handed.upgrade.route is upgrade.route
     assert handed.upgrade.params == {"id": "7"}
     assert handed.upgrade.query == {"x": "1"}
@@ -67,6 +81,7 @@ async def test_blob_round_trip_keeps_everything_the_worker_needs() -> None:
     assert handed.upgrade.remote_address == ("10.0.0.1", 5555)
     assert handed.trailing == b"\x81\x85early"
     assert handed.socket_id == "abc-1"
+    assert handed.response_head == b"HTTP/1.1 101 ..."
 
 
 @pytest.mark.parametrize(
@@ -80,21 +95,20 @@ async def test_bare_deflate_offer_is_not_lost_in_the_blob(
     app = make_app()
     response = await app.handle(Request("GET", "/room/1", upgrade_headers(extensions), None))
     assert response.upgrade is not None and response.upgrade.deflate_offer == offer
-    blob = _handoff.encode(response.upgrade, b"", "id")
-    handed = _handoff.decode(_handoff.ws_routes(app), blob)
+    handed = decode(app, wire.encode_handoff(response.upgrade, b"", "id", b""))
     assert handed.upgrade.deflate_offer == offer
 
 
 async def test_unknown_route_is_refused() -> None:
     """A worker whose app lacks the route (a reload changed it) refuses the socket."""
     upgrade = await accepted_upgrade(make_app())
-    blob = _handoff.encode(upgrade, b"", "id")
+    blob = wire.encode_handoff(upgrade, b"", "id", b"")
     other = Axeom().use(ws_plugin())
     other.ws("/elsewhere", message=lambda ws, m: None)
-    with pytest.raises(_handoff.HandoffError, match="no WebSocket route '/room/:id'"):
-        _handoff.decode(_handoff.ws_routes(other), blob)
-    with pytest.raises(_handoff.HandoffError, match="malformed"):
-        _handoff.decode(_handoff.ws_routes(other), b"\xc1garbage")
+    with pytest.raises(wire.WireError, match="no WebSocket route '/room/:id'"):
+        decode(other, blob)
+    with pytest.raises(wire.WireError, match="malformed"):
+        decode(other, framed(b"", b"\xc1garbage"))
 
 
 async def test_descriptor_and_blob_travel_together() -> None:
@@ -104,10 +118,10 @@ async def test_descriptor_and_blob_travel_together() -> None:
     with left, right, tcp_a, tcp_b:
         left.setblocking(False)
         right.setblocking(False)
-        await _handoff.send_socket(left, tcp_a.fileno(), 7, b"meta")
+        await _handoff.send_socket(left, tcp_a.fileno(), 7, framed(b"101", b"meta"))
         received = await _handoff.receive_socket(right)
         assert received is not None and received.fd is not None
-        assert (received.seq, received.blob) == (7, b"meta")
+        assert (received.seq, received.head, received.body) == (7, b"101", b"meta")
         with socket.socket(fileno=received.fd) as moved:
             moved.sendall(b"through the copy")
             assert tcp_b.recv(100) == b"through the copy"
@@ -124,10 +138,10 @@ async def test_queued_hand_offs_are_taken_and_answered_together() -> None:
         left.setblocking(False)
         right.setblocking(False)
         for seq, (tcp_a, _) in enumerate(pairs, 10):
-            await _handoff.send_socket(left, tcp_a.fileno(), seq, b"blob%d" % seq)
+            await _handoff.send_socket(left, tcp_a.fileno(), seq, framed(b"", b"blob%d" % seq))
         batch = await _handoff.receive_sockets(right)
         assert batch is not None
-        assert [(r.seq, r.blob) for r in batch] == [
+        assert [(r.seq, r.body) for r in batch] == [
             (10, b"blob10"),
             (11, b"blob11"),
             (12, b"blob12"),
@@ -137,11 +151,11 @@ async def test_queued_hand_offs_are_taken_and_answered_together() -> None:
             with socket.socket(fileno=received.fd) as moved:
                 moved.sendall(b"seq %d" % received.seq)
                 assert tcp_b.recv(100) == b"seq %d" % received.seq
-        answers = [(10, _handoff.TAKEN), (11, _handoff.NO_DESCRIPTOR), (12, _handoff.REFUSED)]
+        answers = [(10, wire.TAKEN), (11, wire.NO_DESCRIPTOR), (12, wire.REFUSED)]
         await _handoff.send_replies(right, answers)
-        await _handoff.send_reply(right, 13, _handoff.TAKEN)
-        assert await _handoff.receive_replies(left) == answers
-        assert await _handoff.receive_replies(left) == [(13, _handoff.TAKEN)]
+        await _handoff.send_reply(right, 13, wire.TAKEN)
+        assert await _handoff.receive_replies(left) == (wire.WIRE_VERSION, answers)
+        assert await _handoff.receive_replies(left) == (wire.WIRE_VERSION, [(13, wire.TAKEN)])
         right.close()
         assert await _handoff.receive_replies(left) is None
     for tcp_a, tcp_b in pairs:
@@ -155,7 +169,7 @@ async def test_hand_offs_queued_before_the_end_are_still_answered() -> None:
     with left, right, socket.socket() as tcp:
         left.setblocking(False)
         right.setblocking(False)
-        await _handoff.send_socket(left, tcp.fileno(), 1, b"x")
+        await _handoff.send_socket(left, tcp.fileno(), 1, framed(b"", b"x"))
         left.close()
         batch = await _handoff.receive_sockets(right)
         assert batch is not None and [r.seq for r in batch] == [1]
@@ -166,10 +180,10 @@ async def test_hand_offs_queued_before_the_end_are_still_answered() -> None:
 
 def test_a_reply_datagram_is_read_as_whole_pairs() -> None:
     """Several (seq, outcome) pairs per datagram; a partial pair is ignored."""
-    data = b"".join(struct.pack("!QB", seq, outcome) for seq, outcome in [(1, 0), (2**40, 2)])
-    assert _handoff.decode_replies(data) == [(1, 0), (2**40, 2)]
-    assert _handoff.decode_replies(data + b"\x00\x01") == [(1, 0), (2**40, 2)]
-    assert _handoff.decode_replies(b"") == []
+    data = wire.encode_replies([(1, 0), (2**40, 2)])
+    assert wire.decode_replies(data).pairs == [(1, 0), (2**40, 2)]
+    assert wire.decode_replies(data + b"\x00\x01").pairs == [(1, 0), (2**40, 2)]
+    assert wire.decode_replies(wire.encode_replies([])).pairs == []
 
 
 async def test_send_to_a_closed_worker_raises_handoff_error() -> None:
@@ -179,27 +193,31 @@ async def test_send_to_a_closed_worker_raises_handoff_error() -> None:
     with left, socket.socket() as tcp:
         left.setblocking(False)
         with pytest.raises(_handoff.HandoffError):
-            await _handoff.send_socket(left, tcp.fileno(), 1, b"x")
+            await _handoff.send_socket(left, tcp.fileno(), 1, framed(b"", b"x"))
 
 
 def test_topics_do_not_match_by_prefix() -> None:
     """Generation 1's subscription must not receive generation 10's messages."""
-    sub = _ipc.subscription(_ipc.worker_topic("worker-1", 1))
-    message = _ipc.topic_message(_ipc.worker_topic("worker-1", 10), "drain")
+    sub = wire.subscription(_ipc.worker_topic("worker-1", 1))
+    message = wire.drain("worker-1", 10)
     assert not message.startswith(sub)
-    own = _ipc.topic_message(_ipc.worker_topic("worker-1", 1), "drain")
+    own = wire.drain("worker-1", 1)
     assert own.startswith(sub)
-    assert _ipc.split_topic(own) == (b"w:worker-1.1", {"t": "drain"})
+    assert wire.decode_event(own) == wire.Drain()
 
 
 async def test_control_replies_have_one_envelope() -> None:
     """Unknown or malformed commands get an error envelope, not an exception."""
-    unknown = msgpack.unpackb(await _control.handle_request(None, msgpack.packb({"cmd": "x"})))  # type: ignore[arg-type]
-    assert unknown["ok"] is False and unknown["error"] == "unknown_command"
-    malformed = msgpack.unpackb(await _control.handle_request(None, b"\xc1"))  # type: ignore[arg-type]
-    assert malformed["ok"] is False and malformed["error"] == "bad_request"
-    pong = msgpack.unpackb(await _control.handle_request(None, msgpack.packb({"cmd": "ping"})))  # type: ignore[arg-type]
-    assert pong == {"ok": True, "result": "pong"}
+
+    async def ask(data: bytes) -> wire.ControlReply:
+        return wire.decode_reply(await _control.handle_request(None, data))  # type: ignore[arg-type]
+
+    unknown = await ask(wire.encode_request({"cmd": "x"}))
+    assert unknown.ok is False and unknown.error == wire.ERROR_UNKNOWN_COMMAND
+    malformed = await ask(b"\xc1")
+    assert malformed.ok is False and malformed.error == wire.ERROR_BAD_REQUEST
+    pong = await ask(wire.encode_request({"cmd": "ping"}))
+    assert pong == wire.ControlReply(True, "pong")
 
 
 def test_handoff_paths_differ_per_generation() -> None:
@@ -226,7 +244,7 @@ async def test_closing_a_worker_slot_wakes_a_parked_hand_off() -> None:
 
         async def hand_off() -> None:
             try:
-                await _handoff.send_socket(left, tcp.fileno(), 1, b"blob")
+                await _handoff.send_socket(left, tcp.fileno(), 1, framed(b"", b"blob"))
             except _handoff.HandoffError as exc:
                 outcome.append(exc)
 
@@ -251,8 +269,8 @@ async def test_hub_survives_a_malformed_batch() -> None:
             nursery.start_soon(hub.receive_loop, pull)
             hub.add_worker("w.1", "inproc://nowhere", "abc")
             await push.asend(b"\xc1not msgpack")
-            await push.asend(msgpack.packb(["w.1", [["send", 42, "x"]], {}]))
-            await push.asend(msgpack.packb(["w.1", [["sub", "t"]], {}]))
+            await push.asend(wire.encode_batch("w.1", [(wire.SEND, 42, "x")], {}))
+            await push.asend(wire.encode_batch("w.1", [(wire.SUB, "t", None)], {}))
             with trio.fail_after(5):
                 while "t" not in hub.topics:
                     await trio.sleep(0.01)
@@ -270,7 +288,7 @@ async def test_hub_queue_for_a_stuck_worker_is_bounded_in_bytes() -> None:
         hub.topics["t"] = {"w.1"}
         big = "x" * (30 << 20)
         for _ in range(4):
-            hub.deliver_remote(["pub", "t", big])
+            hub.deliver_remote((wire.PUB, "t", big))
             await trio.testing.wait_all_tasks_blocked()
         worker = hub.workers["w.1"]
         assert worker.dropping

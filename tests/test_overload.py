@@ -20,7 +20,7 @@ import pytest
 import trio
 import trio.testing
 
-from axeom import Axeom, serve
+from axeom import Axeom, serve, wire
 from axeom.trio_runtime import handoff as _handoff
 from axeom.trio_runtime._handshake import HandshakeLimits, PendingHeads
 from axeom.trio_runtime._serve import accept_forever
@@ -250,10 +250,12 @@ async def fake_worker(
             assert received.fd is not None
             offered.append(outcome)
             moved = socket.socket(fileno=received.fd)
-            if outcome == _handoff.TAKEN:
+            if outcome == wire.TAKEN:
                 taken.append(moved)
                 await _handoff.send_reply(sock, received.seq, outcome)
-                handed = _handoff.decode(_handoff.ws_routes(APP_IN_PROCESS), received.blob)
+                handed = wire.decode_handoff(
+                    _handoff.ws_routes(APP_IN_PROCESS), received.head, received.body
+                )
                 moved.sendall(handed.response_head)
             else:
                 moved.close()
@@ -265,15 +267,15 @@ APP_IN_PROCESS.ws("/chat", message=lambda ws, msg: None)
 # Its ws.data is too big to travel with a socket.
 BIG_DATA_APP = Axeom().use(ws_plugin())
 BIG_DATA_APP.ws("/chat", message=lambda ws, msg: None)
-BIG_DATA_APP.derive(lambda ctx: {"blob": "x" * (_handoff.MAX_BLOB + 1)})
+BIG_DATA_APP.derive(lambda ctx: {"blob": "x" * (wire.MAX_HANDOFF + 1)})
 
 
 @pytest.mark.parametrize(
     ("path", "outcomes", "expected"),
     [
-        ("/chat", (_handoff.NO_DESCRIPTOR, _handoff.TAKEN), 101),
-        ("/chat", (_handoff.NO_DESCRIPTOR, _handoff.REFUSED), 503),
-        ("/big", (_handoff.TAKEN, _handoff.TAKEN), 500),
+        ("/chat", (wire.NO_DESCRIPTOR, wire.TAKEN), 101),
+        ("/chat", (wire.NO_DESCRIPTOR, wire.REFUSED), 503),
+        ("/big", (wire.TAKEN, wire.TAKEN), 500),
     ],
 )
 async def test_acceptor_places_a_refused_socket_elsewhere_or_answers_503(
@@ -303,9 +305,7 @@ async def test_acceptor_places_a_refused_socket_elsewhere_or_answers_503(
             channels.listen(4)
             nursery.start_soon(fake_worker, channels, outcome, taken, offered)
             # worker-1 has fewer sockets: it is offered the socket first.
-            table.append(
-                {"id": f"w{number}", "gen": 1, "handoff": path, "sockets": number, "received": 0}
-            )
+            table.append(wire.WorkerEntry(f"w{number}", 1, path, sockets=number, received=0))
         acceptor.update_workers(table)
         stack.callback(lambda: [slot.close() for slot in acceptor.slots.values()])
         nursery.start_soon(accept_forever, listener, acceptor._on_client)
@@ -341,10 +341,12 @@ async def batching_worker(
                 assert received.fd is not None
                 taken.append(socket.socket(fileno=received.fd))
             if count and len(pending) >= count:
-                await _handoff.send_replies(sock, [(r.seq, _handoff.TAKEN) for r in pending])
+                await _handoff.send_replies(sock, [(r.seq, wire.TAKEN) for r in pending])
                 routes = _handoff.ws_routes(APP_IN_PROCESS)
                 for received, moved in zip(pending, taken[-len(pending) :], strict=True):
-                    moved.sendall(_handoff.decode(routes, received.blob).response_head)
+                    moved.sendall(
+                        wire.decode_handoff(routes, received.head, received.body).response_head
+                    )
                 pending = []
         await trio.sleep_forever()
 
@@ -367,7 +369,7 @@ async def _acceptor_and_worker(
         await channels.bind(path)
         channels.listen(4)
         nursery.start_soon(batching_worker, channels, count, taken)
-        acceptor.update_workers([{"id": "w1", "gen": 1, "handoff": path}])
+        acceptor.update_workers([wire.WorkerEntry("w1", 1, path)])
         stack.callback(lambda: [sock.close() for sock in taken])
         stack.callback(lambda: [slot.close() for slot in acceptor.slots.values()])
         stack.callback(nursery.cancel_scope.cancel)

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from axeom import Axeom, serve
+from axeom import Axeom, serve, wire
 from axeom.pubsub import FLOW_LIMIT, MAX_OUTGOING, WORK_BUDGET, PubSub
 from axeom.testing import TestClient, open_client
 from axeom.ws import WebSocket, ws_plugin
@@ -93,9 +93,9 @@ async def test_hub_drops_for_a_stuck_worker_are_counted() -> None:
         async with trio.open_nursery() as nursery:
             hub = _hub.Hub(nursery)
             hub.add_worker("w.1", f"ipc://{run_dir}/nobody.ipc", "p1")
-            hub.handle("w.1", [["sub", "t"]], {"t": 1000})
+            hub.handle("w.1", [(wire.SUB, "t", None)], {"t": 1000})
             for _ in range(_hub.QUEUE_WORK // 1000 // 100 + 10):
-                hub.handle(None, [["pub", "t", "x"]] * 100, {})
+                hub.handle(None, [(wire.PUB, "t", "x")] * 100, {})
             stats = hub.statistics()
             assert stats["dropped_hub"] > 0
             assert stats["forwarded"] * 1000 <= _hub.QUEUE_WORK

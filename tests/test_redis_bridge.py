@@ -6,8 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-import msgpack
-
+from axeom import wire
 from axeom_supervisor.redis_bridge import RedisBridge, decode_message, encode_message
 
 
@@ -18,7 +17,7 @@ class Recorder:
         self.sent: list[Any] = []
 
     async def asend(self, data: bytes) -> None:
-        self.sent.append(msgpack.unpackb(data))
+        self.sent.append(wire.decode_batch(data))
 
 
 def feed(payloads: list[tuple[str, bytes]]) -> list[Any]:
@@ -58,9 +57,9 @@ def test_good_messages_reach_the_hub() -> None:
         ]
     )
     assert sent == [
-        ["bridge", [["pub", "room", "hi"]], {}],
-        ["bridge", [["send", "ab-1", "psst"]], {}],
-        ["bridge", [["rcounts", {"room": 3}]], {}],
+        (wire.BRIDGE_SOURCE, ((wire.PUB, "room", "hi"),), {}),
+        (wire.BRIDGE_SOURCE, ((wire.SEND, "ab-1", "psst"),), {}),
+        (wire.BRIDGE_SOURCE, ((wire.RCOUNTS, {"room": 3}, None),), {}),
     ]
 
 

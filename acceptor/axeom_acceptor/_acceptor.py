@@ -16,7 +16,8 @@ with the 101's bytes, keeps its copy, and waits for the worker's answer
 (several hand-offs are in flight on a channel at once). A worker that
 cannot take it (out of descriptors, draining) says so, and the socket goes
 to another worker or is answered 503: a client never gets a 101 that leads
-nowhere.
+nowhere. A worker of another wire version writes the 101 and a close 1012
+itself and says so (see ``axeom.wire``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 import pynng
 import trio
 
-from axeom import Axeom, Response, ipc
+from axeom import Axeom, Response, ipc, wire
 from axeom.process import heartbeat_forever
 from axeom.trio_runtime import (
     Accepted,
@@ -163,6 +164,7 @@ class Acceptor:
         # Where handshakes run: the nursery a graceful stop waits for.
         self._clients: trio.Nursery | None = None
         self._refusals = 0  # sockets answered 503 because every worker refused them
+        self._mismatches = wire.MismatchLog(logger, "hand-off answers or events")
 
     # -- placement ---------------------------------------------------------------
 
@@ -184,20 +186,20 @@ class Acceptor:
             return Response.error(503, "no worker available, retry shortly", [("retry-after", "1")])
         return None
 
-    def update_workers(self, workers: list[dict[str, Any]]) -> None:
+    def update_workers(self, workers: list[wire.WorkerEntry]) -> None:
         """Apply the supervisor's worker table: connect new ones, drop gone ones."""
         seen = set()
         for info in workers:
-            key = (info["id"], info["gen"])
+            key = (info.name, info.generation)
             seen.add(key)
             slot = self.slots.get(key)
             if slot is None:
-                slot = self.slots[key] = WorkerSlot(info["id"], info["gen"], info["handoff"])
+                slot = self.slots[key] = WorkerSlot(info.name, info.generation, info.handoff)
                 self._connect(slot)
             elif slot.alive and slot.channel is None:
                 self._connect(slot)
-            if info.get("received") is not None:
-                slot.report(info.get("sockets", 0), info["received"])
+            if info.received is not None:
+                slot.report(info.sockets, info.received)
         for key in list(self.slots):
             if key not in seen:
                 self.slots.pop(key).close()
@@ -223,8 +225,7 @@ class Acceptor:
             pynng.Push0(dial=self.paths.reports) as reports,
             pynng.Sub0(dial=self.paths.events) as events,
         ):
-            events.subscribe(ipc.subscription(ipc.TOPIC_ALL))
-            events.subscribe(ipc.subscription(ipc.TOPIC_ACCEPTOR))
+            events.subscribe(wire.subscription(ipc.TOPIC_ACCEPTOR))
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._events, events, reports)
@@ -244,9 +245,7 @@ class Acceptor:
                 # connections wait in the listening socket's backlog.
                 with trio.move_on_after(TABLE_WAIT):
                     await self.table_received.wait()
-                ready = ipc.encode(
-                    "ready", id="acceptor", gen=self.settings.generation, pid=os.getpid()
-                )
+                ready = wire.ready("acceptor", self.settings.generation, os.getpid())
                 await reports.asend(ready)  # "ready" means accepting: a reload waits for it
                 self._clients = clients
                 await accept_forever(self.listener, self._on_client, self.pending.evict_oldest)
@@ -257,15 +256,20 @@ class Acceptor:
 
     async def _events(self, events: pynng.Socket, reports: pynng.Socket) -> None:
         while True:
-            _, message = ipc.split_topic(await events.arecv())
-            if message["t"] == "workers":
-                self.update_workers(message["workers"])
+            try:
+                event = wire.decode_event(await events.arecv())
+            except wire.VersionMismatch as exc:
+                self._mismatches.report(exc, "dropped", "the supervisor")
+                continue
+            except wire.WireError as exc:
+                logger.warning("unusable event from the supervisor dropped: %s", exc)
+                continue
+            if isinstance(event, wire.WorkerTable):
+                self.update_workers(event.workers)
                 self.table_received.set()
                 # Confirmed at once: the supervisor stops a worker it dropped
                 # from the table only once no acceptor will place on it.
-                ack = ipc.encode(
-                    "table", id="acceptor", gen=self.settings.generation, seq=message.get("seq", 0)
-                )
+                ack = wire.table_ack("acceptor", self.settings.generation, os.getpid(), event.seq)
                 await reports.asend(ack)
 
     async def _heartbeats(self, reports: pynng.Socket) -> None:
@@ -281,15 +285,12 @@ class Acceptor:
 
     def _report(self) -> bytes:
         """A heartbeat with this acceptor's counters (totals since it started)."""
-        return ipc.encode(
-            "hb",
-            id="acceptor",
-            gen=self.settings.generation,
-            pid=os.getpid(),
-            handed=self.handed_total,
-            unplaced=self.unplaced_total,
+        figures = {
+            "handed": self.handed_total,
+            "unplaced": self.unplaced_total,
             **self.counters.report(),
-        )
+        }
+        return wire.heartbeat("acceptor", self.settings.generation, os.getpid(), figures)
 
     async def _signals(self, nursery: trio.Nursery) -> None:
         """The first SIGTERM stops accepting (handshakes in flight finish);
@@ -337,8 +338,10 @@ class Acceptor:
         once; answer 503 if none does. Our copy is closed by the caller."""
         # The worker names the socket: its id then tells app.send where it lives.
         try:
-            blob = handoff.encode(accepted.upgrade, accepted.trailing, "", accepted.response_head)
-        except handoff.HandoffError as exc:
+            blob = wire.encode_handoff(
+                accepted.upgrade, accepted.trailing, "", accepted.response_head
+            )
+        except wire.WireError as exc:
             logger.error("cannot hand off a socket: %s; answering 500", exc)
             self.counters.count(500, True)
             with contextlib.suppress(trio.BrokenResourceError):
@@ -348,7 +351,7 @@ class Acceptor:
         while (slot := self.choose(tried)) is not None:
             tried += (slot,)
             outcome = await self._offer(slot, transport.sock.fileno(), blob)
-            if outcome == handoff.TAKEN:
+            if outcome == wire.TAKEN:
                 self.handed_total += 1
                 self.counters.count(101, True)
                 if self._refusals:
@@ -367,6 +370,8 @@ class Acceptor:
                     transport.try_send([UNPLACED])
                     transport.sock.shutdown(socket.SHUT_RDWR)
                 return
+            if outcome == wire.OTHER_VERSION:
+                return  # that worker wrote the 101 and a close 1012 (service restart)
             if outcome == GONE:
                 logger.warning("worker %s unreachable; placing elsewhere", slot.worker_id)
         self._count_unplaced(tried)
@@ -380,7 +385,7 @@ class Acceptor:
         counts in the worker's load while the answer is awaited, so that a
         burst of hand-offs is spread as before; a refusal takes it back."""
         outcome = await self._offer_and_wait(slot, fd, blob)
-        if outcome != handoff.TAKEN:
+        if outcome != wire.TAKEN:
             slot.handed -= 1
         return outcome
 
@@ -434,7 +439,10 @@ class Acceptor:
         """Match a worker's answers to the hand-offs waiting for them, until
         its channel ends (then the ones still waiting go elsewhere)."""
         while (answers := await handoff.receive_replies(channel)) is not None:
-            for seq, outcome in answers:
+            if answers.version != wire.WIRE_VERSION:
+                error = wire.VersionMismatch(answers.version, slot.worker_id)
+                self._mismatches.report(error, "its outcome codes are read as they are frozen")
+            for seq, outcome in answers.pairs:
                 reply = slot.replies.pop(seq, None)
                 if reply is not None:
                     reply.resolve(outcome)

@@ -22,6 +22,7 @@ from ._handshake import (
     PendingHead,
     PendingHeads,
     answer_handshake,
+    reject,
 )
 from ._runtime import SocketRuntime, open_socket_runtime
 from ._serve import accept_forever, bind_listener, serve, serve_listener
@@ -44,6 +45,7 @@ __all__ = [
     "handle_request",
     "open_socket_runtime",
     "publish_arguments",
+    "reject",
     "remove_ipc_file",
     "serialize_response",
     "serve",

@@ -2,9 +2,10 @@
 the single-process server.
 
 Request ``{"cmd": NAME, ...properties}``; reply ``{"ok": true, "result": ...}``
-or ``{"ok": false, "error": CODE, "message": TEXT}``. A command is an async
-function ``(target, request) -> result`` in a table of commands; a failing
-command answers an error and never takes its server down.
+or ``{"ok": false, "error": CODE, "message": TEXT}``, both versioned (see
+``axeom.wire``). A command is an async function ``(target, request) ->
+result`` in a table of commands; a failing command answers an error and
+never takes its server down.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 import pynng
+
+from .. import wire
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -35,30 +37,35 @@ logger = logging.getLogger("axeom.control")
 
 Command = Callable[[Any, dict[str, Any]], Awaitable[Any]]
 
-ERROR_UNKNOWN_COMMAND = "unknown_command"
-ERROR_BAD_REQUEST = "bad_request"
-ERROR_FAILED = "failed"
+_mismatches = wire.MismatchLog(logger, "control requests")
 
 
 async def handle_request(target: Any, data: bytes, commands: Mapping[str, Command]) -> bytes:
     """Decode one request, run its command against ``target``, encode the reply."""
     try:
-        request = msgpack.unpackb(data)
-        name = request["cmd"]
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException):
-        return _error(ERROR_BAD_REQUEST, "request must be a msgpack map with a 'cmd' key")
+        request = wire.decode_request(data)
+    except wire.VersionMismatch as exc:
+        _mismatches.report(exc, "answered with an error", "a client")
+        return wire.encode_error(
+            wire.ERROR_WIRE_VERSION,
+            f"this server speaks wire version {wire.WIRE_VERSION}, the request came in "
+            f"version {exc.version!r}: use the axeom of the install that runs the server",
+        )
+    except wire.WireError:
+        return wire.encode_error(
+            wire.ERROR_BAD_REQUEST, "request must be a msgpack map with a 'cmd' key"
+        )
+    name = request["cmd"]
     command = commands.get(name)
     if command is None:
-        return _error(ERROR_UNKNOWN_COMMAND, f"unknown command {name!r}; known: {sorted(commands)}")
+        return wire.encode_error(
+            wire.ERROR_UNKNOWN_COMMAND, f"unknown command {name!r}; known: {sorted(commands)}"
+        )
     try:
         result = await command(target, request)
     except Exception as exc:
-        return _error(ERROR_FAILED, f"{name} failed: {exc}")
-    return msgpack.packb({"ok": True, "result": result})
-
-
-def _error(code: str, message: str) -> bytes:
-    return msgpack.packb({"ok": False, "error": code, "message": message})
+        return wire.encode_error(wire.ERROR_FAILED, f"{name} failed: {exc}")
+    return wire.encode_result(result)
 
 
 def publish_arguments(request: dict[str, Any]) -> tuple[str, str | bytes]:

@@ -2,19 +2,20 @@
 
 Operations for other nodes (publishes, sends to sockets not on this node,
 topic (un)subscriptions, this node's subscriber counts) are queued and sent
-as one nng message per pass, like the workers' links to the hub.
+as one nng message per pass, like the workers' links to the hub (the
+operations of ``axeom.wire``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import msgpack
 import pynng
 import trio
 
+from axeom import wire
 from axeom.outbox import Outbox
+from axeom.wire import COUNTS, SYNC, TOPICS, Operation
 
 __all__ = ["BridgeLink"]
 
@@ -33,7 +34,7 @@ class BridgeLink:
     def __init__(self) -> None:
         self._wake = trio.Event()
         # Send timeouts count as drops of the same episode as a full outbox.
-        self.outgoing = Outbox(
+        self.outgoing: Outbox[Operation] = Outbox(
             self._wake_sender,
             logger,
             dropping="Redis bridge not keeping up: dropping operations for other nodes",
@@ -48,18 +49,18 @@ class BridgeLink:
     def dropped(self) -> int:
         return self.outgoing.dropped
 
-    def forward(self, operation: list[Any]) -> None:
+    def forward(self, operation: Operation) -> None:
         self.outgoing.put(operation)
 
     def sync(self, worker: str, number: int) -> None:
-        """The bridge answers ``synced`` once Redis confirmed every topic so far."""
-        self.outgoing.put_always(["sync", worker, number])
+        """The bridge answers ``SYNCED`` once Redis confirmed every topic so far."""
+        self.outgoing.put_always((SYNC, worker, number))  # never dropped: a worker waits
 
     def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None:
-        self.outgoing.put(["topics", sorted(subscribed), sorted(unsubscribed)])
+        self.outgoing.put((TOPICS, sorted(subscribed), sorted(unsubscribed)))
 
     def counts(self, totals: dict[str, int]) -> None:
-        self.outgoing.put(["counts", totals])
+        self.outgoing.put((COUNTS, totals, None))
 
     def _wake_sender(self) -> None:
         self._wake.set()
@@ -76,7 +77,7 @@ class BridgeLink:
             batch = self.outgoing.take()
             if batch:
                 try:
-                    await push.asend(msgpack.packb(batch))
+                    await push.asend(wire.encode_operations(batch))
                 except pynng.exceptions.Timeout:
                     # No bridge (restarting, or Redis link stuck): drop rather
                     # than deliver late.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pynng
 
+from axeom import wire
 from axeom.trio_runtime import handle_request as _handle_request
 from axeom.trio_runtime import publish_arguments
 
@@ -58,7 +59,7 @@ async def publish(supervisor: Supervisor, request: dict[str, Any]) -> Any:
     hub = supervisor.hub
     if hub is None:
         return 0
-    hub.handle(None, [["pub", topic, data]], {})
+    hub.handle(None, [(wire.PUB, topic, data)], {})
     return len(hub.topics.get(topic, ()))
 
 

@@ -1,8 +1,8 @@
 """What children report, and the deadline that turns their silence into a stop.
 
-Every child PUSHes to the supervisor: ``ready`` once it serves, ``hb``
-(a heartbeat with its load figures) once per heartbeat interval, and the
-acceptor ``table`` to confirm a worker table. Any of them counts as a sign
+Every child PUSHes to the supervisor (formats in ``axeom.wire``): ready once
+it serves, a heartbeat with its load figures once per heartbeat interval, and
+the acceptor's confirmation of a worker table. Any of them counts as a sign
 of life. A child silent for ``workers.heartbeat_timeout`` (``READY_TIMEOUT``
 while it starts) is hung: it goes through the shutdown timeline, and its
 exit is then restarted under the policy like a crash. Heartbeats are sent
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pynng
 import trio
 
-from axeom import ipc
+from axeom import wire
 
 from ._bridge_link import BridgeLink
 from ._children import READY_TIMEOUT, Child
@@ -37,24 +37,43 @@ MAX_CHECK_INTERVAL = 1.0
 
 async def receive_reports(supervisor: Supervisor, reports: pynng.Socket) -> None:
     """Note each child's sign of life and act on what it says."""
+    mismatches = wire.MismatchLog(logger, "reports")
     while True:
         try:
-            message = ipc.decode(await reports.arecv())
-        except ValueError:
+            message = wire.decode_report(await reports.arecv())
+        except wire.VersionMismatch as exc:
+            _wrong_version(supervisor, exc, mismatches)
             continue
-        child = supervisor.find(message.get("id"), message.get("gen"))
+        except wire.WireError:
+            continue
+        child = supervisor.find(message.name, message.generation)
         if child is None:
             continue
         child.last_heartbeat = trio.current_time()
-        if message["t"] == "table":
-            supervisor.table.confirmed(message.get("seq", 0))
-        elif message["t"] == "ready":
-            await _ready(supervisor, child, message)
-        elif message["t"] == "hb":
-            child.report = message
+        if message.kind == wire.TABLE_ACK:
+            supervisor.table.confirmed(message.fields.get("seq", 0))
+        elif message.kind == wire.READY:
+            await _ready(supervisor, child, message.fields)
+        elif message.kind == wire.HEARTBEAT:
+            child.report = message.fields
             if child.role == "acceptor" and not child.ready.is_set():
                 # It accepts once it knows the workers: tell it now.
                 await supervisor.table.publish()
+
+
+def _wrong_version(
+    supervisor: Supervisor, error: wire.VersionMismatch, mismatches: wire.MismatchLog
+) -> None:
+    """A child that speaks another wire version (a stale process, or a
+    half-upgraded install) is unhealthy: logged once, then stopped like a
+    hung child, so that the restart policy replaces it."""
+    child = supervisor.find(*error.child) if error.child is not None else None
+    if child is None or child.state in ("stopping", "draining"):
+        mismatches.report(error, "dropped")
+        return
+    mismatches.report(error, "stopping it: the restart policy replaces it")
+    child.state = "stopping"
+    supervisor.nursery.start_soon(stop, supervisor, child)
 
 
 async def _ready(supervisor: Supervisor, child: Child, message: dict[str, Any]) -> None:

@@ -14,9 +14,10 @@ deliveries as the worker has subscribers to its topic), so what is queued
 always drains in a couple of seconds and the next publish after a flood
 arrives promptly.
 
-``sync`` operations are barriers for ``await ws.subscribe``: once the hub
+``SYNC`` operations are barriers for ``await ws.subscribe``: once the hub
 applied everything a worker sent before one (and the Redis bridge, if any,
-subscribed), it answers ``synced`` to that worker. Answers are never dropped.
+subscribed), it answers ``SYNCED`` to that worker. Answers are never dropped.
+The operations and batches are those of ``axeom.wire``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import msgpack
 import pynng
 import trio
 
+from axeom import wire
 from axeom.pubsub import merge_counts, socket_prefix
+from axeom.wire import PUB, RCOUNTS, SEND, SUB, SYNC, SYNCED, UNSUB, Operation
 
 __all__ = ["Hub", "RemoteBridge"]
 
@@ -47,10 +50,10 @@ COUNTS_INTERVAL = 0.2
 class RemoteBridge(Protocol):
     """The hub's link to other nodes (Redis), if any."""
 
-    def forward(self, operation: list[Any]) -> None: ...
+    def forward(self, operation: Operation) -> None: ...
 
     def sync(self, worker: str, number: int) -> None:
-        """Answer ``["synced", worker, number]`` once Redis has every topic so far."""
+        """Answer ``(SYNCED, worker, number)`` once Redis has every topic so far."""
 
     def topics_changed(self, subscribed: set[str], unsubscribed: set[str]) -> None: ...
 
@@ -83,6 +86,7 @@ class Hub:
         self.published = 0
         self.forwarded = 0
         self.dropped_gone = 0  # dropped workers' counters still count
+        self._mismatches = wire.MismatchLog(logger, "pub/sub batches")
 
     # -- workers -------------------------------------------------------------
 
@@ -134,62 +138,67 @@ class Hub:
         while True:
             data = await pull.arecv()
             try:
-                key, operations, counts = msgpack.unpackb(data)
-            except (ValueError, TypeError, msgpack.UnpackException):
-                logger.warning("malformed pub/sub batch dropped")
+                batch = wire.decode_batch(data)
+            except wire.VersionMismatch as exc:
+                self._mismatches.report(exc, "dropped")
+                continue
+            except wire.WireError as exc:
+                logger.warning("unusable pub/sub batch dropped: %s", exc)
                 continue
             try:
-                if key == "bridge":
-                    self.from_bridge(operations)
+                if batch.source == wire.BRIDGE_SOURCE:
+                    self.from_bridge(batch.operations)
                 else:
-                    self.handle(key, operations, counts)
+                    self.handle(batch.source, batch.operations, batch.counts)
             except Exception:  # one bad batch must never take the supervisor down
-                logger.exception("pub/sub batch from %s could not be applied; dropped", key)
+                logger.exception(
+                    "pub/sub batch from %s could not be applied; dropped", batch.source
+                )
 
-    def from_bridge(self, operations: list[list[Any]]) -> None:
+    def from_bridge(self, operations: Sequence[Operation]) -> None:
         """Publishes, sends and counts from the other nodes."""
         for operation in operations:
-            if operation[0] == "rcounts":
-                self.remote_counts_changed(operation[1])
-            elif operation[0] == "synced":
-                self.synced(operation[1], operation[2])
+            code, subject, payload = operation
+            if code == RCOUNTS:
+                self.remote_counts_changed(subject)
+            elif code == SYNCED:
+                self.synced(subject, payload)
             else:
                 self.deliver_remote(operation)
 
     def handle(
-        self, source: str | None, operations: list[list[Any]], counts: dict[str, int]
+        self, source: str | None, operations: Sequence[Operation], counts: dict[str, int]
     ) -> None:
         """Apply one batch from ``source`` (None: from outside, e.g. the control socket)."""
-        outgoing: dict[str, list[list[Any]]] = defaultdict(list)
+        outgoing: dict[str, list[Operation]] = defaultdict(list)
         worker = self.workers.get(source) if source is not None else None
         subscribed: set[str] = set()
         unsubscribed: set[str] = set()
         syncs: list[int] = []
         for operation in operations:
-            kind = operation[0]
-            if kind == "pub":
+            code, subject, _ = operation
+            if code == PUB:
                 self.published += 1
-                topic = operation[1]
-                for target in self.topics.get(topic, ()):
+                for target in self.topics.get(subject, ()):
                     if target != source:
                         outgoing[target].append(operation)
                 if self.remote is not None:  # other nodes (never called for their own)
                     self.remote.forward(operation)
-            elif kind == "send":
-                owner = self.prefixes.get(socket_prefix(operation[1]))
+            elif code == SEND:
+                owner = self.prefixes.get(socket_prefix(subject))
                 if owner is not None:
                     outgoing[owner].append(operation)
                 elif self.remote is not None:
                     self.remote.forward(operation)
-            elif kind == "sub" and worker is not None:
-                topic = operation[1]
+            elif code == SUB and worker is not None:
+                topic = subject
                 worker.topics.add(topic)
                 members = self.topics.setdefault(topic, set())
                 if not members:
                     subscribed.add(topic)
                 members.add(worker.key)
-            elif kind == "unsub" and worker is not None:
-                topic = operation[1]
+            elif code == UNSUB and worker is not None:
+                topic = subject
                 worker.topics.discard(topic)
                 remaining = self.topics.get(topic)
                 if remaining is not None:
@@ -197,8 +206,8 @@ class Hub:
                     if not remaining:
                         del self.topics[topic]
                         unsubscribed.add(topic)
-            elif kind == "sync" and worker is not None:
-                syncs.append(operation[1])
+            elif code == SYNC and worker is not None:
+                syncs.append(subject)
         if worker is not None and counts:
             merge_counts(worker.counts, counts)
             self._dirty_counts.update(counts)
@@ -214,32 +223,33 @@ class Hub:
                 self.synced(worker.key, number)
 
     def synced(self, key: str, number: int) -> None:
-        """Answer a worker's ``sync``: everything it sent before is in effect."""
+        """Answer a worker's ``SYNC``: everything it sent before is in effect."""
         worker = self.workers.get(key)
         if worker is not None:
             try:
-                worker.send.send_nowait((msgpack.packb([["synced", number]]), 0))
+                answer = wire.encode_operations([(SYNCED, number, None)])
+                worker.send.send_nowait((answer, 0))
             except trio.ClosedResourceError:
                 pass
 
-    def deliver_remote(self, operation: list[Any]) -> None:
+    def deliver_remote(self, operation: Operation) -> None:
         """A publish or send that came from another node."""
-        kind = operation[0]
-        if kind == "pub":
-            for target in self.topics.get(operation[1], ()):
+        code, subject, _ = operation
+        if code == PUB:
+            for target in self.topics.get(subject, ()):
                 self._enqueue(target, [operation])
-        elif kind == "send":
-            owner = self.prefixes.get(socket_prefix(operation[1]))
+        elif code == SEND:
+            owner = self.prefixes.get(socket_prefix(subject))
             if owner is not None:
                 self._enqueue(owner, [operation])
 
-    def _enqueue(self, key: str, batch: list[list[Any]], *, droppable: bool = True) -> None:
+    def _enqueue(self, key: str, batch: list[Operation], *, droppable: bool = True) -> None:
         worker = self.workers.get(key)
         if worker is None:
             return
         counts = worker.counts
-        work = sum(counts.get(op[1], 1) if op[0] == "pub" else 1 for op in batch)
-        message = msgpack.packb(batch)
+        work = sum(counts.get(subject, 1) if code == PUB else 1 for code, subject, _ in batch)
+        message = wire.encode_operations(batch)
         if droppable and (
             worker.queued_work + work > QUEUE_WORK
             or worker.queued_bytes + len(message) > QUEUE_BYTES
@@ -291,7 +301,7 @@ class Hub:
             for worker in list(self.workers.values()):
                 ours = {t: worker.counts.get(t, 0) for t in dirty}
                 # Never dropped: counts are sent only when they change.
-                self._enqueue(worker.key, [["counts", totals, ours]], droppable=False)
+                self._enqueue(worker.key, [(wire.COUNTS, totals, ours)], droppable=False)
 
     def remote_counts_changed(self, counts: dict[str, int]) -> None:
         merge_counts(self.remote_counts, counts)

@@ -38,7 +38,7 @@ from typing import Any
 import pynng
 import trio
 
-from axeom import ipc
+from axeom import ipc, wire
 from axeom.config import Config
 from axeom.trio_runtime import remove_ipc_file
 
@@ -90,6 +90,7 @@ class Supervisor:
         self._reload_requested = trio.Event()
         self.hub: Hub | None = None
         self.node_id = os.urandom(6).hex()
+        self._mismatches = wire.MismatchLog(logger, "reports")
         if config.supervisor.shutdown_timeout <= config.server.graceful_timeout:
             logger.warning(
                 "supervisor.shutdown_timeout (%gs) is not above server.graceful_timeout (%gs):"

@@ -9,12 +9,12 @@ waits (bounded) until no acceptor will place on it any more.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pynng
 import trio
 
-from axeom import ipc
+from axeom import wire
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -36,31 +36,29 @@ class WorkerTable:
         self.acked_seq = 0  # the newest one an acceptor confirmed
         self._acked = trio.Event()
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[wire.WorkerEntry]:
         """One row per running, ready worker: where to hand off, its last load."""
         table = []
         for child in self._supervisor.children:
             if child.role != "worker" or not child.ready.is_set() or child.state != "running":
                 continue
             report = child.report
+            assert child.handoff_path is not None
             table.append(
-                {
-                    "id": child.name,
-                    "gen": child.generation,
-                    "handoff": child.handoff_path,
-                    "sockets": report.get("sockets", 0),
-                    "received": report.get("received"),
-                }
+                wire.WorkerEntry(
+                    child.name,
+                    child.generation,
+                    child.handoff_path,
+                    report.get("sockets", 0),
+                    report.get("received"),
+                )
             )
         return table
 
     async def publish(self) -> None:
         if self.events is not None:
             self.seq += 1
-            message = ipc.topic_message(
-                ipc.TOPIC_ACCEPTOR, "workers", workers=self.rows(), seq=self.seq
-            )
-            await self.events.asend(message)
+            await self.events.asend(wire.worker_table(self.seq, self.rows()))
 
     def confirmed(self, seq: int) -> None:
         """An acceptor says it applied table ``seq``."""

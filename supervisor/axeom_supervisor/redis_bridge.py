@@ -20,6 +20,10 @@ Channel layout (anything that can PUBLISH to Redis can publish into a topic):
     sent when they change and in full every few seconds; a node not heard
     from for 10 s no longer counts.
 
+These channels are a public contract (non-Axeom clients publish into
+them), so they are not versioned like ``axeom.wire``'s formats: they change
+only compatibly. What the bridge exchanges with the hub is ``axeom.wire``'s.
+
 Redis pub/sub channels are shared by every database of a server, so the
 database number in the URL does not isolate deployments: give each its
 own Redis. Delivery is at most once: while Redis is unreachable, messages
@@ -37,14 +41,15 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
-import msgpack
 import pynng
 
-from axeom import ipc
+from axeom import ipc, wire
 from axeom.process import configure_logging, heartbeat_forever, raise_fd_limit
 from axeom.pubsub import merge_counts
+from axeom.wire import COUNTS, PUB, RCOUNTS, SEND, SYNC, SYNCED, TOPICS, Operation
 
 logger = logging.getLogger("axeom.redis")
 
@@ -94,30 +99,30 @@ class RedisBridge:
         self.changed_counts: set[str] = set()
         self.down = False
         self.dropped = 0
-        # ``await ws.subscribe`` barriers (worker, number) waiting for Redis to
-        # confirm the SUBSCRIBEs issued before them.
-        self.syncs: list[list[Any]] = []
+        # ``await ws.subscribe`` barriers (SYNCED, worker, number) waiting for
+        # Redis to confirm the SUBSCRIBEs issued before them.
+        self.syncs: list[Operation] = []
         self.unconfirmed: set[str] = set()
+        self.mismatches = wire.MismatchLog(logger, "operations")
 
     # -- from the hub -------------------------------------------------------------
 
-    def apply(self, batch: list[list[Any]]) -> None:
-        for operation in batch:
-            kind = operation[0]
-            if kind == "pub":
-                self._publish(TOPIC_PREFIX + operation[1], encode_message(self.node, operation[2]))
-            elif kind == "send":
-                message = encode_message(self.node, operation[2], to=operation[1])
+    def apply(self, operations: Sequence[Operation]) -> None:
+        for code, subject, payload in operations:
+            if code == PUB:
+                self._publish(TOPIC_PREFIX + subject, encode_message(self.node, payload))
+            elif code == SEND:
+                message = encode_message(self.node, payload, to=subject)
                 self._publish(SEND_CHANNEL, message)
-            elif kind == "topics":
-                self.topics.update(operation[1])
-                self.topics.difference_update(operation[2])
+            elif code == TOPICS:
+                self.topics.update(subject)
+                self.topics.difference_update(payload)
                 self.subscriptions_changed.set()
-            elif kind == "counts":
-                merge_counts(self.local_counts, operation[1])
-                self.changed_counts.update(operation[1])
-            elif kind == "sync":
-                self.syncs.append(["synced", operation[1], operation[2]])
+            elif code == COUNTS:
+                merge_counts(self.local_counts, subject)
+                self.changed_counts.update(subject)
+            elif code == SYNC:
+                self.syncs.append((SYNCED, subject, payload))
                 self.subscriptions_changed.set()
                 self.wake.set()
 
@@ -136,8 +141,8 @@ class RedisBridge:
 
     # -- to the hub -----------------------------------------------------------------
 
-    async def to_hub(self, batch: list[list[Any]]) -> None:
-        await self.hub.asend(msgpack.packb(["bridge", batch, {}]))
+    async def to_hub(self, operations: list[Operation]) -> None:
+        await self.hub.asend(wire.encode_batch(wire.BRIDGE_SOURCE, operations, {}))
 
     def remote_totals(self, topics: set[str]) -> dict[str, int]:
         now = time.monotonic()
@@ -176,7 +181,7 @@ class RedisBridge:
             merged = {t: n for t, n in merged.items() if n}
             self.remote[node] = (time.monotonic(), merged)
             changed = set(counts) | (set(previous) if body.get("full") else set())
-            await self.to_hub([["rcounts", self.remote_totals(changed)]])
+            await self.to_hub([(RCOUNTS, self.remote_totals(changed), None)])
             return
         if decoded is None:
             logger.warning("malformed message on %s ignored", channel)
@@ -187,9 +192,9 @@ class RedisBridge:
         if channel == SEND_CHANNEL:
             target = body.get("to")
             if isinstance(target, str):
-                await self.to_hub([["send", target, data]])
+                await self.to_hub([(SEND, target, data)])
         elif channel.startswith(TOPIC_PREFIX):
-            await self.to_hub([["pub", channel[len(TOPIC_PREFIX) :], data]])
+            await self.to_hub([(PUB, channel[len(TOPIC_PREFIX) :], data)])
 
     # -- Redis ------------------------------------------------------------------------
 
@@ -198,7 +203,16 @@ class RedisBridge:
 
     async def _from_hub(self, pull: pynng.Socket) -> None:
         while True:
-            self.apply(msgpack.unpackb(await pull.arecv()))
+            data = await pull.arecv()
+            try:
+                operations = wire.decode_operations(data)
+            except wire.VersionMismatch as exc:
+                self.mismatches.report(exc, "dropped", "the hub")
+                continue
+            except wire.WireError as exc:
+                logger.warning("unusable operations from the hub dropped: %s", exc)
+                continue
+            self.apply(operations)
 
     async def _expire_nodes(self) -> None:
         while True:
@@ -207,7 +221,7 @@ class RedisBridge:
             gone = [n for n, (seen, _) in self.remote.items() if now - seen >= NODE_EXPIRY]
             for node in gone:
                 counts = self.remote.pop(node)[1]
-                await self.to_hub([["rcounts", self.remote_totals(set(counts))]])
+                await self.to_hub([(RCOUNTS, self.remote_totals(set(counts)), None)])
 
     async def _redis_forever(self) -> None:
         import redis.asyncio as aioredis
@@ -316,12 +330,11 @@ async def amain(options: dict[str, Any]) -> None:
         pynng.Push0(dial=paths.reports) as reports,
     ):
         bridge = RedisBridge(options["url"], options["node_id"], push)
-        await reports.asend(ipc.encode("ready", id="bridge", gen=0, pid=os.getpid()))
+        await reports.asend(wire.ready("bridge", 0, os.getpid()))
 
         async def report() -> None:
-            await reports.asend(
-                ipc.encode("hb", id="bridge", gen=0, pid=os.getpid(), dropped=bridge.dropped)
-            )
+            figures = {"dropped": bridge.dropped}
+            await reports.asend(wire.heartbeat("bridge", 0, os.getpid(), figures))
 
         async def exit_now() -> None:
             logger.error("supervisor is gone: exiting")

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any
+from collections.abc import Sequence
 
-import msgpack
 import pynng
 import trio
 
+from axeom import wire
 from axeom.pubsub import WORK_BUDGET, PubSub
+from axeom.wire import COUNTS, PUB, SEND, SYNCED, Operation
 
 __all__ = ["HubLink"]
 
@@ -49,6 +50,7 @@ class HubLink:
         self._numbers = itertools.count(1)
         self.dropped = 0  # operations the hub did not take in time
         self._dropping = 0  # ... in the current episode
+        self._mismatches = wire.MismatchLog(logger, "pub/sub deliveries")
 
     def wakeup(self) -> None:
         self._wake.set()
@@ -87,10 +89,10 @@ class HubLink:
                     self._flowing = trio.Event()
 
     async def _send(
-        self, push: pynng.Socket, operations: list[list[Any]], counts: dict[str, int]
+        self, push: pynng.Socket, operations: Sequence[Operation], counts: dict[str, int]
     ) -> None:
         try:
-            await push.asend(msgpack.packb([self.key, operations, counts]))
+            await push.asend(wire.encode_batch(self.key, operations, counts))
         except pynng.exceptions.Timeout:
             # The hub is not taking batches: drop this one (at most once).
             if not self._dropping:
@@ -105,21 +107,28 @@ class HubLink:
     async def receive_loop(self, pull: pynng.Socket) -> None:
         pubsub = self.pubsub
         while True:
-            batch: list[list[Any]] = msgpack.unpackb(await pull.arecv())
-            for operation in batch:
-                kind = operation[0]
-                if kind == "pub":
-                    pubsub.deliver(operation[1], operation[2])
+            data = await pull.arecv()
+            try:
+                operations = wire.decode_operations(data)
+            except wire.VersionMismatch as exc:
+                self._mismatches.report(exc, "dropped", "the hub")
+                continue
+            except wire.WireError as exc:
+                logger.warning("unusable pub/sub deliveries dropped: %s", exc)
+                continue
+            for code, subject, payload in operations:
+                if code == PUB:
+                    pubsub.deliver(subject, payload)
                     if pubsub.work >= WORK_BUDGET:
                         pubsub.work = 0
                         await trio.lowlevel.checkpoint()  # bounded slice, then the rest
-                elif kind == "send":
-                    pubsub.deliver_to(operation[1], operation[2])
-                elif kind == "counts":
-                    pubsub.update_counts(operation[1], operation[2])
-                elif kind == "synced":
-                    done = self._syncs.get(operation[1])
+                elif code == SEND:
+                    pubsub.deliver_to(subject, payload)
+                elif code == COUNTS:
+                    pubsub.update_counts(subject, payload)
+                elif code == SYNCED:
+                    done = self._syncs.get(subject)
                     if done is not None:
                         done.set()
                 else:
-                    logger.warning("unknown hub operation %r", kind)
+                    logger.warning("unknown hub operation %r", code)

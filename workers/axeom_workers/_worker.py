@@ -18,9 +18,15 @@ from dataclasses import dataclass
 import pynng
 import trio
 
-from axeom import Axeom, ipc
+from axeom import Axeom, ipc, wire
 from axeom.process import heartbeat_forever
-from axeom.trio_runtime import SocketRuntime, SocketTransport, handoff, open_socket_runtime
+from axeom.trio_runtime import (
+    SocketRuntime,
+    SocketTransport,
+    handoff,
+    open_socket_runtime,
+    reject,
+)
 from axeom.ws import socket_id_prefix
 
 from ._hub_link import HubLink
@@ -53,6 +59,7 @@ class Worker:
         self.runtime: SocketRuntime | None = None
         self.link: HubLink | None = None
         self._nursery: trio.Nursery | None = None
+        self._mismatches = wire.MismatchLog(logger, "hand-offs or events")
 
     async def run(self) -> None:
         settings = self.settings
@@ -72,9 +79,8 @@ class Worker:
             pynng.Push0(dial=self.paths.hub, send_timeout=SEND_TIMEOUT_MS) as hub_out,
             pynng.Pull0(listen=pubsub_address) as hub_in,
         ):
-            events.subscribe(ipc.subscription(ipc.TOPIC_ALL))
             events.subscribe(
-                ipc.subscription(ipc.worker_topic(settings.worker_id, settings.generation))
+                wire.subscription(ipc.worker_topic(settings.worker_id, settings.generation))
             )
             async with open_socket_runtime(self.app) as runtime:
                 self.runtime = runtime
@@ -87,11 +93,10 @@ class Worker:
                     nursery.start_soon(link.send_loop, hub_out)
                     nursery.start_soon(link.receive_loop, hub_in)
                     await reports.asend(
-                        ipc.encode(
-                            "ready",
-                            id=settings.worker_id,
-                            gen=settings.generation,
-                            pid=os.getpid(),
+                        wire.worker_ready(
+                            settings.worker_id,
+                            settings.generation,
+                            os.getpid(),
                             handoff=path,
                             pubsub=pubsub_address,
                             prefix=socket_id_prefix(),
@@ -124,7 +129,7 @@ class Worker:
             while (batch := await handoff.receive_sockets(channel)) is not None:
                 taken = [self._take(received) for received in batch]
                 replies = [
-                    (received.seq, handoff.TAKEN if isinstance(took, tuple) else took)
+                    (received.seq, wire.TAKEN if isinstance(took, tuple) else took)
                     for received, took in zip(batch, taken, strict=True)
                 ]
                 acceptor_gone = False
@@ -138,7 +143,7 @@ class Worker:
                 if acceptor_gone:
                     return
 
-    def _take(self, received: handoff.Received) -> tuple[socket.socket, handoff.HandedOff] | int:
+    def _take(self, received: handoff.Received) -> tuple[socket.socket, wire.HandedOff] | int:
         """The socket and what to run it with, or the refusal to answer."""
         runtime = self.runtime
         assert runtime is not None
@@ -152,16 +157,18 @@ class Worker:
                     len(runtime.connections),
                 )
             self.refused_no_fd += 1
-            return handoff.NO_DESCRIPTOR
+            return wire.NO_DESCRIPTOR
+        if received.version != wire.WIRE_VERSION:
+            return self._refuse_version(received.fd, received.version, received.head)
         try:
-            handed = handoff.decode(self.routes, received.blob)
-        except handoff.HandoffError as exc:
+            handed = wire.decode_handoff(self.routes, received.head, received.body)
+        except wire.WireError as exc:
             logger.error("refusing a socket: %s", exc)
             os.close(received.fd)
-            return handoff.REFUSED
+            return wire.REFUSED
         if self.draining:
             os.close(received.fd)
-            return handoff.REFUSED
+            return wire.REFUSED
         sock = _wrap(received.fd, handed.upgrade.remote_address)
         if self.refused_no_fd:
             logger.warning(
@@ -172,7 +179,22 @@ class Worker:
         self.received += 1
         return sock, handed
 
-    async def _run_socket(self, sock: socket.socket, handed: handoff.HandedOff) -> None:
+    def _refuse_version(self, fd: int, version: int, head: bytes | None) -> int:
+        """A hand-off of another wire version: its client gets the 101 the
+        acceptor prepared, then a close 1012 (service restart) from here, and
+        the acceptor is told so (it then neither retries nor writes)."""
+        error = wire.VersionMismatch(version, "the acceptor")
+        self._mismatches.report(error, "its clients get 101 then close 1012 (service restart)")
+        if head is None:
+            os.close(fd)  # no 101 to write: the acceptor places it elsewhere or answers 503
+            return wire.REFUSED
+        runtime = self.runtime
+        assert runtime is not None
+        transport = SocketTransport(socket.socket(fileno=fd))
+        runtime.nursery.start_soon(reject, transport, wire.refusal_after_101(head))
+        return wire.OTHER_VERSION
+
+    async def _run_socket(self, sock: socket.socket, handed: wire.HandedOff) -> None:
         runtime = self.runtime
         assert runtime is not None
         transport = SocketTransport(sock)
@@ -195,17 +217,14 @@ class Worker:
         assert runtime is not None
 
         async def report() -> None:
+            figures = {
+                "sockets": len(runtime.connections),
+                "received": self.received,
+                "draining": self.draining,
+                "pubsub_dropped": self._pubsub_dropped(),
+            }
             await reports.asend(
-                ipc.encode(
-                    "hb",
-                    id=settings.worker_id,
-                    gen=settings.generation,
-                    pid=os.getpid(),
-                    sockets=len(runtime.connections),
-                    received=self.received,
-                    draining=self.draining,
-                    pubsub_dropped=self._pubsub_dropped(),
-                )
+                wire.heartbeat(settings.worker_id, settings.generation, os.getpid(), figures)
             )
 
         async def drain_and_exit() -> None:
@@ -222,8 +241,15 @@ class Worker:
 
     async def _events(self, events: pynng.Socket, nursery: trio.Nursery) -> None:
         while True:
-            _, message = ipc.split_topic(await events.arecv())
-            if message["t"] == "drain":
+            try:
+                event = wire.decode_event(await events.arecv())
+            except wire.VersionMismatch as exc:
+                self._mismatches.report(exc, "dropped", "the supervisor")
+                continue
+            except wire.WireError as exc:
+                logger.warning("unusable event from the supervisor dropped: %s", exc)
+                continue
+            if isinstance(event, wire.Drain):
                 nursery.start_soon(self.drain, nursery)
 
     async def _signals(self, nursery: trio.Nursery) -> None:
