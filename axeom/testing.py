@@ -31,7 +31,7 @@ from typing import Any, NoReturn, cast
 import trio
 import trio.testing
 import trio_websocket
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
 from ._app import Axeom
@@ -264,9 +264,11 @@ class TestWebSocket:
         try:
             return await self._inbox.receive()
         except trio.EndOfChannel:
-            raise WebSocketClosed(self.close_code or 1006, self.close_reason or "") from None
+            raise WebSocketClosed(
+                self.close_code or CloseCode.ABNORMAL_CLOSURE, self.close_reason or ""
+            ) from None
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake and wait for the server to end it."""
         if self._protocol.state is OPEN:
             self._protocol.send_close(code, reason)
@@ -309,7 +311,7 @@ class TestWebSocket:
                     break
         finally:
             close = protocol.close_rcvd
-            self.close_code = close.code if close is not None else 1006
+            self.close_code = close.code if close is not None else CloseCode.ABNORMAL_CLOSURE
             self.close_reason = close.reason if close is not None else ""
             self._inbox_send.close()
             self._closed.set()
@@ -440,7 +442,7 @@ class ClientWebSocket:
         except trio_websocket.ConnectionClosed as exc:
             raise self._closed_error(exc) from None
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake and wait for the server to end it."""
         await self.connection.aclose(code, reason)
 
@@ -462,5 +464,5 @@ class ClientWebSocket:
     def _closed_error(self, exc: trio_websocket.ConnectionClosed) -> WebSocketClosed:
         reason = exc.reason
         if reason is None:
-            return WebSocketClosed(1006, "")
+            return WebSocketClosed(CloseCode.ABNORMAL_CLOSURE, "")
         return WebSocketClosed(reason.code, reason.reason or "")

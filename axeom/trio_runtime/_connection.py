@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import trio
+from websockets.frames import CloseCode
 
 from ..pubsub import WORK_BUDGET
 from ..ws._actor import Actor
@@ -340,10 +341,10 @@ class NativeConnection:
             return
         idle = now - self.last_activity
         if options.idle_timeout is not None and idle >= options.idle_timeout:
-            self.close(1001, "idle timeout")
+            self.close(CloseCode.GOING_AWAY, "idle timeout")
         elif self.ping_sent_at is not None:
             if now - self.ping_sent_at >= options.ping_timeout:
-                self.close(1011, "keepalive ping timeout")
+                self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         elif options.ping_interval is not None and idle >= options.ping_interval:
             self.ping_sent_at = now
             frames.ping()

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
+from websockets.frames import CloseCode
 
 from .. import ws as _ws
 from ..ws._deflate import rebuild
@@ -70,7 +71,9 @@ class SocketRuntime:
         conn = NativeConnection(self, transport, upgrade, frames, socket_id=socket_id)
         await conn.run(trailing)
 
-    async def drain(self, timeout: float, code: int = 1001, batch: int = 500) -> int:
+    async def drain(
+        self, timeout: float, code: int = CloseCode.GOING_AWAY, batch: int = 500
+    ) -> int:
         """Close every socket (``code``, in batches so a huge server stays
         responsive) and wait up to ``timeout`` for them and their ``close``
         handlers to finish; close handlers still running then are cancelled.

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from websockets.frames import CloseCode
+
 from .._call import call_maybe_async
 from ._handlers import BoundHandlers
 from ._socket import WebSocket
@@ -21,7 +23,7 @@ __all__ = ["Actor"]
 
 logger = logging.getLogger("axeom.ws")
 
-INTERNAL_ERROR = 1011
+INTERNAL_ERROR = CloseCode.INTERNAL_ERROR
 
 
 class Actor:

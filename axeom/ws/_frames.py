@@ -33,7 +33,7 @@ import struct
 from typing import Any, cast
 
 from websockets.extensions.base import Extension
-from websockets.frames import Close, Frame, Opcode
+from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol, Side
 
 from ._socket import SendStatus
@@ -239,7 +239,7 @@ class FrameConnection:
                 continue
             if self._message is not None and (first & 0x0F) in (0x1, 0x2):
                 # A compressed message inside ours: the Protocol cannot tell.
-                self._fail(1002, "expected a continuation frame")
+                self._fail(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
                 self._buffer = bytearray()
                 return messages
             # Anything else goes to the Protocol, whole or as far as it arrived.
@@ -270,16 +270,16 @@ class FrameConnection:
         # breaking both gets the same code (1009) on either path. Refused
         # from the header: nothing past the limit is ever kept.
         if length > self._max_size - (0 if message is None else self._message_size):
-            return self._fail(1009, f"message over {self._max_size} bytes")
+            return self._fail(CloseCode.MESSAGE_TOO_BIG, f"message over {self._max_size} bytes")
         if first & 0x0F:  # text or binary: a new message
             if message is not None:
-                return self._fail(1002, "expected a continuation frame")
+                return self._fail(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
             self._message = []
             self._message_size = 0
             self._message_text = first & 0x0F == 0x1
             self._utf8 = _utf8_decoder() if self._message_text else None
         elif message is None:
-            return self._fail(1002, "unexpected continuation frame")
+            return self._fail(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
         self._frame_left = length
         self._frame_mask = mask
         self._frame_offset = 0
@@ -301,7 +301,10 @@ class FrameConnection:
                 try:
                     self._utf8.decode(payload)  # validated as it arrives: 1007 at once
                 except UnicodeDecodeError as exc:
-                    return self._fail(1007, f"invalid UTF-8 in a fragmented message ({exc.reason})")
+                    return self._fail(
+                        CloseCode.INVALID_DATA,
+                        f"invalid UTF-8 in a fragmented message ({exc.reason})",
+                    )
             message.append(payload)
             self._message_size += len(payload)
         if self._frame_left or not self._frame_fin:
@@ -313,7 +316,9 @@ class FrameConnection:
         try:
             self._utf8.decode(b"", True)
         except UnicodeDecodeError as exc:
-            return self._fail(1007, f"invalid UTF-8 in a fragmented message ({exc.reason})")
+            return self._fail(
+                CloseCode.INVALID_DATA, f"invalid UTF-8 in a fragmented message ({exc.reason})"
+            )
         self._utf8 = None
         messages.append(b"".join(message).decode())
         return True
@@ -409,7 +414,9 @@ class FrameConnection:
             self._fragments.append(self._utf8.decode(data, final))
         except UnicodeDecodeError as exc:
             self._fragments = None
-            self.protocol.fail(1007, f"invalid UTF-8 in a fragmented message ({exc.reason})")
+            self.protocol.fail(
+                CloseCode.INVALID_DATA, f"invalid UTF-8 in a fragmented message ({exc.reason})"
+            )
             return False
         return True
 
@@ -417,7 +424,7 @@ class FrameConnection:
         try:
             return str(payload, "utf-8")
         except UnicodeDecodeError as exc:
-            self.protocol.fail(1007, f"invalid UTF-8 at position {exc.start}")
+            self.protocol.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
             return None
 
     # -- output --------------------------------------------------------------
@@ -514,4 +521,4 @@ class FrameConnection:
         sent: Close | None = self.protocol.close_sent
         if sent is not None:
             return sent.code, sent.reason
-        return 1006, ""
+        return CloseCode.ABNORMAL_CLOSURE, ""

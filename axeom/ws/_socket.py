@@ -8,6 +8,8 @@ import os
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode
+
 from .._call import not_awaited
 from .._headers import Headers
 from .._messages import to_message
@@ -288,7 +290,7 @@ class WebSocket:
             raise RuntimeError("pub/sub needs the socket to belong to an app")
         return self.app.pubsub
 
-    def close(self, code: int = 1000, reason: str = "") -> Closing:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> Closing:
         """Start the closing handshake; ``close`` handler runs when it ends.
 
         Returns at once; ``await ws.close()`` also waits until the close frame
@@ -322,14 +324,16 @@ class WebSocket:
         return f"<WebSocket {self.id} {self.path}>"
 
 
+# What a server may put in a close frame: the registered codes meant for the
+# wire (RFC 6455 section 7.4; 1010 is the client's alone), and the ranges for
+# libraries (3000-3999) and applications (4000-4999).
+SENDABLE_CLOSE_CODES = EXTERNAL_CLOSE_CODES - {CloseCode.MANDATORY_EXTENSION}
+
+
 def _check_close(code: int, reason: str) -> None:
-    if not (
-        code == 1000
-        or 3000 <= code <= 4999
-        or code in (1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013)
-    ):
+    if not (code in SENDABLE_CLOSE_CODES or 3000 <= code <= 4999):
         raise ValueError(
-            f"close code {code} cannot be sent: use 1000-1003, 1007-1009, 1011-1013 or 3000-4999"
+            f"close code {code} cannot be sent: use 1000-1003, 1007-1009, 1011-1014 or 3000-4999"
         )
     if len(reason.encode()) > 123:
         raise ValueError("close reason must be at most 123 bytes of UTF-8")
