@@ -3,14 +3,14 @@
 ``PubSub`` keeps, for this process, which sockets are subscribed to which
 topics and which socket has which id. Publishing delivers to local
 subscribers at once and, when the process is part of a larger deployment,
-queues the operation for a ``Bridge`` (the worker's link to the hub) that
+queues the operation for a ``Link`` (the worker's link to the hub) that
 sends every operation queued since its last pass as one message.
 
 Guarantees: delivery is at most once; messages from one publisher on one
 topic reach each subscriber in publish order (one path per subscriber);
 ``subscriber_count`` is eventually consistent across processes.
 
-Sans-IO: no event loop here; the bridge does the I/O.
+Sans-IO: no event loop here; the link does the I/O.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNSUBSCRIBED",
-    "Bridge",
+    "Link",
     "PubSub",
     "Published",
     "Sent",
@@ -52,7 +52,7 @@ FLOW_LIMIT = 10_000
 WORK_BUDGET = 30_000
 
 
-class Bridge(Protocol):
+class Link(Protocol):
     """What carries operations to the other processes (and nodes)."""
 
     def wakeup(self) -> None:
@@ -115,8 +115,8 @@ class Subscribed:
 
     def __await__(self) -> Generator[Any, None, None]:
         pubsub = self._pubsub
-        if pubsub is not None and pubsub.bridge is not None:
-            yield from pubsub.bridge.wait_subscribed().__await__()
+        if pubsub is not None and pubsub.link is not None:
+            yield from pubsub.link.wait_subscribed().__await__()
 
 
 @not_awaited
@@ -163,8 +163,8 @@ class PubSub:
     def __init__(self) -> None:
         self._topics: dict[str, set[WebSocket]] = {}
         self._sockets: dict[str, WebSocket] = {}
-        self.bridge: Bridge | None = None
-        # Operations for the bridge; beyond MAX_OUTGOING dropped (at most once).
+        self.link: Link | None = None
+        # Operations for the link; beyond MAX_OUTGOING dropped (at most once).
         self.outgoing: Outbox[Operation] = Outbox(
             self._wakeup,
             logger,
@@ -238,7 +238,7 @@ class PubSub:
         merge_counts(self._counted, ours)
 
     def take_counts(self) -> dict[str, int]:
-        """Local counts that changed since the last call (for the bridge)."""
+        """Local counts that changed since the last call (for the link)."""
         changed = {topic: self.local_count(topic) for topic in self._dirty_counts}
         self._dirty_counts.clear()
         return changed
@@ -252,7 +252,7 @@ class PubSub:
         """
         _check_str("topic", topic)
         result = Published(self.deliver(topic, data, sender))
-        if self.bridge is not None:
+        if self.link is not None:
             self.outgoing.put((PUB, topic, data))
         if self.work >= WORK_BUDGET or len(self.outgoing.items) >= FLOW_LIMIT:
             result._waiter = self.pause
@@ -278,7 +278,7 @@ class PubSub:
         if ws is not None:
             return Sent(1 if ws.send(data) else 0)
         result = Sent(0)
-        if self.bridge is not None:
+        if self.link is not None:
             self.outgoing.put((SEND, socket_id, data))
             if len(self.outgoing.items) >= FLOW_LIMIT:
                 result._waiter = self.wait_flowing
@@ -298,8 +298,8 @@ class PubSub:
 
     async def wait_flowing(self) -> None:
         """Wait until the link is no longer congested (at once without a link)."""
-        if self.bridge is not None and self.congested:
-            await self.bridge.wait_flowing()
+        if self.link is not None and self.congested:
+            await self.link.wait_flowing()
 
     async def pause(self) -> None:
         """After ``WORK_BUDGET`` deliveries, let the rest of the process run
@@ -311,7 +311,7 @@ class PubSub:
         await self.wait_flowing()
 
     def take_outgoing(self, limit: int) -> list[Operation]:
-        """Up to ``limit`` queued operations, oldest first (for the bridge).
+        """Up to ``limit`` queued operations, oldest first (for the link).
         Ends a drop episode: the number dropped during it is logged once."""
         taken = self.outgoing.take(limit)
         if len(self.outgoing.items) < FLOW_LIMIT:
@@ -320,19 +320,19 @@ class PubSub:
 
     def queue_sync(self, number: int) -> None:
         """Queue a barrier the hub answers once everything before it is applied."""
-        if self.bridge is not None:
+        if self.link is not None:
             self.outgoing.put_always((SYNC, number, None))  # never dropped: someone waits for it
 
     # -- internals -------------------------------------------------------------------
 
     def _queue(self, operation: Operation) -> None:
-        if self.bridge is not None:
+        if self.link is not None:
             self.outgoing.put(operation)
 
     def _wakeup(self) -> None:
-        """The outbox got its first operation: the bridge should send soon."""
-        if self.bridge is not None:
-            self.bridge.wakeup()
+        """The outbox got its first operation: the link should send soon."""
+        if self.link is not None:
+            self.link.wakeup()
 
     @property
     def dropped(self) -> int:
@@ -340,9 +340,9 @@ class PubSub:
         return self.outgoing.dropped
 
     def _count_changed(self, topic: str) -> None:
-        if self.bridge is not None:
+        if self.link is not None:
             if not self._dirty_counts and not self.outgoing.items:
-                self.bridge.wakeup()
+                self.link.wakeup()
             self._dirty_counts.add(topic)
 
     def statistics(self) -> dict[str, int]:

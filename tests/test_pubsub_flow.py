@@ -17,7 +17,7 @@ from axeom.ws import WebSocket, ws_plugin
 from axeom_supervisor import _hub
 
 
-class ManualBridge:
+class ManualLink:
     """A link that sends only when told to."""
 
     def __init__(self, pubsub: PubSub) -> None:
@@ -42,8 +42,8 @@ class ManualBridge:
 async def test_awaited_publish_waits_while_the_link_is_congested() -> None:
     """Past FLOW_LIMIT waiting operations, `await publish` waits for the link."""
     pubsub = PubSub()
-    bridge = ManualBridge(pubsub)
-    pubsub.bridge = bridge
+    link = ManualLink(pubsub)
+    pubsub.link = link
     for _ in range(FLOW_LIMIT - 1):
         assert await pubsub.publish("t", "x") == 0  # not congested: at once
     result = pubsub.publish("t", "x")
@@ -58,7 +58,7 @@ async def test_awaited_publish_waits_while_the_link_is_congested() -> None:
         nursery.start_soon(waiter)
         await trio.testing.wait_all_tasks_blocked()
         assert not done.is_set()
-        bridge.drain()
+        link.drain()
     assert done.is_set()
 
 
@@ -75,7 +75,7 @@ def test_link_queue_overflow_is_counted_and_logged_once(
 ) -> None:
     """Beyond MAX_OUTGOING, publishes are dropped, counted, logged once per episode."""
     pubsub = PubSub()
-    pubsub.bridge = ManualBridge(pubsub)
+    pubsub.link = ManualLink(pubsub)
     with caplog.at_level(logging.WARNING, logger="axeom.pubsub"):
         for _ in range(MAX_OUTGOING + 500):
             pubsub.publish("t", "x")
@@ -148,20 +148,20 @@ async def test_a_publishing_socket_is_not_read_while_the_link_is_congested() -> 
         ws.publish("t", msg)
 
     app.ws("/pub", message=on_message)
-    bridge = ManualBridge(app.pubsub)
-    app.pubsub.bridge = bridge
+    link = ManualLink(app.pubsub)
+    app.pubsub.link = link
     total = FLOW_LIMIT + 2000
     async with TestClient(app) as client, client.websocket("/pub") as ws:
         for _ in range(total):
             await ws.send("m")
         await trio.testing.wait_all_tasks_blocked()
         assert FLOW_LIMIT <= len(handled) < total
-        bridge.drain()
+        link.drain()
         await trio.testing.wait_all_tasks_blocked()
         assert len(handled) == total
 
 
-class SilentBridge(ManualBridge):
+class SilentLink(ManualLink):
     """A link whose hub never acknowledges a subscription."""
 
     async def wait_subscribed(self) -> None:
@@ -172,7 +172,7 @@ async def test_a_plain_handler_returning_an_awaitable_result_does_not_wait() -> 
     """`open=lambda ws: ws.subscribe(t)` is the fire-and-forget form: the actor
     must not await what the lambda returns (subscribe, publish, send, close)."""
     app = Axeom().use(ws_plugin())
-    app.pubsub.bridge = SilentBridge(app.pubsub)
+    app.pubsub.link = SilentLink(app.pubsub)
     app.ws(
         "/s",
         open=lambda ws: ws.subscribe("t"),

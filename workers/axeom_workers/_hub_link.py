@@ -39,7 +39,7 @@ SYNC_TIMEOUT = 5.0
 
 
 class HubLink:
-    """The ``Bridge`` of a worker's ``PubSub``."""
+    """The ``Link`` of a worker's ``PubSub``."""
 
     def __init__(self, pubsub: PubSub, key: str) -> None:
         self.pubsub = pubsub

@@ -35,6 +35,8 @@ __all__ = ["WorkerSettings", "run_worker"]
 
 logger = logging.getLogger("axeom.worker")
 
+# A send to the hub that cannot complete in this time is given up (the hub is
+# stuck or gone): the worker's loop must never wait on it for long.
 SEND_TIMEOUT_MS = 2000
 
 
@@ -59,7 +61,7 @@ class Worker:
         self.runtime: SocketRuntime | None = None
         self.link: HubLink | None = None
         self._nursery: trio.Nursery | None = None
-        self._mismatches = wire.MismatchLog(logger, "hand-offs or events")
+        self._mismatches = wire.MismatchLog(logger, "hand-offs")
 
     async def run(self) -> None:
         settings = self.settings
@@ -71,24 +73,19 @@ class Worker:
         key = f"{settings.worker_id}.{settings.generation}"
         pubsub_address = self.paths.worker_pubsub(settings.worker_id, settings.generation)
         link = self.link = HubLink(self.app.pubsub, key)
-        self.app.pubsub.bridge = link
+        self.app.pubsub.link = link
         with (
             listener,
             pynng.Push0(dial=self.paths.reports) as reports,
-            pynng.Sub0(dial=self.paths.events) as events,
             pynng.Push0(dial=self.paths.hub, send_timeout=SEND_TIMEOUT_MS) as hub_out,
             pynng.Pull0(listen=pubsub_address) as hub_in,
         ):
-            events.subscribe(
-                wire.subscription(ipc.worker_topic(settings.worker_id, settings.generation))
-            )
             async with open_socket_runtime(self.app) as runtime:
                 self.runtime = runtime
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._accept_channels, listener, nursery)
                     nursery.start_soon(self._heartbeats, reports)
-                    nursery.start_soon(self._events, events, nursery)
                     nursery.start_soon(self._signals, nursery)
                     nursery.start_soon(link.send_loop, hub_out)
                     nursery.start_soon(link.receive_loop, hub_in)
@@ -238,19 +235,6 @@ class Worker:
         """Operations this worker could not pass to the hub (queue full, hub stuck)."""
         link_dropped = self.link.dropped if self.link is not None else 0
         return int(self.app.pubsub.dropped + link_dropped)
-
-    async def _events(self, events: pynng.Socket, nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                event = wire.decode_event(await events.arecv())
-            except wire.VersionMismatch as exc:
-                self._mismatches.report(exc, "dropped", "the supervisor")
-                continue
-            except wire.WireError as exc:
-                logger.warning("unusable event from the supervisor dropped: %s", exc)
-                continue
-            if isinstance(event, wire.Drain):
-                nursery.start_soon(self.drain, nursery)
 
     async def _signals(self, nursery: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
