@@ -14,15 +14,9 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-__all__ = ["TOPIC_ACCEPTOR", "RunPaths", "control_address", "worker_topic"]
+__all__ = ["TOPIC_ACCEPTOR", "RunPaths", "control_address"]
 
 TOPIC_ACCEPTOR = b"acceptor"  # events for the acceptor (the worker table)
-
-
-def worker_topic(worker_id: str, generation: int) -> bytes:
-    """One worker process: a name is reused by its replacement, a generation is
-    not. (Names have no space: a topic ends at the first one.)"""
-    return f"w:{worker_id}.{generation}".encode()
 
 
 def control_address(port: int) -> str:

@@ -23,7 +23,7 @@ hub -> worker, hub -> bridge  nng PUSH/PULL       ``encode_operations`` /
 child -> supervisor           nng PUSH/PULL       ``ready``, ``worker_ready``,
                                                   ``heartbeat``, ``table_ack``
                                                   / ``decode_report``
-supervisor -> children        nng PUB/SUB         ``worker_table``, ``drain`` /
+supervisor -> acceptor        nng PUB/SUB         ``worker_table`` /
                                                   ``decode_event``
 client -> control socket      nng REQ/REP         ``encode_request`` /
                                                   ``decode_request``;
@@ -107,7 +107,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BRIDGE_SOURCE",
     "COUNTS",
-    "DRAIN",
     "ERROR_BAD_REQUEST",
     "ERROR_FAILED",
     "ERROR_UNKNOWN_COMMAND",
@@ -135,7 +134,6 @@ __all__ = [
     "WORKERS",
     "Batch",
     "ControlReply",
-    "Drain",
     "HandedOff",
     "MismatchLog",
     "Operation",
@@ -153,7 +151,6 @@ __all__ = [
     "decode_reply",
     "decode_report",
     "decode_request",
-    "drain",
     "encode_batch",
     "encode_error",
     "encode_handoff",
@@ -600,7 +597,6 @@ def _reporter(message: dict[str, Any]) -> str | None:
 # -- events: supervisor -> children (PUB/SUB, by topic) ----------------------------------
 
 WORKERS = "workers"  # the worker table, for the acceptor
-DRAIN = "drain"  # one worker: drain and exit
 _TOPIC_END = b" "  # ends the topic before the message: nng subscribes by prefix
 
 
@@ -619,13 +615,9 @@ class WorkerTable(NamedTuple):
     workers: list[WorkerEntry]
 
 
-class Drain(NamedTuple):
-    """Drain and exit (as on SIGTERM)."""
-
-
 def subscription(topic: bytes) -> bytes:
     """What to subscribe to for ``topic``: nng matches prefixes, so the end of
-    the topic is included (``w:worker-1.1`` must not match ``w:worker-1.10``)."""
+    the topic is included (a topic must not match a longer one it begins)."""
     return topic + _TOPIC_END
 
 
@@ -638,12 +630,7 @@ def worker_table(seq: int, workers: Sequence[WorkerEntry]) -> bytes:
     return _event(ipc.TOPIC_ACCEPTOR, WORKERS, {"seq": seq, "workers": [list(w) for w in workers]})
 
 
-def drain(worker_id: str, generation: int) -> bytes:
-    """Ask one worker process to drain."""
-    return _event(ipc.worker_topic(worker_id, generation), DRAIN, {})
-
-
-def decode_event(data: bytes) -> WorkerTable | Drain:
+def decode_event(data: bytes) -> WorkerTable:
     """An event as a subscriber receives it (topic included); ``VersionMismatch``
     or ``WireError``."""
     _, _, rest = data.partition(_TOPIC_END)
@@ -652,8 +639,6 @@ def decode_event(data: bytes) -> WorkerTable | Drain:
     try:
         if kind == WORKERS:
             return WorkerTable(message["seq"], [WorkerEntry(*w) for w in message["workers"]])
-        if kind == DRAIN:
-            return Drain()
     except (KeyError, TypeError) as exc:
         raise WireError(f"malformed {kind} event: {exc}") from None
     raise WireError(f"unknown event {kind!r}")

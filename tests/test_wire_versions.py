@@ -109,7 +109,7 @@ def test_a_handoff_of_another_version_gets_101_then_close_1012(tree: Server) -> 
             assert struct.unpack_from("!QB", answer, 6) == (seq, OTHER_VERSION)
             ours.close()  # what the acceptor does with its copy on that answer
             assert read_to_end(client) == HEAD + CLOSE_1012
-    pattern = rf"\[worker-1\].*hand-offs or events from the acceptor: wire version {OTHER}\b"
+    pattern = rf"\[worker-1\].*hand-offs from the acceptor: wire version {OTHER}\b"
     wait_for(lambda: len(lines(tree, pattern)) >= 1, WAIT, "the worker's log line")
     with ws_sync.connect(f"{tree.url}/sub/t", open_timeout=WAIT) as ws:
         ws.send("pid")

@@ -53,6 +53,9 @@ __all__ = ["Acceptor", "AcceptorSettings"]
 
 logger = logging.getLogger("axeom.acceptor")
 
+# How long a new acceptor waits for the supervisor's first worker table before
+# it accepts anyway (answering 503 while it knows no worker); connections wait
+# in the backlog meanwhile.
 TABLE_WAIT = 10.0
 # How long a worker may take to answer a hand-off. A healthy worker answers
 # within milliseconds; one that does not is stuck (the supervisor will
@@ -65,6 +68,8 @@ HANDOFF_SWEEP_INTERVAL = 1.0
 # What the acceptor makes of a channel that ended, or a worker that did not answer in time.
 GONE, LATE = -1, -2
 
+# Written by the acceptor itself: when the hand-off could not be built (500), and
+# when no worker took the socket (503) -- in both cases before any 101.
 UNSENDABLE = serialize_response(Response.error(500, "Internal Server Error"), close=True)
 UNPLACED = serialize_response(
     Response.error(503, "no worker can take the connection, retry shortly", [("retry-after", "1")]),

@@ -29,15 +29,25 @@ __all__ = ["accept_forever", "bind_listener", "serve", "serve_listener"]
 
 logger = logging.getLogger("axeom.server")
 
+# Connections accepted per wake-up of the listening socket before yielding:
+# enough to drain a burst in one go, few enough that the handshakes already
+# running get the loop back promptly.
 ACCEPT_BATCH = 64
+# Accept errors that say the process or system is out of a resource, not that
+# the listener is broken: accepting resumes once something is freed.
 _ACCEPT_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# Connections the kernel queues before the first accept: a burst of clients (a
+# reconnect storm after a deploy) waits there, not refused; the kernel caps it
+# at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 # A pause after an accept error nothing could relieve (the system's table is
 # full, no memory): the backlog holds the clients meanwhile.
 ACCEPT_PAUSE = 0.1
+# The answer to a connection accepted with the reserve descriptor.
 AT_CAPACITY = Response.error(503, "server at capacity, retry shortly", [("retry-after", "1")])
 
 
-def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
+def bind_listener(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A non-blocking listening TCP socket on (host, port); port 0 picks one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -58,7 +68,7 @@ async def serve(
     port: int = 8000,
     *,
     limits: HandshakeLimits | None = None,
-    backlog: int = 1024,
+    backlog: int = LISTEN_BACKLOG,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until cancelled; reports the bound (host, port) through

@@ -18,8 +18,13 @@ import trio
 
 __all__ = ["SocketTransport", "StreamTransport", "Transport", "advance"]
 
+# First size of a read: one recv takes a typical burst of small frames.
 RECV_SIZE = 65536
+# Buffers one sendmsg may take (Linux's UIO_MAXIOV): more are written in turns.
 IOV_MAX = 1024
+# A read may be as large as what the frame layer says it still waits for (the
+# rest of a large message), up to this: big messages arrive in few reads while
+# small reads stay the common case.
 MAX_RECV_SIZE = 4 << 20
 _GONE = OSError  # any read error means the peer is gone (reset, unreachable, ...)
 

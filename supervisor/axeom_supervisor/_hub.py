@@ -44,6 +44,8 @@ logger = logging.getLogger("axeom.hub")
 # two of its time) ...
 QUEUE_WORK = 2_000_000
 QUEUE_BYTES = 64 << 20  # ... and their bytes: past either, deliveries are dropped
+# How often workers learn the node-wide subscriber counts of changed topics:
+# often enough for app.subscriber_count to feel current, rare enough to batch.
 COUNTS_INTERVAL = 0.2
 
 

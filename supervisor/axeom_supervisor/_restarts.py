@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from axeom.process import EXIT_APP_LOAD_FAILED
+
 from ._children import Child
 from ._policy import ExitStatus, GiveUp, Ignore, Restart
 from ._shutdown import shutdown, stop
@@ -50,7 +52,7 @@ async def watch(supervisor: Supervisor, child: Child) -> None:
         return
     if isinstance(decision, GiveUp):
         logger.error("%s", decision.reason)  # the reason ends in "giving up"
-        supervisor.exit_code = 3 if status.app_load_failed else EXIT_GAVE_UP
+        supervisor.exit_code = EXIT_APP_LOAD_FAILED if status.app_load_failed else EXIT_GAVE_UP
         await shutdown(supervisor)
         return
     assert isinstance(decision, Restart)
