@@ -103,16 +103,30 @@ def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Re
     return Request(method.decode("ascii"), target.decode("latin-1"), headers, client, "1.1")
 
 
+def upgrade_body_refusal(headers: Headers) -> str | None:
+    """Why an upgrade request's head must be refused for announcing a body, or None.
+
+    Whatever follows the head of an upgrade is read as WebSocket frames, so a
+    body a proxy in front of us forwards as HTTP would become frames here (and
+    frames it never saw as such): the two disagree on where the request ends,
+    which is request smuggling. ``Content-Length: 0`` is harmless and some
+    clients send it, so it passes, as in the websockets library. The one rule
+    for the servers that read heads and for the ws plugin's handshake.
+    """
+    if "transfer-encoding" in headers:
+        return "a WebSocket upgrade request must not have Transfer-Encoding"
+    if any(value.strip() != "0" for value in headers.get_all("content-length")):
+        return "a WebSocket upgrade request must not have a body (Content-Length)"
+    return None
+
+
 def body_length(request: Request, limit: int) -> int:
     """How many body bytes follow ``request``'s head, per its ``Content-Length``.
 
     Raises ``HeadError`` before a byte of the body is read:
 
     - 400 for an upgrade request (``Upgrade: websocket``) that announces a
-      body. The bytes after its head are read as WebSocket frames, so a body
-      a proxy in front of us forwards as HTTP would become frames here: the
-      two would disagree on where the request ends (request smuggling).
-      ``Content-Length: 0`` is harmless and some clients send it;
+      body (``upgrade_body_refusal``);
     - 411 for ``Transfer-Encoding`` (chunked bodies are not supported);
     - 400 for a repeated ``Content-Length`` or one that is not digits only;
     - 413 for a length over ``limit``.
@@ -120,10 +134,9 @@ def body_length(request: Request, limit: int) -> int:
     headers = request.headers
     lengths = headers.get_all("content-length")
     if "websocket" in headers.tokens("upgrade"):
-        if "transfer-encoding" in headers:
-            raise HeadError("a WebSocket upgrade request must not have Transfer-Encoding")
-        if any(value.strip() != "0" for value in lengths):
-            raise HeadError("a WebSocket upgrade request must not have a body (Content-Length)")
+        refusal = upgrade_body_refusal(headers)
+        if refusal is not None:
+            raise HeadError(refusal)
         return 0
     if "transfer-encoding" in headers:
         raise HeadError(

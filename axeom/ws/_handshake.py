@@ -33,6 +33,7 @@ from websockets.headers import parse_connection, parse_extension, parse_subproto
 from websockets.utils import accept_key
 
 from .._headers import Headers
+from .._http1 import upgrade_body_refusal
 from ..errors import BadRequest, Forbidden, HTTPError
 
 __all__ = [
@@ -127,18 +128,11 @@ def _parse_all(headers: Headers, name: str) -> list[Any]:
 
 
 def _refuse_body(headers: Headers) -> None:
-    """An upgrade request has no body; refuse one that announces one.
-
-    Whatever follows the head is read as WebSocket frames, so a body a proxy
-    in front of us forwards as HTTP would become frames here (and frames it
-    never saw as such): the two disagree on where the request ends, which
-    is request smuggling. ``Content-Length: 0`` is harmless and some devices
-    send it, so it passes, as in the websockets library.
-    """
-    if "transfer-encoding" in headers:
-        raise BadRequest("a WebSocket upgrade request must not have Transfer-Encoding")
-    if any(value.strip() != "0" for value in headers.get_all("content-length")):
-        raise BadRequest("a WebSocket upgrade request must not have a body (Content-Length)")
+    """An upgrade request has no body: 400 for one that announces one (the
+    servers that read heads refuse it earlier, by the same rule)."""
+    refusal = upgrade_body_refusal(headers)
+    if refusal is not None:
+        raise BadRequest(refusal)
 
 
 def check_origin(headers: Headers, allowed: Sequence[str] | None) -> None:
