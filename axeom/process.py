@@ -10,12 +10,15 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
+import pynng
+
 from ._app import Axeom
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir, import_from_string
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
+    "REPORT_SEND_TIMEOUT_MS",
     "configure_logging",
     "heartbeat_forever",
     "load_app_or_exit",
@@ -27,6 +30,12 @@ __all__ = [
 # everything instead of restarting into the same failure. `axeom run --workers 0`
 # exits with it too, so a failed import is one documented status in every mode.
 EXIT_APP_LOAD_FAILED = 3
+
+# The send timeout of a child's report socket. nng holds a send while no
+# supervisor is connected; one that died between a parent check and a heartbeat
+# would hold it forever, and the child would never check again. Generous: a
+# live supervisor takes a report in microseconds.
+REPORT_SEND_TIMEOUT_MS = 5000
 
 
 _parent = os.getppid()
@@ -80,7 +89,10 @@ async def heartbeat_forever(
     so a child of a dead supervisor never reports (to nobody) again.
     """
     while not is_parent_gone():
-        await report()
+        try:
+            await report()
+        except pynng.exceptions.Timeout:
+            pass  # nobody took it (REPORT_SEND_TIMEOUT_MS): is the parent still there?
         await sleep(interval)
     await on_parent_gone()
 

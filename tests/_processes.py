@@ -135,12 +135,20 @@ def status(port: int) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 50 ms until true; fail after ``timeout`` seconds."""
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    output: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate`` every 50 ms until true; fail after ``timeout`` seconds
+    (with the last lines of ``output()`` in the message, when given)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            tail = "\n".join(output().splitlines()[-40:]) if output is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
         time.sleep(0.05)
 
 

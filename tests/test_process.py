@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pynng
 import pytest
 import trio
 import trio.testing
@@ -61,6 +62,27 @@ async def test_heartbeats_every_interval_until_the_parent_is_gone(
     )
     assert [round(t - start, 6) for t in reported] == [0.0, 2.5, 5.0, 7.5]
     assert [round(t - start, 6) for t in gone_at] == [10.0]
+
+
+async def test_a_report_nobody_takes_does_not_stop_the_parent_check(tmp_path: Path) -> None:
+    """A supervisor that dies between a parent check and a report leaves the
+    report with no peer: the send times out and the next check still runs."""
+    gone: list[bool] = []
+
+    async def on_parent_gone() -> None:
+        gone.append(True)
+
+    address = f"ipc://{tmp_path}/nobody.ipc"  # nothing listens here
+    with pynng.Push0(dial=address, block_on_dial=False, send_timeout=50) as reports:
+
+        async def report() -> None:
+            await reports.asend(b"hb")
+
+        with trio.fail_after(10):
+            await heartbeat_forever(
+                report, 0.01, trio.sleep, on_parent_gone, is_parent_gone=FakeParent(alive_for=2)
+            )
+    assert gone == [True]
 
 
 async def test_a_child_of_a_dead_parent_never_reports() -> None:
@@ -205,7 +227,9 @@ def test_every_child_stops_when_its_supervisor_is_killed() -> None:
             args = ("--port", "0", "--workers", "1", "--pubsub", redis_server.url)
             env = {"TMPDIR": scratch}
             with running_axeom(APP, *args, "--config", str(config), env=env) as server:
+                # Every child up and reporting: the bridge also connected to Redis.
                 started = [rf"\[{name}\].*file descriptor limit" for name in CHILDREN]
+                started.append(r"\[redis-bridge\].*connected to Redis")
                 wait_for(
                     lambda: all(re.search(line, server.text()) for line in started),
                     20,
@@ -230,6 +254,7 @@ def test_every_child_stops_when_its_supervisor_is_killed() -> None:
                     lambda: all(re.search(line, server.text()) for line in last_lines),
                     10,
                     "each child's last line",
+                    output=server.text,
                 )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -35,7 +35,7 @@ import pynng
 import trio
 
 from axeom import Axeom, Response, ipc, wire
-from axeom.process import heartbeat_forever
+from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
 from axeom.trio_runtime import (
     Accepted,
     HandshakeCounters,
@@ -227,7 +227,7 @@ class Acceptor:
 
     async def run(self) -> None:
         with (
-            pynng.Push0(dial=self.paths.reports) as reports,
+            pynng.Push0(dial=self.paths.reports, send_timeout=REPORT_SEND_TIMEOUT_MS) as reports,
             pynng.Sub0(dial=self.paths.events) as events,
         ):
             events.subscribe(wire.subscription(ipc.TOPIC_ACCEPTOR))

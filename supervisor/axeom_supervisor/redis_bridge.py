@@ -47,7 +47,12 @@ from typing import Any
 import pynng
 
 from axeom import ipc, wire
-from axeom.process import configure_logging, heartbeat_forever, raise_fd_limit
+from axeom.process import (
+    REPORT_SEND_TIMEOUT_MS,
+    configure_logging,
+    heartbeat_forever,
+    raise_fd_limit,
+)
 from axeom.pubsub import merge_counts
 from axeom.wire import COUNTS, PUB, RCOUNTS, SEND, SYNC, SYNCED, TOPICS, Operation
 
@@ -327,7 +332,7 @@ async def amain(options: dict[str, Any]) -> None:
     with (
         pynng.Pull0(listen=paths.bridge) as pull,
         pynng.Push0(dial=paths.hub) as push,
-        pynng.Push0(dial=paths.reports) as reports,
+        pynng.Push0(dial=paths.reports, send_timeout=REPORT_SEND_TIMEOUT_MS) as reports,
     ):
         bridge = RedisBridge(options["url"], options["node_id"], push)
         await reports.asend(wire.ready("bridge", 0, os.getpid()))

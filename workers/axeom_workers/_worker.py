@@ -19,7 +19,7 @@ import pynng
 import trio
 
 from axeom import Axeom, ipc, wire
-from axeom.process import heartbeat_forever
+from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
 from axeom.trio_runtime import (
     SocketRuntime,
     SocketTransport,
@@ -76,7 +76,7 @@ class Worker:
         self.app.pubsub.link = link
         with (
             listener,
-            pynng.Push0(dial=self.paths.reports) as reports,
+            pynng.Push0(dial=self.paths.reports, send_timeout=REPORT_SEND_TIMEOUT_MS) as reports,
             pynng.Push0(dial=self.paths.hub, send_timeout=SEND_TIMEOUT_MS) as hub_out,
             pynng.Pull0(listen=pubsub_address) as hub_in,
         ):
