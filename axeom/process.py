@@ -8,17 +8,20 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pynng
 
+from . import wire
 from ._app import Axeom
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir, import_from_string
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
+    "EXIT_CANNOT_START",
     "REPORT_SEND_TIMEOUT_MS",
+    "child_settings",
     "configure_logging",
     "heartbeat_forever",
     "load_app_or_exit",
@@ -30,6 +33,10 @@ __all__ = [
 # everything instead of restarting into the same failure. `axeom run --workers 0`
 # exits with it too, so a failed import is one documented status in every mode.
 EXIT_APP_LOAD_FAILED = 3
+# A child that cannot start for a reason a restart cannot fix either: settings
+# from a supervisor of another Axeom install, or a missing optional package.
+# The supervisor gives up on it at once, as on EXIT_APP_LOAD_FAILED.
+EXIT_CANNOT_START = 4
 
 # The send timeout of a child's report socket. nng holds a send while no
 # supervisor is connected; one that died between a parent check and a heartbeat
@@ -95,6 +102,21 @@ async def heartbeat_forever(
             pass  # nobody took it (REPORT_SEND_TIMEOUT_MS): is the parent still there?
         await sleep(interval)
     await on_parent_gone()
+
+
+def child_settings(role: str) -> dict[str, Any]:
+    """This child's settings, from the one argument its supervisor started it
+    with; else one line on stderr and exit ``EXIT_CANNOT_START`` (run by hand,
+    or by a supervisor of another version)."""
+    try:
+        return wire.decode_settings(sys.argv[1:])
+    except wire.WireError as exc:
+        print(
+            f"Error: the {role} process is started by `axeom run --workers N`, not by hand: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(EXIT_CANNOT_START)
 
 
 def load_app_or_exit(import_str: str) -> Axeom:

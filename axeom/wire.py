@@ -88,6 +88,7 @@ compatibly: new optional keys, never a changed meaning.
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from collections.abc import Mapping, Sequence
@@ -151,6 +152,7 @@ __all__ = [
     "decode_reply",
     "decode_report",
     "decode_request",
+    "decode_settings",
     "encode_batch",
     "encode_error",
     "encode_handoff",
@@ -158,6 +160,7 @@ __all__ = [
     "encode_replies",
     "encode_request",
     "encode_result",
+    "encode_settings",
     "handoff_prefix",
     "heartbeat",
     "read_handoff",
@@ -642,6 +645,26 @@ def decode_event(data: bytes) -> WorkerTable:
     except (KeyError, TypeError) as exc:
         raise WireError(f"malformed {kind} event: {exc}") from None
     raise WireError(f"unknown event {kind!r}")
+
+
+# -- start-up settings: supervisor -> child (its one command-line argument) -----------
+
+
+def encode_settings(settings: Mapping[str, Any]) -> str:
+    """A child's settings as the JSON argument of ``python -m ROLE``, versioned."""
+    return json.dumps({"v": WIRE_VERSION, **settings})
+
+
+def decode_settings(arguments: Sequence[str]) -> dict[str, Any]:
+    """The settings from a child's command-line arguments; ``VersionMismatch``
+    (a supervisor of another install) or ``WireError`` (not started by one)."""
+    if len(arguments) != 1:
+        raise WireError("expected one argument, the settings its supervisor passes")
+    try:
+        settings = json.loads(arguments[0])
+    except ValueError as exc:
+        raise WireError(f"malformed start-up settings: {exc}") from None
+    return _versioned_map(settings, "start-up settings")
 
 
 # -- control: REQ/REP on the control socket -------------------------------------------------

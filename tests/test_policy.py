@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from axeom.config import BackoffConfig, RestartType, SupervisorConfig
+from axeom.process import EXIT_CANNOT_START
 from axeom_supervisor._policy import (
     EXIT_APP_LOAD_FAILED,
     ExitStatus,
@@ -154,6 +155,15 @@ def test_app_load_failure_gives_up_at_once(restart: RestartType) -> None:
     decision = make_policy(restart).on_exit(0.0, "worker-2", status)
     assert isinstance(decision, GiveUp)
     assert decision.reason.startswith("worker-2 exited with code 3: the application failed to load")
+
+
+@pytest.mark.parametrize("restart", ["permanent", "transient", "temporary"])
+def test_a_child_that_cannot_start_gives_up_at_once(restart: RestartType) -> None:
+    """Exit code 4 (settings of another version, a missing package): no restart loop."""
+    status = ExitStatus.from_returncode(EXIT_CANNOT_START)
+    decision = make_policy(restart).on_exit(0.0, "bridge", status)
+    assert isinstance(decision, GiveUp)
+    assert decision.reason.startswith("bridge exited with code 4: it cannot start")
 
 
 def test_app_load_failed_constant() -> None:

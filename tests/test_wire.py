@@ -3,6 +3,7 @@ keeps its frozen parts (what a process of another version reads to refuse)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from typing import Any
@@ -295,3 +296,15 @@ def test_a_mismatch_is_logged_once_per_sender_and_version(
         f"reports from worker-1.1: wire version {OTHER}, this process speaks "
         f"{wire.WIRE_VERSION} (a stale process or a half-upgraded install); dropped"
     )
+
+
+settings_values = st.none() | st.booleans() | small_ints | text | st.lists(text, max_size=3)
+
+
+@given(st.dictionaries(text.filter(lambda k: k != "v"), settings_values, max_size=4))
+def test_settings_round_trip(settings: dict[str, Any]) -> None:
+    """A child reads back what its supervisor passed, version checked."""
+    decoded = wire.decode_settings([wire.encode_settings(settings)])
+    assert decoded == {"v": wire.WIRE_VERSION, **settings}
+    with pytest.raises(wire.VersionMismatch):
+        wire.decode_settings([json.dumps({**settings, "v": wire.WIRE_VERSION + 1})])

@@ -16,6 +16,8 @@ import os
 import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -31,6 +33,7 @@ import websockets.sync.client as ws_sync
 from axeom import Axeom, wire
 from axeom import control as axeom_control
 from axeom.ipc import RunPaths, control_address
+from axeom.process import EXIT_CANNOT_START
 from axeom.trio_runtime import accept_forever
 from axeom.ws import ws_plugin
 from axeom_acceptor._acceptor import Acceptor, AcceptorSettings
@@ -310,3 +313,29 @@ async def test_an_answer_of_another_version_is_read_by_its_frozen_codes(
     assert (acceptor.handed_total, acceptor.unplaced_total) == (0, 0 if code == 101 else 1)
     logged = [r.getMessage() for r in caplog.records if f"wire version {OTHER}" in r.getMessage()]
     assert len(logged) == 1 and "from w1" in logged[0]
+
+
+@pytest.mark.parametrize(
+    "module", ["axeom_acceptor", "axeom_workers", "axeom_supervisor.redis_bridge"]
+)
+@pytest.mark.parametrize(
+    "arguments",
+    [[], [json.dumps({"v": OTHER, "app": "x"})], ["not json"]],
+    ids=["by-hand", "other-version", "garbage"],
+)
+def test_a_child_refuses_settings_it_cannot_read(module: str, arguments: list[str]) -> None:
+    """Started by hand, or with settings of another version: one line, exit 4
+    (the supervisor gives up rather than restart into the same failure)."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == EXIT_CANNOT_START, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: the "), result.stderr
+    assert "started by `axeom run --workers N`" in lines[0]
+    if arguments and arguments[0].startswith("{"):
+        assert f"wire version {OTHER}" in lines[0]

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import sys
 
 import trio
 
-from axeom.process import configure_logging, load_app_or_exit, raise_fd_limit
+from axeom.process import child_settings, configure_logging, load_app_or_exit, raise_fd_limit
 from axeom.trio_runtime import HandshakeLimits
 
 from ._acceptor import Acceptor, AcceptorSettings
 
 
 def main() -> None:
-    options = json.loads(sys.argv[1])
+    options = child_settings("acceptor")
     configure_logging(options["log_level"], "acceptor")
     logging.getLogger("axeom.acceptor").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])

@@ -8,7 +8,6 @@ connections wait in the backlog while it restarts.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import trio
 
+from axeom import wire
 from axeom.config import Config
 
 __all__ = ["READY_TIMEOUT", "Child", "command", "spawn"]
@@ -104,7 +104,7 @@ async def spawn(
 ) -> trio.Process:
     """Start ``python -m module OPTIONS_JSON`` sharing our stdout/stderr."""
     return await trio.lowlevel.open_process(
-        [sys.executable, "-m", module, json.dumps(options)],
+        [sys.executable, "-m", module, wire.encode_settings(options)],
         stdin=subprocess.DEVNULL,
         pass_fds=pass_fds,
     )

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from axeom.config import RestartType, Strategy, SupervisorConfig
-from axeom.process import EXIT_APP_LOAD_FAILED
+from axeom.process import EXIT_APP_LOAD_FAILED, EXIT_CANNOT_START
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
@@ -71,6 +71,11 @@ class ExitStatus:
     def normal(self) -> bool:
         """True for a clean exit (code 0), the only exit a transient child is not restarted for."""
         return self.code == 0
+
+    @property
+    def cannot_start(self) -> bool:
+        """True if the child reported it cannot start (EXIT_CANNOT_START)."""
+        return self.code == EXIT_CANNOT_START
 
     @property
     def app_load_failed(self) -> bool:
@@ -185,6 +190,11 @@ class RestartPolicy:
             return GiveUp(
                 f"{child} exited with code {EXIT_APP_LOAD_FAILED}: the application failed to load"
                 " (its log shows the import error): giving up without restarting"
+            )
+        if status.cannot_start:
+            return GiveUp(
+                f"{child} exited with code {EXIT_CANNOT_START}: it cannot start (its log says"
+                " why): giving up without restarting"
             )
         if self._restart_type == "temporary":
             self.forget(child)

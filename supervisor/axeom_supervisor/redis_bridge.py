@@ -48,7 +48,9 @@ import pynng
 
 from axeom import ipc, wire
 from axeom.process import (
+    EXIT_CANNOT_START,
     REPORT_SEND_TIMEOUT_MS,
+    child_settings,
     configure_logging,
     heartbeat_forever,
     raise_fd_limit,
@@ -352,7 +354,7 @@ async def amain(options: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    options = json.loads(sys.argv[1])
+    options = child_settings("Redis bridge")
     configure_logging(options["log_level"], "redis-bridge")
     logger.info(raise_fd_limit())
     try:
@@ -363,7 +365,7 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
-        sys.exit(3)
+        sys.exit(EXIT_CANNOT_START)
     try:
         asyncio.run(amain(options))
     except KeyboardInterrupt:

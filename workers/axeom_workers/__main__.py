@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 
 import trio
 
-from axeom.process import configure_logging, load_app_or_exit, raise_fd_limit
+from axeom.process import child_settings, configure_logging, load_app_or_exit, raise_fd_limit
 
 from ._worker import WorkerSettings, run_worker
 
 
 def main() -> None:
-    options = json.loads(sys.argv[1])
+    options = child_settings("worker")
     configure_logging(options["log_level"], options["worker_id"])
     logging.getLogger("axeom.worker").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])
