@@ -276,6 +276,15 @@ def publish(topic: str, message: str, port: int, binary: bool, timeout: float) -
     click.echo(f"published to {topic!r} ({workers} worker(s) with subscribers)")
 
 
+@main.command()
+@_control_options
+def reload(port: int, timeout: float) -> None:
+    """Load the app's code anew without refusing a handshake, as SIGHUP does:
+    the workers are replaced one at a time, then the acceptor (`--workers N` only)."""
+    control_request(port, {"cmd": "reload"}, timeout)
+    click.echo("reloading: workers are replaced one at a time, then the acceptor")
+
+
 def _format_status(result: dict[str, Any]) -> str:
     # With --workers 0 the one "server" process answers: it supervises nothing.
     single = all(p["role"] == "server" for p in result["processes"])

@@ -253,6 +253,25 @@ def test_sighup_replaces_the_acceptor_without_refusing_a_handshake(tmp_path: Pat
         )
 
 
+def test_axeom_reload_replaces_every_app_process(tmp_path: Path) -> None:
+    """``axeom reload`` does what SIGHUP does: a route added to the app file
+    answers 101 afterwards, served by a new acceptor."""
+    app_file = tmp_path / "reloadable.py"
+    shutil.copy(os.path.join(ROOT, "tests/apps/reload_template.py"), app_file)
+    with tree(tmp_path, app=f"{app_file}:app") as server:
+        acceptor = process(server, "acceptor")
+        assert acceptor is not None and not answers_101(server, "/new")
+        with app_file.open("a") as source:
+            source.write('app.ws("/new", message=lambda ws, msg: ws.send(msg))\n')
+        result = run_axeom("reload", "--port", str(server.port))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("reloading"), result.stdout
+        wait_for(lambda: "acceptor replaced" in server.text(), 40, "the reload to end")
+        assert answers_101(server, "/new")
+        new = process(server, "acceptor")
+        assert new is not None and new["pid"] != acceptor["pid"]
+
+
 # -- item: one shutdown timeline; one_for_all is about workers -----------------------
 
 
