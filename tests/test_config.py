@@ -675,7 +675,7 @@ def test_config_error_parts_and_pickling() -> None:
 
 
 def test_config_module_does_not_import_trio() -> None:
-    """_config must stay importable without trio (it is loaded standalone, by path)."""
+    """axeom.config must stay importable without trio (it is loaded standalone, by path)."""
     script = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('cfg', {_config.__file__!r})\n"

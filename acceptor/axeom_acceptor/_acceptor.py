@@ -71,10 +71,9 @@ GONE, LATE = -1, -2
 # Written by the acceptor itself: when the hand-off could not be built (500), and
 # when no worker took the socket (503) -- in both cases before any 101.
 UNSENDABLE = serialize_response(Response.error(500, "Internal Server Error"), close=True)
-UNPLACED = serialize_response(
-    Response.error(503, "no worker can take the connection, retry shortly", [("retry-after", "1")]),
-    close=True,
-)
+# No worker known (none started yet, all gone) or none could take the socket.
+NO_WORKER = Response.error(503, "no worker available, retry shortly", [("retry-after", "1")])
+UNPLACED = serialize_response(NO_WORKER, close=True)
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ class Acceptor:
     def admit(self) -> Response | None:
         if self.choose() is None:
             self.unplaced_total += 1
-            return Response.error(503, "no worker available, retry shortly", [("retry-after", "1")])
+            return NO_WORKER
         return None
 
     def update_workers(self, workers: list[wire.WorkerEntry]) -> None:

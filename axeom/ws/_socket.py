@@ -330,10 +330,16 @@ class WebSocket:
 SENDABLE_CLOSE_CODES = EXTERNAL_CLOSE_CODES - {CloseCode.MANDATORY_EXTENSION}
 
 
+# RFC 6455 section 7.4.2: 3000-3999 for libraries and frameworks, 4000-4999 private.
+FIRST_REGISTERED_CODE, LAST_PRIVATE_CODE = 3000, 4999
+# A control frame carries at most 125 bytes (section 5.5): 2 for the code, the rest reason.
+MAX_CLOSE_REASON = 123
+
+
 def _check_close(code: int, reason: str) -> None:
-    if not (code in SENDABLE_CLOSE_CODES or 3000 <= code <= 4999):
+    if not (code in SENDABLE_CLOSE_CODES or FIRST_REGISTERED_CODE <= code <= LAST_PRIVATE_CODE):
         raise ValueError(
             f"close code {code} cannot be sent: use 1000-1003, 1007-1009, 1011-1014 or 3000-4999"
         )
-    if len(reason.encode()) > 123:
-        raise ValueError("close reason must be at most 123 bytes of UTF-8")
+    if len(reason.encode()) > MAX_CLOSE_REASON:
+        raise ValueError(f"close reason must be at most {MAX_CLOSE_REASON} bytes of UTF-8")

@@ -170,10 +170,13 @@ class Supervisor:
         host = self.config.server.host
         shown = f"[{host}]" if ":" in host else host
         count = self.config.server.workers
-        print(
-            f"Axeom listening on ws://{shown}:{self.port} ({count} worker{'s' * (count != 1)})",
-            flush=True,
-        )
+        try:
+            print(
+                f"Axeom listening on ws://{shown}:{self.port} ({count} worker{'s' * (count != 1)})",
+                flush=True,
+            )
+        except BrokenPipeError:
+            pass  # nobody reads our stdout (`| head -0`): the tree serves on regardless
 
     # -- the children ------------------------------------------------------------
 
