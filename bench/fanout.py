@@ -32,6 +32,7 @@ from pathlib import Path
 import uvloop
 
 from bench import frames
+from bench.run import exclusive
 from bench.targets import HOST, ServerProcess, ServerSpec, ServerStartError
 
 ROUND = 20
@@ -296,6 +297,7 @@ def main() -> None:
     before = reference_ratio(args.reference)
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {1})
+    lock = exclusive()  # never share the cores with a bench.run (or another fan-out) run
     results = uvloop.run(run(args))
     print("\n" + summary(results))
     print(f"({os.cpu_count()} cores; every server process on CPU 0, this load generator on CPU 1)")
@@ -304,6 +306,7 @@ def main() -> None:
     document = {"config": {k: str(v) for k, v in vars(args).items()}, "results": results}
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     print(f"results written to {args.json}")
+    lock.close()
 
 
 if __name__ == "__main__":
