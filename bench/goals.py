@@ -104,11 +104,12 @@ def check(target: Target, server: str, results: Results, reference: Reference) -
     return Check(target, server, result, ratio, "pass" if met else "FAIL")
 
 
-def checks(results: Results, reference: Reference) -> list[Check]:
-    """Every target on every server of it that this run measured, in the targets' order."""
+def checks(results: Results, reference: Reference, tests: list[str]) -> list[Check]:
+    """Every target of ``tests`` on every server of it this run measured, in the targets' order."""
     return [
         check(target, server, results, reference)
         for target in TARGETS
+        if target.test in tests
         for server in target.servers
         if server in results
     ]

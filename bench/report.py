@@ -106,11 +106,13 @@ def summary(results: dict[str, dict[str, Result]], servers: list[str], tests: li
     return _table(rows)
 
 
-def targets(results: dict[str, dict[str, Result]], reference: goals.Reference) -> str:
+def targets(
+    results: dict[str, dict[str, Result]], reference: goals.Reference, tests: list[str]
+) -> str:
     """The targets table, one line per target and server with its verdict, then fan-out."""
     rows = [["target", "server", "figure", "ratio", "needed", "verdict"]]
     previous = None
-    for found in goals.checks(results, reference):
+    for found in goals.checks(results, reference, tests):
         label = found.target.label if found.target is not previous else ""
         previous = found.target
         result, unit = found.result, TESTS[found.target.test].unit

@@ -77,14 +77,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_reference(path: Path | None) -> goals.Reference:
+def load_reference(path: Path | None, args: argparse.Namespace) -> goals.Reference:
     """Read the ``--reference`` results file (before the run, so a bad path fails fast)."""
     if path is None:
         return {}
     try:
-        return goals.load_reference(json.loads(path.read_text()))
+        document = json.loads(path.read_text())
+        reference = goals.load_reference(document)
+        earlier = document.get("config", {}).get("idle_connections")
     except (OSError, ValueError, AttributeError) as exc:
         sys.exit(f"--reference {path}: not a results file of bench.run ({exc})")
+    if earlier != args.idle_connections:  # RSS per connection depends on how many
+        print(f"WARNING: --reference measured memory with {earlier} idle connections")
+    return reference
 
 
 def pin_loadgen() -> None:
@@ -202,7 +207,7 @@ async def bench_all(
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = parse_args(argv)
-    reference = load_reference(args.reference)
+    reference = load_reference(args.reference, args)
     # Peers first so that their figures exist when the others are compared to them.
     args.servers = sorted(
         dict.fromkeys(args.servers), key=lambda n: PEERS.index(n) if n in PEERS else len(PEERS)
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + report.summary(results, ran, args.tests))
         print("\n" + report.details(results, ran, args.tests))
         print("\n" + report.footnote())
-        print("\n" + report.targets(results, reference))
+        print("\n" + report.targets(results, reference, args.tests))
     for name, why in meta["skipped"].items():
         print(f"skipped {name}: {why.splitlines()[0]}")
     document = {
