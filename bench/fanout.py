@@ -1,10 +1,14 @@
 """Fan-out benchmark: one publisher, 1,000 subscribers, deliveries counted at the clients.
 
     python -m bench.fanout [--subscribers 1000] [--duration 5] [--workers 2]
+                           [--json FILE] [--reference FILE]
 
-Runs the websockets library's ``broadcast()`` (one process) and ``axeom run
---workers N`` with pub/sub (subscribers spread over the workers) in the same
-run, each server pinned to CPU 0 and this load generator to CPU 1.
+Runs the websockets library's ``broadcast()`` (one process), aiohttp sending
+to every subscriber in turn (one process) and ``axeom run --workers N`` with
+pub/sub (subscribers spread over the workers) in the same run, each server
+pinned to CPU 0 and this load generator to CPU 1. Axeom's target is "no worse
+than the last release": ``--reference`` takes the results file of a run of the
+earlier code and compares Axeom's ratio to websockets with the one in it.
 
 throughput: the publisher sends rounds of ``ROUND`` messages and waits until
     (nearly) every subscriber got them, so no queue grows without bound;
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import struct
@@ -27,10 +32,15 @@ from pathlib import Path
 import uvloop
 
 from bench import frames
-from bench.targets import HOST, ServerProcess, ServerSpec
+from bench.run import exclusive
+from bench.targets import HOST, ServerProcess, ServerSpec, ServerStartError
 
 ROUND = 20
 RESULTS = Path(__file__).resolve().parent / "results"
+PEERS = ("websockets", "aiohttp")  # ratios are reported against each
+# "No worse than before": the ratio to websockets swings a few percent between runs of the
+# same code, so a drop within 5% of the reference's is not called a regression.
+REFERENCE_SLACK = 0.05
 
 
 def specs(workers: int) -> list[ServerSpec]:
@@ -42,6 +52,13 @@ def specs(workers: int) -> list[ServerSpec]:
             ready,
             True,
             "websockets broadcast(), one process",
+        ),
+        ServerSpec(
+            "aiohttp",
+            ("{python}", "bench/servers/aiohttp_fanout.py"),
+            ready,
+            True,
+            "aiohttp, send to each subscriber in turn, one process",
         ),
         ServerSpec(
             "axeom",
@@ -200,7 +217,11 @@ async def run(args: argparse.Namespace) -> dict[str, dict]:
     for spec in specs(args.workers):
         server = ServerProcess(spec, 0, RESULTS / f"fanout-{spec.name}.log")
         try:
-            server.start()
+            try:
+                server.start()
+            except ServerStartError as exc:  # e.g. a peer not installed: run the others
+                print(f"== {spec.name}: SKIPPED: {exc}", flush=True)
+                continue
             print(f"== {spec.name}: {spec.about}", flush=True)
             results[spec.name] = await measure(server, args.subscribers, args.duration, args.rate)
             r = results[spec.name]
@@ -215,25 +236,77 @@ async def run(args: argparse.Namespace) -> dict[str, dict]:
     return results
 
 
+def summary(results: dict[str, dict]) -> str:
+    """One line per server: deliveries/s, its ratio to each peer, latency."""
+    head = f"{'server':<12} {'deliveries/s':>14}" + "".join(f" {'vs ' + p:>14}" for p in PEERS)
+    lines = [head + f" {'p50 ms':>8} {'p99 ms':>8}"]
+    for name, r in results.items():
+        line = f"{name:<12} {r['deliveries_per_s']:>14,.0f}"
+        for peer in PEERS:
+            base = results.get(peer, {}).get("deliveries_per_s")
+            line += f" {r['deliveries_per_s'] / base:>13.2f}x" if base else f" {'n/a':>14}"
+        p50, p99 = r["p50_ms"], r["p99_ms"]
+        lines.append(line + (f" {p50:>8.2f} {p99:>8.2f}" if p50 is not None else ""))
+    return "\n".join(lines)
+
+
+def axeom_ratio(results: dict[str, dict]) -> float | None:
+    """Return Axeom's deliveries/s over websockets', or None if either is missing."""
+    mine = results.get("axeom", {}).get("deliveries_per_s")
+    base = results.get("websockets", {}).get("deliveries_per_s")
+    return mine / base if mine and base else None
+
+
+def reference_ratio(reference: Path | None) -> float | None:
+    """Return Axeom's ratio to websockets in ``reference`` (read before the run: fail fast)."""
+    if reference is None:
+        return None
+    try:
+        before = axeom_ratio(json.loads(reference.read_text()).get("results", {}))
+    except (OSError, ValueError, AttributeError) as exc:
+        why = f"--reference {reference}: not a results file of bench.fanout ({exc})"
+        raise SystemExit(why) from None
+    if before is None:
+        raise SystemExit(f"--reference {reference}: no axeom/websockets ratio in it")
+    return before
+
+
+def verdict(results: dict[str, dict], before: float | None) -> str:
+    """Compare Axeom's ratio to websockets with ``before``, the reference run's."""
+    now = axeom_ratio(results)
+    if before is None:
+        return "target (no worse than the last release): give --reference FILE of an earlier run"
+    if now is None:
+        return "target: no axeom/websockets ratio in this run"
+    needed = before * (1 - REFERENCE_SLACK)
+    return (
+        f"target: axeom {now:.2f}x websockets, reference {before:.2f}x, needed >= "
+        f"{needed:.2f}x: {'pass' if now >= needed else 'FAIL'}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=int, default=50, help="messages/s for the latency run")
+    parser.add_argument("--json", type=Path, default=RESULTS / "fanout.json")
+    parser.add_argument("--reference", type=Path, help="results file of an earlier run")
     args = parser.parse_args()
+    before = reference_ratio(args.reference)
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {1})
+    lock = exclusive()  # never share the cores with a bench.run (or another fan-out) run
     results = uvloop.run(run(args))
-    base = results.get("websockets", {}).get("deliveries_per_s")
-    print(f"\n{'server':<12} {'deliveries/s':>14} {'ratio':>7} {'p50 ms':>8} {'p99 ms':>8}")
-    for name, r in results.items():
-        ratio = r["deliveries_per_s"] / base if base else float("nan")
-        print(
-            f"{name:<12} {r['deliveries_per_s']:>14,.0f} {ratio:>6.2f}x "
-            f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
-        )
+    print("\n" + summary(results))
     print(f"({os.cpu_count()} cores; every server process on CPU 0, this load generator on CPU 1)")
+    print(verdict(results, before))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    document = {"config": {k: str(v) for k, v in vars(args).items()}, "results": results}
+    args.json.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"results written to {args.json}")
+    lock.close()
 
 
 if __name__ == "__main__":

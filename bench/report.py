@@ -1,7 +1,8 @@
 """Machine description, result tables and the JSON file.
 
-Ratios are always server / websockets for the test's own unit, so for throughput tests a
-ratio above 1 means faster than websockets, and for memory a ratio below 1 means leaner.
+Ratios are server / peer for the test's own unit, against each of the two peers (websockets
+and aiohttp) side by side: for throughput tests a ratio above 1 means faster than that peer,
+and for memory a ratio below 1 means leaner.
 """
 
 import json
@@ -12,11 +13,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import goals
 from bench.scenarios import FOREIGN_BUSY, LOADGEN_BUSY, TESTS, Result
-from bench.targets import BASELINE
+from bench.targets import PEERS
 
 DISPLAY_ORDER = ("echo", "pipelined", "handshake", "large", "memory")
-_PACKAGES = ("websockets", "trio", "trio-websocket", "uvloop", "msgpack", "axeom")
+_PACKAGES = ("websockets", "aiohttp", "trio", "trio-websocket", "uvloop", "msgpack", "axeom")
 
 
 def machine_info() -> dict[str, Any]:
@@ -69,12 +71,13 @@ def _ratio(result: Result, baseline: Result | None) -> str:
     return f"{result.value / baseline.value:.2f}x"
 
 
-def _table(rows: list[list[str]]) -> str:
+def _table(rows: list[list[str]], left: int = 2) -> str:
+    """Align ``rows`` (the first is the header): ``left`` text columns, then numbers."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
         cells = [
-            cell.ljust(w) if i < 2 else cell.rjust(w)
+            cell.ljust(w) if i < left else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
@@ -84,22 +87,42 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def summary(results: dict[str, dict[str, Result]], servers: list[str], tests: list[str]) -> str:
-    """One row per test: each server's figure with its ratio to websockets."""
-    ordered = [t for t in DISPLAY_ORDER if t in tests]
-    rows = [["test", "unit", *servers]]
-    for test in ordered:
+    """One line per test and server: the figure, then its ratio to each peer side by side."""
+    rows = [["test", "server", "figure", *(f"vs {peer}" for peer in PEERS)]]
+    for test in [t for t in DISPLAY_ORDER if t in tests]:
         spec = TESTS[test]
-        base = results.get(BASELINE, {}).get(test)
-        row = [spec.label, spec.unit + ("" if spec.higher_is_better else " (lower=better)")]
+        peers = [results.get(peer, {}).get(test) for peer in PEERS]
+        label = f"{spec.label}, {spec.unit}" + ("" if spec.higher_is_better else " (lower=better)")
+        first = True
         for server in servers:
             result = results.get(server, {}).get(test)
             if result is None:
-                row.append("-")
                 continue
             flag = (" !" if result.loadgen_bound else "") + (" ~" if result.noisy else "")
-            row.append(f"{_figure(result.value, spec.unit)} ({_ratio(result, base)}){flag}")
-        rows.append(row)
+            figure = _figure(result.value, spec.unit) + flag
+            ratios = [_ratio(result, peer) for peer in peers]
+            rows.append([label if first else "", server, figure, *ratios])
+            first = False
     return _table(rows)
+
+
+def targets(
+    results: dict[str, dict[str, Result]], reference: goals.Reference, tests: list[str]
+) -> str:
+    """The targets table, one line per target and server with its verdict, then fan-out."""
+    rows = [["target", "server", "figure", "ratio", "needed", "verdict"]]
+    previous = None
+    for found in goals.checks(results, reference, tests):
+        label = found.target.label if found.target is not previous else ""
+        previous = found.target
+        result, unit = found.result, TESTS[found.target.test].unit
+        figure = "-" if result is None else f"{_figure(result.value, unit)} {unit}"
+        ratio = "" if found.ratio is None else f"{found.ratio:.2f}x {found.versus}"
+        verdict = found.verdict
+        if result is not None and found.ratio is not None:
+            verdict += (" !" if result.loadgen_bound else "") + (" ~" if result.noisy else "")
+        rows.append([label, found.server, figure, ratio, found.needed, verdict])
+    return _table(rows, left=2) + "\n" + goals.FANOUT_NOTE
 
 
 def details(results: dict[str, dict[str, Result]], servers: list[str], tests: list[str]) -> str:
@@ -128,7 +151,7 @@ def details(results: dict[str, dict[str, Result]], servers: list[str], tests: li
 def footnote() -> str:
     """Explain the marks used in the tables."""
     return (
-        f"ratio = server / {BASELINE} (same unit). "
+        f"ratio = server / {' or '.join(PEERS)} (same unit, same run). "
         f"'!' = load generator above {LOADGEN_BUSY:.0%} of a core: "
         "the figure may be limited by the client, not the server.\n"
         f"'~' = other processes used more than {FOREIGN_BUSY:.0%} of a benchmark core during "

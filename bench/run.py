@@ -1,13 +1,15 @@
 """Command line: ``python -m bench.run [--servers ...] [--tests ...] [--duration S]``.
 
 Pins itself (the load generator) to one core and each server to another, warms each server
-up, runs the selected tests against one server at a time, prints the tables and writes JSON.
+up, runs the selected tests against one server at a time, prints the tables (figures with
+their ratios to both peers, then the targets with a verdict each) and writes JSON.
 """
 
 import argparse
 import asyncio
 import fcntl
 import functools
+import json
 import os
 import resource
 import signal
@@ -20,9 +22,9 @@ from typing import Any, TextIO
 
 import uvloop
 
-from bench import procstat, report, scenarios
+from bench import goals, procstat, report, scenarios
 from bench.scenarios import TESTS, Result
-from bench.targets import BASELINE, BENCH_DIR, SERVERS, ServerProcess, ServerStartError
+from bench.targets import BASELINE, BENCH_DIR, PEERS, SERVERS, ServerProcess, ServerStartError
 
 SERVER_CPU = 0
 LOADGEN_CPU = 1
@@ -31,6 +33,8 @@ NOFILE_WANTED = 20000  # 5000 idle clients + 5000 server sockets + slack, within
 
 
 def _names(value: str, known: dict[str, Any], what: str) -> list[str]:
+    if value.strip() == "all":
+        return list(known)
     names = [n.strip() for n in value.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -48,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--servers",
         default=default_servers,
         type=lambda v: _names(v, SERVERS, "server"),
-        help=f"comma-separated, from: {', '.join(SERVERS)} (default: {default_servers})",
+        help=f"comma-separated, from: {', '.join(SERVERS)}, or all (default: {default_servers})",
     )
     parser.add_argument(
         "--tests",
@@ -64,7 +68,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--idle-connections", type=int, default=5000, help="connections in the memory test"
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="results file of an earlier run (e.g. the previous code): targets of the form "
+        "'no worse than before' (idle memory) are checked against it",
+    )
     return parser.parse_args(argv)
+
+
+def load_reference(path: Path | None, args: argparse.Namespace) -> goals.Reference:
+    """Read the ``--reference`` results file (before the run, so a bad path fails fast)."""
+    if path is None:
+        return {}
+    try:
+        document = json.loads(path.read_text())
+        reference = goals.load_reference(document)
+        earlier = document.get("config", {}).get("idle_connections")
+    except (OSError, ValueError, AttributeError) as exc:
+        sys.exit(f"--reference {path}: not a results file of bench.run ({exc})")
+    if earlier != args.idle_connections:  # RSS per connection depends on how many
+        print(f"WARNING: --reference measured memory with {earlier} idle connections")
+    return reference
 
 
 def pin_loadgen() -> None:
@@ -182,8 +207,11 @@ async def bench_all(
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = parse_args(argv)
-    # Baseline first so that its figures exist when the others are compared to it.
-    args.servers = sorted(dict.fromkeys(args.servers), key=lambda n: n != BASELINE)
+    reference = load_reference(args.reference, args)
+    # Peers first so that their figures exist when the others are compared to them.
+    args.servers = sorted(
+        dict.fromkeys(args.servers), key=lambda n: PEERS.index(n) if n in PEERS else len(PEERS)
+    )
     pin_loadgen()
     lock = exclusive()  # released when the process exits
     nofile = raise_nofile()
@@ -210,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + report.summary(results, ran, args.tests))
         print("\n" + report.details(results, ran, args.tests))
         print("\n" + report.footnote())
+        print("\n" + report.targets(results, reference, args.tests))
     for name, why in meta["skipped"].items():
         print(f"skipped {name}: {why.splitlines()[0]}")
     document = {
@@ -225,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             "server_cpu": SERVER_CPU,
             "loadgen_cpu": LOADGEN_CPU,
             "baseline": BASELINE,
+            "peers": list(PEERS),
+            "reference": None if args.reference is None else str(args.reference),
         },
         "results": {
             server: {test: r.to_json() for test, r in tests.items()}

@@ -28,7 +28,8 @@ PATH = "/echo"
 
 _AXEOM_READY = re.compile(r"^Axeom listening on ws://127\.0\.0\.1:(\d+)\b")
 _PEER_READY = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)\b")
-_AXEOM_APP = "bench/apps/echo.py:app"
+_PLAIN_APP = "bench/apps/echo.py:app"  # plain-function handler, runs inline in the loop
+_ASYNC_APP = "bench/apps/echo_async.py:app"  # coroutine handler
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,18 @@ class ServerSpec:
     about: str
 
 
+def _axeom(name: str, app: str, workers: int, about: str) -> ServerSpec:
+    """An ``axeom run`` server of ``app``: one process, or ``workers`` behind the acceptor."""
+    argv: tuple[str, ...] = ("axeom", "run", app, "--host", HOST, "--port", "0")
+    if workers:
+        argv += ("--workers", str(workers))
+        plural = "es" if workers > 1 else ""
+        about += f", --workers {workers} (supervisor + acceptor + {workers} worker process{plural})"
+    else:
+        about += ", single process"
+    return ServerSpec(name, argv, _AXEOM_READY, True, about)
+
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
@@ -53,29 +66,28 @@ SERVERS: dict[str, ServerSpec] = {
             "websockets asyncio server, default asyncio loop (baseline)",
         ),
         ServerSpec(
+            "aiohttp",
+            ("{python}", "bench/servers/aiohttp_echo.py"),
+            _PEER_READY,
+            True,
+            "aiohttp web.Application + WebSocketResponse, default asyncio loop",
+        ),
+        ServerSpec(
             "trio-websocket",
             ("{python}", "bench/servers/trio_websocket_echo.py"),
             _PEER_READY,
-            True,
+            False,  # no target refers to it; kept for comparison with the other trio library
             "trio-websocket serve_websocket",
         ),
-        ServerSpec(
-            "axeom",
-            ("axeom", "run", _AXEOM_APP, "--host", HOST, "--port", "0"),
-            _AXEOM_READY,
-            True,
-            "axeom run, single process",
-        ),
-        ServerSpec(
-            "axeom-w1",
-            ("axeom", "run", _AXEOM_APP, "--host", HOST, "--port", "0", "--workers", "1"),
-            _AXEOM_READY,
-            True,
-            "axeom run --workers 1 (supervisor + acceptor + 1 worker process)",
-        ),
+        _axeom("axeom", _PLAIN_APP, 0, "axeom run, plain-function handler"),
+        _axeom("axeom-async", _ASYNC_APP, 0, "axeom run, coroutine handler"),
+        _axeom("axeom-w1", _PLAIN_APP, 1, "axeom run, plain-function handler"),
+        _axeom("axeom-async-w1", _ASYNC_APP, 1, "axeom run, coroutine handler"),
     )
 }
-BASELINE = "websockets"
+BASELINE = "websockets"  # the first peer: every figure's ratio to it is reported
+FAST_PEER = "aiohttp"  # the second peer: the fastest pure-asyncio server, reported side by side
+PEERS = (BASELINE, FAST_PEER)  # run first, so their figures exist when the others are compared
 
 
 class ServerStartError(RuntimeError):
