@@ -5,9 +5,11 @@ runtime and the test kit drive it; an asyncio runtime could too (none is
 written yet). Each handler is started by a plain call (``start_*``) that runs
 a plain-function handler to its end and returns None, or returns what is left
 to await (a coroutine handler's coroutine, not yet started): a readiness loop
-runs plain handlers inline and gives only that rest to a task. Whatever ends a socket, ``close`` runs exactly once; an exception
-in any handler is logged with its traceback, passed to ``error``, and closes
-only this socket with 1011 (the peer never sees the exception text).
+runs plain handlers inline and gives only that rest to a task.
+
+Whatever ends a socket, ``close`` runs exactly once; an exception in any
+handler is logged with its traceback, passed to ``error``, and closes only
+this socket with 1011 (the peer never sees the exception text).
 """
 
 from __future__ import annotations
