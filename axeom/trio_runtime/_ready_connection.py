@@ -156,8 +156,10 @@ class ReadyConnection(NativeConnection):
                 rest = self.dispatch(deadline)
                 if rest is not None:
                     return rest
-                if self.backlog:
-                    return None  # out of time or pub/sub budget: the caller yields
+                if self.backlog:  # out of time or pub/sub budget: the caller yields
+                    if frames.outbox and not self.writing:
+                        self._write()  # what this turn's handlers queued leaves now
+                    return None
             if self.drain_due and not self.actor.busy:
                 self.drain_due = False
                 self.in_dispatch = True
