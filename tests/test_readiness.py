@@ -12,11 +12,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 import trio.testing
 
 from axeom import Axeom, serve
+from axeom.pubsub import FLOW_LIMIT, PubSub
 from axeom.ws import WebSocket, ws_plugin
+from axeom.ws._frames import FrameConnection
 from tests._wsraw import RawClient, client_frame, upgrade_request
 
 # A generous bound on one round trip, for a machine shared with other test runs:
@@ -275,3 +278,76 @@ async def test_drain_runs_over_a_real_socket_for_either_kind_of_handler(
                 frames.append(await client.read_frame())
             assert frames[-1] == (0x1, b"drained")
             assert all(frame == (0x2, chunk) for frame in frames[:-1]) and len(frames) > 4
+
+
+class HeldLink:
+    """A pub/sub link to other processes that sends only when told to."""
+
+    def __init__(self, pubsub: PubSub) -> None:
+        self.pubsub = pubsub
+        self.lot = trio.lowlevel.ParkingLot()
+
+    def wakeup(self) -> None:
+        pass
+
+    async def wait_flowing(self) -> None:
+        while self.pubsub.congested:
+            await self.lot.park()
+
+    async def wait_subscribed(self) -> None:
+        pass
+
+    def send_all(self) -> None:
+        self.pubsub.take_outgoing(len(self.pubsub.outgoing))
+        self.lot.unpark_all()
+
+
+async def test_a_publisher_is_not_read_while_the_link_is_congested(nursery: trio.Nursery) -> None:
+    """Backpressure at the source on a real socket: once the link to the other
+    processes is congested, the loop reads nothing more (the rest waits in the
+    kernel); as the link drains, reading resumes, and nothing is lost."""
+    app = Axeom().use(ws_plugin())
+    handled = [0]
+
+    def on_message(ws: WebSocket, msg: str) -> None:
+        handled[0] += 1
+        ws.publish("t", msg)
+
+    app.ws("/pub", message=on_message)
+    link = HeldLink(app.pubsub)
+    app.pubsub.bridge = link
+    total = FLOW_LIMIT + 40_000  # far more than a few reads of the loop take
+    async with server(nursery, app) as (_, connect), trio.open_nursery() as sending:
+        client = await connect("/pub")
+        sending.start_soon(client.send, client_frame(0x1, b"m") * total)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+        assert FLOW_LIMIT <= handled[0] < total
+        with trio.fail_after(20):
+            while handled[0] < total:
+                link.send_all()
+                await trio.testing.wait_all_tasks_blocked(cushion=0.02)
+    assert handled[0] == total
+
+
+async def test_an_internal_error_costs_one_socket_only(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in Axeom while serving one socket (simulated in the frame layer) is
+    logged and drops that socket; the loop and the other sockets go on."""
+    app = Axeom().use(ws_plugin())
+    app.ws("/echo", message=lambda ws, msg: ws.send(msg))
+    receive = FrameConnection.receive
+
+    def failing(self: FrameConnection, data: bytes) -> list[str | bytes]:
+        if b"boom" in data:  # unmasked by the client's all-zero key below
+            raise RuntimeError("a bug")
+        return receive(self, data)
+
+    monkeypatch.setattr(FrameConnection, "receive", failing)
+    async with server(nursery, app) as (_, connect):
+        good = await connect("/echo")
+        bad = await connect("/echo")
+        await bad.send(bytes([0x81, 0x84, 0, 0, 0, 0]) + b"boom")
+        assert await bad.read_frame() == (-1, b"")  # dropped
+        assert await echo_once(good, "still here") < ROUND_TRIP_LIMIT
+    assert "internal error running socket" in caplog.text

@@ -44,8 +44,6 @@ MAX_EVENTS = 1024
 # on time and still amortises the wait over many sockets.
 BATCH_SOCKETS = 256
 BATCH_TIME = 0.005
-# How often a loop held back by a congested pub/sub link looks again.
-CONGESTED_TICK = 0.01
 
 
 def available() -> bool:
@@ -63,6 +61,9 @@ class Readiness:
         self._sockets: dict[int, ReadyConnection] = {}
         self._ready: deque[ReadyConnection] = deque()
         self._sleeping: trio.CancelScope | None = None
+        # While the pub/sub link is congested, nothing is read (publishers are
+        # slowed at the source); writes and ends go on.
+        self.stalled = False
 
     def register(self, conn: ReadyConnection) -> None:
         conn.fd = conn.sock.fileno()
@@ -83,6 +84,26 @@ class Readiness:
             self._ready.append(conn)
             if self._sleeping is not None:
                 self._sleeping.cancel()
+
+    def stall(self) -> None:
+        """The pub/sub link is congested: read nothing until it drains."""
+        if not self.stalled:
+            self.stalled = True
+            self.runtime.nursery.start_soon(self._unstall)
+
+    async def _unstall(self) -> None:
+        pubsub = self.runtime.pubsub
+        assert pubsub is not None
+        try:
+            await pubsub.wait_flowing()
+        finally:
+            self.stalled = False
+        for conn in self._sockets.values():  # their edges were taken meanwhile
+            if not conn.queued and conn.wants_service():
+                conn.queued = True
+                self._ready.append(conn)
+        if self._ready and self._sleeping is not None:
+            self._sleeping.cancel()
 
     async def run(self) -> None:
         """The loop; when cancelled, every socket it serves is closed and its
@@ -106,7 +127,10 @@ class Readiness:
             conn = sockets.get(fd)
             if conn is None:
                 continue
-            conn.on_event(bool(events & _WRITE_EVENTS), bool(events & _READ_EVENTS))
+            try:
+                conn.on_event(bool(events & _WRITE_EVENTS), bool(events & _READ_EVENTS))
+            except Exception as exc:
+                conn.fail_internally(exc)
             if not conn.queued and conn.wants_service():
                 conn.queued = True
                 ready.append(conn)
@@ -118,7 +142,10 @@ class Readiness:
         for _ in range(min(len(ready), BATCH_SOCKETS)):
             conn = ready.popleft()
             conn.queued = False
-            conn.serve(deadline)
+            try:
+                conn.serve(deadline)
+            except Exception as exc:
+                conn.fail_internally(exc)
             if not conn.queued and conn.wants_service():
                 conn.queued = True
                 ready.append(conn)  # round robin: after every other ready socket
@@ -126,22 +153,19 @@ class Readiness:
                 break
 
     async def _yield(self) -> None:
-        """Let the rest of the process run between batches; while the pub/sub
-        link is congested, read nothing (publishers are slowed at the source)."""
+        """Let the rest of the process run between batches."""
         pubsub = self.runtime.pubsub
         if pubsub is not None and pubsub.work >= WORK_BUDGET:
-            pubsub.work = 0  # what ``pubsub.pause`` does, without waiting for the link
+            pubsub.work = 0  # what ``pubsub.pause`` does; the link's congestion stalls reads
             await trio.lowlevel.checkpoint()
         elif self._ready:
             await trio.lowlevel.checkpoint()
-        while pubsub is not None and pubsub.congested and self._ready:
-            with trio.move_on_after(CONGESTED_TICK):
-                await pubsub.wait_flowing()
-            self._collect()  # writes go on meanwhile
 
     async def _close_all(self) -> None:
         conns = [conn for conn in self._sockets.values() if not conn.owned]
         rests = [(conn, rest) for conn in conns if (rest := conn.finish()) is not None]
+        with contextlib.suppress(OSError, ValueError):
+            trio.lowlevel.notify_closing(self._fd)
         self._epoll.close()
         if not rests:
             return

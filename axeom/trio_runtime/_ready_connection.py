@@ -20,6 +20,7 @@ it, so the loop never runs one itself, not even "until it suspends".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from ._runtime import SocketRuntime
 
 __all__ = ["ReadyConnection", "await_close_handler"]
+
+logger = logging.getLogger("axeom.ws")
 
 # Bytes read from one socket in one turn before the next ready socket gets
 # its turn: a few reads of a pipelining client, a bounded delay for the others.
@@ -89,10 +92,16 @@ class ReadyConnection(NativeConnection):
 
     def start(self, trailing: bytes = b"") -> None:
         """Run ``open``, then the bytes read with the head, then serve."""
+        self.loop.register(self)
         runtime = self.runtime
         runtime.connections.add(self)
         runtime.watch_timers(self.options)
-        self.loop.register(self)
+        try:
+            self._start(trailing)
+        except Exception as exc:
+            self.fail_internally(exc)
+
+    def _start(self, trailing: bytes) -> None:
         self.in_dispatch = True
         rest = self.actor.start_open()
         if rest is not None:
@@ -138,7 +147,9 @@ class ReadyConnection(NativeConnection):
             return True
         if self.writing or self.actor.busy:
             return False
-        return self.readable or bool(self.backlog) or self.drain_due or self.frames.eof
+        if self.backlog or self.drain_due or self.frames.eof:
+            return True
+        return self.readable and not self.loop.stalled
 
     def ending(self) -> bool:
         return self.broken or (self.frames.eof and not self.writing)
@@ -172,7 +183,9 @@ class ReadyConnection(NativeConnection):
             if self.writing or frames.eof or not self.readable or budget <= 0:
                 return None
             if pubsub is not None and (pubsub.congested or pubsub.work >= WORK_BUDGET):
-                return None  # read nothing more until the process let the link drain
+                if pubsub.congested:
+                    self.loop.stall()  # read nothing more until the link drains
+                return None
             if clock() >= deadline:
                 return None
             budget -= self._read()
@@ -280,6 +293,8 @@ class ReadyConnection(NativeConnection):
                         await trio.lowlevel.checkpoint()
                     else:
                         await self._park()
+        except Exception:  # a bug in Axeom: it costs this socket only
+            logger.exception("internal error running socket %s; dropped", self.ws.id)
         finally:
             await self._end_in_task()
 
@@ -313,6 +328,16 @@ class ReadyConnection(NativeConnection):
                 self.scope.cancel()
         elif not self.finished:
             self.loop.schedule(self)
+
+    def fail_internally(self, exc: Exception) -> None:
+        """A bug in Axeom while serving this socket: log it, drop this socket only."""
+        logger.error("internal error running socket %s; dropped", self.ws.id, exc_info=exc)
+        if not self.finished:
+            self.broken = True
+            if self.owned:
+                self._break()
+            else:
+                self._end_inline()
 
     def abort(self) -> None:
         """End the socket from outside (its ``run_socket`` was cancelled)."""
