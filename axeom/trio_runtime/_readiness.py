@@ -172,4 +172,4 @@ class Readiness:
         with trio.CancelScope(shield=True):
             async with trio.open_nursery() as nursery:
                 for conn, rest in rests:
-                    nursery.start_soon(conn.close_in_task, rest)
+                    nursery.start_soon(conn.await_close, rest, conn.closing_scope())

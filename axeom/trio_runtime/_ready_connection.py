@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._readiness import Readiness
     from ._runtime import SocketRuntime
 
-__all__ = ["ReadyConnection", "await_close_handler"]
+__all__ = ["ReadyConnection"]
 
 logger = logging.getLogger("axeom.ws")
 
@@ -61,7 +61,6 @@ class ReadyConnection(NativeConnection):
         "pending",
         "queued",
         "readable",
-        "rest",
         "sock",
     )
 
@@ -83,7 +82,6 @@ class ReadyConnection(NativeConnection):
         self.queued = False  # in the loop's ready queue
         self.pending: list[Any] | None = None  # what a blocked write still has to write
         self.owned = False  # a task of this socket's own drives it (see the module doc)
-        self.rest: Awaitable[None] | None = None  # a handler's rest for that task to await
         self.finished = False
         self.ended: trio.Event | None = None  # set at the very end, for ``run_socket``
         self._parked: trio.lowlevel.Task | None = None
@@ -363,33 +361,31 @@ class ReadyConnection(NativeConnection):
     def _end_inline(self) -> None:
         rest = self.finish()
         if rest is not None:
-            self.runtime.nursery.start_soon(self.close_in_task, rest)
-
-    async def close_in_task(self, rest: Awaitable[None]) -> None:
-        try:
-            await await_close_handler(self.runtime, rest, self.options.close_timeout)
-        finally:
-            self._ended()
+            self.runtime.nursery.start_soon(self.await_close, rest, self.closing_scope())
 
     async def _end_in_task(self) -> None:
         rest = self.finish()
         if rest is not None:
-            await self.close_in_task(rest)
+            await self.await_close(rest, self.closing_scope())
+
+    def closing_scope(self) -> trio.CancelScope:
+        """The scope a ``close`` handler's rest runs in: shielded (a cancelled
+        worker still runs it), cut at ``close_timeout`` or by ``runtime.drain``.
+        Registered at once, so that a drain never misses a close still to start."""
+        scope = trio.CancelScope(
+            shield=True, deadline=trio.current_time() + self.options.close_timeout
+        )
+        self.runtime.closing.add(scope)
+        return scope
+
+    async def await_close(self, rest: Awaitable[None], scope: trio.CancelScope) -> None:
+        try:
+            with scope:
+                await rest
+        finally:
+            self.runtime.closing.discard(scope)
+            self._ended()
 
     def _ended(self) -> None:
         if self.ended is not None:
             self.ended.set()
-
-
-async def await_close_handler(
-    runtime: SocketRuntime, rest: Awaitable[None], timeout: float
-) -> None:
-    """Await a ``close`` handler's rest shielded (a cancelled worker still runs
-    it), for at most ``timeout``; ``runtime.drain`` may cut it sooner."""
-    with trio.CancelScope(shield=True) as shield:
-        shield.deadline = trio.current_time() + timeout
-        runtime.closing.add(shield)
-        try:
-            await rest
-        finally:
-            runtime.closing.discard(shield)
