@@ -44,6 +44,9 @@ MAX_EVENTS = 1024
 # on time and still amortises the wait over many sockets.
 BATCH_SOCKETS = 256
 BATCH_TIME = 0.005
+# Every socket of the loop reads into this one buffer (the frame layer copies
+# what it keeps): no allocation per read. Four reads' worth of a large frame.
+SCRATCH_SIZE = 256 * 1024
 
 
 def available() -> bool:
@@ -61,6 +64,7 @@ class Readiness:
         self._sockets: dict[int, ReadyConnection] = {}
         self._ready: deque[ReadyConnection] = deque()
         self._sleeping: trio.CancelScope | None = None
+        self.scratch = memoryview(bytearray(SCRATCH_SIZE))
         # While the pub/sub link is congested, nothing is read (publishers are
         # slowed at the source); writes and ends go on.
         self.stalled = False

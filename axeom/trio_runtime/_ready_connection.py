@@ -30,7 +30,7 @@ from ..pubsub import WORK_BUDGET
 from ..ws._frames import FrameConnection
 from ..ws._upgrade import Upgrade
 from ._connection import NativeConnection, clock
-from ._transport import MAX_RECV_SIZE, RECV_SIZE, SocketTransport, advance
+from ._transport import SocketTransport, advance
 
 if TYPE_CHECKING:
     from ._readiness import Readiness
@@ -41,8 +41,8 @@ __all__ = ["ReadyConnection"]
 logger = logging.getLogger("axeom.ws")
 
 # Bytes read from one socket in one turn before the next ready socket gets
-# its turn: a few reads of a pipelining client, a bounded delay for the others.
-READ_BUDGET = 4 * RECV_SIZE
+# its turn: many messages of a pipelining client, a bounded delay for the others.
+READ_BUDGET = 256 * 1024
 # Longest a run of handlers goes on before the socket's task lets the rest of
 # the process run (heartbeats, timers, other sockets); the loop has its own.
 TASK_TIME = 0.005
@@ -191,26 +191,27 @@ class ReadyConnection(NativeConnection):
 
     def _read(self) -> int:
         """One read into ``backlog``; the bytes read."""
-        hint = self.frames.pending_bytes()
-        size = RECV_SIZE if hint <= RECV_SIZE else min(hint, MAX_RECV_SIZE)
+        scratch = self.loop.scratch
+        size = len(scratch)
         try:
-            data = self.sock.recv(size)
+            count = self.sock.recv_into(scratch)
         except BlockingIOError:
             self.readable = False
             return 0
         except OSError:  # reset, unreachable...: the peer is gone
-            data = b""
-        if not data:
+            count = 0
+        if not count:
             self.readable = False
             self.frames.receive_eof()
             return 0
         # A short read emptied the kernel's buffer: bytes arriving after it
         # raise a new edge, so the read that would only say EAGAIN is skipped.
-        if len(data) < size:
+        if count < size:
             self.readable = False
         self.active = True
-        self.backlog += self.frames.receive(data)
-        return len(data)
+        # A view of the loop's buffer: ``receive`` copies whatever it keeps.
+        self.backlog += self.frames.receive(scratch[:count])  # type: ignore[arg-type]
+        return count
 
     # -- writing ------------------------------------------------------------------
 
