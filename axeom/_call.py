@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import inspect
 import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["call_maybe_async", "not_awaited"]
+__all__ = ["await_noting_suspension", "call_maybe_async", "call_now", "not_awaited"]
 
 T = TypeVar("T", bound=type)
 
@@ -54,6 +54,33 @@ async def call_maybe_async(
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def call_now(fn: Callable[..., Any], args: tuple[Any, ...]) -> Awaitable[Any] | None:
+    """Call ``fn(*args)`` now; return what is left to await, or None if it is done.
+
+    A plain function is done when it returns; a coroutine function only made its
+    coroutine, which is returned unstarted so that the caller can give it to a
+    task of its choice (a trio coroutine must run to its end in the task that
+    started it: cancel scopes and ``current_task()`` remember that task). What
+    the return value means is decided as in ``call_maybe_async``.
+    """
+    result = fn(*args)
+    if result is None or type(result) in _NOT_AWAITED:  # the common plain returns
+        return None
+    if type(result) is types.CoroutineType or inspect.isawaitable(result):
+        return result  # type: ignore[no-any-return]
+    return None
+
+
+async def await_noting_suspension(
+    awaitable: Awaitable[Any], on_suspend: Callable[[], None] | None
+) -> Any:
+    """Await what ``call_now`` left, calling ``on_suspend`` at a coroutine's first
+    real suspension (as ``call_maybe_async`` does)."""
+    if on_suspend is not None and type(awaitable) is types.CoroutineType:
+        return await _noting_suspension(awaitable, on_suspend)
+    return await awaitable
 
 
 @types.coroutine

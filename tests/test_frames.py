@@ -10,7 +10,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from websockets.utils import apply_mask
 
-from axeom.ws._frames import FrameConnection
+from axeom.ws._frames import STREAM_ABOVE, FrameConnection
 from tests._wsraw import client_frame
 
 LIMIT = 70_000
@@ -433,3 +433,22 @@ def test_fast_path_fails_like_the_protocol(
     # frame that fails the socket before the failure is seen.
     ends = [end for _, end in frame_heads(wire)]
     assert outcome(wire, cuts, fast=True) == outcome(wire, ends, fast=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0), max_size=8), st.booleans())
+def test_large_frames_read_through_a_reused_buffer(cuts: list[int], text: bool) -> None:
+    """Frames larger than STREAM_ABOVE, split anywhere and fed as views of one buffer
+    that the next read overwrites, give their messages intact (what is kept is copied)."""
+    big = ("é" * (STREAM_ABOVE // 2 + 7)).encode() if text else bytes(range(256)) * 300
+    small = b"after"
+    wire = client_frame(0x1 if text else 0x2, big) + client_frame(0x2, small)
+    frames = FrameConnection(max_message_size=1 << 20, backpressure_limit=1 << 30)
+    scratch = bytearray(len(wire))
+    received: list[str | bytes] = []
+    points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+    for start, end in itertools.pairwise(points):
+        scratch[: end - start] = wire[start:end]
+        received += frames.receive(memoryview(scratch)[: end - start])  # type: ignore[arg-type]
+        scratch[:] = bytes(len(scratch))  # the next read overwrites it
+    assert received == [big.decode() if text else big, small]

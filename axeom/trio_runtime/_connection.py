@@ -11,6 +11,9 @@ to a writer task of its own, so a slow client never stalls the flusher.
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import trio
@@ -31,6 +34,8 @@ __all__ = ["NativeConnection"]
 
 logger = logging.getLogger("axeom.ws")
 
+clock = time.perf_counter  # the time budget of a dispatch (cheaper than trio's clock)
+
 
 class NativeConnection:
     """The ``Connection`` under a ``WebSocket`` in the native runtime."""
@@ -41,6 +46,7 @@ class NativeConnection:
         "_writable",
         "active",
         "actor",
+        "backlog",
         "broken",
         "close_started_at",
         "drain_due",
@@ -86,6 +92,7 @@ class NativeConnection:
             publish_to_self=route.options.publish_to_self,
         )
         self.actor = Actor(self.ws, route.handlers.bind(), self._left_dispatch)
+        self.backlog: list[str | bytes] = []  # received, not handled yet
         self.scope: trio.CancelScope | None = None
         self.in_dispatch = False
         self.flush_scheduled = False
@@ -201,14 +208,14 @@ class NativeConnection:
         actor = self.actor
         frames = self.frames
         pubsub = self.runtime.pubsub
-        for message in frames.receive(data):
-            if frames.close_started:
-                break
+        self.backlog += frames.receive(data)
+        while self.backlog:
             if actor.busy:
                 await self._wait_handler_idle()
-            self.in_dispatch = True
-            await actor.message(message)
-            self.in_dispatch = False
+            rest = self.dispatch()
+            if rest is not None:
+                await rest
+                self.in_dispatch = False
             if pubsub is not None and pubsub.work >= WORK_BUDGET:
                 # Many deliveries: let the rest of the process run, and hold
                 # this socket while the pub/sub link is congested.
@@ -218,6 +225,40 @@ class NativeConnection:
             await actor.drain()
         if frames.outbox:
             await self.flush()
+
+    def dispatch(self, deadline: float = math.inf) -> Awaitable[None] | None:
+        """Run the handlers of ``backlog`` in arrival order, inline, as far as
+        they go without waiting; what either driver of a socket calls.
+
+        Returns the rest of a coroutine handler, which the caller's task must
+        await before anything else of this socket (the messages after it stay
+        in ``backlog``). Returns None when the backlog is done or must wait,
+        left non-empty: a handler of this socket still runs elsewhere
+        (``actor.busy``), or, after a message, pub/sub deliveries passed
+        ``WORK_BUDGET`` or the clock passed ``deadline`` (let the process run).
+        """
+        actor = self.actor
+        if actor.busy:
+            return None
+        messages = self.backlog
+        frames = self.frames
+        pubsub = self.runtime.pubsub
+        self.in_dispatch = True
+        done = 0
+        for message in messages:
+            done += 1
+            if frames.close_started:
+                done = len(messages)
+                break
+            rest = actor.start_message(message)
+            if rest is not None:
+                del messages[:done]
+                return rest  # still in dispatch: the rest is this handler's
+            if (pubsub is not None and pubsub.work >= WORK_BUDGET) or clock() >= deadline:
+                break
+        del messages[:done]
+        self.in_dispatch = False
+        return None
 
     def _left_dispatch(self) -> None:
         """A handler suspended: let what it queued leave now."""

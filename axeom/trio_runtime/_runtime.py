@@ -1,4 +1,10 @@
-"""Services shared by every socket of one process: flusher, timers, registry.
+"""Services shared by every socket of one process: readiness loop, flusher,
+timers, registry.
+
+Where epoll exists, every upgraded socket on a real socket is served by one
+readiness loop (``_readiness``): an idle socket costs no task. Elsewhere,
+and for in-memory streams (the test kit), each socket has a task of its own
+(``NativeConnection.run``); both run the same per-socket semantics.
 
 One flusher task writes what ``ws.send`` queued from outside a socket's own
 handlers (publishes, sends to other sockets, pings), coalescing everything
@@ -21,7 +27,9 @@ from .. import ws as _ws
 from ..ws._deflate import rebuild
 from ..ws._frames import FrameConnection
 from ._connection import NativeConnection
-from ._transport import Transport
+from ._readiness import Readiness, available
+from ._ready_connection import ReadyConnection
+from ._transport import SocketTransport, Transport
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -49,6 +57,23 @@ class SocketRuntime:
         self._flusher_lot = trio.lowlevel.ParkingLot()
         self._tick = MAX_TICK
         self._tick_changed = trio.lowlevel.ParkingLot()
+        self.readiness: Readiness | None = None  # set by open_socket_runtime where available
+
+    def start_socket(
+        self,
+        transport: Transport,
+        upgrade: _ws.Upgrade,
+        trailing: bytes = b"",
+        *,
+        socket_id: str | None = None,
+    ) -> None:
+        """Hand over one upgraded socket (its handshake already answered): the
+        runtime runs it and closes it at its end. Returns at once; on the
+        readiness loop, ``open`` (if a plain function) has run when it does."""
+        if self.readiness is not None and isinstance(transport, SocketTransport):
+            self._ready_connection(transport, upgrade, socket_id).start(trailing)
+        else:
+            self.nursery.start_soon(self._run_in_task, transport, upgrade, trailing, socket_id)
 
     async def run_socket(
         self,
@@ -58,18 +83,34 @@ class SocketRuntime:
         *,
         socket_id: str | None = None,
     ) -> None:
-        """Run one upgraded socket to its end (the handshake is already answered)."""
-        options = upgrade.route.options
-        # An empty offer (bare "permessage-deflate") is an offer: test for None.
-        offer = upgrade.deflate_offer
-        extensions = None if offer is None else [rebuild(offer)]
-        frames = FrameConnection(
-            max_message_size=options.max_message_size,
-            backpressure_limit=options.backpressure_limit,
-            extensions=extensions,
-        )
-        conn = NativeConnection(self, transport, upgrade, frames, socket_id=socket_id)
+        """Run one upgraded socket to its end (the handshake is already answered).
+        Cancelling this call ends the socket (its ``close`` handler still runs)."""
+        if self.readiness is None or not isinstance(transport, SocketTransport):
+            await self._run_in_task(transport, upgrade, trailing, socket_id)
+            return
+        conn = self._ready_connection(transport, upgrade, socket_id)
+        ended = conn.ended = trio.Event()
+        conn.start(trailing)
+        try:
+            await ended.wait()
+        finally:
+            if not ended.is_set():
+                conn.abort()
+
+    async def _run_in_task(
+        self, transport: Transport, upgrade: _ws.Upgrade, trailing: bytes, socket_id: str | None
+    ) -> None:
+        conn = NativeConnection(self, transport, upgrade, _frames(upgrade), socket_id=socket_id)
         await conn.run(trailing)
+
+    def _ready_connection(
+        self, transport: SocketTransport, upgrade: _ws.Upgrade, socket_id: str | None
+    ) -> ReadyConnection:
+        assert self.readiness is not None
+        frames = _frames(upgrade)
+        return ReadyConnection(
+            self, self.readiness, transport, upgrade, frames, socket_id=socket_id
+        )
 
     async def drain(
         self, timeout: float, code: int = CloseCode.GOING_AWAY, batch: int = 500
@@ -130,6 +171,19 @@ class SocketRuntime:
                 conn.sweep(now)
 
 
+def _frames(upgrade: _ws.Upgrade) -> FrameConnection:
+    """The frame layer of one socket, with the compression its client negotiated."""
+    options = upgrade.route.options
+    # An empty offer (bare "permessage-deflate") is an offer: test for None.
+    offer = upgrade.deflate_offer
+    extensions = None if offer is None else [rebuild(offer)]
+    return FrameConnection(
+        max_message_size=options.max_message_size,
+        backpressure_limit=options.backpressure_limit,
+        extensions=extensions,
+    )
+
+
 @asynccontextmanager
 async def open_socket_runtime(app: Axeom | None) -> AsyncIterator[SocketRuntime]:
     """A runtime whose flusher and sweeper live as long as the ``async with``.
@@ -139,6 +193,9 @@ async def open_socket_runtime(app: Axeom | None) -> AsyncIterator[SocketRuntime]
     """
     async with trio.open_nursery() as nursery:
         runtime = SocketRuntime(app, nursery)
+        if available():
+            runtime.readiness = Readiness(runtime)
+            nursery.start_soon(runtime.readiness.run)
         nursery.start_soon(runtime._flusher)
         nursery.start_soon(runtime._sweeper)
         try:

@@ -231,9 +231,10 @@ async def _serve_client(
     pending: PendingHead,
     counters: HandshakeCounters,
 ) -> None:
-    """One client: handshake, then its socket loop. A failure here is a bug in
-    Axeom, not in the app (handlers are contained by the actor): it is logged
-    and costs this connection only."""
+    """One client: handshake, then hand the socket to the runtime (this task
+    ends there). A failure here is a bug in Axeom, not in the app (handlers are
+    contained by the actor): it is logged and costs this connection only."""
+    handed = False
     try:
         transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         accepted = await answer_handshake(
@@ -242,10 +243,12 @@ async def _serve_client(
         if accepted is not None:
             await transport.send_all([accepted.response_head])
             counters.count(101, True)
-            await runtime.run_socket(transport, accepted.upgrade, accepted.trailing)
+            handed = True  # from here on the runtime closes it
+            runtime.start_socket(transport, accepted.upgrade, accepted.trailing)
     except trio.BrokenResourceError:
         pass  # the client left before its 101 was written
     except Exception:
         logger.exception("internal error serving %s:%s; connection dropped", *address[:2])
     finally:
-        transport.close()
+        if not handed:
+            transport.close()

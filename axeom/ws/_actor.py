@@ -2,20 +2,25 @@
 
 Loop-agnostic: this module only awaits what user handlers return. The trio
 runtime and the test kit drive it; an asyncio runtime could too (none is
-written yet). Whatever ends a socket, ``close`` runs exactly once; an exception
-in any handler is logged with its traceback, passed to ``error``, and closes
-only this socket with 1011 (the peer never sees the exception text).
+written yet). Each handler is started by a plain call (``start_*``) that runs
+a plain-function handler to its end and returns None, or returns what is left
+to await (a coroutine handler's coroutine, not yet started): a readiness loop
+runs plain handlers inline and gives only that rest to a task.
+
+Whatever ends a socket, ``close`` runs exactly once; an exception in any
+handler is logged with its traceback, passed to ``error``, and closes only
+this socket with 1011 (the peer never sees the exception text).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from websockets.frames import CloseCode
 
-from .._call import call_maybe_async
+from .._call import await_noting_suspension, call_now
 from ._handlers import BoundHandlers
 from ._socket import WebSocket
 
@@ -32,6 +37,7 @@ class Actor:
     ``on_suspend`` is called when a coroutine handler first really suspends
     (awaits something not ready): the adapter uses it to flush what the
     handler queued so far instead of holding it until the handler returns.
+    ``busy`` is true from a handler's start until its rest (if any) is done.
     """
 
     __slots__ = ("_closed", "busy", "handlers", "on_suspend", "ws")
@@ -45,52 +51,109 @@ class Actor:
         self.busy = False
         self._closed = False
 
-    async def open(self) -> None:
+    # -- started by a plain call: None when done, else the rest to await --------
+
+    def start_open(self) -> Awaitable[None] | None:
         app = self.ws.app
         if app is not None:
             app.pubsub.add_socket(self.ws)  # addressable by app.send from now on
-        if self.handlers.open is not None:
-            await self._run("open", self.handlers.open, self.ws)
+        if self.handlers.open is None:
+            return None
+        return self._start("open", self.handlers.open, (self.ws,))
 
-    async def message(self, message: str | bytes) -> None:
+    def start_message(self, message: str | bytes) -> Awaitable[None] | None:
         handler = self.handlers.message
-        if handler is not None and not self._closed:
-            await self._run("message", handler, self.ws, message)
+        if handler is None or self._closed:
+            return None
+        return self._start("message", handler, (self.ws, message))
 
-    async def drain(self) -> None:
-        if self.handlers.drain is not None and not self._closed:
-            await self._run("drain", self.handlers.drain, self.ws)
+    def start_drain(self) -> Awaitable[None] | None:
+        if self.handlers.drain is None or self._closed:
+            return None
+        return self._start("drain", self.handlers.drain, (self.ws,))
 
-    async def close(self, code: int, reason: str) -> None:
-        """Run the ``close`` handler; every call after the first does nothing."""
+    def start_close(self, code: int, reason: str) -> Awaitable[None] | None:
+        """Start the ``close`` handler; every call after the first does nothing."""
         if self._closed:
-            return
+            return None
         self._closed = True
         ws = self.ws
         if ws.app is not None:  # no more deliveries to a closed socket
             ws.app.pubsub.remove_socket(ws, ws.subscriptions)
             ws._topics = None
         if self.handlers.close is None:
-            return
+            return None
         try:
-            await call_maybe_async(self.handlers.close, (self.ws, code, reason))
+            pending = call_now(self.handlers.close, (ws, code, reason))
         except Exception:
-            logger.exception("close handler of socket %s (%s) raised", self.ws.id, self.ws.path)
+            self._log_close_failure()
+            return None
+        return None if pending is None else self._closing(pending)
+
+    # -- the same, awaited (for a driver that has a task at hand) ----------------
+
+    async def open(self) -> None:
+        rest = self.start_open()
+        if rest is not None:
+            await rest
+
+    async def message(self, message: str | bytes) -> None:
+        rest = self.start_message(message)
+        if rest is not None:
+            await rest
+
+    async def drain(self) -> None:
+        rest = self.start_drain()
+        if rest is not None:
+            await rest
+
+    async def close(self, code: int, reason: str) -> None:
+        """Run the ``close`` handler; every call after the first does nothing."""
+        rest = self.start_close(code, reason)
+        if rest is not None:
+            await rest
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    async def _run(self, name: str, handler: Callable[..., Any], *args: Any) -> None:
+    # -- internals ----------------------------------------------------------------
+
+    def _start(
+        self, name: str, handler: Callable[..., Any], args: tuple[Any, ...]
+    ) -> Awaitable[None] | None:
         self.busy = True
         try:
-            await call_maybe_async(handler, args, self.on_suspend)
+            pending = call_now(handler, args)
         except Exception as exc:
-            await self._fail(name, exc)
+            rest = self._fail(name, exc)
+            if rest is None:
+                self.busy = False
+                return None
+            return self._busy_until(rest)
+        if pending is None:
+            self.busy = False
+            return None
+        return self._finish(name, pending)
+
+    async def _finish(self, name: str, pending: Awaitable[Any]) -> None:
+        try:
+            await await_noting_suspension(pending, self.on_suspend)
+        except Exception as exc:
+            rest = self._fail(name, exc)
+            if rest is not None:
+                await rest
         finally:
             self.busy = False
 
-    async def _fail(self, name: str, exc: Exception) -> None:
+    async def _busy_until(self, rest: Awaitable[None]) -> None:
+        try:
+            await rest
+        finally:
+            self.busy = False
+
+    def _fail(self, name: str, exc: Exception) -> Awaitable[None] | None:
+        """Log, call ``error``, close with 1011; the ``error`` handler's rest if any."""
         ws = self.ws
         logger.error(
             "%s handler of socket %s (%s) raised; closing it with 1011",
@@ -101,8 +164,31 @@ class Actor:
         )
         if self.handlers.error is not None:
             try:
-                await call_maybe_async(self.handlers.error, (ws, exc), self.on_suspend)
+                pending = call_now(self.handlers.error, (ws, exc))
             except Exception:
                 logger.exception("error handler of socket %s raised", ws.id)
-        if ws.is_open:
-            ws.close(INTERNAL_ERROR, "internal error")
+            else:
+                if pending is not None:
+                    return self._after_error(pending)
+        self._close_failed()
+        return None
+
+    async def _after_error(self, pending: Awaitable[Any]) -> None:
+        try:
+            await await_noting_suspension(pending, self.on_suspend)
+        except Exception:
+            logger.exception("error handler of socket %s raised", self.ws.id)
+        self._close_failed()
+
+    def _close_failed(self) -> None:
+        if self.ws.is_open:
+            self.ws.close(INTERNAL_ERROR, "internal error")
+
+    async def _closing(self, pending: Awaitable[Any]) -> None:
+        try:
+            await pending
+        except Exception:
+            self._log_close_failure()
+
+    def _log_close_failure(self) -> None:
+        logger.exception("close handler of socket %s (%s) raised", self.ws.id, self.ws.path)

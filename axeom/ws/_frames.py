@@ -60,6 +60,10 @@ _frames_logger = _QuietProtocolLogger(logging.getLogger("axeom.ws.frames"), {})
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 JOIN_LIMIT = 256 * 1024  # above this, buffers are gathered by the kernel, not copied
+# A frame larger than this that has not fully arrived is unmasked as it comes
+# (the fragment path) rather than buffered whole then unmasked: one copy
+# instead of a growing buffer, a copy and an unmasked copy.
+STREAM_ABOVE = 64 * 1024
 
 
 def _frame_head(opcode: int, length: int) -> bytes:
@@ -157,7 +161,11 @@ class FrameConnection:
     # -- input ---------------------------------------------------------------
 
     def receive(self, data: bytes) -> list[str | bytes]:
-        """Feed bytes from the peer; return the messages they completed."""
+        """Feed bytes from the peer; return the messages they completed.
+
+        ``data`` may be a view of a buffer the caller reuses for its next read:
+        whatever is kept from it here (an incomplete frame, a payload) is copied.
+        """
         if not self._fast_receive or self.close_started or self.protocol.state is not OPEN:
             return self._receive_slow(self._hand_over(data))
         messages: list[str | bytes] = []
@@ -206,6 +214,7 @@ class FrameConnection:
                 and length <= self._max_size
                 and not self._protocol_fragment
                 and self._message is None
+                and (end - pos >= total or length <= STREAM_ABOVE)
             ):
                 if end - pos < total:
                     break  # wait for the rest of this frame

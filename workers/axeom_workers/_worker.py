@@ -192,21 +192,24 @@ class Worker:
         return wire.OTHER_VERSION
 
     async def _run_socket(self, sock: socket.socket, handed: wire.HandedOff) -> None:
+        """Write the 101, then hand the socket to the runtime (this task ends there)."""
         runtime = self.runtime
         assert runtime is not None
         transport = SocketTransport(sock)
+        started = False
         try:
-            try:
-                await transport.send_all([handed.response_head])
-            except trio.BrokenResourceError:
-                return  # the client left (or the acceptor gave up on us and answered 503)
-            await runtime.run_socket(
+            await transport.send_all([handed.response_head])
+            started = True  # from here on the runtime closes it
+            runtime.start_socket(
                 transport, handed.upgrade, handed.trailing, socket_id=handed.socket_id or None
             )
+        except trio.BrokenResourceError:
+            pass  # the client left (or the acceptor gave up on us and answered 503)
         except Exception:
             logger.exception("internal error running socket %s; dropped", handed.socket_id)
         finally:
-            transport.close()
+            if not started:
+                transport.close()
 
     async def _heartbeats(self, reports: pynng.Socket) -> None:
         settings = self.settings
