@@ -315,7 +315,7 @@ async def test_a_publisher_is_not_read_while_the_link_is_congested(nursery: trio
 
     app.ws("/pub", message=on_message)
     link = HeldLink(app.pubsub)
-    app.pubsub.bridge = link
+    app.pubsub.link = link
     total = FLOW_LIMIT + 40_000  # far more than a few reads of the loop take
     async with server(nursery, app) as (_, connect), trio.open_nursery() as sending:
         client = await connect("/pub")
