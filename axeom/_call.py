@@ -13,7 +13,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["await_noting_suspension", "call_maybe_async", "call_now", "not_awaited"]
+__all__ = ["call_maybe_async", "call_now", "not_awaited", "noting_suspension"]
 
 T = TypeVar("T", bound=type)
 
@@ -73,14 +73,14 @@ def call_now(fn: Callable[..., Any], args: tuple[Any, ...]) -> Awaitable[Any] | 
     return None
 
 
-async def await_noting_suspension(
+def noting_suspension(
     awaitable: Awaitable[Any], on_suspend: Callable[[], None] | None
-) -> Any:
-    """Await what ``call_now`` left, calling ``on_suspend`` at a coroutine's first
-    real suspension (as ``call_maybe_async`` does)."""
+) -> Awaitable[Any]:
+    """What to await for what ``call_now`` left: the same, calling ``on_suspend``
+    at a coroutine's first real suspension (as ``call_maybe_async`` does)."""
     if on_suspend is not None and type(awaitable) is types.CoroutineType:
-        return await _noting_suspension(awaitable, on_suspend)
-    return await awaitable
+        return _noting_suspension(awaitable, on_suspend)
+    return awaitable
 
 
 @types.coroutine

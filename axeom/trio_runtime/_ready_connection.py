@@ -290,8 +290,9 @@ class ReadyConnection(NativeConnection):
                         await pubsub.pause()
                     elif self._has_work():
                         await trio.lowlevel.checkpoint()
-                    else:
-                        await self._park()
+                    else:  # parked until the loop sees an edge or a drain is due
+                        self._parked = trio.lowlevel.current_task()
+                        await trio.lowlevel.wait_task_rescheduled(self._abort_park)
         except Exception:  # a bug in Axeom: it costs this socket only
             logger.exception("internal error running socket %s; dropped", self.ws.id)
         finally:
@@ -301,10 +302,6 @@ class ReadyConnection(NativeConnection):
         if self.writing:
             return False
         return self.readable or bool(self.backlog) or self.drain_due or self.frames.eof
-
-    async def _park(self) -> None:
-        self._parked = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._abort_park)
 
     def _abort_park(self, _: Any) -> trio.lowlevel.Abort:
         self._parked = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from websockets.frames import CloseCode
 
-from .._call import await_noting_suspension, call_now
+from .._call import call_now, noting_suspension
 from ._handlers import BoundHandlers
 from ._socket import WebSocket
 
@@ -138,7 +138,7 @@ class Actor:
 
     async def _finish(self, name: str, pending: Awaitable[Any]) -> None:
         try:
-            await await_noting_suspension(pending, self.on_suspend)
+            await noting_suspension(pending, self.on_suspend)
         except Exception as exc:
             rest = self._fail(name, exc)
             if rest is not None:
@@ -175,7 +175,7 @@ class Actor:
 
     async def _after_error(self, pending: Awaitable[Any]) -> None:
         try:
-            await await_noting_suspension(pending, self.on_suspend)
+            await noting_suspension(pending, self.on_suspend)
         except Exception:
             logger.exception("error handler of socket %s raised", self.ws.id)
         self._close_failed()
