@@ -74,7 +74,7 @@ def call_now(fn: Callable[..., Any], args: tuple[Any, ...]) -> Awaitable[Any] | 
 
 
 def noting_suspension(
-    awaitable: Awaitable[Any], on_suspend: Callable[[], None] | None
+    awaitable: Awaitable[Any], on_suspend: Callable[[], bool | None] | None
 ) -> Awaitable[Any]:
     """What to await for what ``call_now`` left: the same, calling ``on_suspend``
     at a coroutine's first real suspension (as ``call_maybe_async`` does)."""
@@ -85,11 +85,12 @@ def noting_suspension(
 
 @types.coroutine
 def _noting_suspension(
-    coro: Coroutine[Any, Any, Any], on_suspend: Callable[[], None]
+    coro: Coroutine[Any, Any, Any], on_suspend: Callable[[], bool | None]
 ) -> Generator[Any, Any, Any]:
     """Drive ``coro`` exactly as ``await`` would, calling ``on_suspend`` at its
-    first real suspension. Whatever it yields goes to the event loop untouched,
-    so this works under trio and asyncio alike."""
+    first real suspension (``on_suspend`` returns False for a suspension that
+    is only a schedule point: then the next one is noted). Whatever it yields
+    goes to the event loop untouched, so this works under trio and asyncio alike."""
     value: Any = None
     error: BaseException | None = None
     notified = False
@@ -99,8 +100,7 @@ def _noting_suspension(
         except StopIteration as stop:
             return stop.value
         if not notified:
-            notified = True
-            on_suspend()
+            notified = on_suspend() is not False
         try:
             value, error = (yield yielded), None
         except BaseException as exc:  # delivered into the coroutine, like await does

@@ -155,3 +155,38 @@ async def test_a_write_that_would_block_moves_to_a_writer_and_keeps_every_byte()
 def flood_message(i: int) -> bytes:
     """Message ``i`` of the flood: its number, then its own byte over and over."""
     return b"%06d" % i + bytes([i]) * FLOOD_SIZE
+
+
+async def test_awaited_sends_of_one_handler_run_leave_in_one_write() -> None:
+    """`await ws.send` under the backpressure limit is only a schedule point, not a
+    wait: five of them in one handler run are still one write call."""
+
+    async def burst(ws: Any, msg: str) -> None:
+        for i in range(5):
+            await ws.send(f"{msg}-{i}")
+
+    with trio.fail_after(10):
+        async with running(make_app(message=burst)) as (_, server, client):
+            for run in ("a", "b"):
+                await client.send(client_frame(0x1, run.encode()))
+                for i in range(5):
+                    assert await client.read_frame() == (0x1, f"{run}-{i}".encode())
+            assert server.writes == [5 * (2 + 3), 5 * (2 + 3)]
+
+
+async def test_what_a_handler_sent_leaves_while_it_waits() -> None:
+    """After an awaited send, a handler that then waits for something has its
+    messages written meanwhile, not held until it returns."""
+    release = trio.Event()
+
+    async def then_wait(ws: Any, msg: str) -> None:
+        await ws.send("first")
+        await release.wait()
+        ws.send("second")
+
+    with trio.fail_after(10):
+        async with running(make_app(message=then_wait)) as (_, _server, client):
+            await client.send(client_frame(0x1, b"go"))
+            assert await client.read_frame() == (0x1, b"first")
+            release.set()
+            assert await client.read_frame() == (0x1, b"second")

@@ -61,6 +61,7 @@ class NativeConnection:
         "transport",
         "writing",
         "ws",
+        "yielding",
     )
 
     def __init__(
@@ -95,6 +96,7 @@ class NativeConnection:
         self.backlog: list[str | bytes] = []  # received, not handled yet
         self.scope: trio.CancelScope | None = None
         self.in_dispatch = False
+        self.yielding = False  # at the schedule point of an awaited send (not a wait)
         self.flush_scheduled = False
         self.writing = False
         self.broken = False
@@ -136,7 +138,13 @@ class NativeConnection:
     async def wait_writable(self) -> None:
         frames = self.frames
         if not self._over_limit():
-            await trio.lowlevel.checkpoint()  # a loop of awaited sends lets others run
+            # A loop of awaited sends lets others run; a schedule point is not a
+            # wait, so what the handler queued still leaves in one write.
+            self.yielding = True
+            try:
+                await trio.lowlevel.checkpoint()
+            finally:
+                self.yielding = False
             return
         if frames.outbox and not self.writing and not self.flush_scheduled:
             self.flush_scheduled = True  # the sender may be a handler waiting right here
@@ -260,12 +268,16 @@ class NativeConnection:
         self.in_dispatch = False
         return None
 
-    def _left_dispatch(self) -> None:
-        """A handler suspended: let what it queued leave now."""
+    def _left_dispatch(self) -> bool:
+        """A handler suspended: let what it queued leave now. False (not a
+        wait) when it only passed the schedule point of an awaited send."""
+        if self.yielding:
+            return False
         self.in_dispatch = False
         if self.frames.outbox and not self.flush_scheduled:
             self.flush_scheduled = True
             self.runtime.schedule_flush(self)
+        return True
 
     async def _wait_handler_idle(self) -> None:
         while self.actor.busy:

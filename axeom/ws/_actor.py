@@ -36,14 +36,18 @@ class Actor:
 
     ``on_suspend`` is called when a coroutine handler first really suspends
     (awaits something not ready): the adapter uses it to flush what the
-    handler queued so far instead of holding it until the handler returns.
+    handler queued so far instead of holding it until the handler returns
+    (it returns False for a mere schedule point: then the next one counts).
     ``busy`` is true from a handler's start until its rest (if any) is done.
     """
 
     __slots__ = ("_closed", "busy", "handlers", "on_suspend", "ws")
 
     def __init__(
-        self, ws: WebSocket, handlers: BoundHandlers, on_suspend: Callable[[], None] | None = None
+        self,
+        ws: WebSocket,
+        handlers: BoundHandlers,
+        on_suspend: Callable[[], bool | None] | None = None,
     ) -> None:
         self.ws = ws
         self.handlers = handlers
