@@ -27,7 +27,7 @@ import trio
 
 from ..pubsub import WORK_BUDGET
 from ._connection import clock
-from ._ready_connection import ReadyConnection
+from ._ready_connection import TIME_BUDGET, ReadyConnection
 
 if TYPE_CHECKING:
     from ._runtime import SocketRuntime
@@ -39,11 +39,9 @@ _WRITE_EVENTS = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
 _MASK = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
 # Events taken from the kernel per poll; more wait for the next batch.
 MAX_EVENTS = 1024
-# Socket turns per batch, and the longest a batch runs, before the loop lets
-# the rest of the process run: a few ms of work keeps heartbeats and timers
-# on time and still amortises the wait over many sockets.
+# Socket turns per batch before the loop lets the rest of the process run
+# (a batch also ends after TIME_BUDGET): amortises the wait over many sockets.
 BATCH_SOCKETS = 256
-BATCH_TIME = 0.005
 # Every socket of the loop reads into this one buffer (the frame layer copies
 # what it keeps): no allocation per read. Four reads' worth of a large frame.
 SCRATCH_SIZE = 256 * 1024
@@ -142,7 +140,7 @@ class Readiness:
     def _serve_batch(self) -> None:
         ready = self._ready
         pubsub = self.runtime.pubsub
-        deadline = clock() + BATCH_TIME
+        deadline = clock() + TIME_BUDGET
         for _ in range(min(len(ready), BATCH_SOCKETS)):
             conn = ready.popleft()
             conn.queued = False

@@ -43,9 +43,11 @@ logger = logging.getLogger("axeom.ws")
 # Bytes read from one socket in one turn before the next ready socket gets
 # its turn: many messages of a pipelining client, a bounded delay for the others.
 READ_BUDGET = 256 * 1024
-# Longest a run of handlers goes on before the socket's task lets the rest of
-# the process run (heartbeats, timers, other sockets); the loop has its own.
-TASK_TIME = 0.005
+# Longest a run of handlers (and reads) goes on before the loop, or a socket's
+# own task, lets the rest of the process run (heartbeats, timers, other
+# sockets). Short next to any timer, long enough for a burst of publishes to
+# reach its subscribers in few large writes (measured: 5 ms halved fan-out).
+TIME_BUDGET = 0.02
 
 
 class ReadyConnection(NativeConnection):
@@ -108,7 +110,7 @@ class ReadyConnection(NativeConnection):
         self.in_dispatch = False
         if trailing:
             self.backlog += self.frames.receive(trailing)
-        self.serve(clock() + TASK_TIME)
+        self.serve(clock() + TIME_BUDGET)
         if self.wants_service():
             self.loop.schedule(self)
 
@@ -281,7 +283,7 @@ class ReadyConnection(NativeConnection):
                     if rest is not None:
                         await rest
                         self.in_dispatch = False
-                    rest = self._advance(clock() + TASK_TIME)
+                    rest = self._advance(clock() + TIME_BUDGET)
                     if rest is not None:
                         continue
                     if self.ending():
