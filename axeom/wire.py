@@ -91,9 +91,9 @@ from __future__ import annotations
 import json
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgpack
 from websockets.frames import Close, CloseCode, Frame, Opcode
@@ -197,6 +197,9 @@ class VersionMismatch(WireError):
         super().__init__(f"wire version {version!r}{source}, this process speaks {WIRE_VERSION}")
 
 
+Decoded = TypeVar("Decoded")
+
+
 class MismatchLog:
     """Logs a version mismatch once per (sender, version): a stale process
     sends a message per heartbeat or per publish, the log gets one line."""
@@ -213,6 +216,24 @@ class MismatchLog:
             return False
         self._seen.add(key)
         return True
+
+    def decode(
+        self,
+        decoder: Callable[[bytes], Decoded],
+        data: bytes,
+        what: str,
+        sender: str | None = None,
+    ) -> Decoded | None:
+        """``decoder(data)``, or None for a message to drop: one of another
+        version is reported once (``report``), anything else unusable is logged
+        as a warning naming ``what``. The receive loops' one way to read."""
+        try:
+            return decoder(data)
+        except VersionMismatch as exc:
+            self.report(exc, "dropped", sender)
+        except WireError as exc:
+            self._logger.warning("unusable %s dropped: %s", what, exc)
+        return None
 
     def report(self, error: VersionMismatch, consequence: str, sender: str | None = None) -> None:
         """One error line for the first such message from this sender."""

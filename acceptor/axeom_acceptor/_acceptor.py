@@ -260,14 +260,10 @@ class Acceptor:
 
     async def _events(self, events: pynng.Socket, reports: pynng.Socket) -> None:
         while True:
-            try:
-                event = wire.decode_event(await events.arecv())
-            except wire.VersionMismatch as exc:
-                self._mismatches.report(exc, "dropped", "the supervisor")
-                continue
-            except wire.WireError as exc:
-                logger.warning("unusable event from the supervisor dropped: %s", exc)
-                continue
+            data = await events.arecv()
+            event = self._mismatches.decode(
+                wire.decode_event, data, "event from the supervisor", "the supervisor"
+            )
             if isinstance(event, wire.WorkerTable):
                 self.update_workers(event.workers)
                 self.table_received.set()

@@ -139,13 +139,8 @@ class Hub:
     async def receive_loop(self, pull: pynng.Socket) -> None:
         while True:
             data = await pull.arecv()
-            try:
-                batch = wire.decode_batch(data)
-            except wire.VersionMismatch as exc:
-                self._mismatches.report(exc, "dropped")
-                continue
-            except wire.WireError as exc:
-                logger.warning("unusable pub/sub batch dropped: %s", exc)
+            batch = self._mismatches.decode(wire.decode_batch, data, "pub/sub batch")
+            if batch is None:
                 continue
             try:
                 if batch.source == wire.BRIDGE_SOURCE:

@@ -211,13 +211,10 @@ class RedisBridge:
     async def _from_hub(self, pull: pynng.Socket) -> None:
         while True:
             data = await pull.arecv()
-            try:
-                operations = wire.decode_operations(data)
-            except wire.VersionMismatch as exc:
-                self.mismatches.report(exc, "dropped", "the hub")
-                continue
-            except wire.WireError as exc:
-                logger.warning("unusable operations from the hub dropped: %s", exc)
+            operations = self.mismatches.decode(
+                wire.decode_operations, data, "operations from the hub", "the hub"
+            )
+            if operations is None:
                 continue
             self.apply(operations)
 

@@ -108,13 +108,10 @@ class HubLink:
         pubsub = self.pubsub
         while True:
             data = await pull.arecv()
-            try:
-                operations = wire.decode_operations(data)
-            except wire.VersionMismatch as exc:
-                self._mismatches.report(exc, "dropped", "the hub")
-                continue
-            except wire.WireError as exc:
-                logger.warning("unusable pub/sub deliveries dropped: %s", exc)
+            operations = self._mismatches.decode(
+                wire.decode_operations, data, "pub/sub deliveries", "the hub"
+            )
+            if operations is None:
                 continue
             for code, subject, payload in operations:
                 if code == PUB:
