@@ -1,4 +1,9 @@
-"""One WebSocket on trio: the socket's task loop, writes and drain.
+"""One WebSocket on trio: what ``ws.*`` calls, the handler dispatch both
+drivers share (``dispatch``), timers, and the per-socket task loop.
+
+The task loop is the driver for in-memory streams (the test kit) and where
+the readiness loop cannot run; ``ReadyConnection`` (``_ready_connection``)
+is the driver for real sockets.
 
 The task reads, turns bytes into messages and runs the handlers one at a
 time; it reads nothing more while a handler runs, so a slow handler pushes
