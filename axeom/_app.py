@@ -16,6 +16,11 @@ Lifecycle of one request (hooks run in registration order)::
 A hook that returns something other than ``None`` ends the request with that
 as the response; raising ``HTTPError`` ends it with that status. Other
 exceptions pass through ``on_error`` and default to a 500 (logged).
+
+Lifespan: ``on_start`` functions run once per process that runs application
+code, before it serves; ``on_stop`` functions once it has drained. The
+engine only awaits what they return (``run_on_start``, ``run_on_stop``);
+each process awaits those on its own loop.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._call import call_maybe_async
 from ._context import Context
+from ._importer import describe_error
+from ._loops import wrong_loop_hint
 from ._messages import Request, Response, to_message
 from ._router import MethodMismatch, Router
 from .errors import HTTPError, MethodNotAllowed, NotFound
@@ -35,12 +42,30 @@ from .pubsub import Published, PubSub, Sent
 if TYPE_CHECKING:
     from .ws._plugin import WSRegistrar
 
-__all__ = ["Axeom", "Endpoint", "Group"]
+__all__ = ["Axeom", "Endpoint", "Group", "OnStartError"]
 
 logger = logging.getLogger("axeom.engine")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[..., Any]
+
+
+class OnStartError(Exception):
+    """An ``on_start`` function raised: this process must not serve.
+
+    ``str(error)`` is one line naming the function, what it raised and the
+    app's line that raised it; the original exception is ``error.error``
+    (and ``__cause__``), for a traceback at debug level.
+    """
+
+    def __init__(self, hook: Hook, error: BaseException) -> None:
+        super().__init__(hook, error)
+        self.hook = hook
+        self.error = error
+
+    def __str__(self) -> str:
+        name = getattr(self.hook, "__qualname__", None) or repr(self.hook)
+        return f"on_start function {name} failed: {describe_error(self.error)}"
 
 
 class Endpoint(Protocol):
@@ -194,6 +219,8 @@ class Axeom(_Registrar):
         self._on_request: list[Hook] = []
         self._on_error: list[Hook] = []
         self._on_response: list[Hook] = []
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
         self.pubsub = PubSub()
         self._mounted: list[Axeom] = []
 
@@ -209,7 +236,12 @@ class Axeom(_Registrar):
 
     def decorate(self, **values: Any) -> Axeom:
         """Make values (a database pool, a settings object) readable as ``ctx.name``
-        in hooks and ``ws.name`` in socket handlers. Not sent across processes."""
+        in hooks and ``ws.name`` in socket handlers. Not sent across processes.
+
+        Read at every access, so a call from an ``on_start`` function (after
+        the routes were built, once per process) reaches every route, those of
+        mounted apps included (they share the decorations of the app they
+        are mounted in)."""
         self.decorations.update(values)
         return self
 
@@ -217,15 +249,26 @@ class Axeom(_Registrar):
         for name, ext in other.extensions.items():
             self.extensions.setdefault(name, ext)
         self.decorations.update(other.decorations)
+        other._share_decorations(self.decorations)
         self._before_match += other._before_match
         self._on_request += other._on_request
         self._on_error += other._on_error
         self._on_response += other._on_response
+        self._on_start += other._on_start
+        self._on_stop += other._on_stop
         other._scope.parent = self._scope
         for route in other._routes:
             self._add_route(route.method, route.pattern, route.endpoint, route.scope)
         self._mounted.append(other)
         other._share_pubsub(self.pubsub)
+
+    def _share_decorations(self, decorations: dict[str, Any]) -> None:
+        """One decorations dict per server: ``decorate`` on a mounted app (in
+        its own ``on_start``, say) must reach the sockets and contexts, which
+        read the decorations of the app that serves them."""
+        self.decorations = decorations
+        for app in self._mounted:
+            app._share_decorations(decorations)
 
     def _share_pubsub(self, pubsub: PubSub) -> None:
         """One pub/sub per server: a mounted app (and what was mounted in it)
@@ -289,6 +332,53 @@ class Axeom(_Registrar):
         """Run as ``fn(ctx, response)`` on every response, errors included; may replace it."""
         self._on_response.append(fn)
         return fn
+
+    # -- lifespan ------------------------------------------------------------
+
+    def on_start(self, fn: F) -> F:
+        """Run ``fn()`` (plain or coroutine) once in each process that runs
+        application code, on its loop, before it serves: open a pool there and
+        ``app.decorate(db=pool)``. Several run in registration order; one that
+        raises stops the server (no restart) and the later ones do not run."""
+        self._on_start.append(fn)
+        return fn
+
+    def on_stop(self, fn: F) -> F:
+        """Run ``fn()`` (plain or coroutine) once in each such process after it
+        drained (its sockets' ``close`` handlers ran), also on SIGTERM and
+        Ctrl-C. Several run in registration order, as Starlette and Litestar
+        do; one that raises is logged and the next still runs. Not run when
+        an ``on_start`` function failed."""
+        self._on_stop.append(fn)
+        return fn
+
+    async def run_on_start(self) -> None:
+        """Await every ``on_start`` function in order, on the caller's loop.
+
+        Raises:
+            OnStartError: for the first one that raised; the rest do not run.
+        """
+        for fn in self._on_start:
+            try:
+                await call_maybe_async(fn, ())
+            except Exception as exc:
+                raise OnStartError(fn, exc) from exc
+
+    async def run_on_stop(self) -> None:
+        """Await every ``on_stop`` function in order; a failure is logged and
+        does not stop the others (a process that is stopping has nothing
+        better to do with it)."""
+        for fn in self._on_stop:
+            try:
+                await call_maybe_async(fn, ())
+            except Exception as exc:
+                hint = wrong_loop_hint(exc)
+                logger.error(
+                    "on_stop function %s raised%s",
+                    getattr(fn, "__qualname__", fn),
+                    f": {hint}" if hint else "",
+                    exc_info=exc,
+                )
 
     # -- the engine ----------------------------------------------------------
 
@@ -374,7 +464,12 @@ class Axeom(_Registrar):
                 logger.exception("on_error hook %r failed", hook)
         if isinstance(exc, HTTPError):
             return Response.error(exc.status, exc.reason, exc.headers)
+        hint = wrong_loop_hint(exc)
         logger.error(
-            "unhandled error answering %s %s", ctx.request.method, ctx.request.target, exc_info=exc
+            "unhandled error answering %s %s%s",
+            ctx.request.method,
+            ctx.request.target,
+            f": {hint}" if hint else "",
+            exc_info=exc,
         )
         return Response.error(500, "Internal Server Error")

@@ -15,7 +15,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["APP_DIR_ENV", "ImportFromStringError", "add_app_dir", "import_from_string"]
+__all__ = [
+    "APP_DIR_ENV",
+    "ImportFromStringError",
+    "add_app_dir",
+    "describe_error",
+    "import_from_string",
+]
 
 APP_DIR_ENV = "AXEOM_APP_DIR"
 """Directory put first on ``sys.path`` before the app is imported (``axeom run --app-dir``).
@@ -107,6 +113,14 @@ def _load_file(path: Path) -> Any:
 
 def _describe_failure(where: str, exc: BaseException) -> str:
     """One line: what was raised, and the innermost line of user code that raised it."""
+    return f'Error loading "{where}": {describe_error(exc)}'
+
+
+def describe_error(exc: BaseException) -> str:
+    """``TypeName: first line of the message (file, line N)``, the line being
+    the innermost one of the app's own code: what a user needs to find a
+    failure of their code (an import, an ``on_start`` function) without a
+    traceback through Axeom and the event loop."""
     location = ""
     frames = traceback.extract_tb(exc.__traceback__)
     user = [f for f in frames if _is_user_frame(f.filename)]
@@ -116,7 +130,7 @@ def _describe_failure(where: str, exc: BaseException) -> str:
         last = user[-1]
         location = f" ({last.filename}, line {last.lineno})"
     message = str(exc).splitlines()[0] if str(exc) else ""
-    return f'Error loading "{where}": {type(exc).__name__}: {message}{location}'
+    return f"{type(exc).__name__}: {message}{location}"
 
 
 def _is_user_frame(filename: str) -> bool:

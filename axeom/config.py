@@ -7,6 +7,7 @@ A configuration file looks like this (every key is optional; the values shown ar
     port = 8000
     workers = 0                 # 0 = single process, N >= 1 = supervisor + acceptor + N workers
     log_level = "info"          # critical | error | warning | info | debug
+    loop = "trio"               # trio | asyncio | uvloop: the event loop application code runs on
     graceful_timeout = 10.0     # seconds a child has to finish its work once asked to stop
     max_pending_handshakes = 1024             # unfinished requests at once (node-wide)
     max_pending_handshakes_per_address = 64   # ... from one client address
@@ -60,6 +61,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "LogLevel",
+    "LoopName",
     "RestartType",
     "ServerConfig",
     "Strategy",
@@ -76,6 +78,9 @@ RestartType = Literal["permanent", "transient", "temporary"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 """Names of the log levels accepted by ``server.log_level``."""
+
+LoopName = Literal["trio", "asyncio", "uvloop"]
+"""Event loops accepted by ``server.loop``: where handlers, hooks and lifespan functions run."""
 
 OVERRIDES_SOURCE = "overrides"
 """How errors name values that came from overrides (command line / environment) and not a file."""
@@ -406,6 +411,11 @@ class ServerConfig:
         workers: ``0`` runs everything in one process, which is simplest to debug (development).
             ``N >= 1`` runs a supervisor, an acceptor and ``N`` worker processes (production).
         log_level: One of ``critical``, ``error``, ``warning``, ``info``, ``debug``.
+        loop: The event loop every process that runs application code (the single-process
+            server, the acceptor, the workers) runs it on: ``trio`` (the default), ``asyncio``
+            or ``uvloop`` (the ``axeom[uvloop]`` extra). A handler awaits the primitives of
+            its loop only, so an app whose handlers use asyncio libraries (asyncpg,
+            ``redis.asyncio``) picks ``asyncio`` or ``uvloop``. The supervisor stays on trio.
         graceful_timeout: Seconds a child has to finish its work once asked to stop: a worker
             closes its sockets with 1001 and runs their ``close`` handlers (those still running
             then are cancelled); the acceptor finishes the handshakes in flight.
@@ -429,6 +439,7 @@ class ServerConfig:
     port: int = field(default=8000, metadata=_checked(_integer(0, 65535)))
     workers: int = field(default=0, metadata=_checked(_integer(0)))
     log_level: LogLevel = field(default="info", metadata=_checked(_choice(LogLevel)))
+    loop: LoopName = field(default="trio", metadata=_checked(_choice(LoopName)))
     graceful_timeout: float = field(default=10.0, metadata=_checked(_POSITIVE))
     pubsub: str | None = field(default=None, metadata=_checked(_redis_url))
     max_pending_handshakes: int = field(default=1024, metadata=_checked(_integer(1)))
@@ -473,6 +484,7 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "port": "server.port",
     "workers": "server.workers",
     "log_level": "server.log_level",
+    "loop": "server.loop",
     "graceful_timeout": "server.graceful_timeout",
     "pubsub": "server.pubsub",
     "max_pending_handshakes": "server.max_pending_handshakes",

@@ -21,6 +21,7 @@ from typing import Any
 from websockets.frames import CloseCode
 
 from .._call import call_now, noting_suspension
+from .._loops import wrong_loop_hint
 from ._handlers import BoundHandlers
 from ._socket import WebSocket
 
@@ -159,11 +160,13 @@ class Actor:
     def _fail(self, name: str, exc: Exception) -> Awaitable[None] | None:
         """Log, call ``error``, close with 1011; the ``error`` handler's rest if any."""
         ws = self.ws
+        hint = wrong_loop_hint(exc)
         logger.error(
-            "%s handler of socket %s (%s) raised; closing it with 1011",
+            "%s handler of socket %s (%s) raised; closing it with 1011%s",
             name,
             ws.id,
             ws.path,
+            f": {hint}" if hint else "",
             exc_info=exc,
         )
         if self.handlers.error is not None:
