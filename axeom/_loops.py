@@ -97,11 +97,12 @@ def _awaited_library(exc: BaseException) -> str | None:
             return "trio"
         if message.startswith(_ASYNCIO_FOREIGN_YIELD):
             return "trio"
-    elif isinstance(exc, TypeError) and message.startswith(_TRIO_FOREIGN_YIELD):
+    elif (isinstance(exc, TypeError) and message.startswith(_TRIO_FOREIGN_YIELD)) or (
+        isinstance(exc, AttributeError)
+        and message == _ASYNCIO_UNBOUND
+        and _raised_in(exc, "asyncio")
+    ):
         return "asyncio"
-    elif isinstance(exc, AttributeError) and message == _ASYNCIO_UNBOUND:
-        if _raised_in(exc, "asyncio"):
-            return "asyncio"
     return None
 
 

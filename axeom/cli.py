@@ -21,8 +21,15 @@ import click
 
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
+from ._loops import LOOPS, loop_unavailable
 from .config import Config, ConfigError, ServerConfig
-from .process import configure_logging, load_app_or_exit
+from .process import (
+    configure_logging,
+    exit_if_on_start_failed,
+    exit_loop_not_built,
+    load_app_or_exit,
+    serve_with_lifespan,
+)
 
 __all__ = ["main"]
 
@@ -94,6 +101,14 @@ def main() -> None:
     f"[default: {_DEFAULTS.workers}]",
 )
 @_option(
+    "--loop",
+    type=click.Choice(LOOPS, case_sensitive=False),
+    envvar="AXEOM_LOOP",
+    help="Event loop the app's handlers, hooks and lifespan functions run on "
+    "(in every process that runs them).  "
+    f"[default: {_DEFAULTS.loop}]",
+)
+@_option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
@@ -132,12 +147,16 @@ def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> No
         os.environ[APP_DIR_ENV] = add_app_dir(app_dir)
     except ImportFromStringError as exc:
         raise click.BadParameter(str(exc), param_hint="'--app-dir'") from None
-    if overrides.get("log_level"):
-        overrides["log_level"] = overrides["log_level"].lower()
+    for name in ("log_level", "loop"):
+        if overrides.get(name):
+            overrides[name] = overrides[name].lower()
     try:
         config = Config.build(app, config_file, **overrides)
     except ConfigError as exc:
         raise _ConfigProblem(str(exc)) from None
+    problem = loop_unavailable(config.server.loop)
+    if problem is not None:
+        raise _ConfigProblem(problem)
     if config.server.pubsub:
         _check_pubsub(config)
     if config.server.workers == 0:
@@ -177,9 +196,20 @@ def _check_pubsub(config: Config) -> None:
 
 
 def _serve_in_process(config: Config) -> None:
-    server = config.server
-    configure_logging(server.log_level)
+    """``--workers 0``: this process serves, on the loop ``server.loop`` names
+    (the one place that choice is made for this mode)."""
+    configure_logging(config.server.log_level)
     application = load_app_or_exit(config.app)
+    with exit_if_on_start_failed():
+        if config.server.loop == "trio":
+            _serve_on_trio(config, application)
+        else:
+            exit_loop_not_built(config.server.loop)
+
+
+def _serve_on_trio(config: Config, application: Any) -> None:
+    """Bind, run the lifespan functions around ``serve_listener`` on trio, drain on a signal."""
+    server = config.server
     descriptors = raise_fd_limit()
     import trio
 
@@ -195,7 +225,7 @@ def _serve_in_process(config: Config) -> None:
             f"cannot listen on {server.host}:{server.port}: {reason}"
         ) from None
 
-    async def main_task() -> None:
+    async def serve() -> None:
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_set_on_signal, shutdown)
@@ -217,7 +247,7 @@ def _serve_in_process(config: Config) -> None:
 
     with listener:
         try:
-            trio.run(main_task)
+            trio.run(serve_with_lifespan, application, serve)
         except KeyboardInterrupt:
             pass
 

@@ -1,32 +1,40 @@
 """What every process of ``axeom run`` shares: raise its descriptor limit, set
-up logging, load the app (or exit with a status the supervisor reads), and,
-in a child, send heartbeats until its parent is gone."""
+up logging, load the app (or exit with a status the supervisor reads), run
+the app's lifespan functions around serving, and, in a child, send
+heartbeats until its parent is gone."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn
 
 import pynng
 
 from . import wire
-from ._app import Axeom
+from ._app import Axeom, OnStartError
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir, import_from_string
+from ._loops import DEFAULT_LOOP, not_available_in_this_build
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
     "EXIT_CANNOT_START",
+    "EXIT_ON_START_FAILED",
     "REPORT_SEND_TIMEOUT_MS",
     "child_settings",
     "configure_logging",
+    "exit_if_on_start_failed",
+    "exit_loop_not_built",
     "heartbeat_forever",
     "load_app_or_exit",
+    "loop_of",
     "parent_gone",
     "raise_fd_limit",
+    "serve_with_lifespan",
 ]
 
 # The supervisor reads this status as "the app cannot be loaded": it stops
@@ -37,6 +45,11 @@ EXIT_APP_LOAD_FAILED = 3
 # from a supervisor of another Axeom install, or a missing optional package.
 # The supervisor gives up on it at once, as on EXIT_APP_LOAD_FAILED.
 EXIT_CANNOT_START = 4
+# An ``on_start`` function of the app raised (its database is down, a setting
+# is missing). A restart would run it into the same failure in every process,
+# so the supervisor gives up at once and ``axeom run`` exits with this status,
+# in every mode.
+EXIT_ON_START_FAILED = 5
 
 # The send timeout of a child's report socket. nng holds a send while no
 # supervisor is connected; one that died between a parent check and a heartbeat
@@ -102,6 +115,59 @@ async def heartbeat_forever(
             pass  # nobody took it (REPORT_SEND_TIMEOUT_MS): is the parent still there?
         await sleep(interval)
     await on_parent_gone()
+
+
+async def serve_with_lifespan(app: Axeom, serve: Callable[[], Awaitable[None]]) -> None:
+    """The app's ``on_start`` functions, then ``serve()``, then its ``on_stop``
+    functions: how every process that runs application code serves, on
+    whatever loop it awaits this.
+
+    ``serve`` returns once the process has drained (close handlers ran), so
+    ``on_stop`` comes after them, also on SIGTERM and Ctrl-C (both drain).
+    Call it outside any nursery or task group: an ``OnStartError`` must reach
+    ``exit_if_on_start_failed`` as itself, not inside an exception group.
+
+    Raises:
+        OnStartError: an ``on_start`` function raised; nothing was served and
+            no ``on_stop`` function ran.
+    """
+    await app.run_on_start()
+    try:
+        await serve()
+    finally:
+        await app.run_on_stop()
+
+
+@contextlib.contextmanager
+def exit_if_on_start_failed(process: str | None = None) -> Iterator[None]:
+    """Around a process's event loop: an ``on_start`` failure becomes one line
+    on stderr (the function, the error, the app's line; the traceback at
+    debug level) and exit ``EXIT_ON_START_FAILED``, as an import error is one
+    line and ``EXIT_APP_LOAD_FAILED``. In a tree the line names the child
+    (``process``, as its log lines do): each child runs the functions."""
+    try:
+        yield
+    except OnStartError as exc:
+        logging.getLogger("axeom.server").debug("on_start failed", exc_info=exc.error)
+        tag = "" if process is None else f"[{process}] "
+        print(f"Error: {tag}{exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_ON_START_FAILED)
+
+
+def loop_of(settings: dict[str, Any]) -> str:
+    """The loop a child's start-up settings name. A supervisor that passes
+    none predates the choice, and ran everything on trio: a key added without
+    a wire version bump, read with the only value its absence can mean."""
+    loop = settings.get("loop", DEFAULT_LOOP)
+    return loop if isinstance(loop, str) else DEFAULT_LOOP
+
+
+def exit_loop_not_built(loop: str, process: str | None = None) -> NoReturn:
+    """One line and ``EXIT_CANNOT_START``: this build has no runtime for ``loop``
+    (a restart cannot fix it, so a supervisor gives up at once)."""
+    tag = "" if process is None else f"[{process}] "
+    print(f"Error: {tag}{not_available_in_this_build(loop)}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_CANNOT_START)
 
 
 def child_settings(role: str) -> dict[str, Any]:

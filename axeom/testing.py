@@ -100,6 +100,9 @@ class TestClient:
         self._stack: Any = None
 
     async def __aenter__(self) -> TestClient:
+        # The app's on_start functions first, as a server process runs them
+        # (an OnStartError fails the test as itself); on_stop after the sockets.
+        await self.app.run_on_start()
         self._stack = open_socket_runtime(self.app)
         self._runtime = await self._stack.__aenter__()
         return self
@@ -114,6 +117,8 @@ class TestClient:
             if lone is exc_info[1]:
                 return False  # the test's own exception goes on as itself
             _reraise(lone)
+        finally:
+            await self.app.run_on_stop()
 
     @property
     def runtime(self) -> SocketRuntime:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import logging
 import socket
 
-import trio
-
-from axeom.process import child_settings, configure_logging, load_app_or_exit, raise_fd_limit
+from axeom import Axeom
+from axeom.process import (
+    child_settings,
+    configure_logging,
+    exit_if_on_start_failed,
+    exit_loop_not_built,
+    load_app_or_exit,
+    loop_of,
+    raise_fd_limit,
+    serve_with_lifespan,
+)
 from axeom.trio_runtime import HandshakeLimits
 
 from ._acceptor import Acceptor, AcceptorSettings
@@ -27,8 +35,20 @@ def main() -> None:
         generation=options["generation"],
         graceful_timeout=options["graceful_timeout"],
     )
+    with exit_if_on_start_failed("acceptor"):
+        _run(loop_of(options), app, listener, settings)
+
+
+def _run(loop: str, app: Axeom, listener: socket.socket, settings: AcceptorSettings) -> None:
+    """Accept on ``loop``, the app's lifespan functions around it (the acceptor
+    runs ``derive`` and the hooks, which may use what ``on_start`` opened): the
+    one place the acceptor picks its event loop."""
+    if loop != "trio":
+        exit_loop_not_built(loop, "acceptor")
+    import trio
+
     try:
-        trio.run(Acceptor(app, listener, settings).run)
+        trio.run(serve_with_lifespan, app, Acceptor(app, listener, settings).run)
     except KeyboardInterrupt:
         pass
 

@@ -79,6 +79,10 @@ def command(
         "heartbeat_interval": config.workers.heartbeat_interval,
     }
     pass_fds: tuple[int, ...] = ()
+    if role in ("acceptor", "worker"):
+        # The processes that run application code run it on the loop asked for;
+        # the bridge keeps its own (asyncio, for redis-py).
+        options["loop"] = server.loop
     if role == "acceptor":
         module = "axeom_acceptor"
         options.update(

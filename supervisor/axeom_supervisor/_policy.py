@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from axeom.config import RestartType, Strategy, SupervisorConfig
-from axeom.process import EXIT_APP_LOAD_FAILED, EXIT_CANNOT_START
+from axeom.process import EXIT_APP_LOAD_FAILED, EXIT_CANNOT_START, EXIT_ON_START_FAILED
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
@@ -37,6 +37,8 @@ __all__ = [
 # EXIT_APP_LOAD_FAILED (3): a child that could not import the application. Restarting cannot
 # fix a typo in the app module, and a restart loop would bury the error under repeated copies
 # of it, so the supervisor gives up at once on this code. Children exit with it from axeom.process.
+# EXIT_ON_START_FAILED (5): an on_start function of the app raised; every process runs them, so
+# a restart would fail the same way: given up at once too.
 
 _RESTART_TYPES: tuple[RestartType, ...] = ("permanent", "transient", "temporary")
 
@@ -76,6 +78,11 @@ class ExitStatus:
     def cannot_start(self) -> bool:
         """True if the child reported it cannot start (EXIT_CANNOT_START)."""
         return self.code == EXIT_CANNOT_START
+
+    @property
+    def on_start_failed(self) -> bool:
+        """True if an ``on_start`` function of the app raised in the child."""
+        return self.code == EXIT_ON_START_FAILED
 
     @property
     def app_load_failed(self) -> bool:
@@ -190,6 +197,11 @@ class RestartPolicy:
             return GiveUp(
                 f"{child} exited with code {EXIT_APP_LOAD_FAILED}: the application failed to load"
                 " (its log shows the import error): giving up without restarting"
+            )
+        if status.on_start_failed:
+            return GiveUp(
+                f"{child} exited with code {EXIT_ON_START_FAILED}: an on_start function of the"
+                " application failed (its log shows the error): giving up without restarting"
             )
         if status.cannot_start:
             return GiveUp(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from axeom.process import EXIT_APP_LOAD_FAILED
+from axeom.process import EXIT_APP_LOAD_FAILED, EXIT_ON_START_FAILED
 
 from ._children import Child
 from ._policy import ExitStatus, GiveUp, Ignore, Restart
@@ -52,7 +52,7 @@ async def watch(supervisor: Supervisor, child: Child) -> None:
         return
     if isinstance(decision, GiveUp):
         logger.error("%s", decision.reason)  # the reason ends in "giving up"
-        supervisor.exit_code = EXIT_APP_LOAD_FAILED if status.app_load_failed else EXIT_GAVE_UP
+        supervisor.exit_code = _exit_code(status)
         await shutdown(supervisor)
         return
     assert isinstance(decision, Restart)
@@ -62,6 +62,17 @@ async def watch(supervisor: Supervisor, child: Child) -> None:
         await _restart_all(supervisor, child, decision)
     else:
         await _restart(supervisor, child, decision)
+
+
+def _exit_code(status: ExitStatus) -> int:
+    """The tree's status when it gives up on a child: the child's own for a
+    failure of the app (import, ``on_start``), so that ``axeom run`` exits as
+    ``--workers 0`` would; else EXIT_GAVE_UP."""
+    if status.app_load_failed:
+        return EXIT_APP_LOAD_FAILED
+    if status.on_start_failed:
+        return EXIT_ON_START_FAILED
+    return EXIT_GAVE_UP
 
 
 async def _restart(supervisor: Supervisor, child: Child, decision: Restart) -> None:
