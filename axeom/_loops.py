@@ -81,7 +81,8 @@ def wrong_loop_hint(exc: BaseException) -> str | None:
         return None  # the failure is not about the loop this code runs on
     wanted = "asyncio" if awaited == "asyncio" else "trio"
     return (
-        f"it awaited a {awaited} object, but this server runs on {running}; "
+        f"it awaited {'an' if awaited == 'asyncio' else 'a'} {awaited} object, "
+        f"but this server runs on {running}; "
         f'start it with --loop {wanted} (or [server] loop = "{wanted}")'
     )
 

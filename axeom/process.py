@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn
 
@@ -124,6 +126,10 @@ async def serve_with_lifespan(app: Axeom, serve: Callable[[], Awaitable[None]]) 
 
     ``serve`` returns once the process has drained (close handlers ran), so
     ``on_stop`` comes after them, also on SIGTERM and Ctrl-C (both drain).
+    By then ``serve`` no longer listens for signals, and a second SIGTERM
+    (``kill`` of the process group, then the supervisor's own) would kill the
+    process in the middle of ``on_stop``: stop signals are ignored while it
+    runs (a hung one is SIGKILLed after ``shutdown_timeout``, as any child).
     Call it outside any nursery or task group: an ``OnStartError`` must reach
     ``exit_if_on_start_failed`` as itself, not inside an exception group.
 
@@ -135,7 +141,26 @@ async def serve_with_lifespan(app: Axeom, serve: Callable[[], Awaitable[None]]) 
     try:
         await serve()
     finally:
-        await app.run_on_stop()
+        with _stop_signals_ignored():
+            await app.run_on_stop()
+
+
+# The signals that ask a process to stop; while it runs on_stop it already is.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _stop_signals_ignored() -> Iterator[None]:
+    """Ignore SIGTERM and SIGINT inside, then put back what was there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a server runs there
+        return
+    previous = [(signum, signal.signal(signum, signal.SIG_IGN)) for signum in _STOP_SIGNALS]
+    try:
+        yield
+    finally:
+        for signum, handler in previous:
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
