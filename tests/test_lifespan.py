@@ -183,6 +183,17 @@ def test_failing_on_start_in_a_tree_exits_without_restarting(tmp_path: Path) -> 
     assert elapsed < EXIT_BOUND
 
 
+def test_the_policy_gives_up_on_a_failed_on_start_at_once() -> None:
+    """Whatever the restart type and intensity left: no restart for exit 5."""
+    from axeom.config import SupervisorConfig
+    from axeom_supervisor._policy import ExitStatus, GiveUp, RestartPolicy
+
+    policy = RestartPolicy(SupervisorConfig(max_restarts=100), "permanent")
+    decision = policy.on_exit(0.0, "worker-1", ExitStatus(code=EXIT_ON_START_FAILED))
+    assert isinstance(decision, GiveUp)
+    assert "on_start function of the application failed" in decision.reason
+
+
 # -- decorate from on_start, in the test kit and across mounted apps -----------
 
 
