@@ -411,11 +411,6 @@ class ServerConfig:
         workers: ``0`` runs everything in one process, which is simplest to debug (development).
             ``N >= 1`` runs a supervisor, an acceptor and ``N`` worker processes (production).
         log_level: One of ``critical``, ``error``, ``warning``, ``info``, ``debug``.
-        loop: The event loop every process that runs application code (the single-process
-            server, the acceptor, the workers) runs it on: ``trio`` (the default), ``asyncio``
-            or ``uvloop`` (the ``axeom[uvloop]`` extra). A handler awaits the primitives of
-            its loop only, so an app whose handlers use asyncio libraries (asyncpg,
-            ``redis.asyncio``) picks ``asyncio`` or ``uvloop``. The supervisor stays on trio.
         graceful_timeout: Seconds a child has to finish its work once asked to stop: a worker
             closes its sockets with 1001 and runs their ``close`` handlers (those still running
             then are cancelled); the acceptor finishes the handshakes in flight.
@@ -433,13 +428,17 @@ class ServerConfig:
             slower one is answered 408.
         max_body_size: Bytes of request body an HTTP route accepts (``Content-Length``); a
             larger one is answered 413 before it is read. ``0`` refuses every body.
+        loop: The event loop every process that runs application code (the single-process
+            server, the acceptor, the workers) runs it on: ``trio`` (the default), ``asyncio``
+            or ``uvloop`` (the ``axeom[uvloop]`` extra). A handler awaits the primitives of
+            its loop only, so an app whose handlers use asyncio libraries (asyncpg,
+            ``redis.asyncio``) picks ``asyncio`` or ``uvloop``. The supervisor stays on trio.
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
     port: int = field(default=8000, metadata=_checked(_integer(0, 65535)))
     workers: int = field(default=0, metadata=_checked(_integer(0)))
     log_level: LogLevel = field(default="info", metadata=_checked(_choice(LogLevel)))
-    loop: LoopName = field(default="trio", metadata=_checked(_choice(LoopName)))
     graceful_timeout: float = field(default=10.0, metadata=_checked(_POSITIVE))
     pubsub: str | None = field(default=None, metadata=_checked(_redis_url))
     max_pending_handshakes: int = field(default=1024, metadata=_checked(_integer(1)))
@@ -449,6 +448,8 @@ class ServerConfig:
     )
     request_timeout: float = field(default=10.0, metadata=_checked(_REQUEST_TIMEOUT))
     max_body_size: int = field(default=1 << 20, metadata=_checked(_integer(0, MAX_BODY_SIZE)))
+    # Last, so that positional construction from before it was added still works.
+    loop: LoopName = field(default="trio", metadata=_checked(_choice(LoopName)))
 
     def __post_init__(self) -> None:
         _validate(self)
