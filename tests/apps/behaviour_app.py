@@ -126,11 +126,14 @@ def make_app(record: Path | None) -> Axeom:
     app.ws("/flow", message=flow, backpressure_limit=FLOW_LIMIT)
 
     async def on_room_open(ws):
+        """In effect on every worker before the first message is handled."""
         await ws.subscribe(ws.params["topic"])
-        ws.send(f"ready {os.getpid()}")
 
     def on_room_message(ws, msg):
-        ws.publish(ws.params["topic"], msg)
+        if msg == "pid":
+            ws.send(f"pid {os.getpid()}")
+        else:
+            ws.publish(ws.params["topic"], msg)
 
     app.ws("/room/:topic", open=on_room_open, message=on_room_message)
     return app

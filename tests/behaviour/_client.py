@@ -13,7 +13,7 @@ import base64
 import hashlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Protocol
 
 import trio
@@ -27,6 +27,9 @@ TIMEOUT = 10.0
 HOST = "127.0.0.1"
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 _HEAD_END = b"\r\n\r\n"
+# Sockets opened per wanted one before giving up on spreading them over the
+# processes (the acceptor picks the worker with the fewest: a few suffice).
+SPREAD_TRIES = 4
 
 
 class Peer:
@@ -254,3 +257,24 @@ async def _read_body(
 
 def _accept(key: str) -> str:
     return base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
+
+
+async def pid_of(peer: Peer) -> str:
+    """The process the socket runs in (the app answers "pid" on every route)."""
+    answer = await peer.ask("pid")
+    assert answer.startswith("pid "), answer
+    return answer[4:]
+
+
+async def one_process_each(
+    stack: AsyncExitStack, target: Target, path: str, processes: int, per_process: int = 1
+) -> list[list[Peer]]:
+    """Open sockets to ``path`` until each of ``processes`` holds ``per_process``
+    of them (where they land is the server's choice: ask each for its pid)."""
+    groups: dict[str, list[Peer]] = {}
+    for _ in range(SPREAD_TRIES * processes * per_process):
+        peer = await stack.enter_async_context(target.connect(path))
+        groups.setdefault(await pid_of(peer), []).append(peer)
+        if len(groups) == processes and all(len(g) >= per_process for g in groups.values()):
+            return list(groups.values())
+    raise AssertionError(f"sockets did not spread over {processes} processes: {list(groups)}")
