@@ -13,7 +13,7 @@ import base64
 import hashlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Protocol
 
 import trio
@@ -89,19 +89,17 @@ class Target(Protocol):
         headers: Mapping[str, str] | None = None,
         *,
         subprotocols: Sequence[str] | None = None,
-    ) -> AbstractPeerContext: ...
+        early: bytes = b"",
+    ) -> AbstractAsyncContextManager[Peer]:
+        """Open a socket; ``early``: raw bytes the client sends at once (over
+        TCP in the same write as the upgrade request, before the 101)."""
+        ...
 
     async def request(
         self, method: str, target: str, headers: Mapping[str, str]
     ) -> tuple[int, bytes]:
         """One plain HTTP request (or a broken upgrade): (status, body)."""
         ...
-
-
-class AbstractPeerContext(Protocol):
-    async def __aenter__(self) -> Peer: ...
-
-    async def __aexit__(self, *exc_info: object) -> bool | None: ...
 
 
 class MemoryTarget:
@@ -117,9 +115,12 @@ class MemoryTarget:
         headers: Mapping[str, str] | None = None,
         *,
         subprotocols: Sequence[str] | None = None,
+        early: bytes = b"",
     ) -> AsyncIterator[Peer]:
         offered = list(subprotocols) if subprotocols else None
         async with self.client.websocket(path, headers, subprotocols=offered) as ws:
+            if early:
+                await ws.send_raw(early)
             yield Peer(ws)
 
     async def request(
@@ -143,6 +144,7 @@ class TcpTarget:
         headers: Mapping[str, str] | None = None,
         *,
         subprotocols: Sequence[str] | None = None,
+        early: bytes = b"",
     ) -> AsyncIterator[Peer]:
         key = base64.b64encode(os.urandom(16)).decode()
         extra = dict(headers or {})
@@ -159,7 +161,7 @@ class TcpTarget:
             stream = await trio.open_tcp_stream(HOST, self.port)
         try:
             with trio.fail_after(TIMEOUT):
-                await stream.send_all(self._head("GET", path, upgrade))
+                await stream.send_all(self._head("GET", path, upgrade) + early)
                 status, response_headers, rest = await _read_head(stream)
                 if status != 101:
                     body = await _read_body(stream, rest, response_headers)
