@@ -29,6 +29,9 @@ GOOD_ORIGIN = "https://good.example"
 # Timers short enough for a test to wait them out (the defaults are 120 s and 20 s).
 IDLE_TIMEOUT = 0.3
 PING_INTERVAL = 0.1
+# Idle timeout of the keepalive route: many ping intervals, so that a client
+# slowed by a loaded machine still answers in time.
+KEEPALIVE_IDLE_TIMEOUT = 2.0
 
 
 async def pause(seconds: float) -> None:
@@ -87,7 +90,12 @@ def make_app(record: Path | None) -> Axeom:
     app.ws("/small", message=on_echo, close=on_close, max_message_size=SMALL_MESSAGE_LIMIT)
     app.ws("/origin", message=on_echo, allowed_origins=[GOOD_ORIGIN])
     app.ws("/idle", message=on_echo, idle_timeout=IDLE_TIMEOUT, ping_interval=None)
-    app.ws("/keepalive", message=on_echo, idle_timeout=IDLE_TIMEOUT, ping_interval=PING_INTERVAL)
+    app.ws(
+        "/keepalive",
+        message=on_echo,
+        idle_timeout=KEEPALIVE_IDLE_TIMEOUT,
+        ping_interval=PING_INTERVAL,
+    )
     app.ws("/proto", message=on_echo, subprotocols=["chat.v2", "chat.v1"])
 
     @app.ws("/slow")
