@@ -1,0 +1,156 @@
+"""App for the runtime behaviour suite (tests/behaviour/): one route per behaviour,
+written once and served by every runtime. Handlers use no loop's primitives
+except through ``pause`` (which asks which loop runs it), so the same file runs
+on trio and on asyncio.
+
+``make_app(record)`` builds a fresh one (the in-memory runtime builds one per
+test); ``app`` is the one a server process imports, recording close handlers
+under the folder named by ``AXEOM_BEHAVIOUR_RECORD``."""
+
+import asyncio
+import os
+from pathlib import Path
+
+import trio
+
+from axeom import Axeom, HTTPError, Response
+from axeom.ws import ws_plugin
+
+RECORD_ENV = "AXEOM_BEHAVIOUR_RECORD"
+# Small enough that a test message of a few KiB goes over it.
+SMALL_MESSAGE_LIMIT = 1024
+# With FLOOD_CHUNK: two sends queue, the third goes over, the rest drop.
+FLOOD_LIMIT = 1000
+FLOOD_CHUNK = 400
+FLOOD_SENDS = 5
+# A limit far below what /flow sends, so `await ws.send` has to wait.
+FLOW_LIMIT = 16 * 1024
+GOOD_ORIGIN = "https://good.example"
+# Timers short enough for a test to wait them out (the defaults are 120 s and 20 s).
+IDLE_TIMEOUT = 0.3
+PING_INTERVAL = 0.1
+# Idle timeout of the keepalive route: many ping intervals, so that a client
+# slowed by a loaded machine still answers in time.
+KEEPALIVE_IDLE_TIMEOUT = 2.0
+
+
+async def pause(seconds: float) -> None:
+    """Sleep on whichever loop runs the handler (a test of ordering needs a
+    handler that really yields, on every runtime)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        await trio.sleep(seconds)
+    else:
+        await asyncio.sleep(seconds)
+
+
+def make_app(record: Path | None) -> Axeom:
+    app = Axeom().use(ws_plugin())
+
+    @app.derive
+    def who(ctx):
+        """ws.data from the handshake; `x-deny: STATUS` rejects with that status."""
+        deny = ctx.headers.get("x-deny")
+        if deny is not None:
+            raise HTTPError(int(deny), f"denied by derive: {deny}")
+        return {"user": ctx.headers.get("x-user", "anon"), "tag": ctx.query.get("tag", "")}
+
+    @app.on_before_handle
+    def teapot(ctx):
+        """A hook that ends the handshake with a response of its own."""
+        if ctx.headers.get("x-hook") == "teapot":
+            return Response(418, [("content-type", "text/plain")], b"short and stout")
+        return None
+
+    def on_close(ws, code, reason):
+        tag = ws.data["tag"]
+        if record is not None and tag:
+            with open(record / tag, "a") as out:
+                out.write(f"{code} {reason}\n")
+
+    def on_echo(ws, msg):
+        if msg == "pid":
+            ws.send(f"pid {os.getpid()}")
+        elif msg == "id":
+            ws.send(f"id {ws.id}")
+        elif msg == "data":
+            ws.send(ws.data)
+        elif msg == "raise":
+            raise RuntimeError("a handler bug (the client must not see this text)")
+        elif msg == "close":
+            ws.close(4001, "closed by the server")
+        elif isinstance(msg, str) and msg.startswith("send "):
+            target, _, text = msg[5:].partition(" ")
+            app.send(target, text)
+        else:
+            ws.send(msg)
+
+    app.ws("/echo", message=on_echo, close=on_close)
+    app.ws("/small", message=on_echo, close=on_close, max_message_size=SMALL_MESSAGE_LIMIT)
+    app.ws("/origin", message=on_echo, allowed_origins=[GOOD_ORIGIN])
+    app.ws("/idle", message=on_echo, idle_timeout=IDLE_TIMEOUT, ping_interval=None)
+    app.ws(
+        "/keepalive",
+        message=on_echo,
+        idle_timeout=KEEPALIVE_IDLE_TIMEOUT,
+        ping_interval=PING_INTERVAL,
+    )
+    app.ws("/proto", message=on_echo, subprotocols=["chat.v2", "chat.v1"])
+
+    @app.ws("/slow")
+    class Slow:
+        """Records how many of its socket's handlers run at once."""
+
+        def __init__(self):
+            self.running = 0
+            self.most = 0
+
+        async def message(self, ws, msg):
+            self.running += 1
+            self.most = max(self.most, self.running)
+            if msg == "most":
+                ws.send(f"most {self.most}")
+            else:
+                await pause(0.005)
+                ws.send(msg)
+            self.running -= 1
+
+    @app.ws("/flood", backpressure_limit=FLOOD_LIMIT)
+    class Flood:
+        """One message fills the outbox past the limit; `drain` reports the statuses."""
+
+        def __init__(self):
+            self.statuses = []
+
+        def message(self, ws, msg):
+            for _ in range(FLOOD_SENDS):
+                self.statuses.append(ws.send(bytes(FLOOD_CHUNK)).name)
+
+        def drain(self, ws):
+            ws.send("drained " + " ".join(self.statuses))
+
+    async def flow(ws, msg):
+        """`await ws.send` of many chunks: none dropped, all in order."""
+        count, size = (int(n) for n in msg.split())
+        statuses = [await ws.send(i.to_bytes(4, "big") + bytes(size - 4)) for i in range(count)]
+        ws.send(f"flowed {sum(s.name == 'DROPPED' for s in statuses)} dropped")
+
+    app.ws("/flow", message=flow, backpressure_limit=FLOW_LIMIT)
+
+    async def on_room_open(ws):
+        """In effect on every worker before the first message is handled."""
+        await ws.subscribe(ws.params["topic"])
+
+    def on_room_message(ws, msg):
+        if msg == "pid":
+            ws.send(f"pid {os.getpid()}")
+        else:
+            ws.publish(ws.params["topic"], msg)
+
+    app.ws("/room/:topic", open=on_room_open, message=on_room_message)
+    return app
+
+
+_record = os.environ.get(RECORD_ENV)
+app = make_app(Path(_record) if _record else None)

@@ -1,0 +1,74 @@
+"""The runtimes the behaviour suite runs on: one row per runtime.
+
+Adding a runtime is one ``Runtime(...)`` in ``RUNTIMES``. A row whose loop is
+not in ``AVAILABLE_LOOPS`` is not collected at all (no skip): flip that switch
+when the runtime lands and its rows run with the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests._processes import running_axeom
+from tests.apps.behaviour_app import RECORD_ENV
+
+APP = "tests/apps/behaviour_app.py:app"
+
+# The event loops `axeom run --loop` serves on in this checkout. "asyncio" and
+# "uvloop" join it when the asyncio runtime and the --loop option are merged;
+# their rows below are then collected like the others.
+AVAILABLE_LOOPS: frozenset[str] = frozenset({"trio"})
+
+# The loop `axeom run` uses without --loop: its rows pass no option, so they
+# run on a checkout that has no --loop yet.
+DEFAULT_LOOP = "trio"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to serve the behaviour app: in memory (the test kit, ``loop=None``)
+    or ``axeom run APP --workers N [--loop L]`` with ``env`` added."""
+
+    name: str
+    loop: str | None
+    workers: int = 0
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.loop is None
+
+    @property
+    def processes(self) -> int:
+        """How many processes run sockets (a test spreads its sockets over them)."""
+        return max(self.workers, 1)
+
+    def arguments(self) -> tuple[str, ...]:
+        """What follows ``axeom run APP`` for this runtime."""
+        loop = () if self.loop in (None, DEFAULT_LOOP) else ("--loop", str(self.loop))
+        return ("--port", "0", "--workers", str(self.workers), *loop)
+
+    @contextmanager
+    def serving(self, record: Path) -> Iterator[int]:
+        """A real server of the app until the block ends (reaped); yields its port."""
+        env = {RECORD_ENV: str(record), **self.env}
+        with running_axeom(APP, *self.arguments(), env=env) as server:
+            yield server.port
+
+
+RUNTIMES = (
+    Runtime("testkit", None),
+    Runtime("trio-w0", "trio", 0),
+    Runtime("trio-w2", "trio", 2),
+    Runtime("asyncio-w0", "asyncio", 0),
+    Runtime("asyncio-w2", "asyncio", 2),
+    Runtime("uvloop-w2", "uvloop", 2),
+)
+
+
+def available() -> list[Runtime]:
+    """The rows this checkout can run."""
+    return [r for r in RUNTIMES if r.in_memory or r.loop in AVAILABLE_LOOPS]

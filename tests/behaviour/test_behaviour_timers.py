@@ -1,0 +1,41 @@
+"""Per-socket timers and the first bytes of a socket, on every runtime."""
+
+from __future__ import annotations
+
+import trio
+
+from tests._wsraw import client_frame
+from tests.apps.behaviour_app import KEEPALIVE_IDLE_TIMEOUT, PING_INTERVAL
+from tests.behaviour._client import TIMEOUT, Target
+
+# How often a test looks at what its client counted while it waits.
+POLL = 0.02
+# Pings a quiet socket waits for (a quarter of an idle timeout of them: short).
+PINGS = int(KEEPALIVE_IDLE_TIMEOUT / PING_INTERVAL / 4)
+
+
+async def test_idle_socket_is_closed_1001(target: Target) -> None:
+    """No frame from the client for `idle_timeout`: the server closes with 1001."""
+    async with target.connect("/idle") as ws:
+        assert await ws.closed() == (1001, "idle timeout")
+
+
+async def test_keepalive_pings_keep_a_quiet_socket_open(target: Target) -> None:
+    """With `ping_interval` under `idle_timeout`, the server pings a quiet client
+    every interval, and the socket stays open."""
+    async with target.connect("/keepalive") as ws:
+        with trio.fail_after(TIMEOUT):
+            while ws.ws.pings_received < PINGS:
+                await trio.sleep(POLL)
+        assert not ws.ws.closed
+        assert await ws.ask("still open") == "still open"
+
+
+async def test_frames_sent_with_the_upgrade_request_are_not_lost(target: Target) -> None:
+    """Frames the client writes right behind its upgrade request (before the
+    101: with workers, they travel with the hand-off) are handled in order."""
+    messages = [f"early {i}" for i in range(3)]
+    early = b"".join(client_frame(0x1, m.encode()) for m in messages)
+    async with target.connect("/echo", early=early) as ws:
+        assert await ws.receive_many(len(messages)) == messages
+        assert await ws.ask("late") == "late"
