@@ -17,6 +17,9 @@ from axeom import Axeom, HTTPError, Response
 from axeom.ws import ws_plugin
 
 RECORD_ENV = "AXEOM_BEHAVIOUR_RECORD"
+# The port of a plain TCP echo server the tests start, for /aio to reach with
+# an asyncio client.
+ECHO_PORT_ENV = "AXEOM_BEHAVIOUR_ECHO_PORT"
 # Small enough that a test message of a few KiB goes over it.
 SMALL_MESSAGE_LIMIT = 1024
 # With FLOOD_CHUNK: two sends queue, the third goes over, the rest drop.
@@ -45,8 +48,32 @@ async def pause(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
+def _running_loop() -> str:
+    """The loop the calling code runs on: "asyncio" (uvloop included) or "trio"."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "trio"
+    return "asyncio"
+
+
 def make_app(record: Path | None) -> Axeom:
     app = Axeom().use(ws_plugin())
+
+    @app.on_start
+    async def open_resource():
+        """Once per process that runs app code, on its loop: what it makes
+        reaches handlers (`ws.resource`) and hooks (`ctx.resource`)."""
+        app.decorate(resource=f"resource of {os.getpid()} on {_running_loop()}")
+        if record is not None:
+            with open(record / f"lifespan-{os.getpid()}", "a") as out:
+                out.write("start\n")
+
+    @app.on_stop
+    def close_resource():
+        if record is not None:
+            with open(record / f"lifespan-{os.getpid()}", "a") as out:
+                out.write("stop\n")
 
     @app.derive
     def who(ctx):
@@ -61,6 +88,8 @@ def make_app(record: Path | None) -> Axeom:
         """A hook that ends the handshake with a response of its own."""
         if ctx.headers.get("x-hook") == "teapot":
             return Response(418, [("content-type", "text/plain")], b"short and stout")
+        if ctx.headers.get("x-hook") == "resource":
+            return Response(409, [("content-type", "text/plain")], ctx.resource.encode())
         return None
 
     def on_close(ws, code, reason):
@@ -76,6 +105,8 @@ def make_app(record: Path | None) -> Axeom:
             ws.send(f"id {ws.id}")
         elif msg == "data":
             ws.send(ws.data)
+        elif msg == "resource":
+            ws.send(ws.resource)
         elif msg == "raise":
             raise RuntimeError("a handler bug (the client must not see this text)")
         elif msg == "close":
@@ -149,6 +180,19 @@ def make_app(record: Path | None) -> Axeom:
             ws.publish(ws.params["topic"], msg)
 
     app.ws("/room/:topic", open=on_room_open, message=on_room_message)
+
+    @app.ws("/aio")
+    async def through_asyncio(ws, msg):
+        """Awaits an asyncio client (a TCP round trip to the tests' echo server):
+        answers on an asyncio runtime, fails (1011) on trio."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(os.environ[ECHO_PORT_ENV]))
+        try:
+            writer.write(msg.encode() + b"\n")
+            ws.send("via asyncio: " + (await reader.readline()).decode().strip())
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
     return app
 
 

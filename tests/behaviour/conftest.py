@@ -4,14 +4,18 @@ whole suite and is reaped at its end."""
 
 from __future__ import annotations
 
+import os
+import socketserver
+import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import trio
 
 from axeom.testing import TestClient
-from tests.apps.behaviour_app import make_app
+from tests.apps.behaviour_app import ECHO_PORT_ENV, make_app
 from tests.behaviour._client import MemoryTarget, Target, TcpTarget
 from tests.behaviour._runtimes import Runtime, available
 
@@ -28,7 +32,23 @@ def record(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="package")
-def port(runtime: Runtime, record: Path) -> Iterator[int | None]:
+def echo_port() -> Iterator[int]:
+    """A plain TCP line-echo server on loopback for the app's /aio route, its
+    port in the environment the servers (and the in-memory app) read."""
+    with line_echo_server() as bound:
+        previous = os.environ.get(ECHO_PORT_ENV)
+        os.environ[ECHO_PORT_ENV] = str(bound)
+        try:
+            yield bound
+        finally:
+            if previous is None:
+                del os.environ[ECHO_PORT_ENV]
+            else:
+                os.environ[ECHO_PORT_ENV] = previous
+
+
+@pytest.fixture(scope="package")
+def port(runtime: Runtime, record: Path, echo_port: int) -> Iterator[int | None]:
     """The runtime's server, started once (None in memory: one app per test)."""
     if runtime.in_memory:
         yield None
@@ -44,3 +64,24 @@ async def target(port: int | None, record: Path, nursery: trio.Nursery) -> Async
         return
     async with TestClient(make_app(record)) as client:
         yield MemoryTarget(client)
+
+
+class _LineEcho(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            self.wfile.write(line)
+
+
+@contextmanager
+def line_echo_server() -> Iterator[int]:
+    """A threaded TCP server echoing each line, until the block ends."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _LineEcho)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
