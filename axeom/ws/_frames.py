@@ -260,6 +260,8 @@ class FrameConnection:
                 self._protocol_fragment = True
             elif opcode == 0x0 and fin:
                 self._protocol_fragment = False
+            elif opcode == 0x8 and self._protocol_fragment:
+                self._drop_protocol_fragment()
             messages += self._receive_slow(chunk)
             if self._owed or self.protocol.state is not OPEN:
                 break
@@ -270,6 +272,17 @@ class FrameConnection:
         else:
             self._buffer = bytearray(view[pos:])
         return messages
+
+    def _drop_protocol_fragment(self) -> None:
+        """A close came between the fragments of a message the Protocol reads
+        (a compressed one). RFC 6455 section 5.4 lets control frames, close
+        included, come between fragments, but the Protocol fails that with 1002
+        ("incomplete fragmented message"): the message is dropped here first,
+        so the close is answered as on the fast path, as a clean close."""
+        self._protocol_fragment = False
+        self._fragments = None
+        self._utf8 = None
+        self.protocol.current_size = None
 
     def _start_frame(self, first: int, length: int, mask: bytes) -> bool:
         """Check an uncompressed data frame's header against the message so far;
