@@ -80,12 +80,16 @@ def encode(items: list[tuple[str, object]]) -> tuple[bytes, list[str | bytes], i
 
 
 def feed(wire: bytes, cuts: list[int], fast: bool) -> tuple[list[str | bytes], FrameConnection]:
+    """``wire`` in pieces cut at ``cuts``, as a driver feeds it: once the messages
+    of a piece are handled, whatever waited for them is resumed."""
     frames = FrameConnection(max_message_size=LIMIT, backpressure_limit=1 << 30)
     frames._fast_receive = fast
     received: list[str | bytes] = []
     points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
     for start, end in itertools.pairwise(points):
         received += frames.receive(wire[start:end])
+        while frames.waiting:
+            received += frames.receive(b"")
     return received, frames
 
 
@@ -141,7 +145,56 @@ def test_compressed_route_reports_1007_before_a_following_close() -> None:
     )
     wire = client_frame(0x1, b"fine") + client_frame(0x1, b"\xff") + client_frame(0x8, b"\x03\xe8")
     assert frames.receive(wire) == ["fine"]
+    assert frames.waiting  # until "fine" is handled
+    assert frames.receive(b"") == []
     assert frames.close_status()[0] == 1007
+
+
+# What may end the socket after a message in the same read, and the close code.
+ENDINGS = {
+    "close": (client_frame(0x8, b"\x03\xe8"), 1000),
+    "rsv2": (client_frame(0x21, b"x"), 1002),  # 0x20: RSV2, on a text frame
+    "reserved-opcode": (client_frame(0x3, b"x"), 1002),
+    "invalid-utf8": (client_frame(0x1, b"\xff"), 1007),
+    "invalid-utf8-in-fragments": (
+        client_frame(0x1, b"ok", fin=False) + client_frame(0x0, b"\xed\xa0\x80"),
+        1007,
+    ),
+    "orphan-continuation": (client_frame(0x0, b"x"), 1002),
+    "over-the-limit": (client_frame(0x2, b"x" * (LIMIT + 1)), 1009),
+    "ping-too-long": (client_frame(0x9, b"x" * 126), 1002),
+}
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflate"])
+@pytest.mark.parametrize(("ending", "code"), ENDINGS.values(), ids=ENDINGS.keys())
+def test_answers_to_messages_before_the_end_leave_before_the_close_frame(
+    ending: bytes, code: int, compressed: bool
+) -> None:
+    """A message, then in the same read a close or something that fails the socket:
+    the message comes back with ``waiting`` set and the socket still open, so its
+    handler's answer is queued before the close frame the resumed ``receive`` adds
+    (RFC 6455 5.5.1; Autobahn 7.1.1 expects the echo, then the close)."""
+    from axeom.ws._deflate import rebuild
+
+    frames = FrameConnection(
+        max_message_size=LIMIT,
+        backpressure_limit=1 << 30,
+        extensions=[rebuild([])] if compressed else None,
+    )
+    hello = client_frame(0x1, b"\xcaH\xcd\xc9\xc9\x07\x00", rsv1=True) if compressed else b""
+    hello = hello or client_frame(0x1, b"hello")
+    assert frames.receive(hello + ending + client_frame(0x9, b"unanswered")) == ["hello"]
+    assert frames.waiting and frames.is_open
+    frames.send("hello")
+    assert frames.receive(b"") == []
+    assert not frames.waiting
+    output = b"".join(frames.take_output())
+    close = output.index(b"\x88")
+    assert close > 0  # the answer first
+    assert int.from_bytes(output[close + 2 : close + 4], "big") == code
+    assert b"unanswered" not in output
+    assert frames.eof
 
 
 def test_fragment_passing_the_limit_fails_1009_from_its_header() -> None:

@@ -176,6 +176,9 @@ class ReadyConnection(NativeConnection):
                     if frames.outbox and not self.writing:
                         self._write()  # what this turn's handlers queued leaves now
                     return None
+            if frames.waiting:  # a close or failure that came after those messages
+                self.backlog += frames.receive(b"")
+                continue
             if self.drain_due and not self.actor.busy:
                 self.drain_due = False
                 self.in_dispatch = True
