@@ -705,6 +705,13 @@ def deflate_cases() -> dict[str, Case]:
         "compressed-invalid-utf8-fails-1007": compressed(
             Compressor().message(TEXT, b"ok \xed\xa0\x80"), (), 1007
         ),
+        "message-then-compressed-invalid-utf8-fails-1007": compressed(
+            frame(TEXT, b"hello")
+            + Compressor().message(TEXT, b"ok \xed\xa0\x80")
+            + frame(TEXT, b"never handled"),
+            HELLO,
+            1007,
+        ),
         "invalid-deflate-data-fails-1002": compressed(
             frame(BINARY, b"\xff\xff\xff\xff", rsv=RSV1), (), 1002
         ),

@@ -166,8 +166,19 @@ ENDINGS = {
 }
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflate"])
-@pytest.mark.parametrize(("ending", "code"), ENDINGS.values(), ids=ENDINGS.keys())
+# Compressed "ok \xed\xa0\x80" (a surrogate), raw deflate without its 00 00 ff ff tail.
+COMPRESSED_INVALID_UTF8 = client_frame(0x1, b"\xca\xcfVx\xbb\xa0\x01\x00", rsv1=True)
+
+
+@pytest.mark.parametrize(
+    ("ending", "code", "compressed"),
+    [(ending, code, False) for ending, code in ENDINGS.values()]
+    + [(ending, code, True) for ending, code in ENDINGS.values()]
+    + [(COMPRESSED_INVALID_UTF8, 1007, True)],
+    ids=[f"plain-{name}" for name in ENDINGS]
+    + [f"deflate-{name}" for name in ENDINGS]
+    + ["deflate-compressed-invalid-utf8"],
+)
 def test_answers_to_messages_before_the_end_leave_before_the_close_frame(
     ending: bytes, code: int, compressed: bool
 ) -> None:
@@ -184,7 +195,8 @@ def test_answers_to_messages_before_the_end_leave_before_the_close_frame(
     )
     hello = client_frame(0x1, b"\xcaH\xcd\xc9\xc9\x07\x00", rsv1=True) if compressed else b""
     hello = hello or client_frame(0x1, b"hello")
-    assert frames.receive(hello + ending + client_frame(0x9, b"unanswered")) == ["hello"]
+    after = client_frame(0x9, b"unanswered") + client_frame(0x1, b"never read")
+    assert frames.receive(hello + ending + after) == ["hello"]
     assert frames.waiting and frames.is_open
     frames.send("hello")
     assert frames.receive(b"") == []

@@ -292,9 +292,9 @@ class FrameConnection:
             elif opcode == 0x8 and self._protocol_fragment:
                 self._drop_protocol_fragment()
             self._receive_slow(chunk, messages)
-            if self._owed or self.protocol.state is not OPEN:
+            if self._owed or self.waiting or self.protocol.state is not OPEN:
                 break
-        if pos == end or self.protocol.state is not OPEN:
+        if pos == end or self.waiting or self.protocol.state is not OPEN:
             self._buffer = bytearray()
         elif view is self._buffer:
             del self._buffer[:pos]
