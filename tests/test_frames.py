@@ -80,12 +80,16 @@ def encode(items: list[tuple[str, object]]) -> tuple[bytes, list[str | bytes], i
 
 
 def feed(wire: bytes, cuts: list[int], fast: bool) -> tuple[list[str | bytes], FrameConnection]:
+    """``wire`` in pieces cut at ``cuts``, as a driver feeds it: once the messages
+    of a piece are handled, whatever waited for them is resumed."""
     frames = FrameConnection(max_message_size=LIMIT, backpressure_limit=1 << 30)
     frames._fast_receive = fast
     received: list[str | bytes] = []
     points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
     for start, end in itertools.pairwise(points):
         received += frames.receive(wire[start:end])
+        while frames.waiting:
+            received += frames.receive(b"")
     return received, frames
 
 
@@ -141,7 +145,68 @@ def test_compressed_route_reports_1007_before_a_following_close() -> None:
     )
     wire = client_frame(0x1, b"fine") + client_frame(0x1, b"\xff") + client_frame(0x8, b"\x03\xe8")
     assert frames.receive(wire) == ["fine"]
+    assert frames.waiting  # until "fine" is handled
+    assert frames.receive(b"") == []
     assert frames.close_status()[0] == 1007
+
+
+# What may end the socket after a message in the same read, and the close code.
+ENDINGS = {
+    "close": (client_frame(0x8, b"\x03\xe8"), 1000),
+    "rsv2": (client_frame(0x21, b"x"), 1002),  # 0x20: RSV2, on a text frame
+    "reserved-opcode": (client_frame(0x3, b"x"), 1002),
+    "invalid-utf8": (client_frame(0x1, b"\xff"), 1007),
+    "invalid-utf8-in-fragments": (
+        client_frame(0x1, b"ok", fin=False) + client_frame(0x0, b"\xed\xa0\x80"),
+        1007,
+    ),
+    "orphan-continuation": (client_frame(0x0, b"x"), 1002),
+    "over-the-limit": (client_frame(0x2, b"x" * (LIMIT + 1)), 1009),
+    "ping-too-long": (client_frame(0x9, b"x" * 126), 1002),
+}
+
+
+# Compressed "ok \xed\xa0\x80" (a surrogate), raw deflate without its 00 00 ff ff tail.
+COMPRESSED_INVALID_UTF8 = client_frame(0x1, b"\xca\xcfVx\xbb\xa0\x01\x00", rsv1=True)
+
+
+@pytest.mark.parametrize(
+    ("ending", "code", "compressed"),
+    [(ending, code, False) for ending, code in ENDINGS.values()]
+    + [(ending, code, True) for ending, code in ENDINGS.values()]
+    + [(COMPRESSED_INVALID_UTF8, 1007, True)],
+    ids=[f"plain-{name}" for name in ENDINGS]
+    + [f"deflate-{name}" for name in ENDINGS]
+    + ["deflate-compressed-invalid-utf8"],
+)
+def test_answers_to_messages_before_the_end_leave_before_the_close_frame(
+    ending: bytes, code: int, compressed: bool
+) -> None:
+    """A message, then in the same read a close or something that fails the socket:
+    the message comes back with ``waiting`` set and the socket still open, so its
+    handler's answer is queued before the close frame the resumed ``receive`` adds
+    (RFC 6455 5.5.1; Autobahn 7.1.1 expects the echo, then the close)."""
+    from axeom.ws._deflate import rebuild
+
+    frames = FrameConnection(
+        max_message_size=LIMIT,
+        backpressure_limit=1 << 30,
+        extensions=[rebuild([])] if compressed else None,
+    )
+    hello = client_frame(0x1, b"\xcaH\xcd\xc9\xc9\x07\x00", rsv1=True) if compressed else b""
+    hello = hello or client_frame(0x1, b"hello")
+    after = client_frame(0x9, b"unanswered") + client_frame(0x1, b"never read")
+    assert frames.receive(hello + ending + after) == ["hello"]
+    assert frames.waiting and frames.is_open
+    frames.send("hello")
+    assert frames.receive(b"") == []
+    assert not frames.waiting
+    output = b"".join(frames.take_output())
+    close = output.index(b"\x88")
+    assert close > 0  # the answer first
+    assert int.from_bytes(output[close + 2 : close + 4], "big") == code
+    assert b"unanswered" not in output
+    assert frames.eof
 
 
 def test_fragment_passing_the_limit_fails_1009_from_its_header() -> None:
@@ -221,12 +286,25 @@ def test_invalid_utf8_across_fragments_fails_1007_on_either_path(cut: int) -> No
             assert frames.close_status()[0] == 1007
 
 
-def test_close_inside_a_fragmented_message_is_a_clean_close() -> None:
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflate"])
+def test_close_inside_a_fragmented_message_is_a_clean_close(compressed: bool) -> None:
     """RFC 6455 section 5.4 lets control frames, close included, come between
-    fragments: the client's close is answered; the partial message is dropped."""
-    frames = FrameConnection(max_message_size=LIMIT, backpressure_limit=1 << 20)
-    wire = client_frame(0x1, b"part", fin=False) + client_frame(0x8, b"\x03\xe8bye")
-    assert frames.receive(wire) == []
+    fragments: the client's close is answered; the partial message is dropped.
+    The same for a compressed message (read by the Protocol, which took it for 1002)."""
+    from axeom.ws._deflate import rebuild
+
+    frames = FrameConnection(
+        max_message_size=LIMIT,
+        backpressure_limit=1 << 20,
+        extensions=[rebuild([])] if compressed else None,
+    )
+    if compressed:  # "part" deflated, in two frames
+        start = client_frame(0x1, b"\x2a\x48", fin=False, rsv1=True)
+        start += client_frame(0x0, b"\x2c\x2a\x01\x00", fin=False)
+    else:
+        start = client_frame(0x1, b"pa", fin=False) + client_frame(0x0, b"rt", fin=False)
+    assert frames.receive(start) == []
+    assert frames.receive(client_frame(0x8, b"\x03\xe8bye")) == []
     assert frames.close_status() == (1000, "bye")
     assert b"".join(frames.take_output()) == b"\x88\x05\x03\xe8bye"  # echoed, not 1002
 

@@ -112,10 +112,12 @@ async def upgrade_and_echo(port: int, text: str) -> tuple[int, RawClient]:
     return code, client
 
 
-async def test_worker_out_of_descriptors_answers_503_never_a_dead_101() -> None:
-    """More sockets than a worker can hold: each client gets 101 and echoes, or a 503."""
-    total = 2 * LOW_LIMIT
-    with tree(1, (LOW_LIMIT, LOW_LIMIT)) as server:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_worker_out_of_descriptors_answers_503_never_a_dead_101(workers: int) -> None:
+    """More sockets than the workers can hold: each client gets 101 and echoes, or a
+    503. With two workers, a socket the full one refuses goes to the other first."""
+    total = (workers + 1) * LOW_LIMIT
+    with tree(workers, (LOW_LIMIT, LOW_LIMIT)) as server:
         codes: list[int] = []
         clients: list[RawClient] = []
         try:
@@ -132,6 +134,8 @@ async def test_worker_out_of_descriptors_answers_503_never_a_dead_101() -> None:
 
                         nursery.start_soon(one)
             assert set(codes) == {101, 503}, sorted(set(codes))
+            # More than one worker's share was taken: every worker was filled.
+            assert codes.count(101) > (workers - 1) * LOW_LIMIT, codes.count(101)
             # The worker is at its limit and still serves what it holds.
             first = next(c for c, code in zip(clients, codes, strict=True) if code == 101)
             await first.send(client_frame(0x1, b"still"))
@@ -173,7 +177,7 @@ async def timed_echo(port: int) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, 1, 2])
 async def test_slowloris_does_not_hold_back_a_normal_handshake(workers: int) -> None:
     """Hundreds of slow heads from 127.0.0.2-9 (more than the descriptor limit):
     a client on 127.0.0.1 completes its handshake and an echo within a second."""

@@ -145,6 +145,59 @@ async def test_bytes_arriving_while_a_handler_waits_are_all_handled_in_order(
         assert handled == ["hold", *later]
 
 
+def send_then_hang_up(
+    port: int, ready: threading.Event, go: threading.Event, sent: threading.Event
+) -> bytes:
+    """A client in a thread: upgrade, then (on ``go``) one message and its FIN in
+    one go; every byte the server sends back until it closes (or 5 s pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(upgrade_request("/echo"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        ready.set()
+        assert go.wait(10)
+        sock.sendall(client_frame(0x1, b"last"))
+        sock.shutdown(socket.SHUT_WR)
+        sent.set()
+        answer = head.partition(b"\r\n\r\n")[2]
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except TimeoutError:
+            answer += b" (still open after 5 s)"
+        return answer
+
+
+async def test_a_fin_arriving_with_the_last_bytes_ends_the_socket(nursery: trio.Nursery) -> None:
+    """A client's last message and its FIN are both waiting when the loop reads
+    (one edge for both): the message is answered and the socket closed at once,
+    not left open until the idle timeout."""
+    app = Axeom().use(ws_plugin())
+    ready, entered, sent = threading.Event(), threading.Event(), threading.Event()
+
+    def on_message(ws: WebSocket, msg: str) -> None:
+        if msg == "hold":  # holds the loop while the other client sends and hangs up
+            entered.set()
+            sent.wait(10)
+        ws.send(msg)
+
+    app.ws("/echo", message=on_message)
+    async with server(nursery, app) as (port, connect), trio.open_nursery() as clients:
+        answer: list[bytes] = []
+
+        async def other() -> None:
+            run = functools.partial(send_then_hang_up, port, ready, entered, sent)
+            answer.append(await trio.to_thread.run_sync(run))
+
+        clients.start_soon(other)
+        assert await trio.to_thread.run_sync(ready.wait, 10)
+        holder = await connect("/echo")
+        await holder.send(client_frame(0x1, b"hold"))
+        assert await holder.read_frame() == (0x1, b"hold")
+    assert answer == [b"\x81\x04last"]  # the echo, then the end of the connection
+
+
 def flood(port: int, stop: threading.Event, sent: list[int]) -> None:
     """Pipeline small messages on one socket as fast as the kernel takes them,
     until ``stop`` (a thread: the server must never see this socket run dry)."""

@@ -293,17 +293,34 @@ def test_sigterm_closes_sockets_with_1001_and_runs_close_handlers(tmp_path: Path
     assert all(line.endswith(" 1001") for line in lines)
 
 
-def test_hung_worker_is_replaced(tmp_path: Path) -> None:
-    """A handler that blocks its worker's loop: heartbeats stop, the worker is replaced."""
-    with tree(tmp_path, workers=1) as server, connect(server) as blocker:
-        before = worker_pids(server)["worker-1"]
+@pytest.mark.parametrize("workers", [1, 2])
+def test_hung_worker_is_replaced(tmp_path: Path, workers: int) -> None:
+    """A handler that blocks its worker's loop: heartbeats stop, the worker is
+    replaced; the other worker's sockets echo on meanwhile, and it is not restarted."""
+    with tree(tmp_path, workers=workers) as server, ExitStack() as stack:
+        blocker = stack.enter_context(connect(server))
+        hung = int(ask(blocker, "pid"))
+        others = [
+            ws for ws in connect_many(stack, server, 2 * workers) if ask(ws, "pid") != str(hung)
+        ]
+        assert bool(others) == (workers > 1)
+        before = worker_pids(server)
+        name = next(name for name, pid in before.items() if pid == hung)
         blocker.send("block")
+        for ws in others:  # not held up by the hung worker
+            assert ask(ws, "during") == "Echo: during"
         wait_for(
-            lambda: worker_pids(server).get("worker-1") not in (None, before),
+            lambda: worker_pids(server).get(name) not in (None, hung),
             20,
             "the hung worker to be replaced",
         )
         assert "missed heartbeats" in server.text()
+        after = worker_pids(server)
+        assert {n: p for n, p in after.items() if n != name} == {
+            n: p for n, p in before.items() if n != name
+        }
+        for ws in others:
+            assert ask(ws, "after") == "Echo: after"
         with connect(server) as ws:
             assert ask(ws, "alive") == "Echo: alive"
 
@@ -363,15 +380,19 @@ def test_status_lists_processes_and_totals(tmp_path: Path) -> None:
         assert all(p["state"] == "running" for p in result["processes"])
 
 
-def test_no_live_worker_answers_503(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_no_live_worker_answers_503(tmp_path: Path, workers: int) -> None:
     """With every worker gone for good, handshakes get 503 with Retry-After."""
     policy = FAST_POLICY + 'restart = "temporary"\n'
-    with tree(tmp_path, workers=1, policy=policy) as server:
-        with connect(server) as ws:
-            ws.send("crash")
-            with pytest.raises(ConnectionClosed):
-                ws.recv(timeout=5)
-        wait_for(lambda: not worker_pids(server), 10, "the worker to be gone")
+    with tree(tmp_path, workers=workers, policy=policy) as server:
+        with ExitStack() as stack:
+            by_pid = {ask(ws, "pid"): ws for ws in connect_many(stack, server, 2 * workers)}
+            assert len(by_pid) == workers
+            for ws in by_pid.values():
+                ws.send("crash")
+                with pytest.raises(ConnectionClosed):
+                    ws.recv(timeout=5)
+        wait_for(lambda: not worker_pids(server), 10, "the workers to be gone")
         answers: list[bytes] = []
 
         def refused_with_503() -> bool:

@@ -309,12 +309,19 @@ def test_close_handler_longer_than_graceful_timeout_is_cut_then(tmp_path: Path) 
             assert not running(pid)
 
 
-def test_worker_deaf_to_sigterm_is_killed_after_shutdown_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_deaf_to_sigterm_is_killed_after_shutdown_timeout(
+    tmp_path: Path, workers: int
+) -> None:
     """A worker whose loop is blocked cannot drain: it is SIGKILLed
-    shutdown_timeout after its SIGTERM, and the tree still exits."""
-    with tree(tmp_path, workers=1, graceful=0.5, shutdown=1.5) as server:
+    shutdown_timeout after its SIGTERM, and the tree still exits; the other
+    worker, if any, drains and exits by itself."""
+    with tree(tmp_path, workers=workers, graceful=0.5, shutdown=1.5) as server:
         with connect(server) as ws:
             assert ask(ws, "hi") == "Echo: hi"
+            deaf = int(ask(ws, "pid"))
+            others = [p["pid"] for p in status(server.port)["processes"] if p["role"] == "worker"]
+            others.remove(deaf)
             ws.send("block")
             time.sleep(0.2)  # not a synchronisation: the worker blocks whenever it reads it
             started = time.monotonic()
@@ -322,7 +329,10 @@ def test_worker_deaf_to_sigterm_is_killed_after_shutdown_timeout(tmp_path: Path)
             server.proc.wait(timeout=20)
             elapsed = time.monotonic() - started
         assert 1.4 <= elapsed < 5.0, elapsed
-        assert "still running 1.5s after SIGTERM: killing it" in server.text()
+        assert f"(pid {deaf}) still running 1.5s after SIGTERM: killing it" in server.text()
+        assert server.text().count("after SIGTERM: killing it") == 1
+        for pid in others:
+            assert f"(pid {pid}) exited normally" in server.text(), server.text()
 
 
 def test_one_for_all_acceptor_crash_leaves_the_workers_alone(tmp_path: Path) -> None:

@@ -222,7 +222,10 @@ class NativeConnection:
         frames = self.frames
         pubsub = self.runtime.pubsub
         self.backlog += frames.receive(data)
-        while self.backlog:
+        while self.backlog or frames.waiting:
+            if not self.backlog:  # a close or failure that came after those messages
+                self.backlog += frames.receive(b"")
+                continue
             if actor.busy:
                 await self._wait_handler_idle()
             rest = self.dispatch()

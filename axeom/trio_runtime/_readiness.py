@@ -36,6 +36,7 @@ __all__ = ["Readiness", "available"]
 
 _READ_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _WRITE_EVENTS = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+_HANGUP_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _MASK = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
 # Events taken from the kernel per poll; more wait for the next batch.
 MAX_EVENTS = 1024
@@ -130,7 +131,11 @@ class Readiness:
             if conn is None:
                 continue
             try:
-                conn.on_event(bool(events & _WRITE_EVENTS), bool(events & _READ_EVENTS))
+                conn.on_event(
+                    bool(events & _WRITE_EVENTS),
+                    bool(events & _READ_EVENTS),
+                    bool(events & _HANGUP_EVENTS),
+                )
             except Exception as exc:
                 conn.fail_internally(exc)
             if not conn.queued and conn.wants_service():

@@ -58,6 +58,7 @@ class ReadyConnection(NativeConnection):
         "ended",
         "fd",
         "finished",
+        "hung_up",
         "loop",
         "owned",
         "pending",
@@ -81,6 +82,7 @@ class ReadyConnection(NativeConnection):
         self.sock = transport.sock
         self.fd = -1
         self.readable = True  # until a read says otherwise: bytes may be waiting already
+        self.hung_up = False  # an edge said the peer's FIN (or reset) has arrived
         self.queued = False  # in the loop's ready queue
         self.pending: list[Any] | None = None  # what a blocked write still has to write
         self.owned = False  # a task of this socket's own drives it (see the module doc)
@@ -130,12 +132,15 @@ class ReadyConnection(NativeConnection):
         elif self.ending():
             self._end_inline()
 
-    def on_event(self, writable: bool, readable: bool) -> None:
-        """An edge of this socket's registration (called by the loop)."""
+    def on_event(self, writable: bool, readable: bool, hung_up: bool) -> None:
+        """An edge of this socket's registration (called by the loop); ``hung_up``:
+        the peer's FIN or a reset is among the bytes to read."""
         if writable and self.writing:
             self._write()
         if readable:
             self.readable = True
+        if hung_up:
+            self.hung_up = True
         if self.owned:
             self._wake_task()
 
@@ -171,6 +176,9 @@ class ReadyConnection(NativeConnection):
                     if frames.outbox and not self.writing:
                         self._write()  # what this turn's handlers queued leaves now
                     return None
+            if frames.waiting:  # a close or failure that came after those messages
+                self.backlog += frames.receive(b"")
+                continue
             if self.drain_due and not self.actor.busy:
                 self.drain_due = False
                 self.in_dispatch = True
@@ -208,7 +216,9 @@ class ReadyConnection(NativeConnection):
             return 0
         # A short read emptied the kernel's buffer: bytes arriving after it
         # raise a new edge, so the read that would only say EAGAIN is skipped.
-        if count < size:
+        # Not once the peer hung up: its FIN came with the edge already taken,
+        # and only the next read (returning 0) reports it.
+        if count < size and not self.hung_up:
             self.readable = False
         self.active = True
         # A view of the loop's buffer: ``receive`` copies whatever it keeps.

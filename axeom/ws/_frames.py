@@ -86,6 +86,7 @@ class FrameConnection:
 
     __slots__ = (
         "_buffer",
+        "_doomed",
         "_fast_receive",
         "_fast_send",
         "_fragments",
@@ -93,6 +94,7 @@ class FrameConnection:
         "_frame_left",
         "_frame_mask",
         "_frame_offset",
+        "_held",
         "_max_size",
         "_message",
         "_message_size",
@@ -109,6 +111,7 @@ class FrameConnection:
         "outbox",
         "pong_seen",
         "protocol",
+        "waiting",
         "wants_drain",
     )
 
@@ -157,6 +160,12 @@ class FrameConnection:
         self._frame_mask = b""
         self._frame_offset = 0
         self._frame_fin = False
+        # A frame that may end the socket, or a failure, that came after
+        # messages completed by the same bytes: it waits until the caller has
+        # handled them (``waiting``), so that their answers go out first.
+        self._held = b""
+        self._doomed: tuple[int, str] | None = None
+        self.waiting = False
 
     # -- input ---------------------------------------------------------------
 
@@ -165,14 +174,26 @@ class FrameConnection:
 
         ``data`` may be a view of a buffer the caller reuses for its next read:
         whatever is kept from it here (an incomplete frame, a payload) is copied.
+
+        A close frame, or a frame or byte that fails the socket, after messages
+        completed by the same ``data`` is not acted on yet: ``waiting`` turns
+        true, and the caller, once it has handled those messages (their
+        handlers' sends queued), calls ``receive`` again (with ``b""`` if
+        nothing more arrived). The answers to messages a client sent before its
+        close (or before a broken frame) thus leave before the close frame
+        (RFC 6455 5.5.1 lets an endpoint finish sending first; Autobahn 7.1.1).
         """
         if not self._fast_receive or self.close_started or self.protocol.state is not OPEN:
-            return self._receive_slow(self._hand_over(data))
-        messages: list[str | bytes] = []
+            if self.waiting:
+                return self._resume(data)
+            messages: list[str | bytes] = []
+            self._receive_slow(self._hand_over(data), messages, defer=False)
+            return messages
+        messages = []
         if self._owed:
             head, data = data[: self._owed], data[self._owed :]
             self._owed -= len(head)
-            messages += self._receive_slow(head)
+            self._receive_slow(head, messages)
             if not data or self.protocol.state is not OPEN:
                 return messages
         if self._frame_left:
@@ -222,21 +243,21 @@ class FrameConnection:
                 payload = apply_mask(memoryview(view)[start : pos + total], view[start - 4 : start])
                 pos += total
                 if first == 0x81:
-                    text = self._decode(payload)
-                    if text is None:
-                        self._collect()
+                    try:
+                        messages.append(str(payload, "utf-8"))
+                    except UnicodeDecodeError as exc:
+                        reason = f"invalid UTF-8 at position {exc.start}"
+                        self._fail(CloseCode.INVALID_DATA, reason, bool(messages))
                         self._buffer = bytearray()
                         return messages
-                    messages.append(text)
                 else:
                     messages.append(payload)
                 continue
             if second & 0x80 and first & 0x7F < 3 and not self._protocol_fragment:
                 # An uncompressed data frame that is a fragment (or too big):
                 # checked from its header, then streamed into the message.
-                if not self._start_frame(
-                    first, length, bytes(view[pos + header - 4 : pos + header])
-                ):
+                mask = bytes(view[pos + header - 4 : pos + header])
+                if not self._start_frame(first, length, mask, bool(messages)):
                     self._buffer = bytearray()
                     return messages
                 pos += header
@@ -248,7 +269,15 @@ class FrameConnection:
                 continue
             if self._message is not None and (first & 0x0F) in (0x1, 0x2):
                 # A compressed message inside ours: the Protocol cannot tell.
-                self._fail(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+                self._fail(
+                    CloseCode.PROTOCOL_ERROR, "expected a continuation frame", bool(messages)
+                )
+                self._buffer = bytearray()
+                return messages
+            if messages and not self._routine(first, second, length):
+                # A close, or a frame the Protocol may fail: after the answers.
+                self._held = bytes(view[pos:end])
+                self._wait()
                 self._buffer = bytearray()
                 return messages
             # Anything else goes to the Protocol, whole or as far as it arrived.
@@ -260,10 +289,12 @@ class FrameConnection:
                 self._protocol_fragment = True
             elif opcode == 0x0 and fin:
                 self._protocol_fragment = False
-            messages += self._receive_slow(chunk)
-            if self._owed or self.protocol.state is not OPEN:
+            elif opcode == 0x8 and self._protocol_fragment:
+                self._drop_protocol_fragment()
+            self._receive_slow(chunk, messages)
+            if self._owed or self.waiting or self.protocol.state is not OPEN:
                 break
-        if pos == end or self.protocol.state is not OPEN:
+        if pos == end or self.waiting or self.protocol.state is not OPEN:
             self._buffer = bytearray()
         elif view is self._buffer:
             del self._buffer[:pos]
@@ -271,24 +302,69 @@ class FrameConnection:
             self._buffer = bytearray(view[pos:])
         return messages
 
-    def _start_frame(self, first: int, length: int, mask: bytes) -> bool:
+    def _drop_protocol_fragment(self) -> None:
+        """A close came between the fragments of a message the Protocol reads
+        (a compressed one). RFC 6455 section 5.4 lets control frames, close
+        included, come between fragments, but the Protocol fails that with 1002
+        ("incomplete fragmented message"): the message is dropped here first,
+        so the close is answered as on the fast path, as a clean close."""
+        self._protocol_fragment = False
+        self._fragments = None
+        self._utf8 = None
+        self.protocol.current_size = None
+
+    def _routine(self, first: int, second: int, length: int) -> bool:
+        """A ping, a pong or a frame of a compressed message, well formed as far
+        as its header tells: frames that come often and end nothing, so they
+        are not held back behind the messages before them (see ``receive``)."""
+        opcode = first & 0x0F
+        if not second & 0x80 or first & 0x30:  # unmasked, or RSV2 / RSV3
+            return False
+        if opcode == 0x9 or opcode == 0xA:
+            return first & 0xC0 == 0x80 and length <= 125  # final, not compressed
+        if not self.protocol.extensions:
+            return False
+        return opcode == 0x1 or opcode == 0x2 or (opcode == 0x0 and not first & 0x40)
+
+    def _wait(self) -> None:
+        """Something waits for the messages before it (``receive``): the next
+        call takes the slow branch, which resumes it."""
+        self.waiting = True
+        self._fast_receive = False
+
+    def _resume(self, data: bytes) -> list[str | bytes]:
+        """What waited, now that the messages before it were handled, then ``data``."""
+        self.waiting = False
+        doomed, self._doomed = self._doomed, None
+        if doomed is not None:
+            self.protocol.fail(*doomed)
+            self._collect()
+            return []
+        held, self._held = self._held, b""
+        self._fast_receive = True
+        return self.receive(held + bytes(data))
+
+    def _start_frame(self, first: int, length: int, mask: bytes, defer: bool) -> bool:
         """Check an uncompressed data frame's header against the message so far;
-        False once the socket failed (1002 out of sequence, 1009 too big)."""
+        False once the socket failed (1002 out of sequence, 1009 too big;
+        ``defer``: after messages of the same bytes, see ``_fail``)."""
         message = self._message
         # Size before sequence, in the Protocol's order, so that a frame
         # breaking both gets the same code (1009) on either path. Refused
         # from the header: nothing past the limit is ever kept.
         if length > self._max_size - (0 if message is None else self._message_size):
-            return self._fail(CloseCode.MESSAGE_TOO_BIG, f"message over {self._max_size} bytes")
+            return self._fail(
+                CloseCode.MESSAGE_TOO_BIG, f"message over {self._max_size} bytes", defer
+            )
         if first & 0x0F:  # text or binary: a new message
             if message is not None:
-                return self._fail(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+                return self._fail(CloseCode.PROTOCOL_ERROR, "expected a continuation frame", defer)
             self._message = []
             self._message_size = 0
             self._message_text = first & 0x0F == 0x1
             self._utf8 = _utf8_decoder() if self._message_text else None
         elif message is None:
-            return self._fail(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
+            return self._fail(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame", defer)
         self._frame_left = length
         self._frame_mask = mask
         self._frame_offset = 0
@@ -313,6 +389,7 @@ class FrameConnection:
                     return self._fail(
                         CloseCode.INVALID_DATA,
                         f"invalid UTF-8 in a fragmented message ({exc.reason})",
+                        bool(messages),
                     )
             message.append(payload)
             self._message_size += len(payload)
@@ -326,19 +403,27 @@ class FrameConnection:
             self._utf8.decode(b"", True)
         except UnicodeDecodeError as exc:
             return self._fail(
-                CloseCode.INVALID_DATA, f"invalid UTF-8 in a fragmented message ({exc.reason})"
+                CloseCode.INVALID_DATA,
+                f"invalid UTF-8 in a fragmented message ({exc.reason})",
+                bool(messages),
             )
         self._utf8 = None
         messages.append(b"".join(message).decode())
         return True
 
-    def _fail(self, code: int, reason: str) -> bool:
-        """Fail the socket from the fast path; always False (for ``return``)."""
+    def _fail(self, code: int, reason: str, defer: bool) -> bool:
+        """Fail the socket; always False (for ``return``). ``defer``: messages
+        completed by the same bytes are answered first (see ``receive``)."""
         self._message = None
+        self._fragments = None
         self._utf8 = None
         self._frame_left = 0
-        self.protocol.fail(code, reason)
-        self._collect()
+        if defer:
+            self._doomed = (code, reason)
+            self._wait()
+        else:
+            self.protocol.fail(code, reason)
+            self._collect()
         return False
 
     def _hand_over(self, data: bytes) -> bytes:
@@ -371,18 +456,22 @@ class FrameConnection:
             return 0
         return max(0, min(needed, self._max_size + 14) - len(buffer))
 
-    def _receive_slow(self, data: bytes) -> list[str | bytes]:
-        """Through the websockets Protocol: every check, every frame kind."""
+    def _receive_slow(
+        self, data: bytes, messages: list[str | bytes], *, defer: bool = True
+    ) -> None:
+        """Through the websockets Protocol: every check, every frame kind; the
+        messages completed are added to ``messages``. ``defer``: a failure
+        found here waits for the messages before it (one frame at a time only:
+        the Protocol has acted on every frame of ``data`` already)."""
         protocol = self.protocol
         protocol.receive_data(data)
-        messages: list[str | bytes] = []
         # A Protocol created OPEN only ever produces frames.
         for frame in cast("list[Frame]", protocol.events_received()):
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if frame.fin:
                     if opcode is _TEXT:
-                        text = self._decode(frame.data)
+                        text = self._decode(frame.data, defer and bool(messages))
                         if text is None:
                             break
                         messages.append(text)
@@ -394,10 +483,10 @@ class FrameConnection:
                     # Text is validated fragment by fragment: invalid UTF-8
                     # fails with 1007 at once, not after the whole message.
                     self._utf8 = _utf8_decoder() if self._text else None
-                    if not self._add_fragment(frame.data, final=False):
+                    if not self._add_fragment(frame.data, False, defer and bool(messages)):
                         break
             elif opcode is _CONT:
-                if not self._add_fragment(frame.data, final=frame.fin):
+                if not self._add_fragment(frame.data, frame.fin, defer and bool(messages)):
                     break
                 if frame.fin:
                     assert self._fragments is not None  # the Protocol checks the sequence
@@ -406,14 +495,13 @@ class FrameConnection:
             elif opcode is _PONG:
                 self.pong_seen = True
         self._collect()
-        return messages
 
     def receive_eof(self) -> None:
         """The peer closed its side of the TCP connection."""
         self.protocol.receive_eof()
         self._collect()
 
-    def _add_fragment(self, data: bytes | bytearray | memoryview, *, final: bool) -> bool:
+    def _add_fragment(self, data: bytes | bytearray | memoryview, final: bool, defer: bool) -> bool:
         """Keep one fragment (decoded if text); False once the socket failed (1007)."""
         assert self._fragments is not None  # the Protocol checks the sequence
         if self._utf8 is None:
@@ -422,18 +510,15 @@ class FrameConnection:
         try:
             self._fragments.append(self._utf8.decode(data, final))
         except UnicodeDecodeError as exc:
-            self._fragments = None
-            self.protocol.fail(
-                CloseCode.INVALID_DATA, f"invalid UTF-8 in a fragmented message ({exc.reason})"
-            )
-            return False
+            reason = f"invalid UTF-8 in a fragmented message ({exc.reason})"
+            return self._fail(CloseCode.INVALID_DATA, reason, defer)
         return True
 
-    def _decode(self, payload: bytes | bytearray | memoryview) -> str | None:
+    def _decode(self, payload: bytes | bytearray | memoryview, defer: bool) -> str | None:
         try:
             return str(payload, "utf-8")
         except UnicodeDecodeError as exc:
-            self.protocol.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
+            self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}", defer)
             return None
 
     # -- output --------------------------------------------------------------
