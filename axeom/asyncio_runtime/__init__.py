@@ -19,13 +19,21 @@ For a worker process (sockets handed over by the acceptor)::
     left = await runtime.drain(graceful_timeout)        # close 1001, wait for close handlers
     runtime.close()                                     # stop the sweeper
 
-``start_socket`` is a plain call (it can be made from a trio guest's callback
-through ``_guest.call_in_asyncio``); ``drain`` is an asyncio coroutine.
+``start_socket`` is a plain call (trio code running as a guest of the loop
+makes it directly); ``drain`` is an asyncio coroutine (trio code awaits it
+through ``await_asyncio``).
+
+For the trio code of a tree process (acceptor, worker) on this loop:
+``run_on_loop(loop_name, main)`` runs ``main()`` on a new loop, and inside it
+``await run_guest(trio_fn, *args)`` runs trio code as a guest of that loop;
+``open_guest_sockets(runtime)`` is an ``AsyncioRuntime`` as the worker's
+trio code sees a socket runtime (see ``_guest``).
 
 For the single process: ``run(app, host, port, loop_name=..., ...)`` blocks
 until SIGTERM/SIGINT and drains; ``serve_listener`` is the coroutine under it.
 """
 
+from ._guest import GuestSockets, await_asyncio, open_guest_sockets, run_guest, run_on_loop
 from ._loops import LOOPS, LoopUnavailable, new_event_loop
 from ._runtime import AsyncioRuntime
 from ._serve import run, serve, serve_listener
@@ -34,9 +42,14 @@ from ._wrong_loop import wrong_loop_message
 __all__ = [
     "LOOPS",
     "AsyncioRuntime",
+    "GuestSockets",
     "LoopUnavailable",
+    "await_asyncio",
     "new_event_loop",
+    "open_guest_sockets",
     "run",
+    "run_guest",
+    "run_on_loop",
     "serve",
     "serve_listener",
     "wrong_loop_message",

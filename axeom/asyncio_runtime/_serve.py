@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import signal
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..process import serve_with_lifespan
 from ..trio_runtime._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, shed
 from ..trio_runtime._serve import (
@@ -224,6 +226,9 @@ def run(
 ) -> None:
     """Serve ``app`` on a new ``loop_name`` loop until SIGTERM or SIGINT, then
     drain; blocks. What ``axeom run --loop asyncio|uvloop --workers 0`` calls.
+    The app's ``on_start`` functions run before serving and its ``on_stop``
+    functions after the drain, on that loop (``serve_with_lifespan``); a
+    failing ``on_start`` raises ``OnStartError`` and nothing is served.
 
     Raises ``LoopUnavailable`` (one line, naming the extra to install) when
     ``loop_name`` is uvloop and uvloop is not installed.
@@ -262,19 +267,23 @@ async def _main(
             logger.info("received %s: closing sockets with 1001", signal.Signals(signum).name)
             shutdown.set()
 
+    serving = functools.partial(
+        serve_listener,
+        app,
+        listener,
+        limits=limits,
+        shutdown=shutdown,
+        graceful_timeout=graceful_timeout,
+        control=control,
+        loop_name=loop_name,
+        on_ready=on_ready,
+    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await serve_listener(
-            app,
-            listener,
-            limits=limits,
-            shutdown=shutdown,
-            graceful_timeout=graceful_timeout,
-            control=control,
-            loop_name=loop_name,
-            on_ready=on_ready,
-        )
+        # The app's on_start before serving, its on_stop once drained, on this
+        # loop (an OnStartError propagates: the caller makes it one line).
+        await serve_with_lifespan(app, serving)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
