@@ -307,3 +307,80 @@ def test_the_echo_server_echoes() -> None:
     with echo_server() as port, socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"ping\n")
         assert sock.recv(16) == b"ping\n"
+
+
+# -- the bridge under it, in one process -------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_guest_bridge_results_errors_and_cancellation(loop: str) -> None:
+    """trio code run as a guest awaits asyncio coroutines (in tasks of their
+    own): their values and errors come back; cancelling the trio side
+    cancels the asyncio task and waits for it; a trio.Event set from asyncio
+    wakes trio. The guest's value comes back to asyncio."""
+    import asyncio
+
+    import trio
+
+    from axeom.asyncio_runtime import await_asyncio, run_guest, run_on_loop
+
+    cleaned: list[str] = []
+
+    async def in_asyncio(value: int) -> tuple[int, bool]:
+        await asyncio.sleep(0.001)
+        return value, asyncio.current_task() is not None
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("from asyncio")
+
+    async def hangs() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            cleaned.append("asyncio task ended")
+
+    async def guest() -> str:
+        assert await await_asyncio(in_asyncio(7)) == (7, True)
+        with pytest.raises(ValueError, match="from asyncio"):
+            await await_asyncio(fails())
+        with trio.move_on_after(0.05) as scope:
+            await await_asyncio(hangs())
+        assert scope.cancelled_caught and cleaned == ["asyncio task ended"]
+        woken = trio.Event()
+        asyncio.get_running_loop().call_soon(woken.set)
+        with trio.fail_after(WAIT):
+            await woken.wait()
+        return "guest done"
+
+    async def main() -> str:
+        return await run_guest(guest)
+
+    assert run_on_loop(loop, main) == "guest done"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_cancelling_the_host_cancels_the_guest(loop: str) -> None:
+    """The asyncio side giving up on run_guest cancels the trio run, whose
+    cleanup runs before run_guest returns."""
+    import asyncio
+
+    import trio
+
+    from axeom.asyncio_runtime import run_guest, run_on_loop
+
+    unwound: list[str] = []
+
+    async def guest() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            unwound.append("trio unwound")
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await run_guest(guest)
+
+    run_on_loop(loop, main)
+    assert unwound == ["trio unwound"]
