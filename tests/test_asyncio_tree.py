@@ -384,3 +384,28 @@ def test_cancelling_the_host_cancels_the_guest(loop: str) -> None:
 
     run_on_loop(loop, main)
     assert unwound == ["trio unwound"]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_drain_waits_for_a_close_handler_started_just_before(loop: str) -> None:
+    """A close handler's rest started (in a task not yet run) right before the
+    drain looks is waited for: the worker's SIGTERM drain ran on_stop before
+    close handlers had run when this raced."""
+    import asyncio
+
+    from axeom.asyncio_runtime import AsyncioRuntime, run_on_loop
+
+    done: list[str] = []
+
+    async def rest() -> None:
+        await asyncio.sleep(0.05)
+        done.append("close handler")
+
+    async def main() -> None:
+        runtime = AsyncioRuntime(None, loop_name=loop)
+        runtime.start_close(rest(), timeout=WAIT)
+        assert await runtime.drain(WAIT) == 0
+        runtime.close()
+        assert done == ["close handler"]
+
+    run_on_loop(loop, main)

@@ -126,8 +126,14 @@ class AsyncioRuntime:
     # -- close handlers -----------------------------------------------------------
 
     def start_close(self, rest: Awaitable[None], timeout: float) -> None:
-        """Run a ``close`` handler's rest in a task of its own."""
-        self.start_task(self.run_close(rest, timeout))
+        """Run a ``close`` handler's rest in a task of its own, counted in
+        ``closing`` at once: the task's first step comes later, and a drain
+        that looked in between (its socket already out of ``connections``)
+        would end without waiting for it."""
+        task = self.start_task(self.run_close(rest, timeout))
+        if not task.done():
+            self.closing.add(task)
+            task.add_done_callback(self.closing.discard)
 
     async def run_close(self, rest: Awaitable[None], timeout: float) -> None:
         """Await a ``close`` handler's rest, cut at ``timeout`` or by ``drain``."""
