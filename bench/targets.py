@@ -55,6 +55,12 @@ def _axeom(name: str, app: str, workers: int, about: str) -> ServerSpec:
     return ServerSpec(name, argv, _AXEOM_READY, True, about)
 
 
+def _axeom_asyncio(name: str, app: str, loop: str, about: str) -> ServerSpec:
+    """The asyncio runtime's single process on ``loop`` ("asyncio" or "uvloop")."""
+    argv = ("{python}", "-m", "axeom.asyncio_runtime", app, "--port", "0", "--loop", loop)
+    return ServerSpec(name, argv, _AXEOM_READY, False, f"{about}, --loop {loop}, single process")
+
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
@@ -83,6 +89,10 @@ SERVERS: dict[str, ServerSpec] = {
         _axeom("axeom-async", _ASYNC_APP, 0, "axeom run, coroutine handler"),
         _axeom("axeom-w1", _PLAIN_APP, 1, "axeom run, plain-function handler"),
         _axeom("axeom-async-w1", _ASYNC_APP, 1, "axeom run, coroutine handler"),
+        _axeom_asyncio("axeom-asyncio", _PLAIN_APP, "asyncio", "plain-function handler"),
+        _axeom_asyncio("axeom-asyncio-async", _ASYNC_APP, "asyncio", "coroutine handler"),
+        _axeom_asyncio("axeom-uvloop", _PLAIN_APP, "uvloop", "plain-function handler"),
+        _axeom_asyncio("axeom-uvloop-async", _ASYNC_APP, "uvloop", "coroutine handler"),
     )
 }
 BASELINE = "websockets"  # the first peer: every figure's ratio to it is reported
