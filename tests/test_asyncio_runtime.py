@@ -4,18 +4,21 @@ client, websockets' client, raw sockets)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pynng
 import pytest
 import trio
 import websockets.sync.client as ws_sync
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from axeom.asyncio_runtime import LoopUnavailable, new_event_loop
+from axeom.asyncio_runtime._guest import call_in_asyncio, run_trio_guest
 from axeom.testing import open_client
 from tests._processes import Server, limit_descriptors, run_axeom, running_command, wait_for
 from tests._wsraw import RawClient, client_frame, close_code, upgrade_request
@@ -293,3 +296,38 @@ async def test_client_gone_mid_handler_costs_nothing_else(server: Server) -> Non
     client = await raw_upgrade(server, "/slow", client_frame(0x1, b"slow"))
     await client.aclose()
     assert await echo(server, "/slow", ["after"]) == ["Slow: after"]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_trio_code_runs_as_a_guest_and_awaits_asyncio(loop: str) -> None:
+    """trio code (pynng included) runs unchanged as a guest of the asyncio
+    loop and awaits asyncio coroutines; cancelling the host side ends it."""
+
+    async def asyncio_side(value: int) -> str:
+        await asyncio.sleep(0)
+        return f"asyncio {value} in {type(asyncio.current_task()).__name__}"
+
+    async def trio_side() -> list[str]:
+        address = f"inproc://guest-{loop}"
+        with pynng.Rep0(listen=address) as rep, pynng.Req0(dial=address) as req:
+            await req.asend(b"ping")
+            await rep.asend(await rep.arecv())
+            assert await req.arecv() == b"ping"
+        await trio.sleep(0.01)
+        return [await call_in_asyncio(asyncio_side, n) for n in range(2)]
+
+    async def host() -> list[str]:
+        result = await run_trio_guest(trio_side)
+        # One trio run per thread: a process's trio code shares one guest run.
+        forever = asyncio.ensure_future(run_trio_guest(trio.sleep_forever))
+        await asyncio.sleep(0.05)
+        forever.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await forever
+        return result
+
+    event_loop = new_event_loop(loop)
+    try:
+        assert event_loop.run_until_complete(host()) == ["asyncio 0 in Task", "asyncio 1 in Task"]
+    finally:
+        event_loop.close()
