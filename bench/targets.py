@@ -60,6 +60,12 @@ def _axeom(
     return ServerSpec(name, argv, _AXEOM_READY, default, about)
 
 
+def _axeom_asyncio(name: str, app: str, loop: str, about: str) -> ServerSpec:
+    """The asyncio runtime's single process on ``loop`` ("asyncio" or "uvloop")."""
+    argv = ("{python}", "-m", "axeom.asyncio_runtime", app, "--port", "0", "--loop", loop)
+    return ServerSpec(name, argv, _AXEOM_READY, False, f"{about}, --loop {loop}, single process")
+
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
@@ -92,6 +98,10 @@ SERVERS: dict[str, ServerSpec] = {
         # as a guest of the loop (what guest mode costs shows in the handshake rate).
         _axeom("axeom-asyncio-w1", _PLAIN_APP, 1, "axeom run, plain", "asyncio", False),
         _axeom("axeom-uvloop-w1", _PLAIN_APP, 1, "axeom run, plain", "uvloop", False),
+        _axeom_asyncio("axeom-asyncio", _PLAIN_APP, "asyncio", "plain-function handler"),
+        _axeom_asyncio("axeom-asyncio-async", _ASYNC_APP, "asyncio", "coroutine handler"),
+        _axeom_asyncio("axeom-uvloop", _PLAIN_APP, "uvloop", "plain-function handler"),
+        _axeom_asyncio("axeom-uvloop-async", _ASYNC_APP, "uvloop", "coroutine handler"),
     )
 }
 BASELINE = "websockets"  # the first peer: every figure's ratio to it is reported

@@ -254,9 +254,14 @@ def test_a_killed_worker_is_restarted_and_the_other_keeps_its_sockets(
             WAIT,
             "on_start in the new worker",
         )
-        # The acceptor places on the new worker (fewest sockets): a new socket lands there.
-        fresh = stack.enter_context(connect(server, "/room"))
-        assert command(fresh, "pid") == str(new["pid"])
+
+        # The acceptor places on the new worker (fewest sockets) once its
+        # table names it: new sockets (held open) land there.
+        def placed_on_new() -> bool:
+            fresh = stack.enter_context(connect(server, "/room"))
+            return command(fresh, "pid") == str(new["pid"])
+
+        poll(placed_on_new, WAIT, "a socket on the new worker", output=server.text)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -322,7 +327,7 @@ def test_guest_bridge_results_errors_and_cancellation(loop: str) -> None:
 
     import trio
 
-    from axeom.asyncio_runtime import await_asyncio, run_guest, run_on_loop
+    from axeom.asyncio_runtime import call_in_asyncio, run_on_loop, run_trio_guest
 
     cleaned: list[str] = []
 
@@ -341,11 +346,11 @@ def test_guest_bridge_results_errors_and_cancellation(loop: str) -> None:
             cleaned.append("asyncio task ended")
 
     async def guest() -> str:
-        assert await await_asyncio(in_asyncio(7)) == (7, True)
+        assert await call_in_asyncio(in_asyncio, 7) == (7, True)
         with pytest.raises(ValueError, match="from asyncio"):
-            await await_asyncio(fails())
+            await call_in_asyncio(fails)
         with trio.move_on_after(0.05) as scope:
-            await await_asyncio(hangs())
+            await call_in_asyncio(hangs)
         assert scope.cancelled_caught and cleaned == ["asyncio task ended"]
         woken = trio.Event()
         asyncio.get_running_loop().call_soon(woken.set)
@@ -354,20 +359,20 @@ def test_guest_bridge_results_errors_and_cancellation(loop: str) -> None:
         return "guest done"
 
     async def main() -> str:
-        return await run_guest(guest)
+        return await run_trio_guest(guest)
 
     assert run_on_loop(loop, main) == "guest done"
 
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_cancelling_the_host_cancels_the_guest(loop: str) -> None:
-    """The asyncio side giving up on run_guest cancels the trio run, whose
-    cleanup runs before run_guest returns."""
+    """The asyncio side giving up on run_trio_guest cancels the trio run, whose
+    cleanup runs before run_trio_guest returns."""
     import asyncio
 
     import trio
 
-    from axeom.asyncio_runtime import run_guest, run_on_loop
+    from axeom.asyncio_runtime import run_on_loop, run_trio_guest
 
     unwound: list[str] = []
 
@@ -380,7 +385,7 @@ def test_cancelling_the_host_cancels_the_guest(loop: str) -> None:
     async def main() -> None:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.1):
-                await run_guest(guest)
+                await run_trio_guest(guest)
 
     run_on_loop(loop, main)
     assert unwound == ["trio unwound"]

@@ -61,13 +61,18 @@ def _run_on_asyncio(
     (or uvloop), each handshake's in a task of its own; the acceptor's trio
     code (accepting, reading heads, hand-offs, links) runs unchanged as a
     guest of that loop and awaits them."""
-    from axeom.asyncio_runtime import LoopUnavailable, await_asyncio, run_guest, run_on_loop
+    from axeom.asyncio_runtime import (
+        LoopUnavailable,
+        call_in_asyncio,
+        run_on_loop,
+        run_trio_guest,
+    )
 
     async def handle(request: Request) -> Response:
-        return await await_asyncio(app.handle(request))
+        return await call_in_asyncio(app.handle, request)
 
     async def serve() -> None:
-        await run_guest(Acceptor(app, listener, settings, handle).run)
+        await run_trio_guest(Acceptor(app, listener, settings, handle).run)
 
     try:
         run_on_loop(loop, lambda: serve_with_lifespan(app, serve))

@@ -21,11 +21,11 @@ For a worker process (sockets handed over by the acceptor)::
 
 ``start_socket`` is a plain call (trio code running as a guest of the loop
 makes it directly); ``drain`` is an asyncio coroutine (trio code awaits it
-through ``await_asyncio``).
+through ``call_in_asyncio``).
 
 For the trio code of a tree process (acceptor, worker) on this loop:
 ``run_on_loop(loop_name, main)`` runs ``main()`` on a new loop, and inside it
-``await run_guest(trio_fn, *args)`` runs trio code as a guest of that loop;
+``await run_trio_guest(trio_fn, *args)`` runs trio code as a guest of that loop;
 ``open_guest_sockets(runtime)`` is an ``AsyncioRuntime`` as the worker's
 trio code sees a socket runtime (see ``_guest``).
 
@@ -33,7 +33,13 @@ For the single process: ``run(app, host, port, loop_name=..., ...)`` blocks
 until SIGTERM/SIGINT and drains; ``serve_listener`` is the coroutine under it.
 """
 
-from ._guest import GuestSockets, await_asyncio, open_guest_sockets, run_guest, run_on_loop
+from ._guest import (
+    GuestSockets,
+    call_in_asyncio,
+    open_guest_sockets,
+    run_on_loop,
+    run_trio_guest,
+)
 from ._loops import LOOPS, LoopUnavailable, new_event_loop
 from ._runtime import AsyncioRuntime
 from ._serve import run, serve, serve_listener
@@ -44,12 +50,12 @@ __all__ = [
     "AsyncioRuntime",
     "GuestSockets",
     "LoopUnavailable",
-    "await_asyncio",
+    "call_in_asyncio",
     "new_event_loop",
     "open_guest_sockets",
     "run",
-    "run_guest",
     "run_on_loop",
+    "run_trio_guest",
     "serve",
     "serve_listener",
     "wrong_loop_message",

@@ -16,14 +16,18 @@ What crosses between the two:
 * asyncio code may call plain trio functions that only reschedule a trio task
   (``trio.Event.set``): trio's runner stays the thread's for the whole guest
   run, and waking a parked task forces a guest tick.
-* trio code awaits an asyncio coroutine through ``await_asyncio`` (the
-  acceptor's ``app.handle``, the worker's drain): the coroutine runs as an
-  asyncio task, the trio task parks until it ends.
+* trio code awaits an asyncio coroutine function through ``call_in_asyncio``
+  (the acceptor's ``app.handle``, the worker's drain): it runs as an asyncio
+  task, the trio task parks until it ends.
 
 What guest mode costs: whenever trio has nothing to run it waits for I/O in a
 thread of its own, which hands the next tick back to the loop's thread with
-``call_soon_threadsafe`` (a wake-up write). The sockets of the application
-never go through it: a worker runs them on asyncio natively.
+``call_soon_threadsafe`` (a wake-up write). Measured on a busy 2-core machine
+(Python 3.11, trio 0.35; asyncio and uvloop alike): a pynng req/rep round
+trip in the guest took 0.45-1.5 ms, as in plain ``trio.run`` under the same
+load; ``call_in_asyncio`` 0.15-0.3 ms when trio is otherwise idle;
+``trio.sleep(0)`` 11-30 us. Fine for per-connection or per-command work, not
+for per-message work: a worker runs its sockets on asyncio natively.
 """
 
 from __future__ import annotations
@@ -46,12 +50,18 @@ if TYPE_CHECKING:
     from ..trio_runtime import SocketTransport
     from ._runtime import AsyncioRuntime
 
-__all__ = ["GuestSockets", "await_asyncio", "open_guest_sockets", "run_guest", "run_on_loop"]
+__all__ = [
+    "GuestSockets",
+    "call_in_asyncio",
+    "open_guest_sockets",
+    "run_on_loop",
+    "run_trio_guest",
+]
 
 T = TypeVar("T")
 
 
-async def run_guest(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+async def run_trio_guest(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run the trio function ``async_fn(*args)`` as a guest of the running
     asyncio loop and return (or raise) what it does.
 
@@ -114,9 +124,9 @@ def _token_of(done: asyncio.Future[Any]) -> trio.lowlevel.TrioToken | None:
         return None
 
 
-async def await_asyncio(coro: Coroutine[Any, Any, T]) -> T:
-    """From trio guest code: run ``coro`` as an asyncio task and return (or
-    raise) what it does.
+async def call_in_asyncio(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """From trio guest code: run ``fn(*args)`` as an asyncio task and return
+    (or raise) what it does.
 
     The coroutine runs in a task of its own, as asyncio code expects
     (``asyncio.timeout``, ``current_task()`` and cancellation need one). The
@@ -127,7 +137,7 @@ async def await_asyncio(coro: Coroutine[Any, Any, T]) -> T:
     coroutine holds is left behind; it then raises trio's ``Cancelled``
     (or returns what the task returned, if it finished first).
     """
-    task = asyncio.get_running_loop().create_task(coro)
+    task = asyncio.get_running_loop().create_task(fn(*args))
     waiter = trio.lowlevel.current_task()
     cancelled: list[Callable[[], Any]] = []
 
@@ -180,7 +190,7 @@ class GuestSockets:
 
     async def drain(self, timeout: float) -> int:
         """``AsyncioRuntime.drain`` (on asyncio), awaited from trio."""
-        return await await_asyncio(self.runtime.drain(timeout))
+        return await call_in_asyncio(self.runtime.drain, timeout)
 
 
 @contextlib.asynccontextmanager
@@ -194,7 +204,7 @@ async def open_guest_sockets(runtime: AsyncioRuntime) -> AsyncIterator[GuestSock
 def run_on_loop(loop_name: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main()`` on a new ``loop_name`` loop ("asyncio" or "uvloop") and
     close the loop: how a tree process whose app runs on asyncio runs (its
-    trio code through ``run_guest`` inside ``main``).
+    trio code through ``run_trio_guest`` inside ``main``).
 
     Raises ``LoopUnavailable`` (one line) when that loop cannot run here.
     """

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import functools
 import logging
+import select
 import signal
 import socket
 from collections.abc import Callable
@@ -83,8 +84,14 @@ class _Acceptor:
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno == errno.EMFILE and self._relieve():
-                    continue
+                if exc.errno == errno.EMFILE:
+                    # Linux takes the descriptor before looking at the backlog:
+                    # EMFILE also means "none left" when nobody is waiting, and
+                    # then there is no one to relieve (the next client wakes us).
+                    if not _connection_waiting(listener):
+                        return
+                    if self._relieve():
+                        continue
                 if exc.errno in _ACCEPT_TRANSIENT:
                     logger.error("accept failed (%s); retrying shortly", exc)
                     self._pause()
@@ -148,6 +155,12 @@ class _Acceptor:
             await self.loop.connect_accepted_socket(lambda: protocol, sock)
         except OSError:
             sock.close()
+
+
+def _connection_waiting(listener: socket.socket) -> bool:
+    """True if a connection waits in the listener's backlog (polled, no wait)."""
+    readable, _, _ = select.select([listener], [], [], 0)
+    return bool(readable)
 
 
 async def serve_listener(

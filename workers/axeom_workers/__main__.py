@@ -60,14 +60,14 @@ def _run_on_asyncio(loop: str, app: Axeom, settings: WorkerSettings) -> None:
         AsyncioRuntime,
         LoopUnavailable,
         open_guest_sockets,
-        run_guest,
         run_on_loop,
+        run_trio_guest,
     )
 
     async def serve() -> None:
         runtime = AsyncioRuntime(app, loop_name=loop)
         try:
-            await run_guest(
+            await run_trio_guest(
                 run_worker, app, settings, lambda _: open_guest_sockets(runtime), ASYNCIO_WAITS
             )
         finally:
