@@ -21,7 +21,6 @@ __all__ = [
     "DEFAULT_LOOP",
     "LOOPS",
     "loop_unavailable",
-    "not_available_in_this_build",
     "running_loop",
     "wrong_loop_hint",
 ]
@@ -133,7 +132,3 @@ def loop_unavailable(name: str) -> str | None:
         return "--loop uvloop needs the uvloop package: pip install 'axeom[uvloop]'"
     return None
 
-
-def not_available_in_this_build(name: str) -> str:
-    """The line a process prints for a loop whose runtime this build lacks."""
-    return f"--loop {name} is not available in this build; use --loop trio"

@@ -26,7 +26,7 @@ from .config import Config, ConfigError, ServerConfig
 from .process import (
     configure_logging,
     exit_if_on_start_failed,
-    exit_loop_not_built,
+    exit_loop_unavailable,
     load_app_or_exit,
     serve_with_lifespan,
 )
@@ -204,7 +204,54 @@ def _serve_in_process(config: Config) -> None:
         if config.server.loop == "trio":
             _serve_on_trio(config, application)
         else:
-            exit_loop_not_built(config.server.loop)
+            _serve_on_asyncio(config, application)
+
+
+def _bind(config: Config) -> Any:
+    """The listening socket of ``--workers 0``, or one line if it cannot be had."""
+    from .trio_runtime._serve import bind_listener
+
+    server = config.server
+    try:
+        return bind_listener(server.host, server.port)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise click.ClickException(
+            f"cannot listen on {server.host}:{server.port}: {reason}"
+        ) from None
+
+
+def _serve_on_asyncio(config: Config, application: Any) -> None:
+    """Bind, serve on asyncio or uvloop (``asyncio_runtime.run``: lifespan
+    functions around serving, drain on a signal), with the control socket
+    ``axeom status`` and ``axeom publish`` talk to, as on trio."""
+    server = config.server
+    descriptors = raise_fd_limit()
+    from .asyncio_runtime import LoopUnavailable
+    from .asyncio_runtime import run as run_asyncio
+    from .ipc import control_address
+    from .trio_runtime._handshake import HandshakeLimits
+
+    def ready(bound: tuple[str, int]) -> None:
+        click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
+        sys.stdout.flush()
+        logging.getLogger("axeom.server").info(descriptors)
+
+    with _bind(config) as listener:
+        try:
+            run_asyncio(
+                application,
+                loop_name=server.loop,
+                graceful_timeout=server.graceful_timeout,
+                limits=HandshakeLimits(**server.handshake_limits()),
+                control=control_address(listener.getsockname()[1]),
+                listener=listener,
+                on_ready=ready,
+            )
+        except LoopUnavailable as exc:
+            exit_loop_unavailable(str(exc))
+        except KeyboardInterrupt:
+            pass
 
 
 def _serve_on_trio(config: Config, application: Any) -> None:
@@ -215,15 +262,9 @@ def _serve_on_trio(config: Config, application: Any) -> None:
 
     from .ipc import control_address
     from .trio_runtime._handshake import HandshakeLimits
-    from .trio_runtime._serve import bind_listener, serve_listener
+    from .trio_runtime._serve import serve_listener
 
-    try:
-        listener = bind_listener(server.host, server.port)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise click.ClickException(
-            f"cannot listen on {server.host}:{server.port}: {reason}"
-        ) from None
+    listener = _bind(config)
 
     async def serve() -> None:
         shutdown = trio.Event()

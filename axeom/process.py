@@ -20,7 +20,7 @@ from . import wire
 from ._app import Axeom, OnStartError
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir, import_from_string
-from ._loops import DEFAULT_LOOP, not_available_in_this_build
+from ._loops import DEFAULT_LOOP
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
@@ -30,7 +30,7 @@ __all__ = [
     "child_settings",
     "configure_logging",
     "exit_if_on_start_failed",
-    "exit_loop_not_built",
+    "exit_loop_unavailable",
     "heartbeat_forever",
     "load_app_or_exit",
     "loop_of",
@@ -187,11 +187,13 @@ def loop_of(settings: dict[str, Any]) -> str:
     return loop if isinstance(loop, str) else DEFAULT_LOOP
 
 
-def exit_loop_not_built(loop: str, process: str | None = None) -> NoReturn:
-    """One line and ``EXIT_CANNOT_START``: this build has no runtime for ``loop``
-    (a restart cannot fix it, so a supervisor gives up at once)."""
+def exit_loop_unavailable(reason: str, process: str | None = None) -> NoReturn:
+    """One line (``reason``, from ``LoopUnavailable``) and ``EXIT_CANNOT_START``:
+    the loop the settings name cannot run in this process's install (``axeom
+    run`` checked it, but a child may run in another environment). A restart
+    cannot fix it, so a supervisor gives up at once."""
     tag = "" if process is None else f"[{process}] "
-    print(f"Error: {tag}{not_available_in_this_build(loop)}", file=sys.stderr, flush=True)
+    print(f"Error: {tag}{reason}", file=sys.stderr, flush=True)
     sys.exit(EXIT_CANNOT_START)
 
 

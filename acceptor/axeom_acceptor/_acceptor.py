@@ -28,13 +28,14 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pynng
 import trio
 
-from axeom import Axeom, Response, ipc, wire
+from axeom import Axeom, Request, Response, ipc, wire
 from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
 from axeom.trio_runtime import (
     Accepted,
@@ -151,8 +152,19 @@ class WorkerSlot:
 
 
 class Acceptor:
-    def __init__(self, app: Axeom, listener: socket.socket, settings: AcceptorSettings) -> None:
+    """``handle`` runs the app on a request (its hooks, ``derive``), on the loop
+    application code runs on: ``app.handle`` awaited here on trio unless given;
+    everything else of the acceptor is trio code."""
+
+    def __init__(
+        self,
+        app: Axeom,
+        listener: socket.socket,
+        settings: AcceptorSettings,
+        handle: Callable[[Request], Awaitable[Response]] | None = None,
+    ) -> None:
         self.app = app
+        self.handle = handle
         self.listener = listener
         self.settings = settings
         self.paths = ipc.RunPaths(settings.run_dir)
@@ -325,6 +337,7 @@ class Acceptor:
                 self.admit,
                 pending=head,
                 counters=self.counters,
+                handle=self.handle,
             )
             if accepted is not None:
                 await self._hand_off(transport, accepted)

@@ -16,16 +16,13 @@ to a writer task of its own, so a slow client never stalls the flusher.
 from __future__ import annotations
 
 import logging
-import math
-import time
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import trio
-from websockets.frames import CloseCode
 
 from ..pubsub import WORK_BUDGET
 from ..ws._actor import Actor
+from ..ws._driver import SocketDriver, clock
 from ..ws._frames import FrameConnection
 from ..ws._options import WSOptions
 from ..ws._socket import SendStatus, WebSocket
@@ -35,39 +32,29 @@ from ._transport import Transport, advance
 if TYPE_CHECKING:
     from ._runtime import SocketRuntime
 
-__all__ = ["NativeConnection"]
+__all__ = ["NativeConnection", "clock"]
 
 logger = logging.getLogger("axeom.ws")
 
-clock = time.perf_counter  # the time budget of a dispatch (cheaper than trio's clock)
 
-
-class NativeConnection:
-    """The ``Connection`` under a ``WebSocket`` in the native runtime."""
+class NativeConnection(SocketDriver):
+    """The ``Connection`` under a ``WebSocket`` in the native runtime
+    (``dispatch`` and the timers' ``sweep`` come from ``SocketDriver``)."""
 
     __slots__ = (
         "_drained",
         "_handler_idle",
         "_writable",
-        "active",
-        "actor",
-        "backlog",
         "broken",
-        "close_started_at",
         "drain_due",
-        "flush_scheduled",
-        "frames",
-        "in_dispatch",
-        "last_activity",
-        "options",
-        "ping_sent_at",
-        "runtime",
         "scope",
         "transport",
         "writing",
         "ws",
         "yielding",
     )
+
+    runtime: SocketRuntime
 
     def __init__(
         self,
@@ -242,40 +229,6 @@ class NativeConnection:
         if frames.outbox:
             await self.flush()
 
-    def dispatch(self, deadline: float = math.inf) -> Awaitable[None] | None:
-        """Run the handlers of ``backlog`` in arrival order, inline, as far as
-        they go without waiting; what either driver of a socket calls.
-
-        Returns the rest of a coroutine handler, which the caller's task must
-        await before anything else of this socket (the messages after it stay
-        in ``backlog``). Returns None when the backlog is done or must wait,
-        left non-empty: a handler of this socket still runs elsewhere
-        (``actor.busy``), or, after a message, pub/sub deliveries passed
-        ``WORK_BUDGET`` or the clock passed ``deadline`` (let the process run).
-        """
-        actor = self.actor
-        if actor.busy:
-            return None
-        messages = self.backlog
-        frames = self.frames
-        pubsub = self.runtime.pubsub
-        self.in_dispatch = True
-        done = 0
-        for message in messages:
-            done += 1
-            if frames.close_started:
-                done = len(messages)
-                break
-            rest = actor.start_message(message)
-            if rest is not None:
-                del messages[:done]
-                return rest  # still in dispatch: the rest is this handler's
-            if (pubsub is not None and pubsub.work >= WORK_BUDGET) or clock() >= deadline:
-                break
-        del messages[:done]
-        self.in_dispatch = False
-        return None
-
     def _left_dispatch(self) -> bool:
         """A handler suspended: let what it queued leave now. False (not a
         wait) when it only passed the schedule point of an awaited send."""
@@ -381,34 +334,3 @@ class NativeConnection:
         self._wake_writable()
         if self.scope is not None:
             self.scope.cancel()
-
-    # -- timers (called by the runtime's sweeper) -----------------------------
-
-    def sweep(self, now: float) -> None:
-        """Idle timeout, keepalive ping and close timeout, checked once per tick."""
-        options = self.options
-        frames = self.frames
-        if self.active:
-            self.active = False
-            self.last_activity = now
-        if frames.pong_seen:
-            frames.pong_seen = False
-            self.ping_sent_at = None
-        if frames.close_started or frames.eof:
-            if self.close_started_at is None:
-                self.close_started_at = now
-            elif now - self.close_started_at >= options.close_timeout:
-                self._break()
-            return
-        idle = now - self.last_activity
-        if options.idle_timeout is not None and idle >= options.idle_timeout:
-            self.close(CloseCode.GOING_AWAY, "idle timeout")
-        elif self.ping_sent_at is not None:
-            if now - self.ping_sent_at >= options.ping_timeout:
-                self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-        elif options.ping_interval is not None and idle >= options.ping_interval:
-            self.ping_sent_at = now
-            frames.ping()
-            if not self.flush_scheduled:
-                self.flush_scheduled = True
-                self.runtime.schedule_flush(self)

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,6 +304,7 @@ async def answer_handshake(
     admit: Callable[[], Response | None] | None = None,
     pending: PendingHead | None = None,
     counters: HandshakeCounters | None = None,
+    handle: Callable[[Request], Awaitable[Response]] | None = None,
 ) -> Accepted | None:
     """Read the request (head, and body if any), run ``app.handle`` and answer.
 
@@ -318,6 +319,8 @@ async def answer_handshake(
     ``counters``, if given, records every rejection written here; a 101 is
     the caller's to count once it is really on its way (a worker may still
     refuse the socket, and the client then gets a 503 instead).
+    ``handle`` runs the app instead of awaiting ``app.handle`` here: the
+    acceptor on an asyncio loop runs its hooks there (see ``asyncio_runtime``).
     """
     try:
         received = await _receive_request(transport, client, limits)
@@ -329,7 +332,7 @@ async def answer_handshake(
     response = received.answer
     if response is None:
         assert received.request is not None
-        response = await app.handle(received.request)
+        response = await (app.handle if handle is None else handle)(received.request)
     upgrade_asked, trailing = received.upgrade_asked, received.trailing
     if response.status == 101 and admit is not None:
         response = admit() or response

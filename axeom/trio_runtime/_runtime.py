@@ -24,8 +24,7 @@ import trio
 from websockets.frames import CloseCode
 
 from .. import ws as _ws
-from ..ws._deflate import rebuild
-from ..ws._frames import FrameConnection
+from ..ws._driver import frames_for
 from ._connection import NativeConnection
 from ._readiness import Readiness, available
 from ._ready_connection import ReadyConnection
@@ -100,14 +99,14 @@ class SocketRuntime:
     async def _run_in_task(
         self, transport: Transport, upgrade: _ws.Upgrade, trailing: bytes, socket_id: str | None
     ) -> None:
-        conn = NativeConnection(self, transport, upgrade, _frames(upgrade), socket_id=socket_id)
+        conn = NativeConnection(self, transport, upgrade, frames_for(upgrade), socket_id=socket_id)
         await conn.run(trailing)
 
     def _ready_connection(
         self, transport: SocketTransport, upgrade: _ws.Upgrade, socket_id: str | None
     ) -> ReadyConnection:
         assert self.readiness is not None
-        frames = _frames(upgrade)
+        frames = frames_for(upgrade)
         return ReadyConnection(
             self, self.readiness, transport, upgrade, frames, socket_id=socket_id
         )
@@ -169,19 +168,6 @@ class SocketRuntime:
             now = trio.current_time()
             for conn in list(self.connections):
                 conn.sweep(now)
-
-
-def _frames(upgrade: _ws.Upgrade) -> FrameConnection:
-    """The frame layer of one socket, with the compression its client negotiated."""
-    options = upgrade.route.options
-    # An empty offer (bare "permessage-deflate") is an offer: test for None.
-    offer = upgrade.deflate_offer
-    extensions = None if offer is None else [rebuild(offer)]
-    return FrameConnection(
-        max_message_size=options.max_message_size,
-        backpressure_limit=options.backpressure_limit,
-        extensions=extensions,
-    )
 
 
 @asynccontextmanager

@@ -15,9 +15,12 @@ so both directions work in bounded slices and let the rest of the worker run
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pynng
 import trio
@@ -26,7 +29,7 @@ from axeom import wire
 from axeom.pubsub import WORK_BUDGET, PubSub
 from axeom.wire import COUNTS, PUB, SEND, SYNCED, Operation
 
-__all__ = ["HubLink"]
+__all__ = ["ASYNCIO_WAITS", "TRIO_WAITS", "AppWaits", "HubLink"]
 
 logger = logging.getLogger("axeom.worker")
 
@@ -38,15 +41,50 @@ MAX_BATCH = 1_000
 SYNC_TIMEOUT = 5.0
 
 
+@dataclass(frozen=True)
+class AppWaits:
+    """How the app's coroutines wait on the link, on the loop they run on.
+
+    The link itself is trio code, but ``await ws.subscribe`` and a publisher
+    held by flow control wait in a handler: on trio, or on asyncio when the
+    worker runs trio as a guest of an asyncio loop (then the link's trio code
+    sets the asyncio events, a plain call on the same thread).
+    """
+
+    event: Callable[[], Any]  # a new trio.Event or asyncio.Event
+    wait_for: Callable[[Any, float], Awaitable[bool]]  # True if set within the time
+
+
+async def _trio_wait_for(event: trio.Event, timeout: float) -> bool:
+    with trio.move_on_after(timeout):
+        await event.wait()
+        return True
+    return False
+
+
+async def _asyncio_wait_for(event: asyncio.Event, timeout: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+TRIO_WAITS = AppWaits(trio.Event, _trio_wait_for)
+ASYNCIO_WAITS = AppWaits(asyncio.Event, _asyncio_wait_for)
+
+
 class HubLink:
     """The ``Link`` of a worker's ``PubSub``."""
 
-    def __init__(self, pubsub: PubSub, key: str) -> None:
+    def __init__(self, pubsub: PubSub, key: str, waits: AppWaits = TRIO_WAITS) -> None:
         self.pubsub = pubsub
         self.key = key
+        self.waits = waits
         self._wake = trio.Event()
-        self._flowing = trio.Event()
-        self._syncs: dict[int, trio.Event] = {}
+        self._flowing = waits.event()
+        self._syncs: dict[int, Any] = {}  # events of waits.event()
         self._numbers = itertools.count(1)
         self.dropped = 0  # operations the hub did not take in time
         self._dropping = 0  # ... in the current episode
@@ -63,12 +101,13 @@ class HubLink:
         """A barrier through the hub: it answers once it applied everything
         this worker queued before (and the bridge subscribed in Redis)."""
         number = next(self._numbers)
-        done = self._syncs[number] = trio.Event()
+        done = self._syncs[number] = self.waits.event()
         self.pubsub.queue_sync(number)
-        with trio.move_on_after(SYNC_TIMEOUT) as waiting:
-            await done.wait()
-        self._syncs.pop(number, None)
-        if waiting.cancelled_caught:
+        try:
+            confirmed = await self.waits.wait_for(done, SYNC_TIMEOUT)
+        finally:
+            self._syncs.pop(number, None)
+        if not confirmed:
             logger.warning("pub/sub hub did not confirm a subscription within %ss", SYNC_TIMEOUT)
 
     async def send_loop(self, push: pynng.Socket) -> None:
@@ -86,7 +125,7 @@ class HubLink:
                 await self._send(push, operations, counts)
                 if not pubsub.congested:
                     self._flowing.set()
-                    self._flowing = trio.Event()
+                    self._flowing = self.waits.event()
 
     async def _send(
         self, push: pynng.Socket, operations: Sequence[Operation], counts: dict[str, int]

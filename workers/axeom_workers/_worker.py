@@ -13,7 +13,10 @@ import os
 import resource
 import signal
 import socket
+from collections.abc import Callable, Sized
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import pynng
 import trio
@@ -21,23 +24,50 @@ import trio
 from axeom import Axeom, ipc, wire
 from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
 from axeom.trio_runtime import (
-    SocketRuntime,
     SocketTransport,
     handoff,
     open_socket_runtime,
     reject,
 )
-from axeom.ws import socket_id_prefix
+from axeom.ws import Upgrade, socket_id_prefix
 
-from ._hub_link import HubLink
+from ._hub_link import TRIO_WAITS, AppWaits, HubLink
 
-__all__ = ["WorkerSettings", "run_worker"]
+__all__ = ["Sockets", "WorkerSettings", "run_worker"]
 
 logger = logging.getLogger("axeom.worker")
 
 # A send to the hub that cannot complete in this time is given up (the hub is
 # stuck or gone): the worker's loop must never wait on it for long.
 SEND_TIMEOUT_MS = 2000
+
+
+class Sockets(Protocol):
+    """Where the worker runs the sockets it receives: what its trio code
+    needs of a socket runtime. ``trio_runtime.SocketRuntime`` on trio;
+    ``asyncio_runtime.GuestSockets`` when the worker's trio code is a guest
+    of an asyncio loop and the sockets (and every handler) run on asyncio."""
+
+    @property
+    def connections(self) -> Sized: ...
+
+    @property
+    def nursery(self) -> trio.Nursery: ...
+
+    def start_socket(
+        self,
+        transport: SocketTransport,
+        upgrade: Upgrade,
+        trailing: bytes = b"",
+        *,
+        socket_id: str | None = None,
+    ) -> None: ...
+
+    async def drain(self, timeout: float) -> int: ...
+
+
+# Opens the worker's ``Sockets`` for an app (``open_socket_runtime`` on trio).
+OpenSockets = Callable[[Axeom], AbstractAsyncContextManager[Sockets]]
 
 
 @dataclass(frozen=True)
@@ -50,15 +80,26 @@ class WorkerSettings:
 
 
 class Worker:
-    def __init__(self, app: Axeom, settings: WorkerSettings) -> None:
+    """``open_sockets`` and ``waits`` are the loop the application code runs
+    on (trio unless given); everything else of the worker is trio code."""
+
+    def __init__(
+        self,
+        app: Axeom,
+        settings: WorkerSettings,
+        open_sockets: OpenSockets = open_socket_runtime,
+        waits: AppWaits = TRIO_WAITS,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.open_sockets = open_sockets
+        self.waits = waits
         self.paths = ipc.RunPaths(settings.run_dir)
         self.routes = handoff.ws_routes(app)
         self.received = 0
         self.refused_no_fd = 0  # refusals of the current out-of-descriptors episode
         self.draining = False
-        self.runtime: SocketRuntime | None = None
+        self.runtime: Sockets | None = None
         self.link: HubLink | None = None
         self._nursery: trio.Nursery | None = None
         self._mismatches = wire.MismatchLog(logger, "hand-offs")
@@ -72,7 +113,7 @@ class Worker:
         listener.setblocking(False)
         key = f"{settings.worker_id}.{settings.generation}"
         pubsub_address = self.paths.worker_pubsub(settings.worker_id, settings.generation)
-        link = self.link = HubLink(self.app.pubsub, key)
+        link = self.link = HubLink(self.app.pubsub, key, self.waits)
         self.app.pubsub.link = link
         with (
             listener,
@@ -80,7 +121,7 @@ class Worker:
             pynng.Push0(dial=self.paths.hub, send_timeout=SEND_TIMEOUT_MS) as hub_out,
             pynng.Pull0(listen=pubsub_address) as hub_in,
         ):
-            async with open_socket_runtime(self.app) as runtime:
+            async with self.open_sockets(self.app) as runtime:
                 self.runtime = runtime
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -269,5 +310,11 @@ def _wrap(fd: int, remote: tuple[str, int] | None) -> socket.socket:
     return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=fd)
 
 
-async def run_worker(app: Axeom, settings: WorkerSettings) -> None:
-    await Worker(app, settings).run()
+async def run_worker(
+    app: Axeom,
+    settings: WorkerSettings,
+    open_sockets: OpenSockets = open_socket_runtime,
+    waits: AppWaits = TRIO_WAITS,
+) -> None:
+    """Serve as a worker until drained (or the supervisor is gone)."""
+    await Worker(app, settings, open_sockets, waits).run()

@@ -1,0 +1,257 @@
+"""Read a request head on asyncio and answer it: reject, respond, or upgrade.
+
+The same rules as the trio runtime's handshake (``HandshakeLimits``,
+``PendingHeads``, the parser of ``axeom._http1``): the head and any body are
+read under one deadline and size limits, unfinished heads are capped per
+address and per process, every rejection is a complete HTTP response with
+its status. Parsing happens in ``data_received``, without a task; only
+``app.handle`` runs in one (its hooks and ``derive`` may await an asyncio
+client). On a 101 the same transport switches to the socket's protocol,
+keeping the bytes read past the head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from .._http1 import HeadError, body_length, find_head_end, parse_request_head, serialize_response
+from .._messages import Request, Response
+from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, PendingHead, PendingHeads
+
+if TYPE_CHECKING:
+    import socket
+
+    from .._app import Axeom
+    from ._runtime import AsyncioRuntime
+
+__all__ = ["HandshakeProtocol", "HeadSocket"]
+
+logger = logging.getLogger("axeom.server")
+
+# How long a rejected client's further input is read and discarded before
+# closing: closing with unread input makes the kernel reset the connection,
+# which can destroy the answer before the client read it (as in the trio runtime).
+REJECT_LINGER = 0.5
+
+
+class HeadSocket:
+    """What ``PendingHeads`` needs of a connection whose head is unfinished
+    (``sock``, ``try_send``, ``close``), for a socket an asyncio transport owns."""
+
+    __slots__ = ("closed", "sock", "transport")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def try_send(self, chunks: list[bytes]) -> int:
+        try:
+            return self.sock.send(b"".join(chunks))
+        except OSError:
+            return 0
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        else:
+            self.sock.close()
+
+
+class _State(enum.Enum):
+    HEAD = "request head"
+    BODY = "request body"
+    HANDLE = "handle"
+    DONE = "done"
+
+
+class Handshakes:
+    """What every handshake of one server shares."""
+
+    def __init__(
+        self,
+        app: Axeom,
+        runtime: AsyncioRuntime,
+        limits: HandshakeLimits,
+        counters: HandshakeCounters,
+    ) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.limits = limits
+        self.counters = counters
+        self.pending = PendingHeads(limits, counters)
+
+    def enter(self, sock: socket.socket, address: Any) -> HandshakeProtocol | None:
+        """The protocol for a connection just accepted; None if the caps shed it."""
+        head_socket = HeadSocket(sock)
+        # ``PendingHeads`` only uses ``sock``, ``try_send`` and ``close``.
+        pending = self.pending.enter(cast(Any, head_socket), address[0])
+        if pending is None:
+            return None
+        return HandshakeProtocol(self, head_socket, address, pending)
+
+
+class HandshakeProtocol(asyncio.Protocol):
+    """One connection until its head is answered (then it switches protocol)."""
+
+    def __init__(
+        self, server: Handshakes, head_socket: HeadSocket, address: Any, pending: PendingHead
+    ) -> None:
+        self.server = server
+        self.head_socket = head_socket
+        self.address = (address[0], address[1])
+        self.pending = pending
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.state = _State.HEAD
+        self.request: Request | None = None
+        self.body_length = 0
+        self.upgrade_asked = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        self.head_socket.transport = transport
+        if self.head_socket.closed:  # evicted before its transport was made
+            transport.abort()
+            return
+        loop = self.server.runtime.loop
+        self.timer = loop.call_later(self.server.limits.timeout, self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state is _State.HEAD:
+            self._head_data(data)
+        elif state is _State.BODY:
+            self.buffer += data
+            self._body_done()
+        # else: answered, or waiting for the app; rejected input is discarded
+
+    def eof_received(self) -> bool:
+        if self.state in (_State.HEAD, _State.BODY):
+            # The client left mid-request: answered as if it were slow (trio does the same).
+            self._answer(Response.error(408, f"{self.state.value} not received in time"))
+            return True
+        return False  # after a rejection: nothing more to read, close
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.pending.leave()
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.state = _State.DONE
+
+    # -- reading ------------------------------------------------------------------
+
+    def _head_data(self, data: bytes) -> None:
+        buffer = self.buffer
+        scanned = len(buffer)
+        buffer += data
+        limit = self.server.limits.max_head_size
+        try:
+            end = find_head_end(buffer, scanned)
+            if end < 0:
+                if len(buffer) > limit:
+                    raise HeadError(f"request head larger than {limit} bytes", 431)
+                return
+            if end > limit:
+                raise HeadError(f"request head larger than {limit} bytes", 431)
+            request = parse_request_head(bytes(buffer[:end]), self.address)
+            del buffer[:end]
+            self.upgrade_asked = "websocket" in request.headers.tokens("upgrade")
+            self.request = request
+            self.body_length = body_length(request, self.server.limits.max_body_size)
+        except HeadError as exc:
+            self._answer(Response.error(exc.status, exc.reason))
+            return
+        self.state = _State.BODY
+        self._body_done()
+
+    def _body_done(self) -> None:
+        if len(self.buffer) < self.body_length:
+            return
+        request = self.request
+        assert request is not None
+        if self.body_length:
+            request.body = bytes(self.buffer[: self.body_length])
+            del self.buffer[: self.body_length]
+        trailing = bytes(self.buffer)  # a client's first frames, read with the head
+        self.buffer = bytearray()
+        self._read()
+        if self.pending.evicted:
+            return  # already answered 408 and closed
+        self.state = _State.HANDLE
+        assert self.transport is not None
+        self.transport.pause_reading()  # the socket's protocol reads what follows
+        self.task = self.server.runtime.start_task(self._handle(request, trailing))
+
+    def _read(self) -> None:
+        """The request is complete (or answered): it no longer counts as pending."""
+        self.pending.leave()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.state in (_State.HEAD, _State.BODY):
+            self._answer(Response.error(408, f"{self.state.value} not received in time"))
+
+    # -- answering ------------------------------------------------------------------
+
+    async def _handle(self, request: Request, trailing: bytes) -> None:
+        try:
+            response = await self.server.app.handle(request)
+            self._respond(response, trailing)
+        except Exception:
+            logger.exception("internal error serving %s:%s; connection dropped", *self.address)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _answer(self, response: Response) -> None:
+        """Answer without asking the app (malformed, too large, too slow)."""
+        self._read()
+        self._respond(response, b"")
+
+    def _respond(self, response: Response, trailing: bytes) -> None:
+        server = self.server
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.state = _State.DONE
+        try:
+            head = serialize_response(response, close=response.status != 101)
+        except (ValueError, UnicodeEncodeError):
+            logger.exception("response to %s cannot be serialized; answering 500", self.address)
+            response = Response.error(500, "Internal Server Error")
+            head = serialize_response(response, close=True)
+        if response.status == 101 and response.upgrade is not None:
+            transport.write(head)
+            server.counters.count(101, True)
+            server.runtime.adopt(transport, response.upgrade, trailing)
+            return
+        server.counters.count(response.status, self.upgrade_asked)
+        self._reject(transport, head)
+
+    def _reject(self, transport: asyncio.Transport, head: bytes) -> None:
+        """Write the rejection, half-close, and discard what the client still
+        sends, briefly: closing with unread input would reset the connection."""
+        transport.write(head)
+        with contextlib.suppress(OSError, RuntimeError):
+            if transport.can_write_eof():
+                transport.write_eof()
+        transport.resume_reading()
+        self.server.runtime.loop.call_later(REJECT_LINGER, transport.close)

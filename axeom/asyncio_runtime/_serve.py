@@ -1,0 +1,302 @@
+"""The in-process server on asyncio or uvloop: accept, handshake, run sockets.
+
+Accepting is done here rather than by ``loop.create_server``: out of file
+descriptors (EMFILE), asyncio's own accept loop logs and pauses for a
+second, while this one frees a descriptor (evicting the oldest unfinished
+head) or spends the reserve descriptor on answering 503, as the trio server
+does: the backlog keeps moving and no client gets a 101 that leads nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import select
+import signal
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..process import serve_with_lifespan
+from ..trio_runtime._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
+from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, shed
+from ..trio_runtime._serve import (
+    _ACCEPT_TRANSIENT,
+    ACCEPT_BATCH,
+    ACCEPT_PAUSE,
+    AT_CAPACITY,
+    LISTEN_BACKLOG,
+    _Reserve,
+    bind_listener,
+)
+from ._handshake import Handshakes, HeadSocket
+from ._loops import new_event_loop
+from ._runtime import AsyncioRuntime
+
+if TYPE_CHECKING:
+    from .._app import Axeom
+
+__all__ = ["run", "serve", "serve_listener"]
+
+logger = logging.getLogger("axeom.server")
+
+
+class _Acceptor:
+    """Accepts in batches on the loop's readiness callback of the listener."""
+
+    def __init__(
+        self, listener: socket.socket, handshakes: Handshakes, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.listener = listener
+        self.handshakes = handshakes
+        self.loop = loop
+        self.reserve = _Reserve()
+        self.accepting = False
+        self._resume: asyncio.TimerHandle | None = None
+        # asyncio's selector loop makes a transport synchronously; uvloop only
+        # through a coroutine (a task per connection).
+        self._make_transport: Callable[..., Any] | None = getattr(
+            loop, "_make_socket_transport", None
+        )
+
+    def start(self) -> None:
+        if not self.accepting:
+            self.accepting = True
+            self.loop.add_reader(self.listener.fileno(), self._accept_ready)
+
+    def stop(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self.accepting:
+            self.accepting = False
+            self.loop.remove_reader(self.listener.fileno())
+        self.reserve.release()
+
+    def _accept_ready(self) -> None:
+        listener = self.listener
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EMFILE:
+                    # Linux takes the descriptor before looking at the backlog:
+                    # EMFILE also means "none left" when nobody is waiting, and
+                    # then there is no one to relieve (the next client wakes us).
+                    if not _connection_waiting(listener):
+                        return
+                    if self._relieve():
+                        continue
+                if exc.errno in _ACCEPT_TRANSIENT:
+                    logger.error("accept failed (%s); retrying shortly", exc)
+                    self._pause()
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                logger.exception("accept failed; the server stops accepting")
+                self.stop()
+                return
+            if self.reserve.shed:
+                self.reserve.episode_over()
+            try:
+                self._client(sock, address)
+            except Exception:
+                logger.exception("internal error accepting %s; connection dropped", address)
+                sock.close()
+
+    def _pause(self) -> None:
+        """An accept error nothing could relieve: the backlog holds the clients."""
+        self.loop.remove_reader(self.listener.fileno())
+        self.accepting = False
+        self._resume = self.loop.call_later(ACCEPT_PAUSE, self.start)
+
+    def _relieve(self) -> bool:
+        """Out of descriptors: free one for the next accept, or shed one
+        client with the reserve. False if neither was possible."""
+        if self.handshakes.pending.evict_oldest():
+            return True
+        reserve = self.reserve
+        if not reserve.release():
+            return False
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            reserve.take()
+            return False
+        if not reserve.shed:
+            logger.warning(
+                "out of file descriptors with no unfinished handshake to evict: "
+                "answering new connections 503"
+            )
+        reserve.shed += 1
+        sock.setblocking(False)
+        shed(HeadSocket(sock), AT_CAPACITY)  # type: ignore[arg-type]
+        reserve.take()
+        return True
+
+    def _client(self, sock: socket.socket, address: Any) -> None:
+        sock.setblocking(False)
+        protocol = self.handshakes.enter(sock, address)
+        if protocol is None:
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._make_transport is not None:
+            self._make_transport(sock, protocol, extra={"peername": address})
+        else:
+            self.handshakes.runtime.start_task(self._connect(sock, protocol))
+
+    async def _connect(self, sock: socket.socket, protocol: asyncio.Protocol) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: protocol, sock)
+        except OSError:
+            sock.close()
+
+
+def _connection_waiting(listener: socket.socket) -> bool:
+    """True if a connection waits in the listener's backlog (polled, no wait)."""
+    readable, _, _ = select.select([listener], [], [], 0)
+    return bool(readable)
+
+
+async def serve_listener(
+    app: Axeom,
+    listener: socket.socket,
+    *,
+    limits: HandshakeLimits | None = None,
+    shutdown: asyncio.Event | None = None,
+    graceful_timeout: float = 10.0,
+    control: str | None = None,
+    loop_name: str = "asyncio",
+    on_ready: Callable[[tuple[str, int]], None] | None = None,
+) -> None:
+    """Serve ``app`` on an already bound, listening socket until ``shutdown``
+    is set (forever without one): then stop accepting, close every socket
+    with 1001, wait up to ``graceful_timeout`` for their ``close`` handlers.
+
+    ``control`` is an nng address on which to answer ``axeom status`` and
+    ``axeom publish``; ``on_ready`` gets the bound (host, port) once accepting.
+    """
+    limits = limits or HandshakeLimits()
+    counters = HandshakeCounters()
+    listener.setblocking(False)
+    runtime = AsyncioRuntime(app, loop_name=loop_name)
+    handshakes = Handshakes(app, runtime, limits, counters)
+    acceptor = _Acceptor(listener, handshakes, runtime.loop)
+    control_task = None
+    if control is not None:
+        target = SingleProcess(app, runtime, listener.getsockname()[1], counters)  # type: ignore[arg-type]
+        control_task = runtime.start_task(serve_control(target, control, SINGLE_PROCESS_COMMANDS))
+    acceptor.start()
+    try:
+        if on_ready is not None:
+            on_ready(listener.getsockname()[:2])
+        if shutdown is None:
+            await asyncio.Future()  # until cancelled
+        else:
+            await shutdown.wait()
+    finally:
+        acceptor.stop()
+        left = await runtime.drain(graceful_timeout)
+        if left:
+            logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
+        runtime.close()
+        if control_task is not None:
+            control_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await control_task
+
+
+async def serve(
+    app: Axeom,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    backlog: int = LISTEN_BACKLOG,
+    **options: Any,
+) -> None:
+    """Bind (host, port) and ``serve_listener`` on it (same options)."""
+    listener = bind_listener(host, port, backlog)
+    with listener:
+        await serve_listener(app, listener, **options)
+
+
+def run(
+    app: Axeom,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    loop_name: str = "asyncio",
+    graceful_timeout: float = 10.0,
+    limits: HandshakeLimits | None = None,
+    control: str | None = None,
+    listener: socket.socket | None = None,
+    on_ready: Callable[[tuple[str, int]], None] | None = None,
+) -> None:
+    """Serve ``app`` on a new ``loop_name`` loop until SIGTERM or SIGINT, then
+    drain; blocks. What ``axeom run --loop asyncio|uvloop --workers 0`` calls.
+    The app's ``on_start`` functions run before serving and its ``on_stop``
+    functions after the drain, on that loop (``serve_with_lifespan``); a
+    failing ``on_start`` raises ``OnStartError`` and nothing is served.
+
+    Raises ``LoopUnavailable`` (one line, naming the extra to install) when
+    ``loop_name`` is uvloop and uvloop is not installed.
+    """
+    loop = new_event_loop(loop_name)
+    own_listener = listener is None
+    if listener is None:
+        listener = bind_listener(host, port)
+    try:
+        loop.run_until_complete(
+            _main(app, listener, loop_name, graceful_timeout, limits, control, on_ready)
+        )
+    finally:
+        if own_listener:
+            listener.close()
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+async def _main(
+    app: Axeom,
+    listener: socket.socket,
+    loop_name: str,
+    graceful_timeout: float,
+    limits: HandshakeLimits | None,
+    control: str | None,
+    on_ready: Callable[[tuple[str, int]], None] | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    shutdown = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if not shutdown.is_set():
+            logger.info("received %s: closing sockets with 1001", signal.Signals(signum).name)
+            shutdown.set()
+
+    serving = functools.partial(
+        serve_listener,
+        app,
+        listener,
+        limits=limits,
+        shutdown=shutdown,
+        graceful_timeout=graceful_timeout,
+        control=control,
+        loop_name=loop_name,
+        on_ready=on_ready,
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        # The app's on_start before serving, its on_stop once drained, on this
+        # loop (an OnStartError propagates: the caller makes it one line).
+        await serve_with_lifespan(app, serving)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
