@@ -2,8 +2,8 @@
 the pieces the acceptor and worker processes build on.
 
 Everything that awaits trio lives here; the engine and the socket actor
-above it stay free of any event loop. An asyncio runtime is planned beside
-this package, with the same shape (not yet written).
+above it stay free of any event loop. The asyncio runtime
+(``axeom.asyncio_runtime``) sits beside this package with the same shape.
 """
 
 from .._http1 import serialize_response
