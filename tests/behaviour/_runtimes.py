@@ -1,8 +1,6 @@
 """The runtimes the behaviour suite runs on: one row per runtime.
 
-Adding a runtime is one ``Runtime(...)`` in ``RUNTIMES``. A row whose loop is
-not in ``AVAILABLE_LOOPS`` is not collected at all (no skip): flip that switch
-when the runtime lands and its rows run with the rest.
+Adding a runtime is one ``Runtime(...)`` in ``RUNTIMES``.
 """
 
 from __future__ import annotations
@@ -17,13 +15,7 @@ from tests.apps.behaviour_app import RECORD_ENV
 
 APP = "tests/apps/behaviour_app.py:app"
 
-# The event loops `axeom run --loop` serves on in this checkout. "asyncio" and
-# "uvloop" join it when the asyncio runtime and the --loop option are merged;
-# their rows below are then collected like the others.
-AVAILABLE_LOOPS: frozenset[str] = frozenset({"trio"})
-
-# The loop `axeom run` uses without --loop: its rows pass no option, so they
-# run on a checkout that has no --loop yet.
+# The loop `axeom run` uses without --loop: its rows pass no option, as a user would.
 DEFAULT_LOOP = "trio"
 
 
@@ -70,5 +62,5 @@ RUNTIMES = (
 
 
 def available() -> list[Runtime]:
-    """The rows this checkout can run."""
-    return [r for r in RUNTIMES if r.in_memory or r.loop in AVAILABLE_LOOPS]
+    """The rows the suite runs: every runtime."""
+    return list(RUNTIMES)
