@@ -57,6 +57,11 @@ _CLOSED = SendStatus.CLOSED
 NO_STATUS = CloseCode.NO_STATUS_RCVD
 
 
+class CloseRefused(Exception):
+    """Raised from the app when the server refused to send 1011 itself (daphne):
+    a server sends 1011 when the app raises, which is what the socket needs."""
+
+
 class ASGIConnection:
     """The ``Connection`` protocol (``ws/_socket.py``) over ASGI's receive and send."""
 
@@ -69,6 +74,7 @@ class ASGIConnection:
         "actor",
         "broken",
         "buffered",
+        "close_refused",
         "close_sent",
         "close_timeout",
         "closing",
@@ -115,6 +121,7 @@ class ASGIConnection:
         self.buffered = 0
         self.closing: tuple[int, str] | None = None  # what ws.close asked for
         self.close_sent = False
+        self.close_refused = False  # 1011 refused: the app raises for the server to send it
         self.peer_close: tuple[int, str] | None = None  # the server's websocket.disconnect
         self.broken = False  # send raised: the peer is gone
         self.writing = False
@@ -207,6 +214,8 @@ class ASGIConnection:
             self._wake_drained()
             code, reason = self._close_status()
             await self.actor.close(code, reason)
+        if self.close_refused:
+            raise CloseRefused("the server cannot send close code 1011: raised for it to send it")
 
     async def _read(self, receive: Receive) -> None:
         actor = self.actor
@@ -322,13 +331,29 @@ class ASGIConnection:
         self.close_sent = True
         try:
             await self.send({"type": "websocket.close", "code": code, "reason": reason})
-        except Exception:
-            self.broken = True
+        except Exception as exc:
+            await self._close_refused(exc, code, reason)
         # The server finishes the closing handshake itself. A handler still
         # running (it may await ws.close()) gets close_timeout to return;
         # a receive waiting for the next message is ended at once.
         busy = self.actor.busy or self.in_dispatch
         self.cutoff.after(self.close_timeout if busy else 0)
+
+    async def _close_refused(self, exc: Exception, code: int, reason: str) -> None:
+        """The server did not take our close. A peer already gone is the usual
+        cause; daphne (autobahn) refuses every code but 1000 and 3000-4999 with
+        a bare ``Exception``: then 1011 is left to the server itself (it sends
+        1011 when the app raises, see ``run``), any other code becomes 1000, so
+        the socket is closed either way."""
+        if type(exc) is not Exception:
+            self.broken = True
+        elif code == CloseCode.INTERNAL_ERROR:
+            self.close_refused = True
+        else:
+            try:
+                await self.send({"type": "websocket.close", "code": 1000, "reason": reason})
+            except Exception:
+                self.broken = True
 
     async def _run_drain(self) -> None:
         if self.actor.busy or self.in_dispatch:

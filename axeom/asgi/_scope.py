@@ -104,12 +104,13 @@ def response_messages(response: Response, prefix: str = "http") -> list[dict[str
     """The start and body messages of an HTTP response (``prefix`` ``"http"``),
     or of a WebSocket denial (``"websocket.http"``, the ASGI denial response
     extension). A header that cannot be sent raises (the caller answers 500)."""
+    headers = _with_length(response)
+    if prefix != "http" and not any(name == b"connection" for name, _ in headers):
+        # A refused upgrade ends its connection, as on the native server (granian
+        # would otherwise keep it open for another request).
+        headers.append((b"connection", b"close"))
     return [
-        {
-            "type": f"{prefix}.response.start",
-            "status": response.status,
-            "headers": _with_length(response),
-        },
+        {"type": f"{prefix}.response.start", "status": response.status, "headers": headers},
         {"type": f"{prefix}.response.body", "body": response.body},
     ]
 
