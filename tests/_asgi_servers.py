@@ -79,14 +79,16 @@ def _accepts(port: int) -> bool:
 
 
 @contextmanager
-def running_asgi(server: str, target: str, prefix: str = "") -> Iterator[ASGIServer]:
-    """``server`` serving ``target`` from ``tests/apps`` until it accepts
-    connections; terminated (SIGTERM, then SIGKILL) and reaped on exit."""
+def running_asgi(
+    server: str, target: str, prefix: str = "", cwd: str = APPS
+) -> Iterator[ASGIServer]:
+    """``server`` serving ``target`` from ``cwd`` (``tests/apps``) until it
+    accepts connections; terminated (SIGTERM, then SIGKILL) and reaped on exit."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
         command(server, target, port),
-        cwd=APPS,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
