@@ -35,6 +35,9 @@ NO_ACCEPT_HEADERS = {"daphne", "granian"}
 # Servers that send no close code but 1000 and 3000-4999 (autobahn's rule):
 # Axeom's 1009 arrives as 1000 (its 1011 is sent by the server itself).
 ONLY_1000_AND_PRIVATE_CODES = {"daphne"}
+# Servers whose send() returns before the transport took the bytes: awaited
+# sends are not held back by a client that does not read.
+UNBOUNDED_SEND_BUFFER = {"daphne"}
 ANN = {"x-user": "ann"}
 
 
@@ -55,6 +58,10 @@ async def handshake(server: ASGIServer, path: str, extra: str = "") -> tuple[int
         return status, head, body
     finally:
         await client.stream.aclose()
+
+
+async def firehose_sent(server: ASGIServer) -> int:
+    return int(json.loads(await http_get(server, "/firehose/sent"))["count"])
 
 
 async def test_quick_start(server: ASGIServer) -> None:
@@ -152,3 +159,32 @@ async def http_get(server: ASGIServer, path: str) -> bytes:
             return bytes(response.read())
 
     return await trio.to_thread.run_sync(get)
+
+
+async def test_awaited_sends_wait_for_a_client_that_does_not_read(server: ASGIServer) -> None:
+    """await ws.send stalls while the client reads nothing (the server's send
+    waits for its transport), and everything arrives once it reads; on a
+    server that buffers without limit it runs to the end at once."""
+    total, chunk = 400, 128 * 1024  # asgi_app.FIREHOSE_COUNT, FIREHOSE_CHUNK
+    client = await RawClient.connect(server.port)
+    try:
+        await client.send(upgrade_request(server.prefix + "/firehose", extra="x-user: ann\r\n"))
+        status, _ = await client.read_head()
+        assert status == 101
+        previous = -1
+        while True:  # until the count stops moving (or reaches the end)
+            await trio.sleep(0.3)
+            count = await firehose_sent(server)
+            if count in (previous, total):
+                break
+            previous = count
+        if server.name in UNBOUNDED_SEND_BUFFER:
+            assert count == total
+        else:
+            assert count < total
+        for _ in range(total):
+            opcode, payload = await client.read_frame()
+            assert (opcode, len(payload)) == (2, chunk)
+        assert await firehose_sent(server) == total
+    finally:
+        await client.stream.aclose()

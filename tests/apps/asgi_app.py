@@ -11,11 +11,12 @@ from axeom import Axeom, Forbidden, Unauthorized
 from axeom.ws import ws_plugin
 
 app = Axeom().use(ws_plugin())
+OPEN_ROUTES = {"/health", "/publish/:topic", "/firehose/sent"}
 
 
 @app.derive  # handshake phase: runs before the upgrade
 async def who(ctx):
-    if ctx.route == "/health" or ctx.route == "/publish/:topic":
+    if ctx.route in OPEN_ROUTES:
         return None  # the HTTP routes are open
     if ctx.query.get("deny") == "1":
         raise Forbidden("denied by a hook")
@@ -87,3 +88,21 @@ app.ws("/big", message=big, max_message_size=1000)
 
 app.get("/health", lambda ctx: "ok")
 app.get("/publish/:topic", lambda ctx: {"delivered": app.publish(ctx.params["topic"], "from http")})
+
+# A socket whose open handler streams FIREHOSE_COUNT awaited sends: with a
+# client that does not read, how far it gets shows whether the server's send
+# waits for its transport (flow control) or buffers without limit.
+FIREHOSE_COUNT = 400
+FIREHOSE_CHUNK = b"x" * (128 * 1024)
+firehose_sent = {"count": 0}
+
+
+async def firehose(ws):
+    firehose_sent["count"] = 0
+    for _ in range(FIREHOSE_COUNT):
+        await ws.send(FIREHOSE_CHUNK)
+        firehose_sent["count"] += 1
+
+
+app.ws("/firehose", open=firehose, backpressure_limit=256 * 1024)
+app.get("/firehose/sent", lambda ctx: firehose_sent)
