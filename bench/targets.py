@@ -55,6 +55,13 @@ def _axeom(name: str, app: str, workers: int, about: str) -> ServerSpec:
     return ServerSpec(name, argv, _AXEOM_READY, True, about)
 
 
+def _asgi(name: str, server: str, app: str, about: str) -> ServerSpec:
+    """An ASGI app on a real ASGI server (``servers/asgi_launch.py``); not in the default run:
+    ``--servers axeom-uvicorn,starlette-uvicorn,axeom-granian`` compares them."""
+    argv = ("{python}", "bench/servers/asgi_launch.py", server, app)
+    return ServerSpec(name, argv, _PEER_READY, False, about + ", one process")
+
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
@@ -83,6 +90,10 @@ SERVERS: dict[str, ServerSpec] = {
         _axeom("axeom-async", _ASYNC_APP, 0, "axeom run, coroutine handler"),
         _axeom("axeom-w1", _PLAIN_APP, 1, "axeom run, plain-function handler"),
         _axeom("axeom-async-w1", _ASYNC_APP, 1, "axeom run, coroutine handler"),
+        _asgi("axeom-uvicorn", "uvicorn", "bench.apps.echo:app", "Axeom app on uvicorn"),
+        _asgi("starlette-uvicorn", "uvicorn", "starlette_echo:app", "Starlette echo on uvicorn"),
+        _asgi("axeom-granian", "granian", "bench.apps.echo:app", "Axeom app on granian"),
+        _asgi("starlette-granian", "granian", "starlette_echo:app", "Starlette echo on granian"),
     )
 }
 BASELINE = "websockets"  # the first peer: every figure's ratio to it is reported
