@@ -242,8 +242,9 @@ async def run_lifespan(app: Axeom) -> list[dict[str, Any]]:
 
 
 async def test_lifespan_runs_the_engine_startup_and_shutdown() -> None:
-    """lifespan.startup runs ``app.startup()``, shutdown ``app.shutdown()``;
-    without them the phases just complete; a failure is reported, not raised."""
+    """lifespan.startup runs ``app.run_on_start()`` (the on_start functions),
+    shutdown ``app.run_on_stop()``; without them the phases just complete; a
+    failure is reported, not raised."""
     app = Axeom()
     assert await run_lifespan(app) == [
         {"type": "lifespan.startup.complete"},
@@ -257,8 +258,8 @@ async def test_lifespan_runs_the_engine_startup_and_shutdown() -> None:
     async def shutdown() -> None:
         ran.append("stop")
 
-    app.startup = startup  # type: ignore[attr-defined]
-    app.shutdown = shutdown  # type: ignore[attr-defined]
+    app.run_on_start = startup  # type: ignore[attr-defined,method-assign]
+    app.run_on_stop = shutdown  # type: ignore[attr-defined,method-assign]
     assert [m["type"] for m in await run_lifespan(app)] == [
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
@@ -268,7 +269,7 @@ async def test_lifespan_runs_the_engine_startup_and_shutdown() -> None:
     async def broken() -> None:
         raise OSError("database down")
 
-    app.startup = broken  # type: ignore[attr-defined]
+    app.run_on_start = broken  # type: ignore[attr-defined,method-assign]
     logging.getLogger("axeom.asgi").disabled = True
     try:
         assert await run_lifespan(app) == [

@@ -36,9 +36,10 @@ logger = logging.getLogger("axeom.asgi")
 # ``max_body_size``): an HTTP route here is a health check or a small API.
 MAX_BODY_SIZE = 1 << 20
 
-# The names of the engine's lifespan coroutines (run ``on_start`` / ``on_stop``
-# hooks); an app without them has nothing to run at startup or shutdown.
-STARTUP, SHUTDOWN = "startup", "shutdown"
+# Each lifespan phase and the engine's coroutine that runs it: ``on_start``
+# functions (the first failure raises) and ``on_stop`` functions (failures
+# logged). Looked up by name, so an engine without them just completes.
+LIFESPAN_RUNNERS = {"startup": "run_on_start", "shutdown": "run_on_stop"}
 
 
 async def serve_asgi(app: Axeom, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -125,24 +126,27 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 
 async def serve_lifespan(app: Axeom, receive: Receive, send: Send) -> None:
-    """Startup and shutdown: each phase runs the engine's coroutine of that
-    name and reports complete, or failed with the error (the server then
-    refuses to start, or logs it)."""
+    """Startup and shutdown: each phase runs the engine's coroutine for it
+    (``LIFESPAN_RUNNERS``) and reports complete, or failed with the error
+    (the server then refuses to start, or logs it)."""
     while True:
         message = await receive()
         phase = message["type"].removeprefix("lifespan.")
-        if phase not in (STARTUP, SHUTDOWN):
+        runner = LIFESPAN_RUNNERS.get(phase)
+        if runner is None:
             continue
-        run = getattr(app, phase, None)
+        run = getattr(app, runner, None)
         try:
             if run is not None:
                 await run()
         except Exception as exc:
-            logger.exception("lifespan %s failed", phase)
-            await send(
-                {"type": f"lifespan.{phase}.failed", "message": f"{type(exc).__name__}: {exc}"}
-            )
+            reason = f"{type(exc).__name__}: {exc}"
+            # One line for the operator (the server prints the reason too);
+            # the traceback at debug level.
+            logger.error("lifespan %s failed: %s", phase, reason)
+            logger.debug("lifespan %s failure", phase, exc_info=exc)
+            await send({"type": f"lifespan.{phase}.failed", "message": reason})
             return
         await send({"type": f"lifespan.{phase}.complete"})
-        if phase == SHUTDOWN:
+        if phase == "shutdown":
             return
