@@ -80,16 +80,23 @@ def _accepts(port: int) -> bool:
 
 @contextmanager
 def running_asgi(
-    server: str, target: str, prefix: str = "", cwd: str = APPS
+    server: str,
+    target: str,
+    prefix: str = "",
+    cwd: str = APPS,
+    *,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[ASGIServer]:
-    """``server`` serving ``target`` from ``cwd`` (``tests/apps``) until it
-    accepts connections; terminated (SIGTERM, then SIGKILL) and reaped on exit."""
+    """``server`` serving ``target`` from ``cwd`` (``tests/apps``), with extra
+    ``args`` and ``env``, until it accepts connections; terminated (SIGTERM,
+    then SIGKILL) and reaped on exit."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
-        command(server, target, port),
+        [*command(server, target, port), *args],
         cwd=cwd,
-        env=env,
+        env={**os.environ, "PYTHONPATH": path, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -10,6 +10,7 @@ and the transport; the README has a table of what each server decides.
 """
 
 from ._connection import ASGIConnection
+from ._redis import use_redis
 from ._serve import MAX_BODY_SIZE, serve_asgi
 
-__all__ = ["MAX_BODY_SIZE", "ASGIConnection", "serve_asgi"]
+__all__ = ["MAX_BODY_SIZE", "ASGIConnection", "serve_asgi", "use_redis"]

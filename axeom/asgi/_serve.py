@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._messages import Response
 from ._connection import ASGIConnection, Receive, Send
 from ._loop import current_loop
+from ._redis import ensure_link, stop_link
 from ._scope import (
     accept_message,
     denial_messages,
@@ -44,6 +45,7 @@ LIFESPAN_RUNNERS = {"startup": "run_on_start", "shutdown": "run_on_stop"}
 
 async def serve_asgi(app: Axeom, scope: dict[str, Any], receive: Receive, send: Send) -> None:
     """Serve one ASGI scope with ``app``."""
+    ensure_link(app)  # pub/sub through Redis, when configured
     kind = scope["type"]
     if kind == "websocket":
         await serve_websocket(app, scope, receive, send)
@@ -149,4 +151,5 @@ async def serve_lifespan(app: Axeom, receive: Receive, send: Send) -> None:
             return
         await send({"type": f"lifespan.{phase}.complete"})
         if phase == "shutdown":
+            stop_link(app)
             return

@@ -106,3 +106,21 @@ async def firehose(ws):
 
 app.ws("/firehose", open=firehose, backpressure_limit=256 * 1024)
 app.get("/firehose/sent", lambda ctx: firehose_sent)
+
+
+async def node_open(ws):
+    """Every socket of /node hears "everyone", whichever process or node it is on."""
+    await ws.subscribe("everyone")
+    ws.send(ws.id)
+
+
+def node_message(ws, msg):
+    kind, _, rest = msg.partition(":")
+    if kind == "pub":
+        app.publish("everyone", rest)
+    elif kind == "to":
+        target, _, text = rest.partition(":")
+        app.send(target, text)
+
+
+app.ws("/node", open=node_open, message=node_message)
