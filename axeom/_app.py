@@ -380,6 +380,15 @@ class Axeom(_Registrar):
                     exc_info=exc,
                 )
 
+    # -- ASGI ----------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI 3 entry: ``uvicorn app:app``, ``Mount("/rt", app=app)`` (see ``axeom.asgi``).
+        Imported on call, so that the engine itself loads no event loop."""
+        from .asgi import serve_asgi
+
+        await serve_asgi(self, scope, receive, send)
+
     # -- the engine ----------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:

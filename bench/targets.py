@@ -66,6 +66,13 @@ def _axeom_asyncio(name: str, app: str, loop: str, about: str) -> ServerSpec:
     return ServerSpec(name, argv, _AXEOM_READY, False, f"{about}, --loop {loop}, single process")
 
 
+def _asgi(name: str, server: str, app: str, about: str) -> ServerSpec:
+    """An ASGI app on a real ASGI server (``servers/asgi_launch.py``); not in the default run:
+    ``--servers axeom-uvicorn,starlette-uvicorn,axeom-granian`` compares them."""
+    argv = ("{python}", "bench/servers/asgi_launch.py", server, app)
+    return ServerSpec(name, argv, _PEER_READY, False, about + ", one process")
+
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
@@ -102,6 +109,10 @@ SERVERS: dict[str, ServerSpec] = {
         _axeom_asyncio("axeom-asyncio-async", _ASYNC_APP, "asyncio", "coroutine handler"),
         _axeom_asyncio("axeom-uvloop", _PLAIN_APP, "uvloop", "plain-function handler"),
         _axeom_asyncio("axeom-uvloop-async", _ASYNC_APP, "uvloop", "coroutine handler"),
+        _asgi("axeom-uvicorn", "uvicorn", "bench.apps.echo:app", "Axeom app on uvicorn"),
+        _asgi("starlette-uvicorn", "uvicorn", "starlette_echo:app", "Starlette echo on uvicorn"),
+        _asgi("axeom-granian", "granian", "bench.apps.echo:app", "Axeom app on granian"),
+        _asgi("starlette-granian", "granian", "starlette_echo:app", "Starlette echo on granian"),
     )
 }
 BASELINE = "websockets"  # the first peer: every figure's ratio to it is reported

@@ -1,8 +1,9 @@
 """Runs one socket's handlers: in order, one at a time, failures contained.
 
 Loop-agnostic: this module only awaits what user handlers return. The trio
-runtime, the asyncio runtime and the test kit drive it. Each handler is started by a plain call (``start_*``) that runs
-a plain-function handler to its end and returns None, or returns what is left
+runtime, the asyncio runtime, the ASGI adapter and the test kit drive it.
+Each handler is started by a plain call (``start_*``) that runs a
+plain-function handler to its end and returns None, or returns what is left
 to await (a coroutine handler's coroutine, not yet started): a readiness loop
 runs plain handlers inline and gives only that rest to a task.
 
