@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -180,8 +181,16 @@ async def accept_forever(
                 except BlockingIOError:
                     break
                 except OSError as exc:
-                    if exc.errno == errno.EMFILE and _relieve(listener, free_descriptor, reserve):
-                        continue
+                    if exc.errno == errno.EMFILE:
+                        # Linux takes the descriptor before looking at the
+                        # backlog: EMFILE also means "none left" when nobody
+                        # waits, and then there is no one to relieve (evicting
+                        # would hit the head just accepted): the next client
+                        # wakes us.
+                        if not connection_waiting(listener):
+                            break
+                        if _relieve(listener, free_descriptor, reserve):
+                            continue
                     if exc.errno in _ACCEPT_TRANSIENT:
                         logger.error("accept failed (%s); retrying shortly", exc)
                         await trio.sleep(ACCEPT_PAUSE)
@@ -195,6 +204,14 @@ async def accept_forever(
             await trio.lowlevel.checkpoint()
     finally:
         reserve.release()
+
+
+def connection_waiting(listener: socket.socket) -> bool:
+    """True if a connection waits in the listener's backlog (polled, no wait;
+    ``poll`` rather than ``select``, which refuses descriptors >= 1024)."""
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _relieve(
