@@ -209,7 +209,7 @@ def _serve_in_process(config: Config) -> None:
 
 def _bind(config: Config) -> Any:
     """The listening socket of ``--workers 0``, or one line if it cannot be had."""
-    from .trio_runtime._serve import bind_listener
+    from ._listener import bind_listener
 
     server = config.server
     try:

@@ -48,22 +48,16 @@ def _axeom(
 ) -> ServerSpec:
     """An ``axeom run`` server of ``app``: one process, or ``workers`` behind the acceptor."""
     argv: tuple[str, ...] = ("axeom", "run", app, "--host", HOST, "--port", "0")
+    argv += ("--workers", str(workers))
     if loop != "trio":
         argv += ("--loop", loop)
         about += f", --loop {loop}"
     if workers:
-        argv += ("--workers", str(workers))
         plural = "es" if workers > 1 else ""
         about += f", --workers {workers} (supervisor + acceptor + {workers} worker process{plural})"
     else:
         about += ", single process"
     return ServerSpec(name, argv, _AXEOM_READY, default, about)
-
-
-def _axeom_asyncio(name: str, app: str, loop: str, about: str) -> ServerSpec:
-    """The asyncio runtime's single process on ``loop`` ("asyncio" or "uvloop")."""
-    argv = ("{python}", "-m", "axeom.asyncio_runtime", app, "--port", "0", "--loop", loop)
-    return ServerSpec(name, argv, _AXEOM_READY, False, f"{about}, --loop {loop}, single process")
 
 
 def _asgi(name: str, server: str, app: str, about: str) -> ServerSpec:
@@ -105,10 +99,16 @@ SERVERS: dict[str, ServerSpec] = {
         # as a guest of the loop (what guest mode costs shows in the handshake rate).
         _axeom("axeom-asyncio-w1", _PLAIN_APP, 1, "axeom run, plain", "asyncio", False),
         _axeom("axeom-uvloop-w1", _PLAIN_APP, 1, "axeom run, plain", "uvloop", False),
-        _axeom_asyncio("axeom-asyncio", _PLAIN_APP, "asyncio", "plain-function handler"),
-        _axeom_asyncio("axeom-asyncio-async", _ASYNC_APP, "asyncio", "coroutine handler"),
-        _axeom_asyncio("axeom-uvloop", _PLAIN_APP, "uvloop", "plain-function handler"),
-        _axeom_asyncio("axeom-uvloop-async", _ASYNC_APP, "uvloop", "coroutine handler"),
+        _axeom(
+            "axeom-asyncio", _PLAIN_APP, 0, "axeom run, plain-function handler", "asyncio", False
+        ),
+        _axeom(
+            "axeom-asyncio-async", _ASYNC_APP, 0, "axeom run, coroutine handler", "asyncio", False
+        ),
+        _axeom("axeom-uvloop", _PLAIN_APP, 0, "axeom run, plain-function handler", "uvloop", False),
+        _axeom(
+            "axeom-uvloop-async", _ASYNC_APP, 0, "axeom run, coroutine handler", "uvloop", False
+        ),
         _asgi("axeom-uvicorn", "uvicorn", "bench.apps.echo:app", "Axeom app on uvicorn"),
         _asgi("starlette-uvicorn", "uvicorn", "starlette_echo:app", "Starlette echo on uvicorn"),
         _asgi("axeom-granian", "granian", "bench.apps.echo:app", "Axeom app on granian"),

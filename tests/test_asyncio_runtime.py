@@ -20,7 +20,14 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from axeom.asyncio_runtime import LoopUnavailable, new_event_loop
 from axeom.asyncio_runtime._guest import call_in_asyncio, run_trio_guest
 from axeom.testing import open_client
-from tests._processes import Server, limit_descriptors, run_axeom, running_command, wait_for
+from tests._processes import (
+    Server,
+    axeom_command,
+    limit_descriptors,
+    run_axeom,
+    running_command,
+    wait_for,
+)
 from tests._wsraw import RawClient, client_frame, close_code, upgrade_request
 
 APP = "tests/apps/asyncio_app.py:app"
@@ -28,25 +35,22 @@ LOOPS = ["asyncio", "uvloop"]
 
 
 def server_command(loop: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "axeom.asyncio_runtime",
-        APP,
-        "--port",
-        "0",
-        "--loop",
-        loop,
-        "--head-timeout",
-        "1",
-        *extra,
-    ]
+    """``axeom run APP --workers 0 --loop LOOP``: the asyncio runtime's single process."""
+    return axeom_command("run", APP, "--port", "0", "--workers", "0", "--loop", loop, *extra)
+
+
+@pytest.fixture(scope="module")
+def short_deadline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A config file with a 1 s request deadline, so that the 408 is quick."""
+    config = tmp_path_factory.mktemp("config") / "axeom.toml"
+    config.write_text("[server]\nrequest_timeout = 1\n")
+    return config
 
 
 @pytest.fixture(scope="module", params=LOOPS)
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+def server(request: pytest.FixtureRequest, short_deadline: Path) -> Iterator[Server]:
     """One server per loop for the tests that do not stop it."""
-    with running_command(server_command(request.param)) as running:
+    with running_command(server_command(request.param, "--config", str(short_deadline))) as running:
         yield running
 
 

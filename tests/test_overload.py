@@ -152,6 +152,32 @@ async def test_worker_out_of_descriptors_answers_503_never_a_dead_101(workers: i
         )
 
 
+async def test_out_of_descriptors_a_prompt_client_is_never_evicted() -> None:
+    """At the descriptor limit, clients that send their whole request at once,
+    one after another: each gets 101 and an echo, or a 503; never the 408 of
+    an eviction. (Linux's accept takes the descriptor before it looks at the
+    backlog, so EMFILE comes even with nobody waiting: the client just
+    accepted must not be evicted to relieve nobody.)"""
+    with tree(0, (LOW_LIMIT, LOW_LIMIT)) as server:
+        codes: list[int] = []
+        clients: list[RawClient] = []
+        try:
+            for index in range(LOW_LIMIT + 32):
+                with trio.fail_after(10):
+                    code, client = await upgrade_and_echo(server.port, f"m{index}")
+                codes.append(code)
+                clients.append(client)
+        finally:
+            for client in clients:
+                await client.aclose()
+        assert set(codes) == {101, 503}, sorted(set(codes))
+        wait_for(
+            lambda: "answering new connections 503" in server.text(),
+            10,
+            "the server's warning",
+        )
+
+
 async def slow_heads(
     source: str, port: int, count: int, opened: list[trio.socket.SocketType]
 ) -> None:

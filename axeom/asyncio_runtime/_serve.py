@@ -14,24 +14,24 @@ import contextlib
 import errno
 import functools
 import logging
-import select
 import signal
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._listener import (
+    ACCEPT_BATCH,
+    ACCEPT_PAUSE,
+    ACCEPT_TRANSIENT,
+    AT_CAPACITY,
+    LISTEN_BACKLOG,
+    Reserve,
+    bind_listener,
+    connection_waiting,
+)
 from ..process import serve_with_lifespan
 from ..trio_runtime._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, shed
-from ..trio_runtime._serve import (
-    _ACCEPT_TRANSIENT,
-    ACCEPT_BATCH,
-    ACCEPT_PAUSE,
-    AT_CAPACITY,
-    LISTEN_BACKLOG,
-    _Reserve,
-    bind_listener,
-)
 from ._handshake import Handshakes, HeadSocket
 from ._loops import new_event_loop
 from ._runtime import AsyncioRuntime
@@ -53,7 +53,7 @@ class _Acceptor:
         self.listener = listener
         self.handshakes = handshakes
         self.loop = loop
-        self.reserve = _Reserve()
+        self.reserve = Reserve()
         self.accepting = False
         self._resume: asyncio.TimerHandle | None = None
         # asyncio's selector loop makes a transport synchronously; uvloop only
@@ -88,11 +88,11 @@ class _Acceptor:
                     # Linux takes the descriptor before looking at the backlog:
                     # EMFILE also means "none left" when nobody is waiting, and
                     # then there is no one to relieve (the next client wakes us).
-                    if not _connection_waiting(listener):
+                    if not connection_waiting(listener):
                         return
                     if self._relieve():
                         continue
-                if exc.errno in _ACCEPT_TRANSIENT:
+                if exc.errno in ACCEPT_TRANSIENT:
                     logger.error("accept failed (%s); retrying shortly", exc)
                     self._pause()
                     return
@@ -120,24 +120,7 @@ class _Acceptor:
         client with the reserve. False if neither was possible."""
         if self.handshakes.pending.evict_oldest():
             return True
-        reserve = self.reserve
-        if not reserve.release():
-            return False
-        try:
-            sock, _ = self.listener.accept()
-        except OSError:
-            reserve.take()
-            return False
-        if not reserve.shed:
-            logger.warning(
-                "out of file descriptors with no unfinished handshake to evict: "
-                "answering new connections 503"
-            )
-        reserve.shed += 1
-        sock.setblocking(False)
-        shed(HeadSocket(sock), AT_CAPACITY)  # type: ignore[arg-type]
-        reserve.take()
-        return True
+        return self.reserve.shed_one(self.listener, _answer_at_capacity)
 
     def _client(self, sock: socket.socket, address: Any) -> None:
         sock.setblocking(False)
@@ -157,10 +140,9 @@ class _Acceptor:
             sock.close()
 
 
-def _connection_waiting(listener: socket.socket) -> bool:
-    """True if a connection waits in the listener's backlog (polled, no wait)."""
-    readable, _, _ = select.select([listener], [], [], 0)
-    return bool(readable)
+def _answer_at_capacity(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    shed(HeadSocket(sock), AT_CAPACITY)  # type: ignore[arg-type]
 
 
 async def serve_listener(

@@ -7,6 +7,7 @@ above it stay free of any event loop. The asyncio runtime
 """
 
 from .._http1 import serialize_response
+from .._listener import bind_listener
 from ._control import (
     SINGLE_PROCESS_COMMANDS,
     SingleProcess,
@@ -25,7 +26,7 @@ from ._handshake import (
     reject,
 )
 from ._runtime import SocketRuntime, open_socket_runtime
-from ._serve import accept_forever, bind_listener, serve, serve_listener
+from ._serve import accept_forever, serve, serve_listener
 from ._transport import SocketTransport, StreamTransport
 
 __all__ = [

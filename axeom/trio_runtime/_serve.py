@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +11,16 @@ from typing import Any
 import trio
 
 from .._app import Axeom
-from .._messages import Response
+from .._listener import (
+    ACCEPT_BATCH,
+    ACCEPT_PAUSE,
+    ACCEPT_TRANSIENT,
+    AT_CAPACITY,
+    LISTEN_BACKLOG,
+    Reserve,
+    bind_listener,
+    connection_waiting,
+)
 from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ._handshake import (
     HandshakeCounters,
@@ -25,41 +33,9 @@ from ._handshake import (
 from ._runtime import SocketRuntime, open_socket_runtime
 from ._transport import SocketTransport
 
-__all__ = ["accept_forever", "bind_listener", "serve", "serve_listener"]
+__all__ = ["accept_forever", "serve", "serve_listener"]
 
 logger = logging.getLogger("axeom.server")
-
-# Connections accepted per wake-up of the listening socket before yielding:
-# enough to drain a burst in one go, few enough that the handshakes already
-# running get the loop back promptly.
-ACCEPT_BATCH = 64
-# Accept errors that say the process or system is out of a resource, not that
-# the listener is broken: accepting resumes once something is freed.
-_ACCEPT_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-# Connections the kernel queues before the first accept: a burst of clients (a
-# reconnect storm after a deploy) waits there, not refused; the kernel caps it
-# at net.core.somaxconn.
-LISTEN_BACKLOG = 1024
-# A pause after an accept error nothing could relieve (the system's table is
-# full, no memory): the backlog holds the clients meanwhile.
-ACCEPT_PAUSE = 0.1
-# The answer to a connection accepted with the reserve descriptor.
-AT_CAPACITY = Response.error(503, "server at capacity, retry shortly", [("retry-after", "1")])
-
-
-def bind_listener(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
-    """A non-blocking listening TCP socket on (host, port); port 0 picks one."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 async def serve(
@@ -127,35 +103,6 @@ async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-class _Reserve:
-    """One descriptor held back so that, out of descriptors, a connection
-    can still be accepted and answered 503 instead of waiting in the backlog."""
-
-    def __init__(self) -> None:
-        self.fd: int | None = None
-        self.shed = 0  # connections answered 503 in the current episode
-        self.take()
-
-    def take(self) -> None:
-        if self.fd is None:
-            try:
-                self.fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                self.fd = None  # tried again after the next shed
-
-    def release(self) -> bool:
-        if self.fd is None:
-            return False
-        os.close(self.fd)
-        self.fd = None
-        return True
-
-    def episode_over(self) -> None:
-        if self.shed:
-            logger.warning("accepting again after answering %d connections 503", self.shed)
-            self.shed = 0
-
-
 async def accept_forever(
     listener: socket.socket,
     on_client: Callable[[socket.socket, Any], None],
@@ -170,7 +117,7 @@ async def accept_forever(
     and answering it 503, so the backlog keeps moving and nothing spins.
     Other resource errors pause accepting briefly: the backlog holds the clients.
     """
-    reserve = _Reserve()
+    reserve = Reserve()
     try:
         while True:
             await trio.lowlevel.wait_readable(listener)
@@ -180,9 +127,17 @@ async def accept_forever(
                 except BlockingIOError:
                     break
                 except OSError as exc:
-                    if exc.errno == errno.EMFILE and _relieve(listener, free_descriptor, reserve):
-                        continue
-                    if exc.errno in _ACCEPT_TRANSIENT:
+                    if exc.errno == errno.EMFILE:
+                        # Linux takes the descriptor before looking at the
+                        # backlog: EMFILE also means "none left" when nobody
+                        # waits, and then there is no one to relieve (evicting
+                        # would hit the head just accepted): the next client
+                        # wakes us.
+                        if not connection_waiting(listener):
+                            break
+                        if _relieve(listener, free_descriptor, reserve):
+                            continue
+                    if exc.errno in ACCEPT_TRANSIENT:
                         logger.error("accept failed (%s); retrying shortly", exc)
                         await trio.sleep(ACCEPT_PAUSE)
                         break
@@ -198,28 +153,17 @@ async def accept_forever(
 
 
 def _relieve(
-    listener: socket.socket, free_descriptor: Callable[[], bool] | None, reserve: _Reserve
+    listener: socket.socket, free_descriptor: Callable[[], bool] | None, reserve: Reserve
 ) -> bool:
     """Out of descriptors: free one for the next accept, or shed one client
     with the reserve. False if neither was possible."""
     if free_descriptor is not None and free_descriptor():
         return True
-    if not reserve.release():
-        return False
-    try:
-        sock, _ = listener.accept()
-    except OSError:
-        reserve.take()
-        return False
-    if not reserve.shed:
-        logger.warning(
-            "out of file descriptors with no unfinished handshake to evict: "
-            "answering new connections 503"
-        )
-    reserve.shed += 1
+    return reserve.shed_one(listener, _answer_at_capacity)
+
+
+def _answer_at_capacity(sock: socket.socket) -> None:
     shed(SocketTransport(sock), AT_CAPACITY)
-    reserve.take()
-    return True
 
 
 async def _serve_client(
