@@ -5,6 +5,7 @@ connections, and always reap it."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,11 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tests._processes import ROOT, stop
+from tests._processes import ROOT
 
 APPS = os.path.join(ROOT, "tests", "apps")
 # Daphne (Twisted) takes a few seconds to import on a loaded machine.
 READY_TIMEOUT = 30.0
+# How long a server may take to shut down (lifespan shutdown included) after SIGTERM.
+STOP_TIMEOUT = 10.0
 
 
 def command(server: str, target: str, port: int) -> list[str]:
@@ -119,7 +122,26 @@ def running_asgi(
             time.sleep(0.05)
         yield running
     finally:
-        stop(proc)
+        stop_server(proc)
         reader.join(5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def stop_server(proc: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM the server's main process only, as a process manager does: a
+    server with worker processes (hypercorn's default, granian) stops them
+    itself, through their lifespan shutdown, whereas SIGTERM to the whole group
+    kills hypercorn's worker before it runs. Then SIGKILL whatever is left in
+    the group; always waits."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group, if any
+    except ProcessLookupError:
+        pass
+    return proc.wait()

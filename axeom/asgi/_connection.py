@@ -236,7 +236,8 @@ class ASGIConnection:
                 if size > self.max_size or (
                     size * 4 > self.max_size and _utf8_over(data, self.max_size)
                 ):
-                    self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                    # The native runtime's reason (ws/_frames.py), word for word.
+                    self.close(CloseCode.MESSAGE_TOO_BIG, f"message over {self.max_size} bytes")
                     await self.flush()
                     continue
                 if actor.busy:

@@ -10,24 +10,38 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests._processes import running_axeom
-from tests.apps.behaviour_app import RECORD_ENV
+import pytest
+
+from tests._asgi_servers import running_asgi
+from tests._processes import ROOT, running_axeom
+from tests.apps.behaviour_app import PING_INTERVAL, RECORD_ENV
 
 APP = "tests/apps/behaviour_app.py:app"
+# The same app as an ASGI server imports it (from the project root).
+ASGI_APP = "tests.apps.behaviour_app:app"
 
+# Pings are the server's under ASGI: where it has an interval option, the
+# keepalive route's, for every socket (the client answers them all).
+SERVER_PING = str(PING_INTERVAL)
+# Hypercorn's option takes whole seconds: the interval is in this configuration.
+HYPERCORN_PINGS = ("-c", "python:tests.apps.hypercorn_pings")
 # The loop `axeom run` uses without --loop: its rows pass no option, as a user would.
 DEFAULT_LOOP = "trio"
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """How to serve the behaviour app: in memory (the test kit, ``loop=None``)
-    or ``axeom run APP --workers N [--loop L]`` with ``env`` added."""
+    """How to serve the behaviour app: in memory (the test kit, ``loop=None``),
+    ``axeom run APP --workers N [--loop L]``, or with ``server`` set the ASGI
+    server of that name (``tests/_asgi_servers.py``) plus ``server_args``, its
+    app code on ``loop``; ``env`` added either way."""
 
     name: str
     loop: str | None
     workers: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
+    server: str | None = None
+    server_args: tuple[str, ...] = ()
 
     @property
     def in_memory(self) -> bool:
@@ -47,6 +61,12 @@ class Runtime:
     def serving(self, record: Path) -> Iterator[int]:
         """A real server of the app until the block ends (reaped); yields its port."""
         env = {RECORD_ENV: str(record), **self.env}
+        if self.server is not None:
+            with running_asgi(
+                self.server, ASGI_APP, cwd=ROOT, args=self.server_args, env=env
+            ) as asgi:
+                yield asgi.port
+            return
         with running_axeom(APP, *self.arguments(), env=env) as server:
             yield server.port
 
@@ -58,7 +78,32 @@ RUNTIMES = (
     Runtime("asyncio-w0", "asyncio", 0),
     Runtime("asyncio-w2", "asyncio", 2),
     Runtime("uvloop-w2", "uvloop", 2),
+    # ASGI servers: one process each, the app on the server's loop.
+    Runtime(
+        "uvicorn", "asyncio", server="uvicorn", server_args=("--ws-ping-interval", SERVER_PING)
+    ),
+    Runtime(
+        "hypercorn",
+        "asyncio",
+        server="hypercorn",
+        server_args=HYPERCORN_PINGS,
+    ),
+    Runtime(
+        "hypercorn-trio",
+        "trio",
+        server="hypercorn-trio",
+        server_args=HYPERCORN_PINGS,
+    ),
+    Runtime("granian", "asyncio", server="granian"),
+    Runtime("daphne", "asyncio", server="daphne"),
 )
+
+
+def limitation(runtime: str, reason: str, *cases: str) -> pytest.MarkDecorator:
+    """A documented limitation of the server of row ``runtime`` (README's
+    per-server table): the test is a strict xfail on that row only, and only
+    for the parametrized ``cases`` named (their ids), or all if none are."""
+    return pytest.mark.limitation(runtime=runtime, reason=f"{runtime}: {reason}", cases=cases)
 
 
 def available() -> list[Runtime]:

@@ -16,8 +16,40 @@ import trio
 
 from axeom.testing import TestClient
 from tests.apps.behaviour_app import ECHO_PORT_ENV, make_app
-from tests.behaviour._client import MemoryTarget, Target, TcpTarget
+from tests.behaviour._client import (
+    EXPECTED_FAILURE_TIMEOUT,
+    TIMEOUT,
+    MemoryTarget,
+    Target,
+    TcpTarget,
+)
 from tests.behaviour._runtimes import Runtime, available
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "limitation(runtime, reason, cases): a server's documented difference"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each ``limitation`` mark (``_runtimes.limitation``) becomes a strict
+    xfail on its row (and cases) only: every other row must pass."""
+    for item in items:
+        marks = list(item.iter_markers("limitation"))
+        callspec = getattr(item, "callspec", None)
+        if not marks or callspec is None or "runtime" not in callspec.params:
+            continue
+        name = callspec.params["runtime"].name
+        case = callspec.id.removeprefix(name).removeprefix("-")
+        reasons = [
+            mark.kwargs["reason"]
+            for mark in marks
+            if mark.kwargs["runtime"] == name
+            and (not mark.kwargs["cases"] or case in mark.kwargs["cases"])
+        ]
+        if reasons:
+            item.add_marker(pytest.mark.xfail(strict=True, reason="; ".join(reasons)))
 
 
 @pytest.fixture(scope="package", params=available(), ids=lambda runtime: runtime.name)
@@ -58,9 +90,12 @@ def port(runtime: Runtime, record: Path, echo_port: int) -> Iterator[int | None]
 
 
 @pytest.fixture
-async def target(port: int | None, record: Path, nursery: trio.Nursery) -> AsyncIterator[Target]:
+async def target(
+    port: int | None, record: Path, nursery: trio.Nursery, request: pytest.FixtureRequest
+) -> AsyncIterator[Target]:
     if port is not None:
-        yield TcpTarget(port, nursery)
+        expected_to_fail = request.node.get_closest_marker("xfail") is not None
+        yield TcpTarget(port, nursery, EXPECTED_FAILURE_TIMEOUT if expected_to_fail else TIMEOUT)
         return
     async with TestClient(make_app(record)) as client:
         yield MemoryTarget(client)

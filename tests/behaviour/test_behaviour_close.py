@@ -14,7 +14,12 @@ from axeom.testing import WebSocketClosed
 from tests._wsraw import client_frame
 from tests.apps.behaviour_app import SMALL_MESSAGE_LIMIT
 from tests.behaviour._client import TIMEOUT, Target, one_process_each, pid_of
-from tests.behaviour._runtimes import Runtime
+from tests.behaviour._runtimes import Runtime, limitation
+
+# Protocol errors the ASGI servers' own WebSocket layers catch before the app.
+PROTOCOL_ERRORS = ("1002-reserved-opcode", "1007-invalid-utf8")
+NO_CLOSE_FRAME = "a protocol error drops the connection without a close frame (1006)"
+CLIENT_CLOSE_LOST = "reports a client's close as 1006: its code and reason never reach the app"
 
 # How often a test looks for a close handler's record while it waits for it.
 POLL = 0.02
@@ -43,6 +48,12 @@ async def recorded(record: Path, tag: str) -> list[str]:
     ],
     ids=["1002-reserved-opcode", "1007-invalid-utf8", "1009-too-big"],
 )
+@limitation("uvicorn", "closes on invalid UTF-8 itself, with no reason", "1007-invalid-utf8")
+@limitation("hypercorn", NO_CLOSE_FRAME, *PROTOCOL_ERRORS)
+@limitation("hypercorn-trio", NO_CLOSE_FRAME, *PROTOCOL_ERRORS)
+@limitation("granian", "closes on a protocol error with no status code (1005)", *PROTOCOL_ERRORS)
+@limitation("daphne", NO_CLOSE_FRAME, *PROTOCOL_ERRORS)
+@limitation("daphne", "refuses close code 1009: it arrives as 1000", "1009-too-big")
 async def test_bad_frame_closes_with_its_code(
     target: Target, record: Path, frame: bytes, code: int, reason: str
 ) -> None:
@@ -55,6 +66,7 @@ async def test_bad_frame_closes_with_its_code(
     assert await recorded(record, tag) == [f"{code} {reason}"]
 
 
+@limitation("daphne", "drops close reasons (its own 1011 has none)")
 async def test_raising_handler_closes_1011_beside_a_healthy_socket(
     target: Target, runtime: Runtime
 ) -> None:
@@ -76,6 +88,11 @@ async def test_raising_handler_closes_1011_beside_a_healthy_socket(
             assert await healthy.ask(f"still here {i}") == f"still here {i}"
 
 
+@limitation("uvicorn", "reports a dropped connection as 1005, not 1006")
+@limitation("hypercorn", CLIENT_CLOSE_LOST)
+@limitation("hypercorn-trio", CLIENT_CLOSE_LOST)
+@limitation("granian", "passes no close reason to the app; reports a dropped connection as 1005")
+@limitation("daphne", "answers a client's close 4000 with 1000; drops close reasons")
 async def test_close_handler_runs_once_whatever_ends_the_socket(
     target: Target, record: Path
 ) -> None:

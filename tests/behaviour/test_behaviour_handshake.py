@@ -7,6 +7,11 @@ import pytest
 from axeom.testing import HandshakeRejected
 from tests.apps.behaviour_app import GOOD_ORIGIN
 from tests.behaviour._client import Target
+from tests.behaviour._runtimes import limitation
+
+# Upgrade requests an ASGI server checks itself, answering with its own status and body.
+SERVER_CHECKED = ("no-key", "version-12")
+OWN_ANSWER = "answers a broken upgrade request itself, with its own status and body"
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key: any 16 bytes in base64
 UPGRADE = {
@@ -38,6 +43,7 @@ def without(name: str, **changes: str) -> dict[str, str]:
     ],
     ids=["no-route", "hook-response", "derive-401", "derive-503", "origin"],
 )
+@limitation("daphne", "no denial response extension: every refusal is a 403 with an empty body")
 async def test_refused_by_the_app(
     target: Target, path: str, headers: dict[str, str], status: int, body: bytes
 ) -> None:
@@ -76,6 +82,12 @@ async def test_allowed_origin_opens(target: Target) -> None:
     ],
     ids=["plain-get", "no-upgrade", "no-key", "version-12", "post"],
 )
+@limitation("uvicorn", OWN_ANSWER, *SERVER_CHECKED, "post")
+@limitation("hypercorn", OWN_ANSWER, *SERVER_CHECKED)
+@limitation("hypercorn-trio", OWN_ANSWER, *SERVER_CHECKED)
+@limitation("granian", OWN_ANSWER, *SERVER_CHECKED)
+@limitation("granian", "never answers a POST upgrade request", "post")
+@limitation("daphne", OWN_ANSWER, *SERVER_CHECKED, "post")
 async def test_broken_upgrade_requests(
     target: Target, method: str, headers: dict[str, str], status: int, body: bytes
 ) -> None:

@@ -14,9 +14,10 @@ import pytest
 from axeom.testing import HandshakeRejected, TestClient
 from tests.apps.behaviour_app import make_app
 from tests.behaviour._client import MemoryTarget, Target, TcpTarget
-from tests.behaviour._runtimes import Runtime
+from tests.behaviour._runtimes import Runtime, limitation
 
 INTERNAL_ERROR = 1011
+NO_LIFESPAN = "no lifespan: on_start and on_stop never run"
 
 
 def loop_family(runtime: Runtime) -> str:
@@ -29,6 +30,7 @@ def app_processes(runtime: Runtime) -> int:
     return 1 if runtime.workers == 0 else runtime.workers + 1
 
 
+@limitation("daphne", NO_LIFESPAN)
 async def test_on_start_decoration_reaches_handlers_and_hooks(
     target: Target, runtime: Runtime
 ) -> None:
@@ -44,6 +46,7 @@ async def test_on_start_decoration_reaches_handlers_and_hooks(
     assert re.fullmatch(expected, answered.value.body.decode())
 
 
+@limitation("daphne", NO_LIFESPAN)
 async def test_on_start_and_on_stop_run_once_per_app_process(
     runtime: Runtime, tmp_path: Path, nursery
 ) -> None:
