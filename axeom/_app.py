@@ -26,7 +26,8 @@ each process awaits those on its own loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -221,6 +222,9 @@ class Axeom(_Registrar):
         self._on_response: list[Hook] = []
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
+        # True once run_on_start has begun in this process (an ASGI server
+        # that sends no lifespan events makes the adapter start it itself).
+        self.started = False
         self.pubsub = PubSub()
         self._mounted: list[Axeom] = []
 
@@ -358,6 +362,7 @@ class Axeom(_Registrar):
         Raises:
             OnStartError: for the first one that raised; the rest do not run.
         """
+        self.started = True
         for fn in self._on_start:
             try:
                 await call_maybe_async(fn, ())
@@ -379,6 +384,21 @@ class Axeom(_Registrar):
                     f": {hint}" if hint else "",
                     exc_info=exc,
                 )
+
+    @asynccontextmanager
+    async def lifespan(self, _parent: object = None) -> AsyncIterator[None]:
+        """``on_start`` on entry, ``on_stop`` on exit, on the caller's loop.
+
+        For an app mounted in another ASGI app, which does not pass its
+        lifespan events on to mounted apps:
+        ``FastAPI(lifespan=axeom_app.lifespan)`` (the parent app is accepted
+        and ignored, as Starlette's ``lifespan`` argument passes it).
+        """
+        await self.run_on_start()
+        try:
+            yield
+        finally:
+            await self.run_on_stop()
 
     # -- ASGI ----------------------------------------------------------------
 

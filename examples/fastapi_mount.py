@@ -47,7 +47,9 @@ class Announcement(BaseModel):
     text: str
 
 
-app = FastAPI(title="chat API")
+# The parent passes its startup and shutdown on to the mounted app's
+# on_start / on_stop functions (a mounted app gets no lifespan events of its own).
+app = FastAPI(title="chat API", lifespan=chat.lifespan)
 
 
 @app.post("/api/rooms/{room}/announce")

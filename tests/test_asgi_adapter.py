@@ -281,6 +281,74 @@ async def test_lifespan_runs_on_start_and_on_stop() -> None:
     assert "OSError: database down" in failed["message"]
 
 
+def app_with_slow_start(starts: list[int]) -> Axeom:
+    """An app whose on_start yields before it decorates (a pool being opened)."""
+    app = Axeom().use(ws_plugin())
+
+    @app.on_start
+    async def open_pool() -> None:
+        await trio.sleep(0.05)
+        starts.append(1)
+        app.decorate(pool="the pool")
+
+    app.ws("/pool", message=lambda ws, msg: ws.send(ws.pool))
+    return app
+
+
+async def test_no_lifespan_runs_on_start_once_at_the_first_connections(
+    nursery: trio.Nursery,
+) -> None:
+    """A server (or parent app) that sends no lifespan startup: the first
+    connections wait for one run of on_start, then see what it made."""
+    starts: list[int] = []
+    app = app_with_slow_start(starts)
+    servers = [FakeServer(app, ws_scope("/pool")) for _ in range(2)]
+    for server in servers:
+        nursery.start_soon(server.run)
+        await server.to_app.send({"type": "websocket.connect"})
+    for server in servers:
+        with trio.fail_after(5):
+            while not server.sent:
+                await trio.sleep(0.001)
+        assert server.sent[0]["type"] == "websocket.accept"
+        await server.to_app.send({"type": "websocket.receive", "text": "which"})
+        with trio.fail_after(5):
+            await server.wait_for(1)
+        assert server.texts() == ["the pool"]
+    assert starts == [1]
+
+
+async def test_no_lifespan_and_a_failing_on_start_refuses_every_connection() -> None:
+    """on_start that fails at the first connection: that one and the next are
+    refused (the server sees the error), no handler runs without its pool."""
+    app = Axeom().use(ws_plugin())
+
+    @app.on_start
+    def broken() -> None:
+        raise OSError("database down")
+
+    app.ws("/pool", message=lambda ws, msg: ws.send("unreachable"))
+    for _ in range(2):
+        server = FakeServer(app, ws_scope("/pool"))
+        await server.to_app.send({"type": "websocket.connect"})
+        with pytest.raises(Exception, match="on_start"):
+            await server.run()
+        assert server.sent == []
+
+
+async def test_app_lifespan_is_a_parents_lifespan() -> None:
+    """``FastAPI(lifespan=axeom_app.lifespan)``: on_start on entry, on_stop on
+    exit, and then no late start at the first connection."""
+    ran: list[str] = []
+    app = Axeom().use(ws_plugin())
+    app.on_start(lambda: ran.append("start"))
+    app.on_stop(lambda: ran.append("stop"))
+    async with app.lifespan(object()):
+        assert ran == ["start"]
+        assert app.started
+    assert ran == ["start", "stop"]
+
+
 async def test_http_body_is_read_and_limited() -> None:
     """A route reads the body; one over MAX_BODY_SIZE is answered 413."""
     from axeom.asgi import MAX_BODY_SIZE

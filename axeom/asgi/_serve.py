@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from .._messages import Response
 from ._connection import ASGIConnection, Receive, Send
-from ._loop import current_loop
+from ._loop import Event, current_loop
 from ._redis import ensure_link, stop_link
 from ._scope import (
     accept_message,
@@ -37,15 +38,57 @@ logger = logging.getLogger("axeom.asgi")
 # ``max_body_size``): an HTTP route here is a health check or a small API.
 MAX_BODY_SIZE = 1 << 20
 
-# Each lifespan phase and the engine's coroutine that runs it: ``on_start``
-# functions (the first failure raises) and ``on_stop`` functions (failures
-# logged). Looked up by name, so an engine without them just completes.
+
+
+class _LateStart:
+    """``on_start`` run at the first connection, for a server or parent app
+    that sent no lifespan startup (daphne; an app mounted in FastAPI or
+    Starlette without ``lifespan=axeom_app.lifespan``): later connections
+    wait for it, and all of them are refused if it failed."""
+
+    __slots__ = ("done", "failure")
+
+    def __init__(self, done: Event) -> None:
+        self.done = done
+        self.failure: BaseException | None = None
+
+
+_late_starts: weakref.WeakKeyDictionary[Axeom, _LateStart] = weakref.WeakKeyDictionary()
+
+
+async def _started(app: Axeom) -> None:
+    """Return once the app's ``on_start`` functions ran; run them here if no
+    lifespan startup did. Raises what a late start raised."""
+    late = _late_starts.get(app)
+    if late is None:
+        if app.started:
+            return  # the lifespan (or app.lifespan) ran them
+        late = _late_starts[app] = _LateStart(current_loop().event())
+        logger.warning(
+            "no lifespan startup reached this app: its on_start functions run at the "
+            "first connection and its on_stop functions will not run (mounted in "
+            "FastAPI or Starlette? pass lifespan=axeom_app.lifespan to the parent app)"
+        )
+        try:
+            await app.run_on_start()
+        except BaseException as exc:
+            late.failure = exc
+            raise
+        finally:
+            late.done.set()
+        return
+    if not late.done.is_set():
+        await late.done.wait()
+    if late.failure is not None:
+        raise RuntimeError("this app's on_start failed at its first connection") from late.failure
 
 
 async def serve_asgi(app: Axeom, scope: dict[str, Any], receive: Receive, send: Send) -> None:
     """Serve one ASGI scope with ``app``."""
     ensure_link(app)  # pub/sub through Redis, when configured
     kind = scope["type"]
+    if kind != "lifespan" and (_late_starts or not app.started):
+        await _started(app)
     if kind == "websocket":
         await serve_websocket(app, scope, receive, send)
     elif kind == "http":

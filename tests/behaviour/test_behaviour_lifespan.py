@@ -17,7 +17,8 @@ from tests.behaviour._client import MemoryTarget, Target, TcpTarget
 from tests.behaviour._runtimes import Runtime, limitation
 
 INTERNAL_ERROR = 1011
-NO_LIFESPAN = "no lifespan: on_start and on_stop never run"
+NO_LIFESPAN = "no lifespan: on_start runs at the first connection, on_stop never runs"
+NO_DENIAL = "no denial response: the hook's 409 with its body arrives as an empty 403"
 
 
 def loop_family(runtime: Runtime) -> str:
@@ -30,7 +31,7 @@ def app_processes(runtime: Runtime) -> int:
     return 1 if runtime.workers == 0 else runtime.workers + 1
 
 
-@limitation("daphne", NO_LIFESPAN)
+@limitation("daphne", NO_DENIAL)
 async def test_on_start_decoration_reaches_handlers_and_hooks(
     target: Target, runtime: Runtime
 ) -> None:
