@@ -131,4 +131,3 @@ def loop_unavailable(name: str) -> str | None:
     except ImportError:
         return "--loop uvloop needs the uvloop package: pip install 'axeom[uvloop]'"
     return None
-

@@ -39,7 +39,6 @@ logger = logging.getLogger("axeom.asgi")
 MAX_BODY_SIZE = 1 << 20
 
 
-
 class _LateStart:
     """``on_start`` run at the first connection, for a server or parent app
     that sent no lifespan startup (daphne; an app mounted in FastAPI or
