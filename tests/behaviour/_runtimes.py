@@ -21,17 +21,26 @@ DEFAULT_LOOP = "trio"
 
 @dataclass(frozen=True)
 class Runtime:
-    """How to serve the behaviour app: in memory (the test kit, ``loop=None``)
-    or ``axeom run APP --workers N [--loop L]`` with ``env`` added."""
+    """How to serve the behaviour app: in memory (the test kit, ``memory``:
+    ``TestClient`` on a test running on ``loop``) or ``axeom run APP
+    --workers N [--loop L]`` with ``env`` added."""
 
     name: str
-    loop: str | None
+    loop: str
     workers: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
+    memory: bool = False
 
     @property
     def in_memory(self) -> bool:
-        return self.loop is None
+        return self.memory
+
+    @property
+    def asyncio_test(self) -> bool:
+        """The test kit on an asyncio test: the suite's trio test code runs as
+        a guest of an asyncio loop, and calls the test kit in asyncio tasks
+        (see conftest), as an asyncio test would."""
+        return self.memory and self.loop != "trio"
 
     @property
     def processes(self) -> int:
@@ -40,7 +49,7 @@ class Runtime:
 
     def arguments(self) -> tuple[str, ...]:
         """What follows ``axeom run APP`` for this runtime."""
-        loop = () if self.loop in (None, DEFAULT_LOOP) else ("--loop", str(self.loop))
+        loop = () if self.loop == DEFAULT_LOOP else ("--loop", self.loop)
         return ("--port", "0", "--workers", str(self.workers), *loop)
 
     @contextmanager
@@ -52,7 +61,8 @@ class Runtime:
 
 
 RUNTIMES = (
-    Runtime("testkit", None),
+    Runtime("testkit", "trio", memory=True),
+    Runtime("testkit-asyncio", "asyncio", memory=True),
     Runtime("trio-w0", "trio", 0),
     Runtime("trio-w2", "trio", 2),
     Runtime("asyncio-w0", "asyncio", 0),
