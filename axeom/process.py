@@ -126,10 +126,13 @@ async def serve_with_lifespan(app: Axeom, serve: Callable[[], Awaitable[None]]) 
 
     ``serve`` returns once the process has drained (close handlers ran), so
     ``on_stop`` comes after them, also on SIGTERM and Ctrl-C (both drain).
-    By then ``serve`` no longer listens for signals, and a second SIGTERM
-    (``kill`` of the process group, then the supervisor's own) would kill the
-    process in the middle of ``on_stop``: stop signals are ignored while it
-    runs (a hung one is SIGKILLed after ``shutdown_timeout``, as any child).
+    A stop signal often comes twice (``kill`` of the process group, then the
+    supervisor's own), and the second may arrive after ``serve`` stopped
+    listening: had the default disposition come back then, it would kill the
+    process before or during ``on_stop``. So stop signals are ignored from
+    before ``serve`` (whose own handlers take them while it listens, and put
+    back "ignore" when done) until ``on_stop`` has run; a hung one is
+    SIGKILLed after ``shutdown_timeout``, as any child.
     Call it outside any nursery or task group: an ``OnStartError`` must reach
     ``exit_if_on_start_failed`` as itself, not inside an exception group.
 
@@ -138,15 +141,15 @@ async def serve_with_lifespan(app: Axeom, serve: Callable[[], Awaitable[None]]) 
             no ``on_stop`` function ran.
     """
     await app.run_on_start()
-    try:
-        await serve()
-    finally:
-        with _stop_signals_ignored():
+    with _stop_signals_ignored():
+        try:
+            await serve()
+        finally:
             await app.run_on_stop()
 
 
 # The signals that ask a process to stop; while it runs on_stop it already is.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextlib.contextmanager
@@ -155,7 +158,7 @@ def _stop_signals_ignored() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; a server runs there
         return
-    previous = [(signum, signal.signal(signum, signal.SIG_IGN)) for signum in _STOP_SIGNALS]
+    previous = [(signum, signal.signal(signum, signal.SIG_IGN)) for signum in STOP_SIGNALS]
     try:
         yield
     finally:

@@ -1,14 +1,19 @@
 """Test an Axeom app in-process: the real engine and the real socket actor,
-over in-memory streams, with no sockets and no processes.
+with no network and no processes.
 
     async with TestClient(app) as client:
         async with client.websocket("/chat?room=1", headers={"x-user": "ann"}) as ws:
             await ws.send("hi")
             assert await ws.receive() == "Echo: hi"
 
-The handshake goes through ``app.handle`` exactly as on a server; the
-accepted socket runs in the same task loop the native runtime uses, fed by
-``trio.testing.memory_stream_pair``.
+The handshake goes through ``app.handle`` exactly as on a server. The app
+runs on the loop of the test that uses the client: in a trio test (pytest-trio)
+on the trio runtime, over ``trio.testing.memory_stream_pair``; in an asyncio
+test (anyio's or pytest-asyncio's plugin) on the asyncio runtime, over a
+``socket.socketpair()`` handed to it as a worker hands it an accepted socket
+(``AsyncioRuntime.start_socket``), so handlers, hooks and ``on_start`` can
+await asyncio libraries. The client end (``TestWebSocket``) is the same code
+on both; only its stream and a few primitives are the loop's (``_ClientLoop``).
 
 Against a running server (``serve`` in a nursery, or ``axeom run`` in a
 subprocess, process tree included), ``open_client`` is a real client over
@@ -21,32 +26,45 @@ TCP (trio-websocket) with the same calls and the same exceptions:
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
+import socket
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, NoReturn, cast
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import Protocol as TypingProtocol
 
+import sniffio
 import trio
 import trio.testing
 import trio_websocket
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
-from ._app import Axeom
+from ._app import Axeom, OnStartError
 from ._headers import Headers
+from ._loops import wrong_loop_hint
 from ._messages import Request, Response
 from .trio_runtime._runtime import SocketRuntime, open_socket_runtime
 from .trio_runtime._transport import StreamTransport
 from .ws._handshake import accept_key
 
+if TYPE_CHECKING:
+    from .asyncio_runtime import AsyncioRuntime
+
 __all__ = [
+    "ClientStream",
     "ClientWebSocket",
     "HandshakeRejected",
     "TestClient",
     "TestWebSocket",
     "WebSocketClosed",
+    "WrongTestLoop",
     "open_client",
 ]
 
@@ -58,6 +76,14 @@ CLIENT_TIMEOUT = 10.0
 # would refuse a larger message a server may well send (max_message_size only
 # limits what the server receives), so well above what a test sends.
 CLIENT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+# Messages a TestWebSocket holds unread before it stops reading (then the
+# server's writes back up, as with a real client that stops reading).
+INBOX_SIZE = 1000
+# Longest wait for the server's half of a closing handshake when a test
+# leaves ``client.websocket(...)`` or the ``TestClient`` with sockets open.
+CLOSE_GRACE = 5.0
+# Bytes the client end reads at a time.
+READ_SIZE = 65536
 
 
 class HandshakeRejected(Exception):
@@ -89,42 +115,43 @@ class WebSocketClosed(Exception):
 
 
 class TestClient:
-    """Drives one app; every socket opened through it shares one runtime."""
+    """Drives one app on the loop of the test that enters it: trio (the trio
+    runtime) or asyncio, uvloop included (the asyncio runtime). Every socket
+    opened through it shares one runtime."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, app: Axeom, *, client: tuple[str, int] = ("testclient", 50000)) -> None:
         self.app = app
         self.client = client
-        self._runtime: SocketRuntime | None = None
-        self._stack: Any = None
+        self._server: _TrioServer | _AsyncioServer | None = None
 
     async def __aenter__(self) -> TestClient:
+        loop = _test_loop()
         # The app's on_start functions first, as a server process runs them
         # (an OnStartError fails the test as itself); on_stop after the sockets.
-        await self.app.run_on_start()
-        self._stack = open_socket_runtime(self.app)
-        self._runtime = await self._stack.__aenter__()
+        await _run_on_start(self.app, loop)
+        server = _TrioServer(self.app) if loop == "trio" else _AsyncioServer(self.app)
+        await server.open()
+        self._server = server
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool:
+        server, self._server = self._opened(), None
         try:
-            return bool(await self._stack.__aexit__(*exc_info))
-        except BaseExceptionGroup as group:
-            lone = _lone_exception(group)
-            if lone is None:
-                raise
-            if lone is exc_info[1]:
-                return False  # the test's own exception goes on as itself
-            _reraise(lone)
+            return await server.close(exc_info)
         finally:
             await self.app.run_on_stop()
 
-    @property
-    def runtime(self) -> SocketRuntime:
-        if self._runtime is None:
+    def _opened(self) -> _TrioServer | _AsyncioServer:
+        if self._server is None:
             raise RuntimeError("use TestClient in 'async with TestClient(app) as client:'")
-        return self._runtime
+        return self._server
+
+    @property
+    def runtime(self) -> SocketRuntime | AsyncioRuntime:
+        """The runtime the sockets run in (trio's or asyncio's, as the test's loop)."""
+        return self._opened().runtime
 
     async def request(
         self,
@@ -169,6 +196,78 @@ class TestClient:
             raise HandshakeRejected(response)
         if response.header("sec-websocket-accept") != accept_key(key):
             raise AssertionError("server answered with a wrong Sec-WebSocket-Accept")
+        async with self._opened().connect(response) as ws:
+            yield ws
+
+
+def _test_loop() -> str:
+    """ "trio" or "asyncio": the loop of the calling test (uvloop is asyncio)."""
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        raise RuntimeError(
+            "TestClient runs in an async test: 'async with TestClient(app)'"
+        ) from None
+    if library not in ("trio", "asyncio"):
+        raise RuntimeError(f"TestClient runs apps on trio or asyncio, not on {library}")
+    return library
+
+
+async def _run_on_start(app: Axeom, loop: str) -> None:
+    """``app.run_on_start()``; when an ``on_start`` function awaited the
+    other loop's primitive, the error says which loop the test runs on and
+    what to change, instead of the server's advice (a ``--loop`` option)."""
+    try:
+        await app.run_on_start()
+    except OnStartError as exc:
+        if wrong_loop_hint(exc.error) is None:
+            raise
+        other = "asyncio" if loop == "trio" else "trio"
+        raise OnStartError(exc.hook, WrongTestLoop(loop, other)) from exc.error
+
+
+class WrongTestLoop(RuntimeError):
+    """App code awaited a primitive of the loop the test does not run on."""
+
+    def __init__(self, loop: str, other: str) -> None:
+        plugin = "pytest-trio" if other == "trio" else "anyio's or pytest-asyncio's plugin"
+        super().__init__(
+            f"it awaited a {other} object, but this test runs on {loop} and TestClient "
+            f"runs the app on the test's loop: run the test on {other} ({plugin})"
+        )
+
+
+class _TrioServer:
+    """The app's sockets on the trio runtime, over in-memory streams."""
+
+    def __init__(self, app: Axeom) -> None:
+        self.app = app
+        self._stack: Any = None
+        self._runtime: SocketRuntime | None = None
+
+    @property
+    def runtime(self) -> SocketRuntime:
+        assert self._runtime is not None
+        return self._runtime
+
+    async def open(self) -> None:
+        self._stack = open_socket_runtime(self.app)
+        self._runtime = await self._stack.__aenter__()
+
+    async def close(self, exc_info: tuple[Any, ...]) -> bool:
+        try:
+            return bool(await self._stack.__aexit__(*exc_info))
+        except BaseExceptionGroup as group:
+            lone = _lone_exception(group)
+            if lone is None:
+                raise
+            if lone is exc_info[1]:
+                return False  # the test's own exception goes on as itself
+            _reraise(lone)
+
+    @asynccontextmanager
+    async def connect(self, response: Response) -> AsyncIterator[TestWebSocket]:
+        assert response.upgrade is not None
         server_stream, client_stream = trio.testing.memory_stream_pair()
         runtime = self.runtime
         runtime.nursery.start_soon(
@@ -188,6 +287,64 @@ class TestClient:
             if lone is None:
                 raise
             _reraise(lone)
+
+
+class _AsyncioServer:
+    """The app's sockets on the asyncio runtime of the test's loop, each over
+    a ``socket.socketpair()``: the server end goes to ``start_socket`` (what
+    a worker does with a socket the acceptor handed it), so the test runs
+    the code a server runs, TCP-like backpressure included, with no network."""
+
+    def __init__(self, app: Axeom) -> None:
+        self.app = app
+        self._runtime: AsyncioRuntime | None = None
+
+    @property
+    def runtime(self) -> AsyncioRuntime:
+        assert self._runtime is not None
+        return self._runtime
+
+    async def open(self) -> None:
+        from .asyncio_runtime import AsyncioRuntime  # only asyncio tests need it
+
+        loop = asyncio.get_running_loop()
+        name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+        self._runtime = AsyncioRuntime(self.app, loop_name=name)
+
+    async def close(self, exc_info: tuple[Any, ...]) -> bool:
+        """Close what is still open (1001) and wait for its close handlers."""
+        try:
+            await self.runtime.drain(CLOSE_GRACE)
+        finally:
+            self.runtime.close()
+        return False
+
+    @asynccontextmanager
+    async def connect(self, response: Response) -> AsyncIterator[TestWebSocket]:
+        assert response.upgrade is not None
+        server_sock, client_sock = socket.socketpair()
+        try:
+            self.runtime.start_socket(server_sock, response.upgrade)
+            reader, writer = await asyncio.open_connection(sock=client_sock, limit=READ_SIZE)
+        except BaseException:
+            server_sock.close()
+            client_sock.close()
+            raise
+        ws = TestWebSocket(_AsyncioStream(reader, writer), response)
+        # A task of its own, as the trio side's nursery task: the test may
+        # enter and leave this block from different tasks.
+        reading = asyncio.get_running_loop().create_task(ws._read_loop())
+        try:
+            yield ws
+        finally:
+            try:
+                await ws._finish()
+            finally:
+                reading.cancel()
+                await asyncio.wait([reading])
+                writer.close()
+        if not reading.cancelled() and reading.exception() is not None:
+            raise cast(BaseException, reading.exception())
 
 
 def _lone_exception(group: BaseExceptionGroup) -> BaseException | None:
@@ -213,21 +370,156 @@ def _reraise(exc: BaseException) -> NoReturn:
         exc.__context__ = context
 
 
+class ClientStream(TypingProtocol):
+    """The byte stream under a ``TestWebSocket``: a ``trio.abc.Stream``, or
+    ``_AsyncioStream`` in an asyncio test."""
+
+    async def send_all(self, data: bytes) -> None: ...
+
+    async def receive_some(self, max_bytes: int) -> bytes | bytearray: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Event(TypingProtocol):
+    """What trio.Event and asyncio.Event both offer."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class _ClientLoop:
+    """The little a ``TestWebSocket`` needs of the loop it runs on; the frame
+    logic above it is one and the same for trio and asyncio."""
+
+    event: Callable[[], _Event]
+    lock: Callable[[], AbstractAsyncContextManager[Any]]
+    # What the stream raises once the connection is gone (read as EOF).
+    broken: tuple[type[BaseException], ...]
+    move_on_after: Callable[[float], AbstractAsyncContextManager[None]]
+    abort: Callable[[ClientStream], Awaitable[None]]
+
+    @staticmethod
+    def current() -> _ClientLoop:
+        return _ASYNCIO if _test_loop() == "asyncio" else _TRIO
+
+
+@asynccontextmanager
+async def _trio_move_on_after(seconds: float) -> AsyncIterator[None]:
+    with trio.move_on_after(seconds):
+        yield
+
+
+@asynccontextmanager
+async def _asyncio_move_on_after(seconds: float) -> AsyncIterator[None]:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            yield
+
+
+async def _trio_abort(stream: ClientStream) -> None:
+    await trio.aclose_forcefully(cast(trio.abc.AsyncResource, stream))
+
+
+async def _asyncio_abort(stream: ClientStream) -> None:
+    cast(_AsyncioStream, stream).abort()
+
+
+_TRIO = _ClientLoop(
+    trio.Event,
+    trio.Lock,
+    (trio.BrokenResourceError, trio.ClosedResourceError),
+    _trio_move_on_after,
+    _trio_abort,
+)
+_ASYNCIO = _ClientLoop(
+    asyncio.Event, asyncio.Lock, (OSError,), _asyncio_move_on_after, _asyncio_abort
+)
+
+
+class _AsyncioStream:
+    """An asyncio (reader, writer) pair as a ``ClientStream``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def send_all(self, data: bytes) -> None:
+        if self.writer.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        return await self.reader.read(max_bytes)
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+
+class _Inbox:
+    """Messages received and not yet taken, at most ``size``: a test that
+    stops reading makes the read loop wait, and the server's writes back up
+    as with a real client. Only needs the loop's ``Event`` (one per change:
+    every waiter wakes and looks again)."""
+
+    def __init__(self, event: Callable[[], _Event], size: int) -> None:
+        self._event = event
+        self._changed = event()
+        self._items: deque[str | bytes] = deque()
+        self._size = size
+        self.closed = False
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = self._event()
+
+    async def put(self, item: str | bytes) -> None:
+        while len(self._items) >= self._size:
+            await self._changed.wait()
+        self._items.append(item)
+        self._notify()
+
+    async def get(self) -> str | bytes | None:
+        """The next message; None once closed and empty."""
+        while not self._items:
+            if self.closed:
+                return None
+            await self._changed.wait()
+        item = self._items.popleft()
+        self._notify()
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self._notify()
+
+
 class TestWebSocket:
-    """The client end of one in-memory socket."""
+    """The client end of one test socket, on the test's loop (trio or asyncio)."""
 
     __test__ = False
 
-    def __init__(self, stream: trio.abc.Stream, response: Response) -> None:
+    def __init__(self, stream: ClientStream | trio.abc.Stream, response: Response) -> None:
         self.response = response
         self.subprotocol = response.header("sec-websocket-protocol")
-        self._stream = stream
+        self._loop = _ClientLoop.current()
+        self._stream = cast(ClientStream, stream)
         self._protocol = Protocol(Side.CLIENT, state=OPEN, max_size=None)
-        self._send_lock = trio.Lock()
-        self._inbox_send, self._inbox = trio.open_memory_channel[str | bytes](1000)
+        self._send_lock = self._loop.lock()
+        self._inbox = _Inbox(self._loop.event, INBOX_SIZE)
         self._fragments: list[bytes] = []
         self._text = False
-        self._closed = trio.Event()
+        self._closed = self._loop.event()
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.pings_received = 0
@@ -266,12 +558,12 @@ class TestWebSocket:
 
     async def receive(self) -> str | bytes:
         """The next message; raises ``WebSocketClosed`` once the socket is closed."""
-        try:
-            return await self._inbox.receive()
-        except trio.EndOfChannel:
+        message = await self._inbox.get()
+        if message is None:
             raise WebSocketClosed(
                 self.close_code or CloseCode.ABNORMAL_CLOSURE, self.close_reason or ""
-            ) from None
+            )
+        return message
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake and wait for the server to end it."""
@@ -279,6 +571,10 @@ class TestWebSocket:
             self._protocol.send_close(code, reason)
             await self._write_pending()
         await self.wait_closed()
+
+    async def abort(self) -> None:
+        """Drop the connection without a closing handshake (the server sees 1006)."""
+        await self._loop.abort(self._stream)
 
     async def wait_closed(self) -> None:
         """Wait until the server closed the connection."""
@@ -294,7 +590,7 @@ class TestWebSocket:
                 if chunk:
                     try:
                         await self._stream.send_all(chunk)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    except self._loop.broken:
                         return
 
     async def _read_loop(self) -> None:
@@ -302,8 +598,8 @@ class TestWebSocket:
         try:
             while True:
                 try:
-                    data = await self._stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = await self._stream.receive_some(READ_SIZE)
+                except self._loop.broken:
                     data = b""
                 if data:
                     protocol.receive_data(data)
@@ -318,7 +614,7 @@ class TestWebSocket:
             close = protocol.close_rcvd
             self.close_code = close.code if close is not None else CloseCode.ABNORMAL_CLOSURE
             self.close_reason = close.reason if close is not None else ""
-            self._inbox_send.close()
+            self._inbox.close()
             self._closed.set()
 
     async def _deliver(self, frame: Frame) -> None:
@@ -332,10 +628,10 @@ class TestWebSocket:
                 payload = b"".join(self._fragments)
                 self._fragments = []
                 message = payload.decode() if self._text else payload
-                await self._inbox_send.send(message)
+                await self._inbox.put(message)
 
     async def _finish(self) -> None:
-        with trio.move_on_after(5):
+        async with self._loop.move_on_after(CLOSE_GRACE):
             if not self.closed:
                 await self.close()
 

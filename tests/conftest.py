@@ -39,10 +39,23 @@ def _sync_deadline(request: pytest.FixtureRequest) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-trio marked every coroutine test trio
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         function = getattr(item, "function", None)
         if function is None:
             continue
-        fixture = "_deadline" if inspect.iscoroutinefunction(function) else "_sync_deadline"
+        on_trio = inspect.iscoroutinefunction(function)
+        if item.get_closest_marker("anyio") is not None:
+            _leave_to_anyio(item)
+            on_trio = False
+        fixture = "_deadline" if on_trio else "_sync_deadline"
         item.fixturenames.insert(0, fixture)  # type: ignore[attr-defined]
+
+
+def _leave_to_anyio(item: pytest.Item) -> None:
+    """A test marked ``anyio`` runs on its ``anyio_backend`` (an asyncio test
+    of the test kit), not on trio: trio_mode marked it trio like every
+    coroutine test, so that mark goes. Its deadline is the plain one
+    (SIGALRM): ``_deadline`` is trio's."""
+    item.own_markers[:] = [mark for mark in item.own_markers if mark.name != "trio"]

@@ -257,7 +257,12 @@ class AsyncioConnection(SocketDriver, asyncio.Protocol):
         if self.ending:
             return
         self._write()
-        if not self.writing and not self.owned:
+        if self.writing:
+            return
+        # All out, even when nothing was left to write: whoever waits for the
+        # write (``drain``) or for room under the limit (``await ws.send``) goes on.
+        self._wake_drained()
+        if not self.owned:
             self._serve()
 
     def connection_lost(self, exc: BaseException | None) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 import signal
 import socket
@@ -29,7 +28,7 @@ from .._listener import (
     bind_listener,
     connection_waiting,
 )
-from ..process import serve_with_lifespan
+from ..process import STOP_SIGNALS, serve_with_lifespan
 from ..trio_runtime._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, shed
 from ._handshake import Handshakes, HeadSocket
@@ -262,23 +261,29 @@ async def _main(
             logger.info("received %s: closing sockets with 1001", signal.Signals(signum).name)
             shutdown.set()
 
-    serving = functools.partial(
-        serve_listener,
-        app,
-        listener,
-        limits=limits,
-        shutdown=shutdown,
-        graceful_timeout=graceful_timeout,
-        control=control,
-        loop_name=loop_name,
-        on_ready=on_ready,
-    )
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
-        # The app's on_start before serving, its on_stop once drained, on this
-        # loop (an OnStartError propagates: the caller makes it one line).
-        await serve_with_lifespan(app, serving)
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+    async def serving() -> None:
+        """Serve, taking SIGTERM and SIGINT as a request to drain while it does.
+        Afterwards they are ignored again (as ``serve_with_lifespan`` set them
+        before this ran), not back to their defaults: a second signal must not
+        kill the process during ``on_stop``."""
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await serve_listener(
+                app,
+                listener,
+                limits=limits,
+                shutdown=shutdown,
+                graceful_timeout=graceful_timeout,
+                control=control,
+                loop_name=loop_name,
+                on_ready=on_ready,
+            )
+        finally:
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, signal.SIG_IGN)
+
+    # The app's on_start before serving, its on_stop once drained, on this
+    # loop (an OnStartError propagates: the caller makes it one line).
+    await serve_with_lifespan(app, serving)

@@ -5,6 +5,10 @@ The frames are the test kit's own client (``TestWebSocket``: any bytes, exact
 close codes) in both cases: over in-memory streams for the test kit, over TCP
 after a handshake written by hand for a real server. So a difference between
 two runtimes is the servers', never the clients'.
+
+The test code is trio's. For the test kit on asyncio it runs as a guest of
+the asyncio loop, and every call into the test kit goes through ``Run``
+(``call_in_asyncio``): it runs in an asyncio task, as in an asyncio test.
 """
 
 from __future__ import annotations
@@ -12,14 +16,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import trio
 
-from axeom import Response
+from axeom import Axeom, Response
+from axeom.asyncio_runtime import call_in_asyncio
 from axeom.testing import HandshakeRejected, TestClient, TestWebSocket
+from tests.behaviour._runtimes import Runtime
+
+T = TypeVar("T")
+# How the test's trio code calls the test kit: directly, or in an asyncio task.
+Run = Callable[..., Awaitable[Any]]
 
 # Every wait of the suite on a server: long enough for a loaded 2-core machine,
 # short enough that a hung server fails the test promptly.
@@ -35,11 +45,17 @@ _HEAD_END = b"\r\n\r\n"
 SPREAD_TRIES = 4
 
 
+async def direct(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``Run`` for a test kit on the test's own loop (trio)."""
+    return await fn(*args)
+
+
 class Peer:
     """The client end of one socket, on any runtime; every wait is bounded."""
 
-    def __init__(self, ws: TestWebSocket, timeout: float = TIMEOUT) -> None:
+    def __init__(self, ws: TestWebSocket, run: Run = direct, timeout: float = TIMEOUT) -> None:
         self.ws = ws
+        self.run = run
         self.timeout = timeout  # the bound of every wait below
 
     @property
@@ -47,16 +63,17 @@ class Peer:
         return self.ws.subprotocol
 
     async def send(self, data: str | bytes) -> None:
-        await self.ws.send(data)
+        await self.run(self.ws.send, data)
 
     async def send_raw(self, data: bytes) -> None:
         """Bytes as they are: a broken frame, or several frames in one write."""
-        await self.ws.send_raw(data)
+        await self.run(self.ws.send_raw, data)
 
     async def receive(self, timeout: float | None = None) -> str | bytes:
         """The next message; ``WebSocketClosed`` once the server closed."""
         with trio.fail_after(timeout or self.timeout):
-            return await self.ws.receive()
+            message: str | bytes = await self.run(self.ws.receive)
+            return message
 
     async def receive_many(self, count: int) -> list[str | bytes]:
         return [await self.receive() for _ in range(count)]
@@ -71,17 +88,17 @@ class Peer:
     async def closed(self, timeout: float | None = None) -> tuple[int, str]:
         """Wait until the server closed; (code, reason) of its close frame."""
         with trio.fail_after(timeout or self.timeout):
-            await self.ws.wait_closed()
+            await self.run(self.ws.wait_closed)
         return self.ws.close_code or 0, self.ws.close_reason or ""
 
     async def close(self, code: int = 1000, reason: str = "") -> tuple[int, str]:
         with trio.fail_after(self.timeout):
-            await self.ws.close(code, reason)
+            await self.run(self.ws.close, code, reason)
         return self.ws.close_code or 0, self.ws.close_reason or ""
 
     async def abort(self) -> None:
         """Drop the connection without a close frame (the server sees 1006)."""
-        await trio.aclose_forcefully(self.ws._stream)
+        await self.run(self.ws.abort)
 
 
 class Target(Protocol):
@@ -106,11 +123,40 @@ class Target(Protocol):
         ...
 
 
-class MemoryTarget:
-    """The test kit: the engine and the socket actor over in-memory streams."""
+@asynccontextmanager
+async def entered(manager: AbstractAsyncContextManager[T], run: Run) -> AsyncIterator[T]:
+    """``async with manager``, its entry and exit made through ``run``; the
+    exit shielded, as the test kit's own clean-up is (it is bounded)."""
+    if run is direct:  # on trio: as it is (its nurseries need their own nesting)
+        async with manager as same:
+            yield same
+        return
+    value: T = await run(manager.__aenter__)
+    try:
+        yield value
+    except BaseException as exc:
+        with trio.CancelScope(shield=True):
+            if not await run(manager.__aexit__, type(exc), exc, exc.__traceback__):
+                raise
+    else:
+        with trio.CancelScope(shield=True):
+            await run(manager.__aexit__, None, None, None)
 
-    def __init__(self, client: TestClient) -> None:
+
+@asynccontextmanager
+async def memory_target(app: Axeom, runtime: Runtime) -> AsyncIterator[MemoryTarget]:
+    """The test kit serving ``app`` on the runtime's loop (see ``Run``)."""
+    run: Run = call_in_asyncio if runtime.asyncio_test else direct
+    async with entered(TestClient(app), run) as client:
+        yield MemoryTarget(client, run)
+
+
+class MemoryTarget:
+    """The test kit: the engine and the socket actor, with no network."""
+
+    def __init__(self, client: TestClient, run: Run = direct) -> None:
         self.client = client
+        self.run = run
 
     @asynccontextmanager
     async def connect(
@@ -122,15 +168,16 @@ class MemoryTarget:
         early: bytes = b"",
     ) -> AsyncIterator[Peer]:
         offered = list(subprotocols) if subprotocols else None
-        async with self.client.websocket(path, headers, subprotocols=offered) as ws:
+        opening = self.client.websocket(path, headers, subprotocols=offered)
+        async with entered(opening, self.run) as ws:
             if early:
-                await ws.send_raw(early)
-            yield Peer(ws)
+                await self.run(ws.send_raw, early)
+            yield Peer(ws, self.run)
 
     async def request(
         self, method: str, target: str, headers: Mapping[str, str]
     ) -> tuple[int, bytes]:
-        response = await self.client.request(method, target, headers)
+        response: Response = await self.run(self.client.request, method, target, headers)
         return response.status, response.body
 
 
@@ -177,7 +224,7 @@ class TcpTarget:
             reader = trio.CancelScope()
             self.nursery.start_soon(_run_in, reader, ws)
             try:
-                yield Peer(ws, self.timeout)
+                yield Peer(ws, timeout=self.timeout)
             finally:
                 with trio.CancelScope(shield=True):
                     await ws._finish()

@@ -31,21 +31,30 @@ DEFAULT_LOOP = "trio"
 
 @dataclass(frozen=True)
 class Runtime:
-    """How to serve the behaviour app: in memory (the test kit, ``loop=None``),
-    ``axeom run APP --workers N [--loop L]``, or with ``server`` set the ASGI
-    server of that name (``tests/_asgi_servers.py``) plus ``server_args``, its
-    app code on ``loop``; ``env`` added either way."""
+    """How to serve the behaviour app: in memory (the test kit, ``memory``:
+    ``TestClient`` on a test running on ``loop``), ``axeom run APP --workers N
+    [--loop L]``, or with ``server`` set the ASGI server of that name
+    (``tests/_asgi_servers.py``) plus ``server_args``, its app code on
+    ``loop``; ``env`` added either way."""
 
     name: str
-    loop: str | None
+    loop: str
     workers: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
+    memory: bool = False
     server: str | None = None
     server_args: tuple[str, ...] = ()
 
     @property
     def in_memory(self) -> bool:
-        return self.loop is None
+        return self.memory
+
+    @property
+    def asyncio_test(self) -> bool:
+        """The test kit on an asyncio test: the suite's trio test code runs as
+        a guest of an asyncio loop, and calls the test kit in asyncio tasks
+        (see conftest), as an asyncio test would."""
+        return self.memory and self.loop != "trio"
 
     @property
     def processes(self) -> int:
@@ -54,7 +63,7 @@ class Runtime:
 
     def arguments(self) -> tuple[str, ...]:
         """What follows ``axeom run APP`` for this runtime."""
-        loop = () if self.loop in (None, DEFAULT_LOOP) else ("--loop", str(self.loop))
+        loop = () if self.loop == DEFAULT_LOOP else ("--loop", self.loop)
         return ("--port", "0", "--workers", str(self.workers), *loop)
 
     @contextmanager
@@ -72,7 +81,8 @@ class Runtime:
 
 
 RUNTIMES = (
-    Runtime("testkit", None),
+    Runtime("testkit", "trio", memory=True),
+    Runtime("testkit-asyncio", "asyncio", memory=True),
     Runtime("trio-w0", "trio", 0),
     Runtime("trio-w2", "trio", 2),
     Runtime("asyncio-w0", "asyncio", 0),

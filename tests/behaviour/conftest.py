@@ -4,26 +4,46 @@ whole suite and is reaped at its end."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socketserver
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import trio
 
-from axeom.testing import TestClient
+from axeom.asyncio_runtime import run_trio_guest
 from tests.apps.behaviour_app import ECHO_PORT_ENV, make_app
 from tests.behaviour._client import (
     EXPECTED_FAILURE_TIMEOUT,
     TIMEOUT,
-    MemoryTarget,
     Target,
     TcpTarget,
+    memory_target,
 )
 from tests.behaviour._runtimes import Runtime, available
+
+T = TypeVar("T")
+
+
+def _run_on_asyncio(item: pytest.Item, runtime: Runtime) -> None:
+    """The test kit's asyncio row: pytest-trio runs the test (its fixtures,
+    its trio code) as a guest of an asyncio loop, and the target calls the
+    test kit in asyncio tasks of that loop (``call_in_asyncio``): the app
+    and the client end run on asyncio as in a user's asyncio test, and each
+    test of the suite is written once."""
+    if runtime.asyncio_test:
+        # First, so that it wins over the plain trio mark of trio_mode.
+        item.add_marker(pytest.mark.trio(run=_run_as_asyncio_guest), append=False)
+
+
+def _run_as_asyncio_guest(async_fn: Callable[[], Awaitable[T]], **_: Any) -> T:
+    """pytest-trio's ``run`` for those tests (no clock, no instruments)."""
+    return asyncio.run(run_trio_guest(async_fn))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,14 +53,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        runtime = callspec.params.get("runtime") if callspec is not None else None
+        if isinstance(runtime, Runtime):
+            _run_on_asyncio(item, runtime)
+            _limitations_as_xfails(item, runtime)
+
+
+def _limitations_as_xfails(item: pytest.Item, runtime: Runtime) -> None:
     """Each ``limitation`` mark (``_runtimes.limitation``) becomes a strict
     xfail on its row (and cases) only: every other row must pass."""
-    for item in items:
-        marks = list(item.iter_markers("limitation"))
-        callspec = getattr(item, "callspec", None)
-        if not marks or callspec is None or "runtime" not in callspec.params:
-            continue
-        name = callspec.params["runtime"].name
+    marks = list(item.iter_markers("limitation"))
+    callspec = getattr(item, "callspec", None)
+    if marks and callspec is not None:
+        name = runtime.name
         case = callspec.id.removeprefix(name).removeprefix("-")
         reasons = [
             mark.kwargs["reason"]
@@ -91,14 +118,18 @@ def port(runtime: Runtime, record: Path, echo_port: int) -> Iterator[int | None]
 
 @pytest.fixture
 async def target(
-    port: int | None, record: Path, nursery: trio.Nursery, request: pytest.FixtureRequest
+    runtime: Runtime,
+    port: int | None,
+    record: Path,
+    nursery: trio.Nursery,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Target]:
     if port is not None:
         expected_to_fail = request.node.get_closest_marker("xfail") is not None
         yield TcpTarget(port, nursery, EXPECTED_FAILURE_TIMEOUT if expected_to_fail else TIMEOUT)
         return
-    async with TestClient(make_app(record)) as client:
-        yield MemoryTarget(client)
+    async with memory_target(make_app(record), runtime) as memory:
+        yield memory
 
 
 class _LineEcho(socketserver.StreamRequestHandler):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from axeom.testing import HandshakeRejected, TestClient
+from axeom.testing import HandshakeRejected
 from tests.apps.behaviour_app import make_app
-from tests.behaviour._client import MemoryTarget, Target, TcpTarget
+from tests.behaviour._client import Target, TcpTarget, memory_target
 from tests.behaviour._runtimes import Runtime, limitation
 
 INTERNAL_ERROR = 1011
@@ -23,7 +23,7 @@ NO_DENIAL = "no denial response: the hook's 409 with its body arrives as an empt
 
 def loop_family(runtime: Runtime) -> str:
     """What `asyncio.get_running_loop()` says in the runtime's app code."""
-    return "trio" if runtime.loop in (None, "trio") else "asyncio"
+    return "trio" if runtime.loop == "trio" else "asyncio"
 
 
 def app_processes(runtime: Runtime) -> int:
@@ -54,8 +54,8 @@ async def test_on_start_and_on_stop_run_once_per_app_process(
     """A server started and stopped (SIGTERM for a real one): every process
     that ran app code recorded one start, then one stop."""
     if runtime.in_memory:
-        async with TestClient(make_app(tmp_path)) as client:
-            async with MemoryTarget(client).connect("/echo") as ws:
+        async with memory_target(make_app(tmp_path), runtime) as target:
+            async with target.connect("/echo") as ws:
                 assert await ws.ask("lifespan") == "lifespan"
     else:
         with runtime.serving(tmp_path) as port:
@@ -63,7 +63,7 @@ async def test_on_start_and_on_stop_run_once_per_app_process(
                 assert await ws.ask("lifespan") == "lifespan"
     records = sorted(tmp_path.glob("lifespan-*"))
     assert len(records) == app_processes(runtime), records
-    assert all(path.read_text() == "start\nstop\n" for path in records)
+    assert [path.read_text() for path in records] == ["start\nstop\n"] * len(records)
 
 
 async def test_handler_awaiting_an_asyncio_client(target: Target, runtime: Runtime) -> None:
