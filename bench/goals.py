@@ -1,4 +1,5 @@
-"""The performance targets of the readiness-loop runtime, checked against one run.
+"""The performance targets of the runtimes (the trio readiness loop; the asyncio and uvloop
+runtimes), checked against one run.
 
 Each target is a ratio between an Axeom server and a peer measured in the same run on the
 same core (ratios hold across machines where absolute figures do not), or, for idle memory,
@@ -18,6 +19,11 @@ PLAIN = ("axeom", "axeom-w1")  # plain-function handler, --workers 0 and 1
 COROUTINE = ("axeom-async", "axeom-async-w1")  # coroutine handler, --workers 0 and 1
 THROUGH_ACCEPTOR = ("axeom-w1", "axeom-async-w1")
 EVERY_AXEOM = (*PLAIN, *COROUTINE)
+# The asyncio runtime (--loop asyncio|uvloop), one process; the tree through its acceptor.
+UVLOOP_PLAIN = ("axeom-uvloop",)
+UVLOOP_HANDSHAKES = ("axeom-uvloop", "axeom-uvloop-w1")
+ASYNCIO_COROUTINE = ("axeom-uvloop-async", "axeom-asyncio-async")
+ASYNCIO_PLAIN = ("axeom-asyncio",)
 # Idle memory "no worse than before": RSS per connection repeats within about 0.3 KiB of
 # ~9 KiB between runs, so allow 5% before calling a change a regression.
 MEMORY_SLACK = 0.05
@@ -41,6 +47,11 @@ TARGETS: tuple[Target, ...] = (
     Target("handshakes through the acceptor", "handshake", THROUGH_ACCEPTOR, BASELINE, 1.0),
     Target("1 MiB echo", "large", EVERY_AXEOM, BASELINE, 1.0),
     Target("idle memory per connection", "memory", EVERY_AXEOM, REFERENCE, 1.0 + MEMORY_SLACK),
+    Target("uvloop closed-loop echo, plain function", "echo", UVLOOP_PLAIN, FAST_PEER, 1.3),
+    Target("uvloop pipelined x16, plain function", "pipelined", UVLOOP_PLAIN, FAST_PEER, 1.5),
+    Target("uvloop handshakes", "handshake", UVLOOP_HANDSHAKES, FAST_PEER, 1.0),
+    Target("asyncio/uvloop closed-loop echo, coroutine", "echo", ASYNCIO_COROUTINE, FAST_PEER, 1.0),
+    Target("plain asyncio closed-loop echo", "echo", ASYNCIO_PLAIN, FAST_PEER, 1.0),
 )
 FANOUT_NOTE = (
     "fan-out: no worse than the last release -> python -m bench.fanout "
