@@ -130,7 +130,9 @@ class Connection(Protocol):
 
     async def wait_writable(self) -> None:
         """Return once the outbox is under ``backpressure_limit`` or the socket is
-        closing; a checkpoint (cancel and schedule point) either way."""
+        closing; a cancellation point either way. Under the limit an adapter may
+        return without a schedule point, but not for long: the caller (a loop of
+        awaited sends) must let the rest of the process run now and then."""
         ...
 
     @property

@@ -1,0 +1,127 @@
+"""`await ws.send` under the backpressure limit on a real socket: no reschedule
+within a turn, yet a loop of awaited sends never holds up the process, and every
+awaited send stays a cancellation point."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import trio
+
+from axeom import Axeom, serve
+from axeom.ws import WebSocket, ws_plugin
+from tests._wsraw import RawClient, client_frame, upgrade_request
+
+# A generous bound for a machine shared with other test runs: a starved task
+# waits for seconds (until the spinning handler gives up), a served one for
+# milliseconds.
+ROUND_TRIP_LIMIT = 1.0
+# How long a spinning handler goes on at most if nothing stops it: long next to
+# ROUND_TRIP_LIMIT, so that a starved process shows, short enough for a test.
+SPIN_LIMIT = 5.0
+# A limit the spinning handlers never reach: their sends never really wait.
+HUGE_LIMIT = 1 << 30
+
+Connect = Callable[[str], Awaitable[RawClient]]
+
+
+@asynccontextmanager
+async def server(nursery: trio.Nursery, app: Axeom) -> AsyncIterator[Connect]:
+    """The app served on 127.0.0.1, and a ``connect(path)`` whose raw clients are
+    closed on the way out."""
+    _, port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0))
+    clients: list[RawClient] = []
+
+    async def connect(path: str) -> RawClient:
+        client = await RawClient.connect(port)
+        clients.append(client)
+        await client.send(upgrade_request(path))
+        assert (await client.read_head())[0] == 101
+        return client
+
+    try:
+        yield connect
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def spin(ws: WebSocket, stop: trio.Event, progress: list[int]) -> None:
+    """Awaited sends in a loop, never over the limit, until ``stop`` (or SPIN_LIMIT)."""
+    ends = time.monotonic() + SPIN_LIMIT
+    while not stop.is_set() and time.monotonic() < ends:
+        await ws.send("x")
+        progress[0] += 1
+
+
+async def test_a_loop_of_awaited_sends_lets_the_process_run(nursery: trio.Nursery) -> None:
+    """While one coroutine handler loops on awaited sends (under the limit, so they
+    never wait), a timer task keeps ticking and another socket is answered."""
+    app = Axeom().use(ws_plugin(backpressure_limit=HUGE_LIMIT))
+    stop = trio.Event()
+    progress = [0]
+
+    async def on_message(ws: WebSocket, msg: str) -> None:
+        await spin(ws, stop, progress)
+
+    app.ws("/spin", message=on_message)
+    app.ws("/echo", message=lambda ws, msg: ws.send(msg))
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(trio.current_time())
+            await trio.sleep(0.01)
+
+    async with server(nursery, app) as connect, trio.open_nursery() as timers:
+        other = await connect("/echo")
+        spinning = await connect("/spin")
+        timers.start_soon(ticker)
+        await spinning.send(client_frame(0x1, b"go"))
+        with trio.fail_after(SPIN_LIMIT):
+            while progress[0] == 0:
+                await trio.sleep(0.01)
+        began = trio.current_time()
+        for i in range(10):
+            sent = trio.current_time()
+            await other.send(client_frame(0x1, b"%d" % i))
+            assert await other.read_frame() == (0x1, b"%d" % i)
+            assert trio.current_time() - sent < ROUND_TRIP_LIMIT, "no answer beside the loop"
+        ended = trio.current_time()
+        spun, stopped = progress[0], not stop.is_set()
+        stop.set()
+        timers.cancel_scope.cancel()
+    assert stopped and spun > 1, "the loop of sends was running all along"
+    during = [began, *(t for t in ticks if began < t < ended), ended]
+    assert max(b - a for a, b in itertools.pairwise(during)) < ROUND_TRIP_LIMIT / 2
+
+
+async def test_an_awaited_send_is_a_cancellation_point(nursery: trio.Nursery) -> None:
+    """An awaited send under the limit raises Cancelled in a cancelled scope, at
+    once; a deadline interrupts a loop of them."""
+    app = Axeom().use(ws_plugin(backpressure_limit=HUGE_LIMIT))
+    record: list[object] = []
+
+    async def on_message(ws: WebSocket, msg: str) -> None:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await ws.send("x")
+            record.append("not interrupted")
+        record.append(scope.cancelled_caught)
+        with trio.move_on_after(0.2) as scope:
+            await spin(ws, trio.Event(), [0])
+        record.append(scope.cancelled_caught)
+        ws.send("done")
+
+    app.ws("/cancel", message=on_message)
+    async with server(nursery, app) as connect:
+        client = await connect("/cancel")
+        await client.send(client_frame(0x1, b"go"))
+        with trio.fail_after(2 * SPIN_LIMIT):
+            while len(record) < 2:
+                await trio.sleep(0.01)
+    assert record == [True, True]
