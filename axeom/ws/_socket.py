@@ -74,7 +74,8 @@ class SendResult:
         self.status = status
 
     def __await__(self) -> Generator[Any, Any, SendStatus]:
-        return self._ws._writable(self.status).__await__()
+        yield from self._ws._conn.wait_writable().__await__()
+        return self.status
 
     def __bool__(self) -> bool:
         return self._ok
@@ -242,10 +243,6 @@ class WebSocket:
         if result is None:
             result = results[status._value_] = SendResult(self, status)
         return result
-
-    async def _writable(self, status: SendStatus) -> SendStatus:
-        await self._conn.wait_writable()
-        return status
 
     # -- pub/sub ---------------------------------------------------------------
 
