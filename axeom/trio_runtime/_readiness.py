@@ -133,7 +133,8 @@ class Readiness:
                 conn.on_event(bool(events & _WRITE_EVENTS), bool(events & _READ_EVENTS))
             except Exception as exc:
                 conn.fail_internally(exc)
-            if not conn.queued and conn.wants_service():
+            # (an owned socket was woken by ``on_event``: its task serves it)
+            if not (conn.queued or conn.owned) and conn.wants_service():
                 conn.queued = True
                 ready.append(conn)
 

@@ -21,7 +21,8 @@ it, so the loop never runs one itself, not even "until it suspends".
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+import types
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -89,6 +90,7 @@ class ReadyConnection(NativeConnection):
         self.ended: trio.Event | None = None  # set at the very end, for ``run_socket``
         self._parked: trio.lowlevel.Task | None = None
         self.turn_ends = 0.0  # when the current turn's handlers should let others run
+        self.actor.on_suspend = None  # the socket's task notes a handler's waits itself
 
     # -- start and the loop's entry points --------------------------------------
 
@@ -290,7 +292,32 @@ class ReadyConnection(NativeConnection):
 
     def _own(self, rest: Awaitable[None]) -> None:
         self.owned = True
-        self.runtime.nursery.start_soon(self._run_task, rest)
+        self.runtime.nursery.start_soon(self._task, rest)
+
+    async def _task(self, rest: Awaitable[None]) -> None:
+        await self._noting_waits(self._run_task(rest))
+
+    @types.coroutine
+    def _noting_waits(self, task: Coroutine[Any, Any, None]) -> Generator[Any, Any, None]:
+        """Drive the socket's task as trio would, and when it suspends while a
+        handler runs (the handler waits), first let what the handler queued
+        leave (``_left_dispatch``). One frame around the task for its whole
+        life, passed once per suspension (the park between messages), instead
+        of one around each handler run (measured: that cost 5% of a coroutine
+        echo, its ``StopIteration`` per message most of it)."""
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                yielded = task.send(value) if error is None else task.throw(error)
+            except StopIteration:
+                return
+            if self.in_dispatch:
+                self._left_dispatch()
+            try:
+                value, error = (yield yielded), None
+            except BaseException as exc:  # delivered into the task, as await does
+                value, error = None, exc
 
     async def _run_task(self, rest: Awaitable[None] | None) -> None:
         """Drive this socket from now on: await each handler's rest, serve the
@@ -309,13 +336,13 @@ class ReadyConnection(NativeConnection):
                         continue
                     if self.ending():
                         break
-                    if pubsub is not None and (pubsub.congested or pubsub.work >= WORK_BUDGET):
-                        await pubsub.pause()
-                    elif self._has_work():
-                        await trio.lowlevel.checkpoint()
-                    else:  # parked until the loop sees an edge or a drain is due
+                    if not self._has_work():  # parked until an edge or a drain is due
                         self._parked = trio.lowlevel.current_task()
                         await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+                    elif pubsub is not None and (pubsub.congested or pubsub.work >= WORK_BUDGET):
+                        await pubsub.pause()
+                    else:
+                        await trio.lowlevel.checkpoint()
         except Exception:  # a bug in Axeom: it costs this socket only
             logger.exception("internal error running socket %s; dropped", self.ws.id)
         finally:
