@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import functools
 import itertools
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import pytest
 import trio
 
 from axeom import Axeom, serve
@@ -33,6 +37,13 @@ Connect = Callable[[str], Awaitable[RawClient]]
 async def server(nursery: trio.Nursery, app: Axeom) -> AsyncIterator[Connect]:
     """The app served on 127.0.0.1, and a ``connect(path)`` whose raw clients are
     closed on the way out."""
+    async with served(nursery, app) as (_, connect):
+        yield connect
+
+
+@asynccontextmanager
+async def served(nursery: trio.Nursery, app: Axeom) -> AsyncIterator[tuple[int, Connect]]:
+    """The same, and the port."""
     _, port = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0))
     clients: list[RawClient] = []
 
@@ -44,7 +55,7 @@ async def server(nursery: trio.Nursery, app: Axeom) -> AsyncIterator[Connect]:
         return client
 
     try:
-        yield connect
+        yield port, connect
     finally:
         for client in clients:
             await client.aclose()
@@ -125,3 +136,61 @@ async def test_an_awaited_send_is_a_cancellation_point(nursery: trio.Nursery) ->
             while len(record) < 2:
                 await trio.sleep(0.01)
     assert record == [True, True]
+
+
+def flood(port: int, stop: threading.Event, sent: list[int]) -> None:
+    """Pipeline small messages on one socket as fast as the kernel takes them,
+    until ``stop``, reading nothing (a thread: the server must never see this
+    socket run dry)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(upgrade_request("/flood"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        batch = client_frame(0x1, b"x") * 20_000
+        deadline = time.monotonic() + 30  # never longer than this, whatever happens
+        while not stop.is_set() and time.monotonic() < deadline:
+            sock.sendall(batch)
+            sent[0] += 20_000
+
+
+async def count_only(ws: WebSocket, msg: str, flooded: list[int]) -> None:
+    flooded[0] += 1
+
+
+async def count_and_answer(ws: WebSocket, msg: str, flooded: list[int]) -> None:
+    flooded[0] += 1
+    await ws.send("")  # never over the huge limit: never a wait
+
+
+@pytest.mark.parametrize("handler", [count_only, count_and_answer])
+async def test_a_flooding_socket_on_a_coroutine_route_does_not_starve_its_neighbours(
+    nursery: trio.Nursery, handler: Any
+) -> None:
+    """One client pipelines messages without pause to a coroutine handler that
+    never waits; the round trips of another socket stay short (the socket's task
+    lets the process run once per turn, however many messages it has), and the
+    flood itself goes on being served."""
+    app = Axeom().use(ws_plugin(backpressure_limit=HUGE_LIMIT))
+    flooded = [0]
+    app.ws("/flood", message=functools.partial(handler, flooded=flooded))
+    app.ws("/echo", message=lambda ws, msg: ws.send(msg))
+    stop = threading.Event()
+    sent = [0]
+    async with served(nursery, app) as (port, connect), trio.open_nursery() as clients:
+        probe = await connect("/echo")
+        clients.start_soon(trio.to_thread.run_sync, flood, port, stop, sent)
+        try:
+            with trio.fail_after(10):
+                while flooded[0] < 100_000:  # the flood is under way
+                    await trio.sleep(0.01)
+            with trio.move_on_after(SPIN_LIMIT) as starved:
+                for i in range(10):
+                    sent_at = trio.current_time()
+                    await probe.send(client_frame(0x1, b"%d" % i))
+                    assert await probe.read_frame() == (0x1, b"%d" % i)
+                    assert trio.current_time() - sent_at < ROUND_TRIP_LIMIT
+            assert not starved.cancelled_caught, "the probe got no answer beside the flood"
+            assert flooded[0] < sent[0]  # the flood had not run dry meanwhile
+        finally:
+            stop.set()

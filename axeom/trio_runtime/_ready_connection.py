@@ -169,6 +169,10 @@ class ReadyConnection(NativeConnection):
         self.turn_ends = deadline
         while not self.broken:
             if self.backlog:
+                if clock() >= deadline:  # the turn is over (a socket's task: see _run_task)
+                    if frames.outbox and not self.writing:
+                        self._write()
+                    return None
                 rest = self.dispatch(deadline)
                 if rest is not None:
                     return rest
@@ -327,11 +331,15 @@ class ReadyConnection(NativeConnection):
             with trio.CancelScope() as self.scope:
                 if self.broken:
                     self.scope.cancel()
+                # One turn lasts from a wake to the next yield, over as many
+                # messages as it takes: handlers that never wait must not hold
+                # the process beyond TIME_BUDGET (``_advance`` ends the turn).
+                deadline = clock() + TIME_BUDGET
                 while True:
                     if rest is not None:
                         await rest
                         self.in_dispatch = False
-                    rest = self._advance(clock() + TIME_BUDGET)
+                    rest = self._advance(deadline)
                     if rest is not None:
                         continue
                     if self.ending():
@@ -343,6 +351,7 @@ class ReadyConnection(NativeConnection):
                         await pubsub.pause()
                     else:
                         await trio.lowlevel.checkpoint()
+                    deadline = clock() + TIME_BUDGET
         except Exception:  # a bug in Axeom: it costs this socket only
             logger.exception("internal error running socket %s; dropped", self.ws.id)
         finally:
