@@ -338,6 +338,7 @@ class ReadyConnection(NativeConnection):
                 # messages as it takes: handlers that never wait must not hold
                 # the process beyond TIME_BUDGET (``_advance`` ends the turn).
                 deadline = clock() + TIME_BUDGET
+                task = trio.lowlevel.current_task()
                 while True:
                     if rest is not None:
                         await rest
@@ -348,7 +349,7 @@ class ReadyConnection(NativeConnection):
                     if self.ending():
                         break
                     if not self._has_work():  # parked until an edge or a drain is due
-                        self._parked = trio.lowlevel.current_task()
+                        self._parked = task
                         await trio.lowlevel.wait_task_rescheduled(self._abort_park)
                     elif pubsub is not None and (pubsub.congested or pubsub.work >= WORK_BUDGET):
                         await pubsub.pause()
