@@ -48,9 +48,10 @@ READ_BUDGET = 256 * 1024
 # own task, lets the rest of the process run (heartbeats, timers, other
 # sockets). Short next to any timer, long enough for a burst of publishes to
 # reach its subscribers in one write each: measured, 20 publishes to 500
-# subscribers take 60 ms on a slow core, and 20 ms cut them into three
-# writes per subscriber (fan-out at two thirds of the per-socket-task runtime;
-# 5 ms had halved it). Pub/sub deliveries have their own bound (WORK_BUDGET).
+# subscribers take 40 to 60 ms on a slow, shared core, and 20 ms cut them into
+# two or three writes per subscriber (fan-out down to two thirds of the
+# per-socket-task runtime's; 5 ms had halved it). Pub/sub deliveries have
+# their own bound (WORK_BUDGET).
 TIME_BUDGET = 0.1
 
 
