@@ -1,6 +1,8 @@
-"""`await ws.send` under the backpressure limit on a real socket: no reschedule
-within a turn, yet a loop of awaited sends never holds up the process, and every
-awaited send stays a cancellation point."""
+"""Turns of the readiness loop and of a coroutine socket's task on real sockets:
+how long one goes on before the rest of the process runs, and what that costs.
+``await ws.send`` under the backpressure limit has no reschedule within a turn,
+yet a loop of awaited sends never holds up the process, and every awaited send
+stays a cancellation point; a burst of publishes is not cut into many writes."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from axeom import Axeom, serve
+from axeom.trio_runtime import _connection, _readiness, _ready_connection, _transport
 from axeom.ws import WebSocket, ws_plugin
 from tests._wsraw import RawClient, client_frame, upgrade_request
 
@@ -194,3 +198,49 @@ async def test_a_flooding_socket_on_a_coroutine_route_does_not_starve_its_neighb
             assert flooded[0] < sent[0]  # the flood had not run dry meanwhile
         finally:
             stop.set()
+
+
+# Handler time per message in the burst below, and the messages in it: 80 ms
+# of handlers in all, longer than a turn of 20 ms (which cut it into four
+# writes per subscriber) and inside a turn of 100 ms.
+SLOW_PUBLISH, BURST = 0.004, 20
+
+
+async def test_a_burst_of_publishes_leaves_in_one_write_per_subscriber(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publisher's burst (one read) whose handlers take 80 ms is handled in one
+    turn of the loop and reaches each subscriber in one write, not cut into a
+    write per 20 ms. The runtime's clock is the handlers' time only (each adds
+    SLOW_PUBLISH), so that a machine busy with other work cannot move the cuts."""
+    now = [0.0]
+    for module in (_connection, _readiness, _ready_connection):
+        monkeypatch.setattr(module, "clock", lambda: now[0])
+    writes: dict[object, int] = {}
+    try_send = _transport.SocketTransport.try_send
+
+    def counting(self: _transport.SocketTransport, chunks: list[bytes]) -> int | None:
+        writes[self] = writes.get(self, 0) + 1
+        return try_send(self, chunks)
+
+    monkeypatch.setattr(_transport.SocketTransport, "try_send", counting)
+    app = Axeom().use(ws_plugin())
+
+    def publish(ws: WebSocket, msg: str) -> None:
+        ws.publish("t", msg)
+        now[0] += SLOW_PUBLISH  # a slow handler: the turn's time runs out
+
+    app.ws("/sub", open=lambda ws: ws.subscribe("t"))
+    app.ws("/pub", message=publish)
+    async with server(nursery, app) as connect:
+        subscribers = [await connect("/sub") for _ in range(5)]
+        publisher = await connect("/pub")
+        await trio.testing.wait_all_tasks_blocked()
+        writes.clear()
+        await publisher.send(b"".join(client_frame(0x1, b"%d" % i) for i in range(BURST)))
+        with trio.fail_after(10):
+            for subscriber in subscribers:
+                for i in range(BURST):
+                    assert await subscriber.read_frame() == (0x1, b"%d" % i)
+    assert len(writes) == len(subscribers)  # the publisher itself wrote nothing
+    assert set(writes.values()) == {1}, writes
