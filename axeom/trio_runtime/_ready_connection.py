@@ -300,10 +300,10 @@ class ReadyConnection(NativeConnection):
 
     def _own(self, rest: Awaitable[None]) -> None:
         self.owned = True
-        self.runtime.nursery.start_soon(self._task, rest)
+        self.runtime.nursery.start_soon(self._task, self._run_task(rest))
 
-    async def _task(self, rest: Awaitable[None]) -> None:
-        await self._noting_waits(self._run_task(rest))
+    async def _task(self, run: Coroutine[Any, Any, None]) -> None:
+        await self._noting_waits(run)
 
     @types.coroutine
     def _noting_waits(self, task: Coroutine[Any, Any, None]) -> Generator[Any, Any, None]:
