@@ -131,9 +131,10 @@ class Connection(Protocol):
 
     async def wait_writable(self) -> None:
         """Return once the outbox is under ``backpressure_limit`` or the socket is
-        closing; a cancellation point either way. Under the limit an adapter may
-        return without a schedule point, but not for long: the caller (a loop of
-        awaited sends) must let the rest of the process run now and then."""
+        closing. Under the limit an adapter may return without a task switch, but
+        a loop of awaited sends must still let the rest of the process run now and
+        then (the trio one: a cancellation point always, a checkpoint once per
+        turn of the socket)."""
         ...
 
     @property
