@@ -530,3 +530,23 @@ def test_large_frames_read_through_a_reused_buffer(cuts: list[int], text: bool) 
         received += frames.receive(memoryview(scratch)[: end - start])  # type: ignore[arg-type]
         scratch[:] = bytes(len(scratch))  # the next read overwrites it
     assert received == [big.decode() if text else big, small]
+
+
+def test_many_small_frames_are_taken_as_few_buffers() -> None:
+    """Past JOIN_LIMIT, runs of small frames are joined: 100,000 tiny frames are a
+    handful of buffers for the gathering write, not two each (a write takes at most
+    IOV_MAX buffers and the rest is recomputed, so writing them was quadratic);
+    a large payload is still passed as it is, never copied."""
+    frames = FrameConnection(max_message_size=1 << 20, backpressure_limit=1 << 30)
+    big = os.urandom(1 << 20)
+    for _ in range(50_000):
+        frames.send("x")
+    frames.send(big)
+    for _ in range(50_000):
+        frames.send(b"y")
+    chunks = frames.take_output()
+    tiny_text, tiny_binary = b"\x81\x01x", b"\x82\x01y"
+    big_frame_head = b"\x82\x7f" + len(big).to_bytes(8, "big")
+    assert b"".join(chunks) == tiny_text * 50_000 + big_frame_head + big + tiny_binary * 50_000
+    assert len(chunks) <= 8
+    assert any(chunk is big for chunk in chunks)

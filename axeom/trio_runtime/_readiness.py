@@ -138,7 +138,8 @@ class Readiness:
                 )
             except Exception as exc:
                 conn.fail_internally(exc)
-            if not conn.queued and conn.wants_service():
+            # (an owned socket was woken by ``on_event``: its task serves it)
+            if not (conn.queued or conn.owned) and conn.wants_service():
                 conn.queued = True
                 ready.append(conn)
 

@@ -60,6 +60,9 @@ _frames_logger = _QuietProtocolLogger(logging.getLogger("axeom.ws.frames"), {})
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 JOIN_LIMIT = 256 * 1024  # above this, buffers are gathered by the kernel, not copied
+# Past JOIN_LIMIT, a buffer this large goes to the kernel as it is; smaller ones
+# next to each other are still joined (few buffers per write: see _gathered).
+GATHER_AS_IS = 64 * 1024
 # A frame larger than this that has not fully arrived is unmasked as it comes
 # (the fragment path) rather than buffered whole then unmasked: one copy
 # instead of a growing buffer, a copy and an unmasked copy.
@@ -575,7 +578,7 @@ class FrameConnection:
         if len(outbox) <= 1 or self.buffered <= JOIN_LIMIT:
             chunks = [b"".join(outbox)] if len(outbox) > 1 else list(outbox)
         else:
-            chunks = list(outbox)
+            chunks = _gathered(outbox)
         outbox.clear()
         self.buffered = 0
         return chunks
@@ -616,3 +619,30 @@ class FrameConnection:
         if sent is not None:
             return sent.code, sent.reason
         return CloseCode.ABNORMAL_CLOSURE, ""
+
+
+def _gathered(outbox: list[bytes]) -> list[bytes]:
+    """Buffers of at least GATHER_AS_IS as they are (never copied), the runs of
+    smaller ones between them joined, up to JOIN_LIMIT bytes a run: at most two
+    buffers per GATHER_AS_IS bytes. One per frame made writing many small frames
+    quadratic: a write takes IOV_MAX buffers, and the rest of the list is
+    recomputed after each (measured: 900,000 buffers held the loop for 25 s)."""
+    chunks: list[bytes] = []
+    run: list[bytes] = []
+    size = 0
+    for chunk in outbox:
+        length = len(chunk)
+        if length >= GATHER_AS_IS:
+            if run:
+                chunks.append(b"".join(run))
+                run, size = [], 0
+            chunks.append(chunk)
+            continue
+        run.append(chunk)
+        size += length
+        if size >= JOIN_LIMIT:
+            chunks.append(b"".join(run))
+            run, size = [], 0
+    if run:
+        chunks.append(b"".join(run))
+    return chunks

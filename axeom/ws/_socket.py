@@ -74,7 +74,8 @@ class SendResult:
         self.status = status
 
     def __await__(self) -> Generator[Any, Any, SendStatus]:
-        return self._ws._writable(self.status).__await__()
+        yield from self._ws._conn.wait_writable().__await__()
+        return self.status
 
     def __bool__(self) -> bool:
         return self._ok
@@ -130,7 +131,10 @@ class Connection(Protocol):
 
     async def wait_writable(self) -> None:
         """Return once the outbox is under ``backpressure_limit`` or the socket is
-        closing; a checkpoint (cancel and schedule point) either way."""
+        closing. Under the limit an adapter may return without a task switch, but
+        a loop of awaited sends must still let the rest of the process run now and
+        then (the trio one: a cancellation point always, a checkpoint once per
+        turn of the socket)."""
         ...
 
     @property
@@ -240,10 +244,6 @@ class WebSocket:
         if result is None:
             result = results[status._value_] = SendResult(self, status)
         return result
-
-    async def _writable(self, status: SendStatus) -> SendStatus:
-        await self._conn.wait_writable()
-        return status
 
     # -- pub/sub ---------------------------------------------------------------
 
