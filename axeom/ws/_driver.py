@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from websockets.frames import CloseCode
@@ -81,11 +81,10 @@ class SocketDriver:
     ping_sent_at: float | None
     close_started_at: float | None
 
-    def close(self, code: int, reason: str) -> None:
-        raise NotImplementedError
-
-    def _break(self) -> None:
-        raise NotImplementedError
+    # Each runtime's connection class defines these two: start the closing
+    # handshake, and drop the TCP connection at once.
+    close: Callable[[int, str], object]
+    _break: Callable[[], None]
 
     def dispatch(self, deadline: float = math.inf) -> Awaitable[None] | None:
         """Run the handlers of ``backlog`` in arrival order, inline, as far as
