@@ -35,7 +35,8 @@ from websockets.frames import CloseCode
 
 from ..pubsub import WORK_BUDGET
 from ..ws._actor import Actor
-from ..ws._socket import SendStatus, WebSocket
+from ..ws._driver import websocket_for
+from ..ws._socket import SendStatus
 from ..ws._upgrade import Upgrade
 from ._loop import Cutoff, Event, Loop
 
@@ -103,19 +104,7 @@ class ASGIConnection:
         self.limit = options.backpressure_limit
         self.max_size = options.max_message_size
         self.close_timeout = options.close_timeout
-        self.ws = WebSocket(
-            self,
-            app=app,
-            route=route.pattern,
-            path=prefix + upgrade.path,
-            params=upgrade.params,
-            query=upgrade.query,
-            headers=upgrade.headers,
-            data=upgrade.data,
-            subprotocol=upgrade.subprotocol,
-            remote_address=upgrade.remote_address,
-            publish_to_self=options.publish_to_self,
-        )
+        self.ws = websocket_for(self, app, upgrade, path_prefix=prefix)
         self.actor = Actor(self.ws, route.handlers.bind(), self._left_dispatch)
         self.outbox: deque[tuple[dict[str, Any], int]] = deque()  # (message, payload bytes)
         self.buffered = 0

@@ -27,9 +27,9 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, cast
 
 from ..ws._actor import Actor
-from ..ws._driver import SocketDriver
+from ..ws._driver import SocketDriver, websocket_for
 from ..ws._frames import FrameConnection
-from ..ws._socket import SendStatus, WebSocket
+from ..ws._socket import SendStatus
 from ..ws._upgrade import Upgrade
 from ._wrong_loop import explain_wrong_loop
 
@@ -90,20 +90,7 @@ class AsyncioConnection(SocketDriver, asyncio.Protocol):
         self.runtime = runtime
         self.options = route.options
         self.frames = frames
-        self.ws = WebSocket(
-            self,
-            app=runtime.app,
-            route=route.pattern,
-            path=upgrade.path,
-            params=upgrade.params,
-            query=upgrade.query,
-            headers=upgrade.headers,
-            data=upgrade.data,
-            subprotocol=upgrade.subprotocol,
-            remote_address=upgrade.remote_address,
-            socket_id=socket_id,
-            publish_to_self=route.options.publish_to_self,
-        )
+        self.ws = websocket_for(self, runtime.app, upgrade, socket_id=socket_id)
         self.actor = _Actor(self.ws, route.handlers.bind(), self._left_dispatch)
         self.transport: asyncio.Transport | None = None
         self.trailing = trailing  # read with the request head: this socket's first bytes

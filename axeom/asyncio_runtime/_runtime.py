@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import socket
 import sys
 from collections.abc import Awaitable, Coroutine
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.frames import CloseCode
 
 from .. import ws as _ws
-from ..ws._driver import frames_for
+from ..ws._driver import MAX_TICK, frames_for, sweep_tick
 from ._connection import AsyncioConnection
 
 if TYPE_CHECKING:
@@ -34,7 +33,6 @@ __all__ = ["AsyncioRuntime"]
 logger = logging.getLogger("axeom.ws")
 
 # Bounds of the sweeper's tick: a quarter of the shortest timer, within these.
-MIN_TICK, MAX_TICK = 0.01, 1.0
 # Python 3.12 can start a task eagerly: a handler that completes without
 # really waiting then costs no switch of the loop.
 EAGER_TASKS = sys.version_info >= (3, 12)
@@ -224,17 +222,7 @@ class AsyncioRuntime:
 
     def watch_timers(self, options: _ws.WSOptions) -> None:
         """Make the sweeper tick often enough for these options' timers."""
-        timers = [
-            t
-            for t in (
-                options.idle_timeout,
-                options.ping_interval,
-                options.ping_timeout,
-                options.close_timeout,
-            )
-            if t is not None
-        ]
-        tick = min(max(min(timers, default=math.inf) / 4, MIN_TICK), MAX_TICK)
+        tick = sweep_tick(options)
         if tick < self._tick:
             self._tick = tick
             self._sweeper.cancel()

@@ -22,10 +22,10 @@ import trio
 
 from ..pubsub import WORK_BUDGET
 from ..ws._actor import Actor
-from ..ws._driver import SocketDriver, clock
+from ..ws._driver import SocketDriver, clock, websocket_for
 from ..ws._frames import FrameConnection
 from ..ws._options import WSOptions
-from ..ws._socket import SendStatus, WebSocket
+from ..ws._socket import SendStatus
 from ..ws._upgrade import Upgrade
 from ._transport import Transport, advance
 
@@ -70,20 +70,7 @@ class NativeConnection(SocketDriver):
         self.transport = transport
         self.options: WSOptions = route.options
         self.frames = frames
-        self.ws = WebSocket(
-            self,
-            app=runtime.app,
-            route=route.pattern,
-            path=upgrade.path,
-            params=upgrade.params,
-            query=upgrade.query,
-            headers=upgrade.headers,
-            data=upgrade.data,
-            subprotocol=upgrade.subprotocol,
-            remote_address=upgrade.remote_address,
-            socket_id=socket_id,
-            publish_to_self=route.options.publish_to_self,
-        )
+        self.ws = websocket_for(self, runtime.app, upgrade, socket_id=socket_id)
         self.actor = Actor(self.ws, route.handlers.bind(), self._left_dispatch)
         self.backlog: list[str | bytes] = []  # received, not handled yet
         self.scope: trio.CancelScope | None = None

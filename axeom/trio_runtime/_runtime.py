@@ -15,7 +15,6 @@ shortest timeout, so idle sockets cost no task and no timer of their own.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ import trio
 from websockets.frames import CloseCode
 
 from .. import ws as _ws
-from ..ws._driver import frames_for
+from ..ws._driver import MAX_TICK, frames_for, sweep_tick
 from ._connection import NativeConnection
 from ._readiness import Readiness, available
 from ._ready_connection import ReadyConnection
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SocketRuntime", "open_socket_runtime"]
 
-MIN_TICK, MAX_TICK = 0.01, 1.0
 
 
 class SocketRuntime:
@@ -137,17 +135,7 @@ class SocketRuntime:
 
     def watch_timers(self, options: _ws.WSOptions) -> None:
         """Make the sweeper tick often enough for these options' timers."""
-        timers = [
-            t
-            for t in (
-                options.idle_timeout,
-                options.ping_interval,
-                options.ping_timeout,
-                options.close_timeout,
-            )
-            if t is not None
-        ]
-        tick = min(max(min(timers, default=math.inf) / 4, MIN_TICK), MAX_TICK)
+        tick = sweep_tick(options)
         if tick < self._tick:
             self._tick = tick
             self._tick_changed.unpark_all()

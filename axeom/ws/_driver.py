@@ -21,13 +21,16 @@ from websockets.frames import CloseCode
 from ..pubsub import WORK_BUDGET
 from ._deflate import rebuild
 from ._frames import FrameConnection
+from ._socket import WebSocket
 
 if TYPE_CHECKING:
+    from .._app import Axeom
     from ._actor import Actor
     from ._options import WSOptions
+    from ._socket import Connection
     from ._upgrade import Upgrade
 
-__all__ = ["SocketDriver", "clock", "frames_for"]
+__all__ = ["MAX_TICK", "SocketDriver", "clock", "frames_for", "sweep_tick", "websocket_for"]
 
 clock = time.perf_counter  # the time budget of a dispatch (cheaper than a loop's clock)
 
@@ -43,6 +46,55 @@ def frames_for(upgrade: Upgrade) -> FrameConnection:
         backpressure_limit=options.backpressure_limit,
         extensions=extensions,
     )
+
+
+def websocket_for(
+    conn: Connection,
+    app: Axeom | None,
+    upgrade: Upgrade,
+    *,
+    path_prefix: str = "",
+    socket_id: str | None = None,
+) -> WebSocket:
+    """The ``ws`` handlers get for one upgraded socket, talking to ``conn``:
+    what the handshake decided, the same on every runtime (``path_prefix``:
+    an ASGI mount's, kept in ``ws.path``)."""
+    route = upgrade.route
+    return WebSocket(
+        conn,
+        app=app,
+        route=route.pattern,
+        path=path_prefix + upgrade.path,
+        params=upgrade.params,
+        query=upgrade.query,
+        headers=upgrade.headers,
+        data=upgrade.data,
+        subprotocol=upgrade.subprotocol,
+        remote_address=upgrade.remote_address,
+        socket_id=socket_id,
+        publish_to_self=route.options.publish_to_self,
+    )
+
+
+# The sweeper's tick: a quarter of the shortest timer in use, kept within
+# these bounds (ticks under 10 ms cost more than they buy; an idle process
+# still looks once a second).
+MIN_TICK, MAX_TICK = 0.01, 1.0
+
+
+def sweep_tick(options: WSOptions) -> float:
+    """How often the process's sweeper must look for these options' timers."""
+    timers = [
+        t
+        for t in (
+            options.idle_timeout,
+            options.ping_interval,
+            options.ping_timeout,
+            options.close_timeout,
+        )
+        if t is not None
+    ]
+    return min(max(min(timers, default=math.inf) / 4, MIN_TICK), MAX_TICK)
 
 
 class SocketDriver:
