@@ -22,6 +22,7 @@ import pytest
 import websockets.sync.client as ws_sync
 from websockets.exceptions import ConnectionClosed
 
+from axeom import control
 from tests._processes import ROOT, Server, run_axeom, running_axeom, status, wait_for
 from tests._wsraw import upgrade_request
 
@@ -88,7 +89,11 @@ def ask(ws: ws_sync.ClientConnection, text: str) -> str:
 
 
 def process(server: Server, role: str) -> dict[str, Any] | None:
-    return next((p for p in status(server.port)["processes"] if p["role"] == role), None)
+    """The status entry of the first ``role`` process, asked in-process: an
+    ``axeom status`` subprocess takes longer to start on a loaded machine
+    than the restart backoff a test may want to see."""
+    processes = control.status(port=server.port, timeout=10)["processes"]
+    return next((p for p in processes if p["role"] == role), None)
 
 
 def http_get(port: int, path: str) -> int:
