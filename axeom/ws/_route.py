@@ -33,15 +33,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Accepted:
-    """Between ``check`` and ``handle`` of a typed handshake: the key, and
-    the raw and validated values (the raw ones travel to a worker)."""
+    """Between ``check`` and ``handle`` of a typed handshake: the key and the
+    validated (query, params, headers)."""
 
-    __slots__ = ("key", "params", "query", "typed")
+    __slots__ = ("key", "typed")
 
-    def __init__(self, key: str, query: Any, params: Any, typed: tuple[Any, Any, Any]) -> None:
+    def __init__(self, key: str, typed: tuple[Any, Any, Any]) -> None:
         self.key = key
-        self.query = query
-        self.params = params
         self.typed = typed
 
 
@@ -117,18 +115,18 @@ class WSRoute:
         check_origin(ctx.headers, self.options.allowed_origins)
         typing = self.typing
         if typing.handshake:
-            query, params = ctx.query, ctx.params
             typed = typing.validate_handshake(ctx)
-            ctx.endpoint_state = _Accepted(key, query, params, typed)
-            # derive and the hooks after it see the validated values too.
-            ctx._query, ctx.params = typed[0], typed[1]
+            ctx.endpoint_state = _Accepted(key, typed)
+            # For derive and the hooks after it; ctx.query and ctx.params stay
+            # the raw dicts that app-wide hooks expect.
+            ctx.validated = dict(zip(("query", "params", "headers"), typed, strict=True))
 
     async def handle(self, ctx: Context) -> Response:
         state = ctx.endpoint_state
         if type(state) is _Accepted:
-            key, query, params, typed = state.key, state.query, state.params, state.typed
+            key, typed = state.key, state.typed
         else:
-            key, query, params, typed = state, ctx.query, ctx.params, None
+            key, typed = state, None
         data = ctx.data
         _check_serializable(self.pattern, data)
         headers = [
@@ -148,8 +146,8 @@ class WSRoute:
         upgrade = Upgrade(
             route=self,
             path=ctx.path,
-            params=params,
-            query=query,
+            params=ctx.params,
+            query=ctx.query,
             headers=ctx.headers,
             data=data,
             subprotocol=subprotocol,
