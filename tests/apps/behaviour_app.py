@@ -10,7 +10,6 @@ under the folder named by ``AXEOM_BEHAVIOUR_RECORD``."""
 import asyncio
 import os
 from pathlib import Path
-
 from typing import Literal
 
 import msgspec
