@@ -433,3 +433,54 @@ def test_validation_failure_text() -> None:
     """`str(ValidationFailure)` reads as where: what, for logs."""
     failure = ValidationFailure([{"loc": ["a", 0], "msg": "bad", "type": "t"}])
     assert str(failure) == "a.0: bad"
+
+
+class Total(pydantic.BaseModel):
+    total: int
+
+
+class Wrong(pydantic.BaseModel):
+    other: str
+
+
+def total_of(ws: Any, msg: Add) -> Total:
+    return Total(total=msg.a + msg.b)
+
+
+def test_route_typing_records_what_the_route_declares() -> None:
+    """`route.typing` holds every schema (what document generators read); a
+    reply type comes from `reply=` or from the handler's return annotation."""
+
+    class Calc:
+        def on_say(self, ws: Any, msg: Say) -> Total:
+            return Total(total=0)
+
+    app = new_app()
+    route = app.ws("/e", events=[Say, Add], query=Query, on_invalid="close")
+    route.on(Add)(total_of)
+    typing = route.typing
+    assert typing.query is not None and typing.query.name == "Query"
+    assert typing.params is None and typing.headers is None and typing.body is None
+    assert (typing.discriminator, typing.on_invalid, typing.binary) == ("type", "close", "json")
+    assert list(typing.events) == ["say", "add"]
+    schema, handler, reply = typing.events["add"]
+    assert (schema.name, handler, reply and reply.name) == ("Add", total_of, "Total")
+    assert typing.events["say"].reply is None
+    other = app.ws("/c", Calc, events=[Say], send=Note)
+    assert other.typing.events["say"].reply is not None
+    assert other.typing.send is not None and other.typing.send.json_schema()["required"] == ["text"]
+    untyped = app.ws("/u", message=print)
+    assert untyped.typing.events == {} and untyped.typing.body is None
+
+
+async def test_reply_type_is_checked_in_debug_mode() -> None:
+    """A reply that does not match its declared type fails the handler in debug mode."""
+    app = new_app(debug=True)
+    route = app.ws("/e", events=[Add])
+    route.on(Add, reply=Wrong)(total_of)
+    async with TestClient(app) as client:
+        async with client.websocket("/e") as ws:
+            await ws.send('{"type": "add", "id": 1, "a": 1, "b": 1}')
+            with pytest.raises(WebSocketClosed) as closed:
+                await ws.receive()
+    assert closed.value.code == 1011

@@ -22,7 +22,7 @@ import json
 import logging
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 import msgpack
 from websockets.frames import CloseCode
@@ -161,7 +161,7 @@ class RouteTyping:
         schema = adapt(type_)
         name = name or event_name(schema, self.discriminator)
         known = self.events.get(name)
-        reply_schema = _maybe_adapt(reply) if reply is not None else None
+        reply_schema = _maybe_adapt(reply) if reply is not None else returned_schema(handler)
         if known is not None:
             handler = handler or known.handler
             reply_schema = reply_schema or known.reply
@@ -185,6 +185,10 @@ class RouteTyping:
             return  # the handler may still come (the route used as a decorator)
         if factory is None:
             return
+        for name, event in self.events.items():
+            method = getattr(factory, event_method(name), None)
+            if event.handler is None and event.reply is None and method is not None:
+                self.events[name] = event._replace(reply=returned_schema(method))
         missing = [
             event_method(name)
             for name, event in self.events.items()
@@ -260,6 +264,23 @@ class RouteTyping:
 
 def _maybe_adapt(obj: Any) -> Schema | None:
     return None if obj is None else adapt(obj)
+
+
+def returned_schema(handler: Handler | None) -> Schema | None:
+    """The reply type of an event handler from its return annotation, when
+    that is a schema type (``-> Sum``); None for ``-> int``, ``-> None`` or none."""
+    if handler is None:
+        return None
+    try:
+        returned = get_type_hints(handler).get("return")
+    except Exception:  # an annotation that does not resolve: no reply type, no error
+        return None
+    if returned is None or returned is type(None):
+        return None
+    try:
+        return adapt(returned)
+    except TypeError:
+        return None
 
 
 def _event_types(events: Any, discriminator: str) -> Iterable[tuple[str | None, Any]]:
@@ -420,6 +441,13 @@ def _send_reply(
     ws: WebSocket, typing: RouteTyping, correlation: Any, schema: Schema | None, value: Any
 ) -> None:
     data = schema.to_builtins(value) if schema is not None else to_builtins(value)
+    if schema is not None and ws.app is not None and ws.app.debug:
+        try:
+            schema.validate(data)
+        except ValidationFailure as failure:
+            raise TypeError(
+                f"the reply does not match the event's reply type {schema.name}: {failure}"
+            ) from None
     envelope = {typing.discriminator: REPLY_TYPE, CORRELATION_KEY: correlation, "data": data}
     ws.send(json.dumps(envelope, separators=(",", ":")))
 
