@@ -428,6 +428,33 @@ def test_registration_refuses_mistakes() -> None:
     with pytest.raises(TypeError, match="lacks on_add"):
         app.ws("/a", NoMethods, events=[Say, Add])
 
+    class OpenOnly:
+        def open(self, ws: Any) -> None: ...
+
+    with pytest.raises(TypeError, match="needs a message"):
+        app.ws("/a", OpenOnly, body=Note)
+
+
+async def test_handler_class_with_a_typed_body() -> None:
+    """A handler class on a `body=` route gets typed values in `message`, with
+    its `open` and per-socket state as usual."""
+    app = new_app()
+
+    @app.ws("/n", body=Note)
+    class Counter:
+        def open(self, ws: Any) -> None:
+            self.seen = 0
+
+        def message(self, ws: Any, note: Note) -> None:
+            self.seen += 1
+            ws.send(f"{self.seen} {note.text}")
+
+    async with TestClient(app) as client:
+        async with client.websocket("/n") as ws:
+            await ws.send('{"text": "a"}')
+            await ws.send('{"text": "b"}')
+            assert [await ws.receive(), await ws.receive()] == ["1 a", "2 b"]
+
 
 def test_validation_failure_text() -> None:
     """`str(ValidationFailure)` reads as where: what, for logs."""
