@@ -200,7 +200,8 @@ def make_app(record: Path | None) -> Axeom:
     return app
 
 
-# -- typed routes (schemas, handshake validation, events): tests/behaviour/test_behaviour_messages_typed.py
+# -- typed routes (schemas, handshake validation, events):
+# tests/behaviour/test_behaviour_messages_typed.py
 
 
 class TypedQuery(pydantic.BaseModel):
