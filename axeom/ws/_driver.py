@@ -60,7 +60,7 @@ def websocket_for(
     what the handshake decided, the same on every runtime (``path_prefix``:
     an ASGI mount's, kept in ``ws.path``)."""
     route = upgrade.route
-    return WebSocket(
+    ws = WebSocket(
         conn,
         app=app,
         route=route.pattern,
@@ -74,6 +74,8 @@ def websocket_for(
         socket_id=socket_id,
         publish_to_self=route.options.publish_to_self,
     )
+    ws._on_end = upgrade.on_end
+    return ws
 
 
 # The sweeper's tick: a quarter of the shortest timer in use, kept within

@@ -20,6 +20,8 @@ from ._handshake import (
     validate_upgrade,
 )
 from ._options import WSOptions
+from ._origin import OriginPolicy
+from ._rate import LimitedHandlers, MessageLimits
 from ._upgrade import Upgrade
 
 __all__ = ["WSRoute"]
@@ -34,20 +36,39 @@ class WSRoute:
     invalid one with the status its broken rule calls for.
     """
 
-    __slots__ = ("handlers", "options", "pattern")
+    __slots__ = ("handlers", "message_limits", "options", "origin_policy", "pattern")
 
     def __init__(self, pattern: str, handlers: Handlers, options: WSOptions) -> None:
         self.pattern = pattern
-        self.handlers = handlers
         self.options = options
+        # Wrapped only when the route has message limits: no cost otherwise.
+        self.message_limits: MessageLimits | None = None
+        if MessageLimits.wanted(options):
+            self.message_limits = MessageLimits(options)
+            handlers = LimitedHandlers.around(handlers, self.message_limits)
+        self.handlers = handlers
+        # The route's own origin check (checked now: a bad entry fails at
+        # registration); the security plugin's policy applies where it is used.
+        allowed = options.allowed_origins
+        self.origin_policy = (
+            None
+            if allowed is None
+            else OriginPolicy(allowed, same_origin=False, require_origin=True)
+        )
 
     def __repr__(self) -> str:
         return f"WSRoute({self.pattern!r})"
 
     def check(self, ctx: Context) -> None:
-        """Protocol checks before any user hook runs (no wasted ``derive`` work)."""
+        """Protocol checks before any user hook runs (no wasted ``derive`` work):
+        the upgrade's headers, then the origin and, with the security plugin,
+        its connection limits."""
         ctx.endpoint_state = validate_upgrade(ctx.headers)
-        check_origin(ctx.headers, self.options.allowed_origins)
+        security = ctx.app.extensions.get("security")
+        if security is not None:
+            security.check_handshake(ctx, self)
+        else:
+            check_origin(ctx.headers, self.origin_policy)
 
     async def handle(self, ctx: Context) -> Response:
         key = ctx.endpoint_state

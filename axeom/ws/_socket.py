@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode
@@ -170,6 +170,7 @@ class WebSocket:
 
     __slots__ = (
         "_conn",
+        "_on_end",
         "_publish_to_self",
         "_queued",
         "_results",
@@ -203,6 +204,8 @@ class WebSocket:
         publish_to_self: bool = False,
     ) -> None:
         self._conn = conn
+        # Called once when the socket ends (set by the server that counts it open).
+        self._on_end: Callable[[], object] | None = None
         self._queued: SendResult | None = None  # made on first use (memory)
         self._results: dict[str, SendResult] | None = None  # the other statuses, likewise
         self._topics: set[str] | None = None  # created on first subscribe (memory)

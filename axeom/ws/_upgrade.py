@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ class Upgrade:
     accepted, from which the socket's process rebuilds the extension:
     ``None`` when compression is off, ``[]`` for a bare offer (no
     parameters), which is an offer all the same.
+    ``on_end`` is not sent across processes: the server running the socket
+    sets it, to be called once when the socket ends (connection limits).
     """
 
     route: WSRoute
@@ -35,3 +38,4 @@ class Upgrade:
     extensions: str | None
     deflate_offer: list[tuple[str, str | None]] | None
     remote_address: tuple[str, int] | None
+    on_end: Callable[[], object] | None = None
