@@ -33,9 +33,7 @@ ANSWER_WITHIN = 10.0
 )
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     workers, loop = request.param
-    with running_axeom(
-        APP, "--port", "0", "--workers", workers, "--loop", loop
-    ) as running:
+    with running_axeom(APP, "--port", "0", "--workers", workers, "--loop", loop) as running:
         yield running
 
 

@@ -214,4 +214,3 @@ class SecurityPlugin:
         if self.origin_refused:
             result[ORIGIN] = self.origin_refused
         return result
-
