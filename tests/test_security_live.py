@@ -1,6 +1,7 @@
 """The security plugin's limits and refusals through a real ``axeom run``:
 ``--workers 2`` (the acceptor holds the limits, workers report socket ends
-back to it), ``--workers 0`` on trio, and ``--workers 0 --loop asyncio``.
+back to it) and ``--workers 0``, each on trio and with ``--loop asyncio``
+(where a worker's sockets end on asyncio, its trio code a guest).
 
 Clients come from several loopback addresses (127.0.0.x), so that per-address
 limits can be told from the node's; each test reads the raw answer heads
@@ -28,8 +29,8 @@ ANSWER_WITHIN = 10.0
 
 @pytest.fixture(
     scope="module",
-    params=[("2", "trio"), ("0", "trio"), ("0", "asyncio")],
-    ids=["workers-2", "workers-0", "workers-0-asyncio"],
+    params=[("2", "trio"), ("0", "trio"), ("0", "asyncio"), ("2", "asyncio")],
+    ids=["workers-2", "workers-0", "workers-0-asyncio", "workers-2-asyncio"],
 )
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     workers, loop = request.param

@@ -23,6 +23,10 @@ from .._headers import Headers
 __all__ = ["OriginPolicy"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+# Decisions remembered per (Origin, Host) pair: a site's clients send a handful
+# of them, and parsing an origin costs more than the rest of the handshake's
+# checks; bounded (cleared when full) so that made-up origins cost no memory.
+DECISION_CACHE_SIZE = 256
 
 
 def _split(origin: str) -> tuple[str, str, int | None] | None:
@@ -53,7 +57,15 @@ class OriginPolicy:
         command-line client, a server) is refused; otherwise it passes.
     """
 
-    __slots__ = ("_any", "_exact", "_null", "_wildcards", "require_origin", "same_origin")
+    __slots__ = (
+        "_any",
+        "_decisions",
+        "_exact",
+        "_null",
+        "_wildcards",
+        "require_origin",
+        "same_origin",
+    )
 
     def __init__(
         self, allowed: Iterable[str] = (), *, same_origin: bool, require_origin: bool
@@ -64,6 +76,7 @@ class OriginPolicy:
         self._null = False
         self._exact: set[tuple[str, str, int | None]] = set()
         self._wildcards: list[tuple[str, str, int | None]] = []  # (scheme, ".domain", port)
+        self._decisions: dict[tuple[str, str | None], bool] = {}
         if isinstance(allowed, str):
             raise TypeError("allowed_origins must be a list of origins, not a single string")
         for entry in allowed:
@@ -97,9 +110,16 @@ class OriginPolicy:
         origin = headers.get("origin")
         if origin is None:
             return "a handshake without Origin is not allowed" if self.require_origin else None
-        if self._any or self.allows(origin, headers.get("host")):
+        if self._any:
             return None
-        return f"origin {origin!r} is not allowed"
+        key = (origin, headers.get("host"))
+        allowed = self._decisions.get(key)
+        if allowed is None:
+            allowed = self.allows(*key)
+            if len(self._decisions) >= DECISION_CACHE_SIZE:
+                self._decisions.clear()
+            self._decisions[key] = allowed
+        return None if allowed else f"origin {origin!r} is not allowed"
 
     def allows(self, origin: str, host: str | None) -> bool:
         if origin == "null":
