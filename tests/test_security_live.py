@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from tests._processes import Server, running_axeom, status, wait_for
+from tests._processes import Server, run_axeom, running_axeom, status, wait_for
 from tests._wsraw import RawClient, client_frame, upgrade_request
 from tests.apps.security_app import NODE, PER_ADDRESS
 
@@ -180,3 +180,6 @@ async def test_handshake_rate_origin_headers_and_status(server: Server) -> None:
         )
 
     await trio.to_thread.run_sync(lambda: wait_for(counted, SETTLE, "limits hit in status"))
+    text = (await trio.to_thread.run_sync(run_axeom, "status", "--port", str(port))).stdout
+    line = next(line for line in text.splitlines() if line.startswith("limits hit: "))
+    assert "handshake_rate_per_ip: " in line and "origin: " in line and "rate_limit: " in line
