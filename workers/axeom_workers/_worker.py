@@ -183,7 +183,6 @@ class Worker:
         """
         runtime = self.runtime
         assert runtime is not None
-        lock = closes.lock if closes is not None else trio.Lock()
         while (batch := await handoff.receive_sockets(channel)) is not None:
             taken = [self._take(received) for received in batch]
             replies = [
@@ -192,8 +191,11 @@ class Worker:
             ]
             acceptor_gone = False
             try:
-                async with lock:  # the ends of sockets go out on this channel too
+                if closes is None:
                     await handoff.send_replies(channel, replies)
+                else:
+                    async with closes.lock:  # the ends of sockets go out here too
+                        await handoff.send_replies(channel, replies)
             except handoff.HandoffError:
                 acceptor_gone = True  # its copies went with it: run what we took
             for received, took in zip(batch, taken, strict=True):
