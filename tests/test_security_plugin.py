@@ -102,18 +102,19 @@ def test_handshake_rate_is_a_token_bucket() -> None:
 
 
 def test_bucket_table_stays_bounded() -> None:
-    """Past ``max_tracked`` addresses, full buckets go first, then the least
-    recently used: memory does not grow with the number of addresses."""
+    """Past ``max_tracked`` addresses the least recently used bucket goes:
+    memory does not grow with the number of addresses."""
     clock = Clock()
     limits = ConnectionLimits(handshake_rate_per_ip=(1, 100.0), clock=clock, max_tracked=3)
     for address in ("a", "b", "c"):
         assert limits.admit(address) is None
         limits.closed(address)
-    clock.now += 100.0  # every bucket full again: the same as none
-    assert limits.admit("d") is None
-    assert limits.tracked_addresses == 1
-    for address in ("e", "f", "g", "h"):
-        limits.admit(address)
+    assert limits.admit("a") is not None  # a's bucket is used again: now the newest
+    for address in ("d", "e"):
+        assert limits.admit(address) is None
+    assert limits.tracked_addresses == 3
+    assert limits.admit("a") is not None  # b and c went, not a
+    assert limits.admit("b") is None  # a fresh bucket
     assert limits.tracked_addresses == 3
 
 

@@ -17,11 +17,10 @@ the single process with ``--workers 0``) and calls, per WebSocket handshake:
 Memory is bounded whatever the number of client addresses: an open-count
 entry exists only while its address has an open socket (so at most one per
 open socket), and at most ``MAX_TRACKED_ADDRESSES`` handshake buckets are
-kept. A full bucket is the same as none, so full ones are dropped first;
-past that, the least recently used goes, which an attacker holding more
-addresses than that could use to get a fresh burst per address: each
-address is still held to one burst per table turnover, and every socket to
-the per-address and node caps.
+kept; past that the least recently used goes (most likely a full one, the
+same as none). An attacker holding more addresses than that could get a
+fresh burst per address: each address is still held to one burst per table
+turnover, and every socket to the per-address and node caps.
 """
 
 from __future__ import annotations
@@ -177,21 +176,13 @@ class ConnectionLimits:
             buckets.move_to_end(address)
             return bucket
         assert self.handshake_rate_per_ip is not None
-        now = self.clock()
         if len(buckets) >= self.max_tracked:
-            self._make_room(now)
+            # The least recently used goes: O(1), whatever an attacker sends
+            # (a scan for full buckets would cost a pass per new address).
+            buckets.popitem(last=False)
         count, period = self.handshake_rate_per_ip
-        bucket = buckets[address] = TokenBucket(count, period, now)
+        bucket = buckets[address] = TokenBucket(count, period, self.clock())
         return bucket
-
-    def _make_room(self, now: float) -> None:
-        """Drop every full bucket (the same as none); if none is, the least
-        recently used one. A pass over the table, once per turnover at most."""
-        full = [a for a, b in self._buckets.items() if b.refill(now) >= b.capacity]
-        for address in full:
-            del self._buckets[address]
-        if len(self._buckets) >= self.max_tracked:
-            self._buckets.popitem(last=False)
 
     def opened(self, address: str | None, count: int = 1) -> None:
         """Count ``count`` sockets of ``address`` as open, without checking."""
