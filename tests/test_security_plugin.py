@@ -4,6 +4,10 @@ meets a route's ``allowed_origins``, the headers, and message rate options."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import trio
 
@@ -355,3 +359,19 @@ async def test_message_limits_are_counted_per_route() -> None:
             while limits_hit(app).get("rate_limit", 0) < 2:
                 await trio.sleep(0.01)
     assert limits_hit(app) == {"rate_limit": 2}
+
+
+# -- the public surface ---------------------------------------------------------------
+
+
+def test_security_exports_exist_and_stay_sans_io(tmp_path: Path) -> None:
+    """Every name of ``axeom.security.__all__`` exists, and importing it (engine
+    code: the plugin runs in ``app.handle``) leaves trio unimported."""
+    import axeom.security
+
+    assert [n for n in axeom.security.__all__ if not hasattr(axeom.security, n)] == []
+    code = "import sys, axeom.security\nprint('trio' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "False"), result.stderr
