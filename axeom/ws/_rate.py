@@ -98,6 +98,15 @@ class TokenBucket:
         return max(0.0, (cost - self.tokens) / self.rate)
 
 
+def _capacity_and_rate(rate: tuple[int, float] | None) -> tuple[float, float]:
+    """A bucket's size and refill per second; no limit is a bucket that is
+    never short (infinite, refilled by nothing)."""
+    if rate is None:
+        return math.inf, 0.0
+    count, period = rate
+    return float(count), count / period
+
+
 def _size(message: str | bytes) -> int:
     """Bytes of a message as it came (UTF-8 for text)."""
     if isinstance(message, bytes) or message.isascii():
@@ -122,25 +131,33 @@ class MessageLimits:
         return options.rate_limit is not None or options.byte_rate_limit is not None
 
     def wrap(self, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """``handler`` behind this socket's own buckets (called once per socket)."""
-        now = clock()
-        messages = None if self.rate is None else TokenBucket(*self.rate, now)
-        size = None if self.byte_rate is None else TokenBucket(*self.byte_rate, now)
+        """``handler`` behind this socket's own buckets (called once per socket).
+
+        The buckets' arithmetic is written out here, in the closure's own
+        variables: this runs for every message of a limited route.
+        """
         hits = self.hits
         close = self.close
+        now = clock()
+        count_cap, count_rate = _capacity_and_rate(self.rate)
+        byte_cap, byte_rate = _capacity_and_rate(self.byte_rate)
+        count_tokens, byte_tokens, stamp = count_cap, byte_cap, now
 
         def limited(ws: Any, message: str | bytes) -> Any:
+            nonlocal count_tokens, byte_tokens, stamp
             now = clock()
-            over = None
-            if messages is not None and messages.refill(now) < 1.0:
+            elapsed = now - stamp
+            stamp = now
+            count_tokens = min(count_cap, count_tokens + elapsed * count_rate)
+            byte_tokens = min(byte_cap, byte_tokens + elapsed * byte_rate)
+            if count_tokens < 1.0:
                 over = RATE_LIMIT
-            elif size is not None and size.refill(now) < (cost := _size(message)):
+            elif byte_rate and byte_tokens < (cost := _size(message)):
                 over = BYTE_RATE_LIMIT
-            if over is None:
-                if messages is not None:
-                    messages.tokens -= 1.0
-                if size is not None:
-                    size.tokens -= cost
+            else:
+                count_tokens -= 1.0
+                if byte_rate:
+                    byte_tokens -= cost
                 return handler(ws, message)
             hits[over] = hits.get(over, 0) + 1
             if close:
