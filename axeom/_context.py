@@ -80,6 +80,16 @@ class Context:
         return self.request.client
 
     @property
+    def secure(self) -> bool:
+        """True if the request came over TLS (see ``Request.secure``)."""
+        return self.request.secure
+
+    @property
+    def scheme(self) -> str:
+        """``"https"`` over TLS, else ``"http"`` (the handshake's ``wss``/``ws``)."""
+        return "https" if self.request.secure else "http"
+
+    @property
     def body(self) -> bytes:
         """The request body (``b""`` without one), already read in full."""
         return self.request.body

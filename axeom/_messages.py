@@ -18,6 +18,7 @@ from ._headers import Headers
 from .schema._encode import encode_object, encoders
 
 if TYPE_CHECKING:
+    from .security._limits import Admission
     from .ws._upgrade import Upgrade
 
 __all__ = ["Request", "Response", "to_message"]
@@ -32,6 +33,13 @@ class Request:
     the adapter knows it. ``body`` is read whole by the adapter before the
     engine sees the request (within the server's ``max_body_size``); an
     upgrade request never has one.
+
+    ``secure`` is true when the request came over TLS (the adapter that ran
+    TLS, or one that trusts a proxy's word for it, sets it): the security
+    plugin sends HSTS only then. ``admission`` is the socket place the
+    security plugin's connection limits reserved for this handshake; the
+    server that read the request releases it if no socket opens (see
+    ``axeom.security``).
     """
 
     method: str
@@ -40,6 +48,8 @@ class Request:
     client: tuple[str, int] | None = None
     http_version: str = "1.1"
     body: bytes = b""
+    secure: bool = False
+    admission: Admission | None = None
 
     @property
     def path(self) -> str:

@@ -401,6 +401,12 @@ def _format_status(result: dict[str, Any]) -> str:
             "http responses (refused upgrades included): "
             + "  ".join(f"{status_class}: {count}" for status_class, count in responses.items())
         )
+    # Security plugin refusals and message limits, by limit name (none hit: no line).
+    hits = totals.get("limits_hit") or {}
+    if hits:
+        lines.append(
+            "limits hit: " + "  ".join(f"{name}: {count}" for name, count in sorted(hits.items()))
+        )
     return "\n".join(lines)
 
 

@@ -50,6 +50,7 @@ from ._app import Axeom, OnStartError
 from ._headers import Headers
 from ._loops import wrong_loop_hint
 from ._messages import Request, Response
+from .security import connection_limits
 from .trio_runtime._runtime import SocketRuntime, open_socket_runtime
 from .trio_runtime._transport import StreamTransport
 from .ws._handshake import accept_key
@@ -132,6 +133,7 @@ class TestClient:
         # (an OnStartError fails the test as itself); on_stop after the sockets.
         await _run_on_start(self.app, loop)
         server = _TrioServer(self.app) if loop == "trio" else _AsyncioServer(self.app)
+        connection_limits(self.app)  # held here, as the one process of a server holds them
         await server.open()
         self._server = server
         return self
@@ -191,11 +193,17 @@ class TestClient:
             hdrs.add("sec-websocket-protocol", ", ".join(subprotocols))
         for name, value in (headers or {}).items():
             hdrs.add(name, value)
-        response = await self.app.handle(Request("GET", target, hdrs, self.client))
+        request = Request("GET", target, hdrs, self.client)
+        response = await self.app.handle(request)
+        admission = request.admission  # the security plugin's connection limits
         if response.status != 101 or response.upgrade is None:
+            if admission is not None:
+                admission.release()
             raise HandshakeRejected(response)
         if response.header("sec-websocket-accept") != accept_key(key):
             raise AssertionError("server answered with a wrong Sec-WebSocket-Accept")
+        if admission is not None:
+            response.upgrade.on_end = admission.release  # counted open until it ends
         async with self._opened().connect(response) as ws:
             yield ws
 

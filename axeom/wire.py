@@ -107,6 +107,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BRIDGE_SOURCE",
+    "CLOSED",
     "COUNTS",
     "ERROR_BAD_REQUEST",
     "ERROR_FAILED",
@@ -174,7 +175,8 @@ __all__ = [
 ]
 
 # Bump on any change to any format of this module (see the docstring).
-WIRE_VERSION = 1
+# 2: a worker also reports on the answer channel that a socket ended (``CLOSED``).
+WIRE_VERSION = 2
 
 
 class WireError(ValueError):
@@ -304,6 +306,11 @@ TAKEN = 0  # the worker holds the socket and writes the 101
 NO_DESCRIPTOR = 1  # the worker is out of descriptors: the kernel dropped the passed one
 REFUSED = 2  # the worker will not run it (draining, unknown route, unusable blob)
 OTHER_VERSION = 3  # another wire version: the worker wrote the 101 and a close 1012
+# Not an answer: a socket taken earlier (by this sequence number) has ended.
+# Sent only when the app has connection limits, so the acceptor that counted
+# it open can count it closed; an acceptor has no hand-off waiting on that
+# number any more, so one of version 1 ignores it.
+CLOSED = 4
 
 # The close frame a worker of another version writes after the 101: 1012
 # (service restart) tells the client to reconnect, and it will reach a

@@ -37,6 +37,7 @@ import trio
 
 from axeom import Axeom, Request, Response, ipc, wire
 from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
+from axeom.security import Admission, connection_limits, limits_hit
 from axeom.trio_runtime import (
     Accepted,
     HandshakeCounters,
@@ -98,6 +99,7 @@ class _Reply:
 
     task: trio.lowlevel.Task
     deadline: float  # trio time after which the answer is LATE
+    admission: Admission | None = None  # the socket's place under the connection limits
     outcome: int = GONE
 
     def resolve(self, outcome: int) -> None:
@@ -124,6 +126,9 @@ class WorkerSlot:
     received_base: int | None = None
     handed_base: int = 0
     replies: dict[int, _Reply] = field(default_factory=dict)  # by hand-off sequence number
+    # Sockets this worker took that count under the connection limits, by
+    # hand-off sequence number, until it reports them ended (``wire.CLOSED``).
+    open: dict[int, Admission] = field(default_factory=dict)
 
     @property
     def load(self) -> int:
@@ -139,11 +144,25 @@ class WorkerSlot:
             self.received_base, self.handed_base = received, self.handed
         self.reported_sockets, self.reported_received = sockets, received
 
+    def taken(self, seq: int, reply: _Reply) -> None:
+        """The worker took the socket: it counts as open until it reports it ended."""
+        if reply.admission is not None:
+            self.open[seq] = reply.admission
+
+    def ended(self, seq: int) -> None:
+        admission = self.open.pop(seq, None)
+        if admission is not None:
+            admission.release()
+
     def close(self) -> None:
         self.alive = False
         replies, self.replies = self.replies, {}
         for reply in replies.values():
             reply.resolve(GONE)  # the worker never answered, so it wrote no 101
+        # Its sockets went with it (or can no longer be reported on).
+        opened, self.open = self.open, {}
+        for admission in opened.values():
+            admission.release()
         if self.channel is not None:
             # Wake a hand-off parked on this channel (it then places elsewhere).
             trio.lowlevel.notify_closing(self.channel)
@@ -180,6 +199,9 @@ class Acceptor:
         # Where handshakes run: the nursery a graceful stop waits for.
         self._clients: trio.Nursery | None = None
         self._refusals = 0  # sockets answered 503 because every worker refused them
+        # Every handshake of the node passes here: the security plugin's
+        # connection limits are held here (None without them).
+        self.limits = connection_limits(app)
         self._mismatches = wire.MismatchLog(logger, "hand-off answers or events")
 
     # -- placement ---------------------------------------------------------------
@@ -301,6 +323,7 @@ class Acceptor:
             "handed": self.handed_total,
             "unplaced": self.unplaced_total,
             **self.counters.report(),
+            "limits": limits_hit(self.app),
         }
         return wire.heartbeat("acceptor", self.settings.generation, os.getpid(), figures)
 
@@ -340,15 +363,21 @@ class Acceptor:
                 handle=self.handle,
             )
             if accepted is not None:
-                await self._hand_off(transport, accepted)
+                taken = False
+                try:
+                    taken = await self._hand_off(transport, accepted)
+                finally:
+                    if accepted.admission is not None and not taken:
+                        accepted.admission.release()
         except Exception:
             logger.exception("internal error in the acceptor; connection dropped")
         finally:
             transport.close()
 
-    async def _hand_off(self, transport: SocketTransport, accepted: Accepted) -> None:
+    async def _hand_off(self, transport: SocketTransport, accepted: Accepted) -> bool:
         """Place the socket on a worker that takes it, trying each at most
-        once; answer 503 if none does. Our copy is closed by the caller."""
+        once; answer 503 if none does. Our copy is closed by the caller.
+        True if a worker took it (its admission is then the worker slot's)."""
         # The worker names the socket: its id then tells app.send where it lives.
         try:
             blob = wire.encode_handoff(
@@ -359,11 +388,11 @@ class Acceptor:
             self.counters.count(500, True)
             with contextlib.suppress(trio.BrokenResourceError):
                 transport.try_send([UNSENDABLE])
-            return
+            return False
         tried: tuple[WorkerSlot, ...] = ()
         while (slot := self.choose(tried)) is not None:
             tried += (slot,)
-            outcome = await self._offer(slot, transport.sock.fileno(), blob)
+            outcome = await self._offer(slot, transport.sock.fileno(), blob, accepted.admission)
             if outcome == wire.TAKEN:
                 self.handed_total += 1
                 self.counters.count(101, True)
@@ -372,7 +401,7 @@ class Acceptor:
                         "placing sockets again after answering %d with 503", self._refusals
                     )
                     self._refusals = 0
-                return
+                return True
             if outcome == LATE:
                 # The worker may still take it later: make sure it cannot
                 # write a 101 after our 503 (shutdown acts on the socket, not
@@ -382,9 +411,9 @@ class Acceptor:
                 with contextlib.suppress(trio.BrokenResourceError, OSError):
                     transport.try_send([UNPLACED])
                     transport.sock.shutdown(socket.SHUT_RDWR)
-                return
+                return False
             if outcome == wire.OTHER_VERSION:
-                return  # that worker wrote the 101 and a close 1012 (service restart)
+                return False  # that worker wrote the 101 and a close 1012 (service restart)
             if outcome == GONE:
                 logger.warning("worker %s unreachable; placing elsewhere", slot.worker_id)
         self._count_unplaced(tried)
@@ -392,17 +421,22 @@ class Acceptor:
         # when descriptors are short, and the head was read to its end.
         with contextlib.suppress(trio.BrokenResourceError):
             transport.try_send([UNPLACED])
+        return False
 
-    async def _offer(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
+    async def _offer(
+        self, slot: WorkerSlot, fd: int, blob: bytes, admission: Admission | None = None
+    ) -> int:
         """Hand ``fd`` to one worker; its answer, GONE or LATE. The socket
         counts in the worker's load while the answer is awaited, so that a
         burst of hand-offs is spread as before; a refusal takes it back."""
-        outcome = await self._offer_and_wait(slot, fd, blob)
+        outcome = await self._offer_and_wait(slot, fd, blob, admission)
         if outcome != wire.TAKEN:
             slot.handed -= 1
         return outcome
 
-    async def _offer_and_wait(self, slot: WorkerSlot, fd: int, blob: bytes) -> int:
+    async def _offer_and_wait(
+        self, slot: WorkerSlot, fd: int, blob: bytes, admission: Admission | None
+    ) -> int:
         assert slot.channel is not None
         seq = next(self._sequence)
         slot.handed += 1
@@ -414,7 +448,7 @@ class Acceptor:
         # Registered only once sent: no checkpoint between here and parking,
         # so nothing can resolve it before this task waits.
         reply = slot.replies[seq] = _Reply(
-            trio.lowlevel.current_task(), trio.current_time() + HANDOFF_REPLY_TIMEOUT
+            trio.lowlevel.current_task(), trio.current_time() + HANDOFF_REPLY_TIMEOUT, admission
         )
 
         def abort(_: Any) -> trio.lowlevel.Abort:
@@ -456,8 +490,15 @@ class Acceptor:
                 error = wire.VersionMismatch(answers.version, slot.worker_id)
                 self._mismatches.report(error, "its outcome codes are read as they are frozen")
             for seq, outcome in answers.pairs:
+                if outcome == wire.CLOSED:
+                    slot.ended(seq)
+                    continue
                 reply = slot.replies.pop(seq, None)
                 if reply is not None:
+                    if outcome == wire.TAKEN:
+                        # Now, not when its task resumes: the socket's end
+                        # may be in the next datagram, read before that.
+                        slot.taken(seq, reply)
                     reply.resolve(outcome)
         if slot.channel is channel:
             slot.close()

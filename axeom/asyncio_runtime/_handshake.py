@@ -213,24 +213,32 @@ class HandshakeProtocol(asyncio.Protocol):
     # -- answering ------------------------------------------------------------------
 
     async def _handle(self, request: Request, trailing: bytes) -> None:
+        adopted = False
         try:
             response = await self.server.app.handle(request)
-            self._respond(response, trailing)
+            admission = request.admission
+            if admission is not None and response.upgrade is not None:
+                response.upgrade.on_end = admission.release  # counts open until it ends
+            adopted = self._respond(response, trailing)
         except Exception:
             logger.exception("internal error serving %s:%s; connection dropped", *self.address)
             if self.transport is not None:
                 self.transport.abort()
+        finally:
+            if not adopted and request.admission is not None:
+                request.admission.release()  # no socket runs: its place is free again
 
     def _answer(self, response: Response) -> None:
         """Answer without asking the app (malformed, too large, too slow)."""
         self._read()
         self._respond(response, b"")
 
-    def _respond(self, response: Response, trailing: bytes) -> None:
+    def _respond(self, response: Response, trailing: bytes) -> bool:
+        """Write the answer; True if it was a 101 and the runtime runs the socket."""
         server = self.server
         transport = self.transport
         if transport is None or transport.is_closing():
-            return
+            return False
         self.state = _State.DONE
         try:
             head = serialize_response(response, close=response.status != 101)
@@ -242,9 +250,10 @@ class HandshakeProtocol(asyncio.Protocol):
             transport.write(head)
             server.counters.count(101, True)
             server.runtime.adopt(transport, response.upgrade, trailing)
-            return
+            return True
         server.counters.count(response.status, self.upgrade_asked)
         self._reject(transport, head)
+        return False
 
     def _reject(self, transport: asyncio.Transport, head: bytes) -> None:
         """Write the rejection, half-close, and discard what the client still

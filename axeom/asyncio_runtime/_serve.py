@@ -29,6 +29,7 @@ from .._listener import (
     connection_waiting,
 )
 from ..process import STOP_SIGNALS, serve_with_lifespan
+from ..security import connection_limits
 from ..trio_runtime._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, shed
 from ._handshake import Handshakes, HeadSocket
@@ -164,6 +165,7 @@ async def serve_listener(
     """
     limits = limits or HandshakeLimits()
     counters = HandshakeCounters()
+    connection_limits(app)  # this process settles what they admit (see axeom.security)
     listener.setblocking(False)
     runtime = AsyncioRuntime(app, loop_name=loop_name)
     handshakes = Handshakes(app, runtime, limits, counters)

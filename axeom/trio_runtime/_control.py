@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pynng
 
 from .. import wire
+from ..security import limits_hit
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -138,6 +139,7 @@ async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
             "http_responses": dict(server.counters.responses),
             "restarts": 0,
             "invalid_messages": server.app.invalid_messages,  # typed routes' rejects
+            "limits_hit": limits_hit(server.app),
         },
     }
 

@@ -35,6 +35,7 @@ from .._http1 import (
     serialize_response,
 )
 from .._messages import Request, Response
+from ..security import Admission
 from ..ws._upgrade import Upgrade
 from ._transport import SocketTransport
 
@@ -140,6 +141,9 @@ class Accepted:
     upgrade: Upgrade
     trailing: bytes
     response_head: bytes
+    # The socket's place under the connection limits, if they apply: the
+    # caller releases it if the socket never runs, or hands it to what runs it.
+    admission: Admission | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -330,9 +334,14 @@ async def answer_handshake(
     if pending is not None and pending.evicted:
         return None  # already answered 408 and closed
     response = received.answer
+    request = received.request
     if response is None:
-        assert received.request is not None
-        response = await (app.handle if handle is None else handle)(received.request)
+        assert request is not None
+        try:
+            response = await (app.handle if handle is None else handle)(request)
+        except BaseException:
+            _release(request)  # cancelled (a graceful stop's deadline)
+            raise
     upgrade_asked, trailing = received.upgrade_asked, received.trailing
     if response.status == 101 and admit is not None:
         response = admit() or response
@@ -343,11 +352,19 @@ async def answer_handshake(
         response = Response.error(500, "Internal Server Error")
         head = serialize_response(response, close=True)
     if response.status == 101 and response.upgrade is not None:
-        return Accepted(response.upgrade, trailing, head)
+        assert request is not None
+        return Accepted(response.upgrade, trailing, head, request.admission)
+    _release(request)
     if counters is not None:
         counters.count(response.status, upgrade_asked)
     await reject(transport, head)
     return None
+
+
+def _release(request: Request | None) -> None:
+    """The handshake ends without a socket: its place under the limits is free."""
+    if request is not None and request.admission is not None:
+        request.admission.release()
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from .._listener import (
     bind_listener,
     connection_waiting,
 )
+from ..security import connection_limits
 from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ._handshake import (
     HandshakeCounters,
@@ -73,6 +74,7 @@ async def serve_listener(
     """
     limits = limits or HandshakeLimits()
     counters = HandshakeCounters()
+    connection_limits(app)  # this process settles what they admit (see axeom.security)
     pending = PendingHeads(limits, counters)
     listener.setblocking(False)
     async with open_socket_runtime(app) as runtime:
@@ -179,16 +181,21 @@ async def _serve_client(
     ends there). A failure here is a bug in Axeom, not in the app (handlers are
     contained by the actor): it is logged and costs this connection only."""
     handed = False
+    admission = None
     try:
         transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         accepted = await answer_handshake(
             app, transport, address[:2], limits, pending=pending, counters=counters
         )
         if accepted is not None:
+            admission = accepted.admission
+            if admission is not None:  # the socket counts as open until it ends
+                accepted.upgrade.on_end = admission.release
             await transport.send_all([accepted.response_head])
             counters.count(101, True)
             handed = True  # from here on the runtime closes it
             runtime.start_socket(transport, accepted.upgrade, accepted.trailing)
+            admission = None
     except trio.BrokenResourceError:
         pass  # the client left before its 101 was written
     except Exception:
@@ -196,3 +203,5 @@ async def _serve_client(
     finally:
         if not handed:
             transport.close()
+        if admission is not None:  # no socket runs (idempotent if one ran and ended)
+            admission.release()

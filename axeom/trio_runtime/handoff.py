@@ -25,6 +25,11 @@ Hand-offs come in bursts, so a worker takes every datagram already queued
 in one wake (up to ``MAX_BATCH``) and answers them all in one reply
 datagram: a run of (sequence number, outcome) pairs. That is one syscall
 and one wake-up of the acceptor per burst rather than per socket.
+
+When the app has connection limits (``axeom.security``), the acceptor
+counts a socket open until the worker says it ended: the worker sends
+(sequence number, ``CLOSED``) pairs on the same channel, batched the same
+way (``axeom_workers`` gathers them per channel).
 """
 
 from __future__ import annotations

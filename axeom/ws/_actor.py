@@ -86,6 +86,8 @@ class Actor:
         if ws.app is not None:  # no more deliveries to a closed socket
             ws.app.pubsub.remove_socket(ws, ws.subscriptions)
             ws._topics = None
+        if ws._on_end is not None:  # it no longer counts as open (connection limits)
+            ws._on_end()
         if self.handlers.close is None:
             return None
         try:

@@ -80,6 +80,7 @@ def websocket_for(
     )
     if typing.send is not None and app is not None and app.debug:
         ws._send_check = typing.send_check()
+    ws._on_end = upgrade.on_end
     return ws
 
 

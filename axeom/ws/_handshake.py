@@ -13,7 +13,7 @@ client author can tell what went wrong from the response alone:
 - a body announced (``Transfer-Encoding``, ``Content-Length`` other than 0): 400;
 - ``Sec-WebSocket-Version`` other than 13: 426 with ``Sec-WebSocket-Version: 13``;
 - missing, repeated or malformed ``Sec-WebSocket-Key``: 400;
-- ``Origin`` not allowed by the route: 403.
+- ``Origin`` not allowed by the route's (or the security plugin's) policy: 403.
 
 ``Sec-WebSocket-Protocol`` and ``Sec-WebSocket-Extensions`` are parsed only
 when the route has subprotocols or compression to negotiate; a malformed
@@ -35,6 +35,7 @@ from websockets.utils import accept_key
 from .._headers import Headers
 from .._http1 import upgrade_body_refusal
 from ..errors import BadRequest, Forbidden, HTTPError
+from ._origin import OriginPolicy
 
 __all__ = [
     "accept_key",
@@ -135,13 +136,13 @@ def _refuse_body(headers: Headers) -> None:
         raise BadRequest(refusal)
 
 
-def check_origin(headers: Headers, allowed: Sequence[str] | None) -> None:
-    """Reject with 403 when the route lists origins and the request's is not one."""
-    if allowed is None:
+def check_origin(headers: Headers, policy: OriginPolicy | None) -> None:
+    """Reject with 403 (and the reason) when ``policy`` refuses the request's origin."""
+    if policy is None:
         return
-    origin = headers.get("origin")
-    if origin is None or origin not in allowed:
-        raise Forbidden(f"origin {origin!r} is not allowed")
+    refusal = policy.refusal(headers)
+    if refusal is not None:
+        raise Forbidden(refusal)
 
 
 def select_subprotocol(headers: Headers, supported: Sequence[str]) -> str | None:

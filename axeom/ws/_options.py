@@ -11,6 +11,8 @@ import difflib
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ._rate import ON_RATE_LIMIT, check_rate
+
 __all__ = ["WSOptions"]
 
 MiB = 2**20
@@ -37,6 +39,14 @@ class WSOptions:
     close_timeout: seconds to wait for the peer's close frame after ours
         before dropping the TCP connection.
     publish_to_self: deliver ``ws.publish`` to the publishing socket too.
+    rate_limit: ``(messages, seconds)``: at most that many messages per
+        socket, as a token bucket (a burst of ``messages``, refilled evenly
+        over ``seconds``); ``None``: no limit.
+    byte_rate_limit: ``(bytes, seconds)``: the same for message bytes
+        (UTF-8 for text). A single message over ``bytes`` never passes.
+    on_rate_limit: what a message over a rate limit does: ``"close"`` the
+        socket with 1008 (policy violation), or ``"drop"`` the message;
+        counted either way.
     """
 
     max_message_size: int = MiB
@@ -49,8 +59,12 @@ class WSOptions:
     allowed_origins: tuple[str, ...] | None = None
     close_timeout: float = 5.0
     publish_to_self: bool = False
+    rate_limit: tuple[int, float] | None = None
+    byte_rate_limit: tuple[int, float] | None = None
+    on_rate_limit: str = "close"
 
     def __post_init__(self) -> None:
+        self._check_rate_limits()
         _positive_int("max_message_size", self.max_message_size)
         _positive_int("backpressure_limit", self.backpressure_limit)
         _positive_or_none("idle_timeout", self.idle_timeout)
@@ -61,6 +75,15 @@ class WSOptions:
             raise TypeError(f"compression must be True or False, got {self.compression!r}")
         if not isinstance(self.publish_to_self, bool):
             raise TypeError(f"publish_to_self must be True or False, got {self.publish_to_self!r}")
+
+    def _check_rate_limits(self) -> None:
+        """``rate_limit``, ``byte_rate_limit``, ``on_rate_limit``, normalised to tuples."""
+        for name, unit in (("rate_limit", "messages"), ("byte_rate_limit", "bytes")):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, check_rate(name, value, unit))
+        if self.on_rate_limit not in ON_RATE_LIMIT:
+            raise ValueError(f"on_rate_limit must be 'close' or 'drop', got {self.on_rate_limit!r}")
 
     @classmethod
     def names(cls) -> frozenset[str]:

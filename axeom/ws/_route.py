@@ -22,6 +22,8 @@ from ._handshake import (
     validate_upgrade,
 )
 from ._options import WSOptions
+from ._origin import OriginPolicy
+from ._rate import LimitedHandlers, MessageLimits
 from ._typed import RouteTyping
 from ._upgrade import Upgrade
 
@@ -54,7 +56,7 @@ class WSRoute:
     ``send``, ``events``, ``discriminator``, ``on_invalid``, ``binary``.
     """
 
-    __slots__ = ("handlers", "options", "pattern", "typing")
+    __slots__ = ("handlers", "message_limits", "options", "origin_policy", "pattern", "typing")
 
     def __init__(
         self,
@@ -66,11 +68,22 @@ class WSRoute:
         self.pattern = pattern
         self.options = options
         self.typing = typing or RouteTyping()
+        # Handlers are wrapped only when the route has message limits: no cost otherwise.
+        self.message_limits = MessageLimits(options) if MessageLimits.wanted(options) else None
         self.handlers = handlers
         self.set_handlers(handlers)
+        # The route's own origin check (checked now: a bad entry fails at
+        # registration); the security plugin's policy applies where it is used.
+        allowed = options.allowed_origins
+        self.origin_policy = (
+            None
+            if allowed is None
+            else OriginPolicy(allowed, same_origin=False, require_origin=True)
+        )
 
     def set_handlers(self, handlers: Handlers) -> None:
-        """Install ``handlers``, with the route's message typing if it has any."""
+        """Install ``handlers``, with the route's message typing and message
+        limits if it has any (limits count the raw message, before decoding)."""
         typing = self.typing
         if typing.messages:
             if typing.events and handlers.message is not None:
@@ -80,6 +93,8 @@ class WSRoute:
                 )
             typing.check_handlers(handlers.factory, handlers.message)
             handlers = dataclasses.replace(handlers, typing=typing)
+        if self.message_limits is not None:
+            handlers = LimitedHandlers.around(handlers, self.message_limits)
         self.handlers = handlers
 
     def on(self, type_: Any, *, name: str | None = None, reply: Any = None) -> Callable[[F], F]:
@@ -110,9 +125,15 @@ class WSRoute:
         return f"WSRoute({self.pattern!r})"
 
     def check(self, ctx: Context) -> None:
-        """Protocol checks before any user hook runs (no wasted ``derive`` work)."""
+        """Protocol checks before any user hook runs (no wasted ``derive`` work):
+        the upgrade's headers, then the origin and, with the security plugin,
+        its connection limits, then a typed route's query, params and headers."""
         ctx.endpoint_state = key = validate_upgrade(ctx.headers)
-        check_origin(ctx.headers, self.options.allowed_origins)
+        security = ctx.app.extensions.get("security")
+        if security is not None:
+            security.check_handshake(ctx, self)
+        else:
+            check_origin(ctx.headers, self.origin_policy)
         typing = self.typing
         if typing.handshake:
             typed = typing.validate_handshake(ctx)

@@ -170,6 +170,7 @@ class WebSocket:
 
     __slots__ = (
         "_conn",
+        "_on_end",
         "_publish_to_self",
         "_queued",
         "_results",
@@ -204,6 +205,8 @@ class WebSocket:
         publish_to_self: bool = False,
     ) -> None:
         self._conn = conn
+        # Called once when the socket ends (set by the server that counts it open).
+        self._on_end: Callable[[], object] | None = None
         self._queued: SendResult | None = None  # made on first use (memory)
         self._results: dict[str, SendResult] | None = None  # the other statuses, likewise
         self._topics: set[str] | None = None  # created on first subscribe (memory)

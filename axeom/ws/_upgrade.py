@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ class Upgrade:
     ``None`` when compression is off, ``[]`` for a bare offer (no
     parameters), which is an offer all the same. ``query``, ``params`` and
     ``headers`` are the raw values, as they arrived.
+    ``on_end`` is not sent across processes: the server running the socket
+    sets it, to be called once when the socket ends (connection limits).
     """
 
     route: WSRoute
@@ -40,3 +43,4 @@ class Upgrade:
     # validated them; None after a hand-off (the worker validates the raw
     # values again: only plain data crosses a process boundary).
     typed: tuple[Any, Any, Any] | None = None
+    on_end: Callable[[], object] | None = None

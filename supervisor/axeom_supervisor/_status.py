@@ -38,6 +38,8 @@ def add_totals(into: dict[str, Any], report: dict[str, Any]) -> None:
     into["shed"] += report.get("shed", 0)
     for status_class, count in (report.get("responses") or {}).items():
         into["responses"][status_class] = into["responses"].get(status_class, 0) + count
+    if report.get("limits"):
+        _add_counts(into.setdefault("limits", {}), report["limits"])
 
 
 def status(supervisor: Supervisor) -> dict[str, Any]:
@@ -79,8 +81,24 @@ def status(supervisor: Supervisor) -> dict[str, Any]:
                 for c in supervisor.children
                 if c.role == "worker"
             ),
+            "limits_hit": _limits_hit(supervisor, acceptors),
         },
     }
+
+
+def _limits_hit(supervisor: Supervisor, acceptors: dict[str, Any]) -> dict[str, int]:
+    """Refusals by limit name: the acceptors' (handshakes: origin, connection
+    limits; exited ones included) plus the live workers' (message limits)."""
+    hits = dict(acceptors.get("limits") or {})
+    for child in supervisor.children:
+        if child.role == "worker":
+            _add_counts(hits, child.report.get("limits") or {})
+    return hits
+
+
+def _add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
+    for name, count in counts.items():
+        into[name] = into.get(name, 0) + count
 
 
 def _process_status(child: Child, now: float) -> dict[str, Any]:

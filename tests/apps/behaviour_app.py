@@ -38,6 +38,10 @@ PING_INTERVAL = 0.1
 # Idle timeout of the keepalive route: many ping intervals, so that a client
 # slowed by a loaded machine still answers in time.
 KEEPALIVE_IDLE_TIMEOUT = 2.0
+# Message rate limits: three messages, then none for ten minutes (no token
+# comes back during a test); bytes: 100, then none.
+RATE_LIMIT = (3, 600)
+BYTE_RATE_LIMIT = (100, 600)
 
 
 async def pause(seconds: float) -> None:
@@ -183,6 +187,28 @@ def make_app(record: Path | None) -> Axeom:
             ws.publish(ws.params["topic"], msg)
 
     app.ws("/room/:topic", open=on_room_open, message=on_room_message)
+
+    # -- per-socket message rate limits (route options) ---------------------------
+    app.ws("/rate-close", message=on_echo, rate_limit=RATE_LIMIT)
+    app.ws("/byte-rate", message=on_echo, byte_rate_limit=BYTE_RATE_LIMIT)
+
+    @app.ws("/rate-drop", rate_limit=RATE_LIMIT, on_rate_limit="drop")
+    class RateDrop:
+        """Echoes, and records at its close which messages it was given."""
+
+        def __init__(self):
+            self.handled = []
+
+        def message(self, ws, msg):
+            self.handled.append(msg)
+            ws.send(msg)
+
+        def close(self, ws, code, reason):
+            if record is not None:
+                with open(record / ws.data["tag"], "a") as out:
+                    out.write(" ".join(self.handled) + "\n")
+
+    # -- end of the message rate limit routes ---------------------------------------
 
     @app.ws("/aio")
     async def through_asyncio(ws, msg):

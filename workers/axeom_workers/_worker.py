@@ -23,6 +23,7 @@ import trio
 
 from axeom import Axeom, ipc, wire
 from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
+from axeom.security import limits_hit, tracks_sockets
 from axeom.trio_runtime import (
     SocketTransport,
     handoff,
@@ -31,6 +32,7 @@ from axeom.trio_runtime import (
 )
 from axeom.ws import Upgrade, socket_id_prefix
 
+from ._closes import ChannelCloses
 from ._hub_link import TRIO_WAITS, AppWaits, HubLink
 
 __all__ = ["Sockets", "WorkerSettings", "run_worker"]
@@ -103,6 +105,9 @@ class Worker:
         self.link: HubLink | None = None
         self._nursery: trio.Nursery | None = None
         self._mismatches = wire.MismatchLog(logger, "hand-offs")
+        # With connection limits, the acceptor counts the sockets it handed
+        # here as open until told that they ended.
+        self.reports_closes = tracks_sockets(app)
 
     async def run(self) -> None:
         settings = self.settings
@@ -151,9 +156,24 @@ class Worker:
                 continue
             channel.setblocking(False)
             handoff.tune(channel)
-            nursery.start_soon(self._receive_sockets, channel)
+            nursery.start_soon(self._serve_channel, channel)
 
-    async def _receive_sockets(self, channel: socket.socket) -> None:
+    async def _serve_channel(self, channel: socket.socket) -> None:
+        """One acceptor's channel: its hand-offs, and (with connection limits)
+        the ends of the sockets it handed, until it closes."""
+        closes = ChannelCloses(channel) if self.reports_closes else None
+        with channel:
+            async with trio.open_nursery() as nursery:
+                if closes is not None:
+                    nursery.start_soon(closes.send_forever)
+                await self._receive_sockets(channel, closes)
+                nursery.cancel_scope.cancel()
+        if closes is not None:
+            closes.channel_ended()
+
+    async def _receive_sockets(
+        self, channel: socket.socket, closes: ChannelCloses | None = None
+    ) -> None:
         """Take each handed-off socket and answer the acceptor: taken, or why not.
 
         The hand-offs queued when this task wakes are taken together and
@@ -163,23 +183,28 @@ class Worker:
         """
         runtime = self.runtime
         assert runtime is not None
-        with channel:
-            while (batch := await handoff.receive_sockets(channel)) is not None:
-                taken = [self._take(received) for received in batch]
-                replies = [
-                    (received.seq, wire.TAKEN if isinstance(took, tuple) else took)
-                    for received, took in zip(batch, taken, strict=True)
-                ]
-                acceptor_gone = False
-                try:
+        while (batch := await handoff.receive_sockets(channel)) is not None:
+            taken = [self._take(received) for received in batch]
+            replies = [
+                (received.seq, wire.TAKEN if isinstance(took, tuple) else took)
+                for received, took in zip(batch, taken, strict=True)
+            ]
+            acceptor_gone = False
+            try:
+                if closes is None:
                     await handoff.send_replies(channel, replies)
-                except handoff.HandoffError:
-                    acceptor_gone = True  # its copies went with it: run what we took
-                for took in taken:
-                    if isinstance(took, tuple):
-                        runtime.nursery.start_soon(self._run_socket, *took)
-                if acceptor_gone:
-                    return
+                else:
+                    async with closes.lock:  # the ends of sockets go out here too
+                        await handoff.send_replies(channel, replies)
+            except handoff.HandoffError:
+                acceptor_gone = True  # its copies went with it: run what we took
+            for received, took in zip(batch, taken, strict=True):
+                if isinstance(took, tuple):
+                    if closes is not None and not acceptor_gone:
+                        took[1].upgrade.on_end = closes.reporter(received.seq)
+                    runtime.nursery.start_soon(self._run_socket, *took)
+            if acceptor_gone:
+                return
 
     def _take(self, received: handoff.Received) -> tuple[socket.socket, wire.HandedOff] | int:
         """The socket and what to run it with, or the refusal to answer."""
@@ -251,6 +276,8 @@ class Worker:
         finally:
             if not started:
                 transport.close()
+                if handed.upgrade.on_end is not None:
+                    handed.upgrade.on_end()  # it never ran: the acceptor counts it no longer
 
     async def _heartbeats(self, reports: pynng.Socket) -> None:
         settings = self.settings
@@ -265,6 +292,7 @@ class Worker:
                 "pubsub_dropped": self._pubsub_dropped(),
                 # Messages of typed routes that failed validation (axeom status).
                 "invalid_messages": self.app.invalid_messages,
+                "limits": limits_hit(self.app),
             }
             await reports.asend(
                 wire.heartbeat(settings.worker_id, settings.generation, os.getpid(), figures)
