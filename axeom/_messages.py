@@ -28,7 +28,8 @@ class Request:
 
     ``target`` is the request-target as sent (``/chat/1?x=2``); ``path`` and
     ``query`` are derived from it. ``client`` is the peer's (host, port) when
-    the adapter knows it. ``body`` is read whole by the adapter before the
+    the adapter knows it. ``secure`` is True when it came over TLS (``https``,
+    ``wss``). ``body`` is read whole by the adapter before the
     engine sees the request (within the server's ``max_body_size``); an
     upgrade request never has one.
     """
@@ -39,6 +40,7 @@ class Request:
     client: tuple[str, int] | None = None
     http_version: str = "1.1"
     body: bytes = b""
+    secure: bool = False
 
     @property
     def path(self) -> str:
