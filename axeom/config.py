@@ -501,6 +501,15 @@ class ServerConfig:
                 if getattr(self, name) is not None:
                     raise ConfigError("needs ssl_certfile (the certificate)", name)
             return
+        if self.workers and self.loop != "trio":
+            # The worker runs TLS and the handshake on trio, and an SSL session
+            # cannot be passed on to the worker's asyncio loop afterwards.
+            raise ConfigError(
+                f'with workers >= 1 needs loop = "trio" (TLS in workers runs on trio; '
+                f'"{self.loop}" serves TLS with workers = 0)',
+                "ssl_certfile",
+                related=("loop", "workers"),
+            )
         from .tls import TLSError, TLSSettings, server_context
 
         try:

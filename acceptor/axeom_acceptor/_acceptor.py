@@ -84,6 +84,9 @@ class AcceptorSettings:
     limits: HandshakeLimits = field(default_factory=HandshakeLimits)
     generation: int = 1
     graceful_timeout: float = 10.0
+    # TLS: connections are placed on a worker right after accept, before any
+    # byte is read (the worker runs TLS and the handshake): see ``_place``.
+    tls: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -317,6 +320,9 @@ class Acceptor:
 
     def _on_client(self, sock: socket.socket, address: Any) -> None:
         """Just accepted: count it among the unfinished heads (or shed it) and serve it."""
+        if self.settings.tls:
+            self._start_placing(sock, address)
+            return
         transport = SocketTransport(sock)
         head = self.pending.enter(transport, address[0])
         if head is not None:
@@ -345,6 +351,47 @@ class Acceptor:
             logger.exception("internal error in the acceptor; connection dropped")
         finally:
             transport.close()
+
+    # -- TLS: placement before the handshake ------------------------------------
+
+    def _start_placing(self, sock: socket.socket, address: Any) -> None:
+        """A TLS connection: to a worker at once (``_place``).
+
+        This is where a per-address check can refuse a TLS connection at
+        accept time, by its peer address alone (the head is never read here).
+        """
+        nursery = self._clients or self._nursery
+        assert nursery is not None
+        nursery.start_soon(self._place, sock, (str(address[0]), int(address[1])))
+
+    async def _place(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        """Place a connection nothing was read from on a worker that takes it,
+        trying each at most once. The worker runs TLS, reads the head, runs
+        ``app.handle`` and answers it (its rejections, its 101). If no worker
+        takes it, it is closed: before the TLS handshake nothing readable can
+        be written (a client sees a failed handshake and retries)."""
+        try:
+            blob = wire.encode_connection(address)
+            tried: tuple[WorkerSlot, ...] = ()
+            while (slot := self.choose(tried)) is not None:
+                tried += (slot,)
+                outcome = await self._offer(slot, sock.fileno(), blob)
+                if outcome == wire.TAKEN:
+                    self.handed_total += 1
+                    return
+                if outcome == LATE:
+                    # The worker may still take it: stop it from serving a client we dropped.
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    break
+            self.unplaced_total += 1
+            if not self._refusals:
+                logger.warning("no worker took a TLS connection (%d tried): closed", len(tried))
+            self._refusals += 1
+        except Exception:
+            logger.exception("internal error placing a TLS connection; connection dropped")
+        finally:
+            sock.close()
 
     async def _hand_off(self, transport: SocketTransport, accepted: Accepted) -> None:
         """Place the socket on a worker that takes it, trying each at most

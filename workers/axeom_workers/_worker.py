@@ -16,18 +16,25 @@ import socket
 from collections.abc import Callable, Sized
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pynng
 import trio
 
 from axeom import Axeom, ipc, wire
 from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
+from axeom.tls import TLSSettings, server_context
 from axeom.trio_runtime import (
+    HandshakeCounters,
+    HandshakeLimits,
+    PendingHeads,
+    SocketRuntime,
     SocketTransport,
+    TLSTransport,
     handoff,
     open_socket_runtime,
     reject,
+    serve_connection,
 )
 from axeom.ws import Upgrade, socket_id_prefix
 
@@ -77,6 +84,10 @@ class WorkerSettings:
     run_dir: str
     heartbeat_interval: float
     graceful_timeout: float
+    # With TLS the worker runs the handshake of the connections placed on it:
+    # ``axeom.tls.TLSSettings`` and ``HandshakeLimits`` keyword arguments.
+    tls: dict[str, Any] | None = None
+    handshake: dict[str, Any] | None = None
 
 
 class Worker:
@@ -103,6 +114,14 @@ class Worker:
         self.link: HubLink | None = None
         self._nursery: trio.Nursery | None = None
         self._mismatches = wire.MismatchLog(logger, "hand-offs")
+        # TLS: built once per process; the handshakes run here, under the same
+        # limits as in the acceptor (head size, request timeout, unfinished heads).
+        self.ssl_context = (
+            None if settings.tls is None else server_context(TLSSettings(**settings.tls))
+        )
+        self.limits = HandshakeLimits(**(settings.handshake or {}))
+        self.counters = HandshakeCounters()
+        self.pending = PendingHeads(self.limits, self.counters)
 
     async def run(self) -> None:
         settings = self.settings
@@ -177,12 +196,20 @@ class Worker:
                     acceptor_gone = True  # its copies went with it: run what we took
                 for took in taken:
                     if isinstance(took, tuple):
-                        runtime.nursery.start_soon(self._run_socket, *took)
+                        sock, handed = took
+                        if isinstance(handed, tuple):
+                            runtime.nursery.start_soon(self._serve_tls, sock, handed)
+                        else:
+                            runtime.nursery.start_soon(self._run_socket, sock, handed)
                 if acceptor_gone:
                     return
 
-    def _take(self, received: handoff.Received) -> tuple[socket.socket, wire.HandedOff] | int:
-        """The socket and what to run it with, or the refusal to answer."""
+    def _take(
+        self, received: handoff.Received
+    ) -> tuple[socket.socket, wire.HandedOff | tuple[str, int]] | int:
+        """The socket and what to run it with (an upgrade, or for a TLS
+        connection not yet read from, its client's address), or the refusal
+        to answer."""
         runtime = self.runtime
         assert runtime is not None
         if received.fd is None:
@@ -198,8 +225,14 @@ class Worker:
             return wire.NO_DESCRIPTOR
         if received.version != wire.WIRE_VERSION:
             return self._refuse_version(received.fd, received.version, received.head)
+        handed: wire.HandedOff | tuple[str, int]
         try:
-            handed = wire.decode_handoff(self.routes, received.head, received.body)
+            if wire.is_connection(received.head):
+                handed = self._connection(received.body)
+                remote: tuple[str, int] | None = handed
+            else:
+                handed = wire.decode_handoff(self.routes, received.head, received.body)
+                remote = handed.upgrade.remote_address
         except wire.WireError as exc:
             logger.error("refusing a socket: %s", exc)
             os.close(received.fd)
@@ -207,7 +240,7 @@ class Worker:
         if self.draining:
             os.close(received.fd)
             return wire.REFUSED
-        sock = _wrap(received.fd, handed.upgrade.remote_address)
+        sock = _wrap(received.fd, remote)
         if self.refused_no_fd:
             logger.warning(
                 "taking sockets again after refusing %d for want of descriptors",
@@ -216,6 +249,31 @@ class Worker:
             self.refused_no_fd = 0
         self.received += 1
         return sock, handed
+
+    def _connection(self, body: bytes) -> tuple[str, int]:
+        """The client address of a TLS connection placed here before its handshake."""
+        if self.ssl_context is None:
+            raise wire.WireError("a TLS connection, and this worker has no TLS settings")
+        return wire.decode_connection(body)
+
+    async def _serve_tls(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        """A TLS connection placed here right after accept: TLS handshake, request
+        head, ``app.handle``, answer, then the socket (as the single-process server
+        serves every connection). Counted among this worker's unfinished heads
+        until its head is read, so a slow client (a slowloris over TLS) is cut by
+        the request timeout and the caps as in the acceptor.
+
+        This is where a per-address check can refuse a TLS connection after its
+        head is read (``serve_connection``'s ``answer_handshake``)."""
+        assert self.ssl_context is not None
+        runtime = self.runtime
+        assert isinstance(runtime, SocketRuntime)
+        transport = TLSTransport(sock, self.ssl_context)
+        head = self.pending.enter(transport, address[0])
+        if head is not None:
+            await serve_connection(
+                self.app, runtime, transport, address, self.limits, head, self.counters
+            )
 
     def _refuse_version(self, fd: int, version: int, head: bytes | None) -> int:
         """A hand-off of another wire version: its client gets the 101 the
@@ -258,12 +316,15 @@ class Worker:
         assert runtime is not None
 
         async def report() -> None:
-            figures = {
+            figures: dict[str, Any] = {
                 "sockets": len(runtime.connections),
                 "received": self.received,
                 "draining": self.draining,
                 "pubsub_dropped": self._pubsub_dropped(),
             }
+            if self.ssl_context is not None:  # this worker answers handshakes
+                figures["handshakes"] = self.counters.report()
+                self.pending.report_if_due()
             await reports.asend(
                 wire.heartbeat(settings.worker_id, settings.generation, os.getpid(), figures)
             )
