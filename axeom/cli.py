@@ -300,6 +300,7 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
                 control=control_address(listener.getsockname()[1]),
                 listener=listener,
                 on_ready=ready,
+                ssl_context=_ssl_context(config),
             )
         except LoopUnavailable as exc:
             exit_loop_unavailable(str(exc))

@@ -24,6 +24,7 @@ from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, Pendin
 
 if TYPE_CHECKING:
     import socket
+    import ssl
 
     from .._app import Axeom
     from ._runtime import AsyncioRuntime
@@ -36,20 +37,27 @@ logger = logging.getLogger("axeom.server")
 # closing: closing with unread input makes the kernel reset the connection,
 # which can destroy the answer before the client read it (as in the trio runtime).
 REJECT_LINGER = 0.5
+# Bytes a TLS socket's transport may hold before its writer is paused (asyncio's default).
+TLS_WRITE_HIGH = 64 * 1024
 
 
 class HeadSocket:
     """What ``PendingHeads`` needs of a connection whose head is unfinished
     (``sock``, ``try_send``, ``close``), for a socket an asyncio transport owns."""
 
-    __slots__ = ("closed", "sock", "transport")
+    __slots__ = ("closed", "connecting", "sock", "tls", "transport")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tls: bool = False) -> None:
         self.sock = sock
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.tls = tls  # nothing readable can be written on the socket itself
+        # TLS: the task making the transport (its handshake); the socket is the loop's meanwhile.
+        self.connecting: asyncio.Task[None] | None = None
 
     def try_send(self, chunks: list[bytes]) -> int:
+        if self.tls:
+            return 0
         try:
             return self.sock.send(b"".join(chunks))
         except OSError:
@@ -61,6 +69,8 @@ class HeadSocket:
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+        elif self.connecting is not None:
+            self.connecting.cancel()  # the loop closes the socket it registered
         else:
             self.sock.close()
 
@@ -81,16 +91,18 @@ class Handshakes:
         runtime: AsyncioRuntime,
         limits: HandshakeLimits,
         counters: HandshakeCounters,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.runtime = runtime
         self.limits = limits
         self.counters = counters
         self.pending = PendingHeads(limits, counters)
+        self.ssl_context = ssl_context  # TLS only, when given (asyncio runs it)
 
     def enter(self, sock: socket.socket, address: Any) -> HandshakeProtocol | None:
         """The protocol for a connection just accepted; None if the caps shed it."""
-        head_socket = HeadSocket(sock)
+        head_socket = HeadSocket(sock, tls=self.ssl_context is not None)
         # ``PendingHeads`` only uses ``sock``, ``try_send`` and ``close``.
         pending = self.pending.enter(cast(Any, head_socket), address[0])
         if pending is None:
@@ -170,6 +182,7 @@ class HandshakeProtocol(asyncio.Protocol):
             if end > limit:
                 raise HeadError(f"request head larger than {limit} bytes", 431)
             request = parse_request_head(bytes(buffer[:end]), self.address)
+            request.secure = self.head_socket.tls
             del buffer[:end]
             self.upgrade_asked = "websocket" in request.headers.tokens("upgrade")
             self.request = request
@@ -242,6 +255,11 @@ class HandshakeProtocol(asyncio.Protocol):
             transport.write(head)
             server.counters.count(101, True)
             server.runtime.adopt(transport, response.upgrade, trailing)
+            if self.head_socket.tls:
+                # asyncio's TLS transport does not resume a writer paused at a
+                # zero limit once it has written all (measured: never), so a TLS
+                # socket is paused only when this much waits, as asyncio does by default.
+                transport.set_write_buffer_limits(high=TLS_WRITE_HIGH)
             return
         server.counters.count(response.status, self.upgrade_asked)
         self._reject(transport, head)
