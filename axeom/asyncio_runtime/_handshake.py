@@ -37,8 +37,6 @@ logger = logging.getLogger("axeom.server")
 # closing: closing with unread input makes the kernel reset the connection,
 # which can destroy the answer before the client read it (as in the trio runtime).
 REJECT_LINGER = 0.5
-# Bytes a TLS socket's transport may hold before its writer is paused (asyncio's default).
-TLS_WRITE_HIGH = 64 * 1024
 
 
 class HeadSocket:
@@ -155,7 +153,8 @@ class HandshakeProtocol(asyncio.Protocol):
         if self.state in (_State.HEAD, _State.BODY):
             # The client left mid-request: answered as if it were slow (trio does the same).
             self._answer(Response.error(408, f"{self.state.value} not received in time"))
-            return True
+            # (over TLS the transport closes after its answer whatever this says)
+            return not self.head_socket.tls
         return False  # after a rejection: nothing more to read, close
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -254,12 +253,7 @@ class HandshakeProtocol(asyncio.Protocol):
         if response.status == 101 and response.upgrade is not None:
             transport.write(head)
             server.counters.count(101, True)
-            server.runtime.adopt(transport, response.upgrade, trailing)
-            if self.head_socket.tls:
-                # asyncio's TLS transport does not resume a writer paused at a
-                # zero limit once it has written all (measured: never), so a TLS
-                # socket is paused only when this much waits, as asyncio does by default.
-                transport.set_write_buffer_limits(high=TLS_WRITE_HIGH)
+            server.runtime.adopt(transport, response.upgrade, trailing, tls=self.head_socket.tls)
             return
         server.counters.count(response.status, self.upgrade_asked)
         self._reject(transport, head)

@@ -132,6 +132,9 @@ class _Acceptor:
             task = self.handshakes.runtime.start_task(self._connect_tls(sock, protocol))
             if not task.done():
                 protocol.head_socket.connecting = task
+                # Evicted (cancelled), maybe before it even started: the socket is
+                # then ours to close (the loop unregistered it if it had it).
+                task.add_done_callback(lambda done: done.cancelled() and sock.close())
         elif self._make_transport is not None:
             self._make_transport(sock, protocol, extra={"peername": address})
         else:
@@ -159,9 +162,6 @@ class _Acceptor:
             logger.debug("TLS handshake failed: %s", exc)
             protocol.pending.leave()
             sock.close()
-        except asyncio.CancelledError:
-            sock.close()  # evicted (the loop unregistered the socket already)
-            raise
         finally:
             protocol.head_socket.connecting = None
 
