@@ -49,13 +49,12 @@ class TLSTransport:
     def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
         sock.setblocking(False)
         self.sock = sock
-        # https_compatible: a client that closes without close_notify is an
-        # EOF, not an error (WebSocket has its own close handshake).
+        # Not https_compatible: closing sends close_notify (without waiting for
+        # the peer's), which clients such as asyncio's expect before the TCP
+        # close; a client that closes without one is an EOF all the same here
+        # (``receive`` turns the error into b"").
         self.stream = trio.SSLStream(
-            trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
-            context,
-            server_side=True,
-            https_compatible=True,
+            trio.SocketStream(trio.socket.from_stdlib_socket(sock)), context, server_side=True
         )
         self.handshaken = False
         self._closed = False
