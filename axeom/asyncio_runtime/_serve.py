@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import signal
 import socket
@@ -134,7 +135,7 @@ class _Acceptor:
                 protocol.head_socket.connecting = task
                 # Evicted (cancelled), maybe before it even started: the socket is
                 # then ours to close (the loop unregistered it if it had it).
-                task.add_done_callback(lambda done: done.cancelled() and sock.close())
+                task.add_done_callback(functools.partial(_close_if_cancelled, sock))
         elif self._make_transport is not None:
             self._make_transport(sock, protocol, extra={"peername": address})
         else:
@@ -164,6 +165,11 @@ class _Acceptor:
             sock.close()
         finally:
             protocol.head_socket.connecting = None
+
+
+def _close_if_cancelled(sock: socket.socket, task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        sock.close()
 
 
 def _answer_at_capacity(sock: socket.socket) -> None:

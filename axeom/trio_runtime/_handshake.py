@@ -259,7 +259,10 @@ class PendingHeads:
 def _head_arrived(transport: HeadTransport) -> bool:
     """True if the connection's whole request head is already received (looked
     at without consuming it): such a client is not slow, only not read yet, as
-    in a burst of connections from one address (a proxy, a NAT, a load test)."""
+    in a burst of connections from one address (a proxy, a NAT, a load test).
+    Over TLS it cannot be told (the bytes are encrypted): False."""
+    if transport.secure:
+        return False
     try:
         data = transport.sock.recv(SHED_DRAIN, socket.MSG_PEEK)
     except OSError:
