@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import trustme
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from tests._processes import ROOT, Server, run_axeom, running_axeom, running_command
 
@@ -265,3 +265,39 @@ def test_the_readme_tls_quick_start(
     command = [executable, *command[1:], "--workers", workers]
     with running_command(command, cwd=tmp_path, env={"AXEOM_PORT": "0"}) as server:
         assert exchange(url(server, "/chat"), client, "hi")[0] == "Echo: hi"
+
+
+def test_bad_tls_settings_in_the_config_file_name_file_and_line(
+    tmp_path: Path, certificate: tuple[Path, Path, ssl.SSLContext]
+) -> None:
+    """A TLS key of the config file that cannot work is reported at its file and line."""
+    cert, _, _ = certificate
+    config = tmp_path / "axeom.toml"
+    config.write_text(f'[server]\nssl_certfile = "{cert}"\nssl_keyfile = "{cert}"\n')
+    result = run_axeom("run", APP, "--port", "0", "--config", str(config))
+    assert result.returncode == 2
+    assert f"{config}:3: server.ssl_keyfile " in result.stderr
+    assert "holds no PEM private key" in result.stderr
+
+
+def test_ssl_ca_certs_requires_a_client_certificate(tmp_path: Path) -> None:
+    """With --ssl-ca-certs, a client without a certificate signed by those
+    authorities fails the TLS handshake; one with such a certificate is served."""
+    authority = trustme.CA()
+    server_cert = authority.issue_cert("127.0.0.1")
+    cert, key, bundle = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    authority.cert_pem.write_to_path(str(bundle))
+    anonymous = ssl.create_default_context()
+    authority.configure_trust(anonymous)
+    known = ssl.create_default_context()
+    authority.configure_trust(known)
+    authority.issue_cert("client@example.com").configure_cert(known)
+    args = ["--port", "0", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    with running_axeom(APP, *args, "--ssl-ca-certs", str(bundle)) as server:
+        # (TLS 1.3: the server checks the certificate after the client is done:
+        # the refusal reaches the client as its handshake response.)
+        with pytest.raises((ssl.SSLError, OSError, InvalidMessage)):
+            exchange(url(server, "/echo"), anonymous, "who")
+        assert exchange(url(server, "/echo"), known, "me")[0] == "me"
