@@ -14,11 +14,11 @@ A configuration file looks like this (every key is optional; the values shown ar
     max_head_size = 16384       # bytes of request head; larger: 431
     request_timeout = 10.0      # seconds to send the whole request (head and body); slower: 408
     max_body_size = 1048576     # bytes of request body (HTTP routes); larger: 413
-    # TLS (wss://), off unless ssl_certfile is set; checked when the configuration is built.
-    ssl_certfile = "cert.pem"   # PEM certificate chain (may hold the key too)
-    ssl_keyfile = "key.pem"     # PEM private key
-    ssl_keyfile_password = ""   # of an encrypted ssl_keyfile
-    ssl_ca_certs = "ca.pem"     # clients must present a certificate signed by these (mutual TLS)
+    # TLS (wss://), off by default (no file); the files are checked when the configuration is built:
+    # ssl_certfile = "cert.pem"      # PEM certificate chain (may hold the key too)
+    # ssl_keyfile = "key.pem"        # PEM private key
+    # ssl_keyfile_password = "..."   # of an encrypted ssl_keyfile
+    # ssl_ca_certs = "ca.pem"        # clients must present a certificate signed by these
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
