@@ -76,18 +76,20 @@ class Context:
         return self._query
 
     @property
-    def client(self) -> tuple[str, int] | None:
-        return self.request.client
-
-    @property
     def secure(self) -> bool:
-        """True if the request came over TLS (see ``Request.secure``)."""
+        """True when the request came over TLS (what HSTS and ``wss`` links depend on)."""
         return self.request.secure
 
     @property
     def scheme(self) -> str:
-        """``"https"`` over TLS, else ``"http"`` (the handshake's ``wss``/``ws``)."""
+        """``wss``/``ws`` for a WebSocket upgrade, else ``https``/``http``."""
+        if "websocket" in self.request.headers.tokens("upgrade"):
+            return "wss" if self.request.secure else "ws"
         return "https" if self.request.secure else "http"
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        return self.request.client
 
     @property
     def body(self) -> bytes:

@@ -34,8 +34,8 @@ class Request:
     engine sees the request (within the server's ``max_body_size``); an
     upgrade request never has one.
 
-    ``secure`` is true when the request came over TLS (the adapter that ran
-    TLS, or one that trusts a proxy's word for it, sets it): the security
+    ``secure`` is true when the request came over TLS, ``https`` or ``wss``
+    (the adapter that ran TLS, or one that trusts a proxy's word for it, sets it): the security
     plugin sends HSTS only then. ``admission`` is the socket place the
     security plugin's connection limits reserved for this handshake; the
     server that read the request releases it if no socket opens (see

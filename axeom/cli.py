@@ -22,7 +22,7 @@ import click
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
 from ._loops import LOOPS, loop_unavailable
-from .config import Config, ConfigError, ServerConfig
+from .config import OVERRIDES_SOURCE, Config, ConfigError, ServerConfig
 from .process import (
     configure_logging,
     exit_if_on_start_failed,
@@ -139,6 +139,29 @@ def main() -> None:
     envvar=APP_DIR_ENV,
     help="Folder put first on the import path, in every process.  [default: .]",
 )
+@_option(
+    "--ssl-certfile",
+    type=click.Path(dir_okay=False),
+    envvar="AXEOM_SSL_CERTFILE",
+    help="PEM certificate chain: serve TLS only (wss://).",
+)
+@_option(
+    "--ssl-keyfile",
+    type=click.Path(dir_okay=False),
+    envvar="AXEOM_SSL_KEYFILE",
+    help="PEM private key of the certificate (if not in --ssl-certfile).",
+)
+@_option(
+    "--ssl-keyfile-password",
+    envvar="AXEOM_SSL_KEYFILE_PASSWORD",
+    help="Password of an encrypted --ssl-keyfile.",
+)
+@_option(
+    "--ssl-ca-certs",
+    type=click.Path(dir_okay=False),
+    envvar="AXEOM_SSL_CA_CERTS",
+    help="PEM bundle of authorities: clients must present a certificate they signed.",
+)
 def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> None:
     """Serve the app named by IMPORT (module:attr or path/to/file.py:attr)."""
     try:
@@ -153,7 +176,7 @@ def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> No
     try:
         config = Config.build(app, config_file, **overrides)
     except ConfigError as exc:
-        raise _ConfigProblem(str(exc)) from None
+        raise _ConfigProblem(_where_set(exc)) from None
     problem = loop_unavailable(config.server.loop)
     if problem is not None:
         raise _ConfigProblem(problem)
@@ -167,6 +190,36 @@ def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> No
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
+
+
+# Settings checked beyond their type when the configuration is built (the TLS
+# files): an error about one, given on the command line or in the environment,
+# names the option rather than the "overrides" layer.
+_CHECKED_OPTIONS = ("ssl_certfile", "ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs")
+
+
+def _where_set(error: ConfigError) -> str:
+    """The error's line, naming ``--option`` (and its variable) for a value from there."""
+    name = (error.key or "").removeprefix("server.")
+    if error.source != OVERRIDES_SOURCE or name not in _CHECKED_OPTIONS:
+        return str(error)
+    flag = "--" + name.replace("_", "-")
+    return f"{flag} (or AXEOM_{name.upper()}): {error.detail}"
+
+
+def _ssl_context(config: Config) -> Any:
+    """The one ``ssl.SSLContext`` of this process, or None without TLS."""
+    settings = config.server.tls()
+    if settings is None:
+        return None
+    from .tls import server_context
+
+    return server_context(settings)
+
+
+def _scheme(config: Config) -> str:
+    """How the banner names the server's address: ``wss`` when it serves TLS."""
+    return "wss" if config.server.ssl_certfile else "ws"
 
 
 async def _set_on_signal(event: Any) -> None:
@@ -233,7 +286,7 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
     from .trio_runtime._handshake import HandshakeLimits
 
     def ready(bound: tuple[str, int]) -> None:
-        click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
+        click.echo(f"Axeom listening on {_scheme(config)}://{_format_host(bound[0])}:{bound[1]}")
         sys.stdout.flush()
         logging.getLogger("axeom.server").info(descriptors)
 
@@ -247,6 +300,7 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
                 control=control_address(listener.getsockname()[1]),
                 listener=listener,
                 on_ready=ready,
+                ssl_context=_ssl_context(config),
             )
         except LoopUnavailable as exc:
             exit_loop_unavailable(str(exc))
@@ -278,9 +332,12 @@ def _serve_on_trio(config: Config, application: Any) -> None:
                 limits=HandshakeLimits(**server.handshake_limits()),
                 graceful_timeout=server.graceful_timeout,
                 control=control_address(listener.getsockname()[1]),
+                ssl_context=_ssl_context(config),
             )
             bound: Any = await nursery.start(serving)
-            click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
+            click.echo(
+                f"Axeom listening on {_scheme(config)}://{_format_host(bound[0])}:{bound[1]}"
+            )
             sys.stdout.flush()
             logging.getLogger("axeom.server").info(descriptors)
             await shutdown.wait()

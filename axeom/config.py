@@ -14,6 +14,11 @@ A configuration file looks like this (every key is optional; the values shown ar
     max_head_size = 16384       # bytes of request head; larger: 431
     request_timeout = 10.0      # seconds to send the whole request (head and body); slower: 408
     max_body_size = 1048576     # bytes of request body (HTTP routes); larger: 413
+    # TLS (wss://), off by default (no file); the files are checked when the configuration is built:
+    # ssl_certfile = "cert.pem"      # PEM certificate chain (may hold the key too)
+    # ssl_keyfile = "key.pem"        # PEM private key
+    # ssl_keyfile_password = "..."   # of an encrypted ssl_keyfile
+    # ssl_ca_certs = "ca.pem"        # clients must present a certificate signed by these
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -37,8 +42,9 @@ raised as :class:`ConfigError` and read like ``config.toml:9: supervisor.max_res
 integer >= 0, got "five"``: the file (or ``overrides``) and the line the key is on, the dotted
 key, what was expected and what was found.
 
-This module only uses the standard library (no trio, nothing else from ``axeom``) so that the
-CLI, the supervisor and tests can import it cheaply.
+This module only uses the standard library (no trio, nothing else from ``axeom`` but ``axeom.tls``,
+itself standard library only, to check the TLS files) so that the CLI, the supervisor and tests
+can import it cheaply.
 """
 
 from __future__ import annotations
@@ -52,7 +58,10 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from .tls import TLSSettings
 
 __all__ = [
     "OVERRIDES_SOURCE",
@@ -221,6 +230,23 @@ MAX_BODY_SIZE = 1 << 30
 _REQUEST_TIMEOUT = _number(
     f"> 0 and <= {MAX_REQUEST_TIMEOUT:g}", lambda value: 0 < value <= MAX_REQUEST_TIMEOUT
 )
+
+
+def _optional_path(value: Any) -> str | None:
+    """A file path, or None; the file itself is checked with the other TLS settings."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a file path, got {_show(value)}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {_show(value)}")
+    return value
 
 
 def _choice(alias: Any) -> Check:
@@ -433,6 +459,12 @@ class ServerConfig:
             or ``uvloop`` (the ``axeom[uvloop]`` extra). A handler awaits the primitives of
             its loop only, so an app whose handlers use asyncio libraries (asyncpg,
             ``redis.asyncio``) picks ``asyncio`` or ``uvloop``. The supervisor stays on trio.
+        ssl_certfile: PEM certificate chain; set, the server speaks TLS only (``wss://``).
+            It may hold the private key too. See ``axeom.tls``.
+        ssl_keyfile: PEM private key of the certificate.
+        ssl_keyfile_password: Password of an encrypted ``ssl_keyfile``.
+        ssl_ca_certs: PEM bundle of authorities; set, every client must present a
+            certificate signed by one of them (mutual TLS).
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -450,9 +482,57 @@ class ServerConfig:
     max_body_size: int = field(default=1 << 20, metadata=_checked(_integer(0, MAX_BODY_SIZE)))
     # Last, so that positional construction from before it was added still works.
     loop: LoopName = field(default="trio", metadata=_checked(_choice(LoopName)))
+    # TLS (wss://): after ``loop`` for the same reason.
+    ssl_certfile: str | None = field(default=None, metadata=_checked(_optional_path))
+    ssl_keyfile: str | None = field(default=None, metadata=_checked(_optional_path))
+    ssl_keyfile_password: str | None = field(default=None, metadata=_checked(_optional_text))
+    ssl_ca_certs: str | None = field(default=None, metadata=_checked(_optional_path))
 
     def __post_init__(self) -> None:
         _validate(self)
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        """The TLS files are loaded once here, so that a missing file, a wrong
+        password or a key that does not match its certificate stops ``axeom
+        run`` with one line naming the key, before any process starts."""
+        if self.ssl_certfile is None:
+            for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs"):
+                if getattr(self, name) is not None:
+                    raise ConfigError("needs ssl_certfile (the certificate)", name)
+            return
+        if self.workers and self.loop != "trio":
+            # The worker runs TLS and the handshake on trio, and an SSL session
+            # cannot be passed on to the worker's asyncio loop afterwards.
+            raise ConfigError(
+                f'with workers >= 1 needs loop = "trio" (TLS in workers runs on trio; '
+                f'"{self.loop}" serves TLS with workers = 0)',
+                "ssl_certfile",
+                related=("loop", "workers"),
+            )
+        from .tls import TLSError, TLSSettings, server_context
+
+        try:
+            server_context(TLSSettings(**self.tls_options()))
+        except TLSError as error:
+            raise ConfigError(error.detail, error.option, related=("ssl_certfile",)) from None
+
+    def tls(self) -> TLSSettings | None:
+        """``axeom.tls.TLSSettings`` when TLS is on (``ssl_certfile`` set), else None."""
+        if self.ssl_certfile is None:
+            return None
+        from .tls import TLSSettings
+
+        return TLSSettings(**self.tls_options())
+
+    def tls_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``axeom.tls.TLSSettings`` (as passed to child processes)."""
+        return {
+            "certfile": self.ssl_certfile,
+            "keyfile": self.ssl_keyfile,
+            "password": self.ssl_keyfile_password,
+            "ca_certs": self.ssl_ca_certs,
+        }
 
     @property
     def single_process(self) -> bool:
@@ -493,6 +573,10 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "max_head_size": "server.max_head_size",
     "request_timeout": "server.request_timeout",
     "max_body_size": "server.max_body_size",
+    "ssl_certfile": "server.ssl_certfile",
+    "ssl_keyfile": "server.ssl_keyfile",
+    "ssl_keyfile_password": "server.ssl_keyfile_password",
+    "ssl_ca_certs": "server.ssl_ca_certs",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

@@ -146,6 +146,7 @@ __all__ = [
     "WorkerEntry",
     "WorkerTable",
     "decode_batch",
+    "decode_connection",
     "decode_event",
     "decode_handoff",
     "decode_operations",
@@ -155,6 +156,7 @@ __all__ = [
     "decode_request",
     "decode_settings",
     "encode_batch",
+    "encode_connection",
     "encode_error",
     "encode_handoff",
     "encode_operations",
@@ -164,6 +166,7 @@ __all__ = [
     "encode_settings",
     "handoff_prefix",
     "heartbeat",
+    "is_connection",
     "read_handoff",
     "ready",
     "refusal_after_101",
@@ -436,6 +439,35 @@ def decode_handoff(routes: Mapping[str, WSRoute], head: bytes | None, body: byte
         remote_address=tuple(remote) if remote else None,
     )
     return HandedOff(upgrade, trailing, socket_id, head)
+
+
+# -- hand-off of a connection before its handshake (TLS) ------------------------
+#
+# With TLS the acceptor cannot read the request (the session cannot cross a
+# process boundary), so it places the TCP connection right after accept and
+# the worker runs TLS, reads the head and runs ``app.handle`` itself. Such a
+# hand-off has an empty 101 head (an accepted upgrade never has one) and a
+# body of the client's address only. A worker of this version without TLS
+# settings refuses it; one from before it refuses it as malformed.
+
+
+def encode_connection(remote: tuple[str, int]) -> bytes:
+    """What follows ``handoff_prefix`` for a connection not yet read from."""
+    return _HEAD_LENGTH.pack(0) + msgpack.packb([list(remote)])
+
+
+def is_connection(head: bytes | None) -> bool:
+    """True for a hand-off of a connection before its handshake (``read_handoff``'s head)."""
+    return head == b""
+
+
+def decode_connection(body: bytes) -> tuple[str, int]:
+    """The client's (host, port) of such a hand-off; ``WireError`` if malformed."""
+    try:
+        ((host, port),) = msgpack.unpackb(body)
+        return str(host), int(port)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise WireError(f"malformed connection hand-off: {exc}") from None
 
 
 def refusal_after_101(response_head: bytes) -> bytes:

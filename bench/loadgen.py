@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import socket
+import ssl
 from collections.abc import Callable
 from typing import cast
 
@@ -293,10 +294,15 @@ class CycleClient(WsClient):
 ClientFactory = Callable[[], WsClient]
 
 
+# The client context of a TLS run (``bench.tls``); None: plaintext, as always.
+TLS: ssl.SSLContext | None = None
+
+
 async def connect(factory: ClientFactory, host: str, port: int, timeout: float) -> WsClient:
     """Open one connection and wait for the upgrade; raise (after cleanup) if it fails."""
     loop = asyncio.get_running_loop()
-    _, client = await asyncio.wait_for(loop.create_connection(factory, host, port), timeout)
+    opening = loop.create_connection(factory, host, port, ssl=TLS)
+    _, client = await asyncio.wait_for(opening, timeout)
     try:
         await asyncio.wait_for(asyncio.shield(client.opened), timeout)
     except BaseException:

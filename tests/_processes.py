@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-READY = re.compile(r"Axeom listening on ws://([\w.\[\]:]+):(\d+)")
+READY = re.compile(r"Axeom listening on wss?://([\w.\[\]:]+):(\d+)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -83,6 +83,23 @@ def test_a_handoff_round_trips(
     assert (handed.trailing, handed.socket_id, handed.response_head) == (trailing, socket_id, head)
 
 
+def test_a_connection_handoff_round_trips_and_is_told_apart() -> None:
+    """A TLS connection placed before its handshake carries its client's
+    address only, and is never read as an accepted upgrade (nor one as it)."""
+    datagram = wire.handoff_prefix(7) + wire.encode_connection(("127.0.0.1", 40000))
+    frame = wire.read_handoff(bytearray(datagram), len(datagram))
+    assert frame is not None
+    version, number, head, body = frame
+    assert (version, number) == (wire.WIRE_VERSION, 7)
+    assert wire.is_connection(head)
+    assert wire.decode_connection(body) == ("127.0.0.1", 40000)
+    with pytest.raises(wire.WireError):
+        wire.decode_handoff(ROUTES, head, body)  # an older worker refuses it
+    with pytest.raises(wire.WireError):
+        wire.decode_connection(b"not msgpack of an address")
+    assert not wire.is_connection(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+
+
 @given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 255)), max_size=64))
 def test_answers_round_trip(pairs: list[tuple[int, int]]) -> None:
     """A worker's (seq, outcome) pairs come back whole, with its version."""

@@ -34,6 +34,7 @@ def main() -> None:
         limits=HandshakeLimits(**options.get("handshake", {})),
         generation=options["generation"],
         graceful_timeout=options["graceful_timeout"],
+        tls=bool(options.get("tls")),
     )
     with exit_if_on_start_failed("acceptor"):
         _run(loop_of(options), app, listener, settings)

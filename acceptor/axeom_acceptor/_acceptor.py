@@ -85,6 +85,9 @@ class AcceptorSettings:
     limits: HandshakeLimits = field(default_factory=HandshakeLimits)
     generation: int = 1
     graceful_timeout: float = 10.0
+    # TLS: connections are placed on a worker right after accept, before any
+    # byte is read (the worker runs TLS and the handshake): see ``_place``.
+    tls: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -340,6 +343,9 @@ class Acceptor:
 
     def _on_client(self, sock: socket.socket, address: Any) -> None:
         """Just accepted: count it among the unfinished heads (or shed it) and serve it."""
+        if self.settings.tls:
+            self._start_placing(sock, address)
+            return
         transport = SocketTransport(sock)
         head = self.pending.enter(transport, address[0])
         if head is not None:
@@ -373,6 +379,59 @@ class Acceptor:
             logger.exception("internal error in the acceptor; connection dropped")
         finally:
             transport.close()
+
+    # -- TLS: placement before the handshake ------------------------------------
+
+    def _start_placing(self, sock: socket.socket, address: Any) -> None:
+        """A TLS connection: to a worker at once (``_place``), unless the
+        security plugin's connection limits refuse its peer address. The head
+        is never read here, so a refusal can only close the connection (no
+        HTTP answer can be written before TLS) and a forwarded address is not
+        known: behind a proxy, TLS ends at the proxy."""
+        peer = (str(address[0]), int(address[1]))
+        admission = None
+        if self.limits is not None:
+            if self.limits.admit(peer[0]) is not None:  # counted among the limits hit
+                sock.close()
+                return
+            admission = self.limits.admission(peer[0])
+        nursery = self._clients or self._nursery
+        assert nursery is not None
+        nursery.start_soon(self._place, sock, peer, admission)
+
+    async def _place(
+        self, sock: socket.socket, address: tuple[str, int], admission: Admission | None
+    ) -> None:
+        """Place a connection nothing was read from on a worker that takes it,
+        trying each at most once. The worker runs TLS, reads the head, runs
+        ``app.handle`` and answers it (its rejections, its 101). If no worker
+        takes it, it is closed: before the TLS handshake nothing readable can
+        be written (a client sees a failed handshake and retries)."""
+        try:
+            blob = wire.encode_connection(address)
+            tried: tuple[WorkerSlot, ...] = ()
+            while (slot := self.choose(tried)) is not None:
+                tried += (slot,)
+                outcome = await self._offer(slot, sock.fileno(), blob, admission)
+                if outcome == wire.TAKEN:  # the worker says when it ends (admission)
+                    self.handed_total += 1
+                    admission = None
+                    return
+                if outcome == LATE:
+                    # The worker may still take it: stop it from serving a client we dropped.
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    break
+            self.unplaced_total += 1
+            if not self._refusals:
+                logger.warning("no worker took a TLS connection (%d tried): closed", len(tried))
+            self._refusals += 1
+        except Exception:
+            logger.exception("internal error placing a TLS connection; connection dropped")
+        finally:
+            sock.close()
+            if admission is not None:
+                admission.release()
 
     async def _hand_off(self, transport: SocketTransport, accepted: Accepted) -> bool:
         """Place the socket on a worker that takes it, trying each at most

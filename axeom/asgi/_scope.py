@@ -85,7 +85,12 @@ def request_from_scope(scope: dict[str, Any], target: str, body: bytes = b"") ->
             if name not in headers:
                 headers.add(name, value)
     version = scope.get("http_version", "1.1")
-    return Request(method, target, headers, client_address(scope), version, body)
+    secure = scope.get("scheme") in _SECURE_SCHEMES
+    return Request(method, target, headers, client_address(scope), version, body, secure)
+
+
+# The scope's ``scheme`` when the ASGI server received the request over TLS.
+_SECURE_SCHEMES = ("https", "wss")
 
 
 def encoded_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

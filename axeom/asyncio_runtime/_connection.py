@@ -508,3 +508,28 @@ class AsyncioConnection(SocketDriver, asyncio.Protocol):
 
     def __repr__(self) -> str:
         return f"<AsyncioConnection {self.ws.id}>"
+
+
+class TLSConnection(AsyncioConnection):
+    """An ``AsyncioConnection`` on asyncio's TLS transport, which differs in two ways.
+
+    It does not resume a writer paused at a zero write limit once it has
+    written everything (measured: the close handshake then never left), so a
+    TLS socket is paused only when ``TLS_WRITE_HIGH`` bytes wait, as asyncio
+    does by default. And it cannot stay half open: after the peer's EOF it
+    closes whatever ``eof_received`` answers (and warns if that is True).
+    """
+
+    __slots__ = ()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        cast(asyncio.Transport, transport).set_write_buffer_limits(high=TLS_WRITE_HIGH)
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False
+
+
+# Bytes a TLS socket's transport may hold before its writer is paused (asyncio's default).
+TLS_WRITE_HIGH = 64 * 1024

@@ -24,6 +24,7 @@ from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, Pendin
 
 if TYPE_CHECKING:
     import socket
+    import ssl
 
     from .._app import Axeom
     from ._runtime import AsyncioRuntime
@@ -42,14 +43,19 @@ class HeadSocket:
     """What ``PendingHeads`` needs of a connection whose head is unfinished
     (``sock``, ``try_send``, ``close``), for a socket an asyncio transport owns."""
 
-    __slots__ = ("closed", "sock", "transport")
+    __slots__ = ("closed", "connecting", "sock", "tls", "transport")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tls: bool = False) -> None:
         self.sock = sock
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.tls = tls  # nothing readable can be written on the socket itself
+        # TLS: the task making the transport (its handshake); the socket is the loop's meanwhile.
+        self.connecting: asyncio.Task[None] | None = None
 
     def try_send(self, chunks: list[bytes]) -> int:
+        if self.tls:
+            return 0
         try:
             return self.sock.send(b"".join(chunks))
         except OSError:
@@ -61,6 +67,8 @@ class HeadSocket:
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+        elif self.connecting is not None:
+            self.connecting.cancel()  # the loop closes the socket it registered
         else:
             self.sock.close()
 
@@ -81,16 +89,18 @@ class Handshakes:
         runtime: AsyncioRuntime,
         limits: HandshakeLimits,
         counters: HandshakeCounters,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.runtime = runtime
         self.limits = limits
         self.counters = counters
         self.pending = PendingHeads(limits, counters)
+        self.ssl_context = ssl_context  # TLS only, when given (asyncio runs it)
 
     def enter(self, sock: socket.socket, address: Any) -> HandshakeProtocol | None:
         """The protocol for a connection just accepted; None if the caps shed it."""
-        head_socket = HeadSocket(sock)
+        head_socket = HeadSocket(sock, tls=self.ssl_context is not None)
         # ``PendingHeads`` only uses ``sock``, ``try_send`` and ``close``.
         pending = self.pending.enter(cast(Any, head_socket), address[0])
         if pending is None:
@@ -143,7 +153,8 @@ class HandshakeProtocol(asyncio.Protocol):
         if self.state in (_State.HEAD, _State.BODY):
             # The client left mid-request: answered as if it were slow (trio does the same).
             self._answer(Response.error(408, f"{self.state.value} not received in time"))
-            return True
+            # (over TLS the transport closes after its answer whatever this says)
+            return not self.head_socket.tls
         return False  # after a rejection: nothing more to read, close
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -170,6 +181,7 @@ class HandshakeProtocol(asyncio.Protocol):
             if end > limit:
                 raise HeadError(f"request head larger than {limit} bytes", 431)
             request = parse_request_head(bytes(buffer[:end]), self.address)
+            request.secure = self.head_socket.tls
             del buffer[:end]
             self.upgrade_asked = "websocket" in request.headers.tokens("upgrade")
             self.request = request
@@ -249,7 +261,7 @@ class HandshakeProtocol(asyncio.Protocol):
         if response.status == 101 and response.upgrade is not None:
             transport.write(head)
             server.counters.count(101, True)
-            server.runtime.adopt(transport, response.upgrade, trailing)
+            server.runtime.adopt(transport, response.upgrade, trailing, tls=self.head_socket.tls)
             return True
         server.counters.count(response.status, self.upgrade_asked)
         self._reject(transport, head)

@@ -23,7 +23,7 @@ from websockets.frames import CloseCode
 
 from .. import ws as _ws
 from ..ws._driver import MAX_TICK, frames_for, sweep_tick
-from ._connection import AsyncioConnection
+from ._connection import AsyncioConnection, TLSConnection
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -99,12 +99,13 @@ class AsyncioRuntime:
         trailing: bytes = b"",
         *,
         socket_id: str | None = None,
+        tls: bool = False,
     ) -> AsyncioConnection:
         """Run one upgraded socket on the transport its handshake was read
-        from (the single-process server): the protocol is switched in place."""
-        conn = AsyncioConnection(
-            self, upgrade, frames_for(upgrade), socket_id=socket_id, trailing=trailing
-        )
+        from (the single-process server): the protocol is switched in place.
+        ``tls``: that transport is asyncio's TLS one."""
+        kind = TLSConnection if tls else AsyncioConnection
+        conn = kind(self, upgrade, frames_for(upgrade), socket_id=socket_id, trailing=trailing)
         transport.set_protocol(conn)
         conn.connection_made(transport)
         transport.resume_reading()

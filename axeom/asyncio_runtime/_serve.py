@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,7 @@ from ..process import STOP_SIGNALS, serve_with_lifespan
 from ..security import connection_limits
 from ..trio_runtime._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, shed
-from ._handshake import Handshakes, HeadSocket
+from ._handshake import HandshakeProtocol, Handshakes, HeadSocket
 from ._loops import new_event_loop
 from ._runtime import AsyncioRuntime
 
@@ -128,7 +130,14 @@ class _Acceptor:
         if protocol is None:
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._make_transport is not None:
+        if self.handshakes.ssl_context is not None:
+            task = self.handshakes.runtime.start_task(self._connect_tls(sock, protocol))
+            if not task.done():
+                protocol.head_socket.connecting = task
+                # Evicted (cancelled), maybe before it even started: the socket is
+                # then ours to close (the loop unregistered it if it had it).
+                task.add_done_callback(functools.partial(_close_if_cancelled, sock))
+        elif self._make_transport is not None:
             self._make_transport(sock, protocol, extra={"peername": address})
         else:
             self.handshakes.runtime.start_task(self._connect(sock, protocol))
@@ -138,6 +147,30 @@ class _Acceptor:
             await self.loop.connect_accepted_socket(lambda: protocol, sock)
         except OSError:
             sock.close()
+
+    async def _connect_tls(self, sock: socket.socket, protocol: HandshakeProtocol) -> None:
+        """The loop's TLS transport on the socket; its handshake runs under the
+        request timeout (a client that never finishes it is cut like a slow head)
+        while the connection counts among the unfinished heads."""
+        handshakes = self.handshakes
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: protocol,
+                sock,
+                ssl=handshakes.ssl_context,
+                ssl_handshake_timeout=handshakes.limits.timeout,
+            )
+        except OSError as exc:  # ssl.SSLError, TimeoutError and resets are OSErrors
+            logger.debug("TLS handshake failed: %s", exc)
+            protocol.pending.leave()
+            sock.close()
+        finally:
+            protocol.head_socket.connecting = None
+
+
+def _close_if_cancelled(sock: socket.socket, task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        sock.close()
 
 
 def _answer_at_capacity(sock: socket.socket) -> None:
@@ -155,6 +188,7 @@ async def serve_listener(
     control: str | None = None,
     loop_name: str = "asyncio",
     on_ready: Callable[[tuple[str, int]], None] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve ``app`` on an already bound, listening socket until ``shutdown``
     is set (forever without one): then stop accepting, close every socket
@@ -162,13 +196,15 @@ async def serve_listener(
 
     ``control`` is an nng address on which to answer ``axeom status`` and
     ``axeom publish``; ``on_ready`` gets the bound (host, port) once accepting.
+    With ``ssl_context`` (``axeom.tls.server_context``) it serves TLS only,
+    through the loop's own TLS transport.
     """
     limits = limits or HandshakeLimits()
     counters = HandshakeCounters()
     connection_limits(app)  # this process settles what they admit (see axeom.security)
     listener.setblocking(False)
     runtime = AsyncioRuntime(app, loop_name=loop_name)
-    handshakes = Handshakes(app, runtime, limits, counters)
+    handshakes = Handshakes(app, runtime, limits, counters, ssl_context)
     acceptor = _Acceptor(listener, handshakes, runtime.loop)
     control_task = None
     if control is not None:
@@ -219,6 +255,7 @@ def run(
     control: str | None = None,
     listener: socket.socket | None = None,
     on_ready: Callable[[tuple[str, int]], None] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve ``app`` on a new ``loop_name`` loop until SIGTERM or SIGINT, then
     drain; blocks. What ``axeom run --loop asyncio|uvloop --workers 0`` calls.
@@ -235,7 +272,9 @@ def run(
         listener = bind_listener(host, port)
     try:
         loop.run_until_complete(
-            _main(app, listener, loop_name, graceful_timeout, limits, control, on_ready)
+            _main(
+                app, listener, loop_name, graceful_timeout, limits, control, on_ready, ssl_context
+            )
         )
     finally:
         if own_listener:
@@ -254,6 +293,7 @@ async def _main(
     limits: HandshakeLimits | None,
     control: str | None,
     on_ready: Callable[[tuple[str, int]], None] | None,
+    ssl_context: ssl.SSLContext | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     shutdown = asyncio.Event()
@@ -280,6 +320,7 @@ async def _main(
                 control=control,
                 loop_name=loop_name,
                 on_ready=on_ready,
+                ssl_context=ssl_context,
             )
         finally:
             for signum in STOP_SIGNALS:

@@ -26,7 +26,8 @@ from ._handshake import (
     reject,
 )
 from ._runtime import SocketRuntime, open_socket_runtime
-from ._serve import accept_forever, serve, serve_listener
+from ._serve import accept_forever, serve, serve_connection, serve_listener
+from ._tls import TLSTransport
 from ._transport import SocketTransport, StreamTransport
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "SocketRuntime",
     "SocketTransport",
     "StreamTransport",
+    "TLSTransport",
     "accept_forever",
     "answer_handshake",
     "bind_listener",
@@ -50,6 +52,7 @@ __all__ = [
     "remove_ipc_file",
     "serialize_response",
     "serve",
+    "serve_connection",
     "serve_control",
     "serve_listener",
 ]

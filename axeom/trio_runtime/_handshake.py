@@ -37,12 +37,17 @@ from .._http1 import (
 from .._messages import Request, Response
 from ..security import Admission
 from ..ws._upgrade import Upgrade
+from ._tls import TLSTransport
 from ._transport import SocketTransport
+
+# What a request is read from: a plaintext socket, or TLS over one.
+HeadTransport = SocketTransport | TLSTransport
 
 __all__ = [
     "Accepted",
     "HandshakeCounters",
     "HandshakeLimits",
+    "HeadTransport",
     "PendingHead",
     "PendingHeads",
     "answer_handshake",
@@ -151,7 +156,7 @@ class PendingHead:
     """One connection whose request head is still being read."""
 
     owner: PendingHeads
-    transport: SocketTransport
+    transport: HeadTransport
     address: str
     evicted: bool = False
 
@@ -183,7 +188,7 @@ class PendingHeads:
     def __len__(self) -> int:
         return len(self._heads)
 
-    def enter(self, transport: SocketTransport, address: str) -> PendingHead | None:
+    def enter(self, transport: HeadTransport, address: str) -> PendingHead | None:
         """Register a connection just accepted; None (after answering 429 and
         closing it) if its address has too many unfinished heads already."""
         count = self._per_address.get(address, 0)
@@ -224,7 +229,7 @@ class PendingHeads:
         self._shed(head.transport, EVICTED)
         return True
 
-    def _shed(self, transport: SocketTransport, response: Response) -> None:
+    def _shed(self, transport: HeadTransport, response: Response) -> None:
         shed(transport, response)
         if self.counters is not None:
             # Unread, so whether it asked for an upgrade is unknown: a response only.
@@ -255,10 +260,13 @@ class PendingHeads:
         )
 
 
-def _head_arrived(transport: SocketTransport) -> bool:
+def _head_arrived(transport: HeadTransport) -> bool:
     """True if the connection's whole request head is already received (looked
     at without consuming it): such a client is not slow, only not read yet, as
-    in a burst of connections from one address (a proxy, a NAT, a load test)."""
+    in a burst of connections from one address (a proxy, a NAT, a load test).
+    Over TLS it cannot be told (the bytes are encrypted): False."""
+    if transport.secure:
+        return False
     try:
         data = transport.sock.recv(SHED_DRAIN, socket.MSG_PEEK)
     except OSError:
@@ -286,7 +294,7 @@ TOO_MANY_FROM_ADDRESS = Response.error(
 EVICTED = Response.error(408, "request head not received in time (server busy)")
 
 
-def shed(transport: SocketTransport, response: Response) -> None:
+def shed(transport: HeadTransport, response: Response) -> None:
     """Answer ``response`` if the socket takes it at once, and close now: a
     connection shed under load must not cost a task or a descriptor any longer.
     What the client sent is read first (without waiting), so that the close
@@ -302,7 +310,7 @@ def shed(transport: SocketTransport, response: Response) -> None:
 
 async def answer_handshake(
     app: Axeom,
-    transport: SocketTransport,
+    transport: HeadTransport,
     client: tuple[str, int] | None,
     limits: HandshakeLimits,
     admit: Callable[[], Response | None] | None = None,
@@ -379,7 +387,7 @@ class _Received:
 
 
 async def _receive_request(
-    transport: SocketTransport, client: tuple[str, int] | None, limits: HandshakeLimits
+    transport: HeadTransport, client: tuple[str, int] | None, limits: HandshakeLimits
 ) -> _Received:
     """Read one request, its body included, within ``limits.timeout`` in all."""
     received = _Received()
@@ -391,6 +399,7 @@ async def _receive_request(
                 received.answer = Response.error(408, "request head not received in time")
                 return received
             request = parse_request_head(head, client)
+            request.secure = transport.secure
             received.upgrade_asked = "websocket" in request.headers.tokens("upgrade")
             length = body_length(request, limits.max_body_size)
             if length:
@@ -404,9 +413,7 @@ async def _receive_request(
     return received
 
 
-async def _read_body(
-    transport: SocketTransport, received: bytes, length: int
-) -> tuple[bytes, bytes]:
+async def _read_body(transport: HeadTransport, received: bytes, length: int) -> tuple[bytes, bytes]:
     """The ``length`` bytes of body (some may have come with the head), and
     whatever followed them."""
     buffer = bytearray(received)
@@ -418,7 +425,7 @@ async def _read_body(
     return bytes(buffer[:length]), bytes(buffer[length:])
 
 
-async def _read_head(transport: SocketTransport, limit: int) -> tuple[bytes | None, bytes]:
+async def _read_head(transport: HeadTransport, limit: int) -> tuple[bytes | None, bytes]:
     buffer = bytearray()
     while True:
         data = await transport.receive()
@@ -435,7 +442,7 @@ async def _read_head(transport: SocketTransport, limit: int) -> tuple[bytes | No
             raise HeadError(f"request head larger than {limit} bytes", 431)
 
 
-async def reject(transport: SocketTransport, head: bytes) -> None:
+async def reject(transport: HeadTransport, head: bytes) -> None:
     """Write the rejection, then close so that the client can still read it:
     half-close first and discard what the client still sends, briefly, since
     closing with unread input makes the kernel reset the connection."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -26,15 +27,17 @@ from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
 from ._handshake import (
     HandshakeCounters,
     HandshakeLimits,
+    HeadTransport,
     PendingHead,
     PendingHeads,
     answer_handshake,
     shed,
 )
 from ._runtime import SocketRuntime, open_socket_runtime
+from ._tls import TLSTransport
 from ._transport import SocketTransport
 
-__all__ = ["accept_forever", "serve", "serve_listener"]
+__all__ = ["accept_forever", "serve", "serve_connection", "serve_listener"]
 
 logger = logging.getLogger("axeom.server")
 
@@ -46,13 +49,17 @@ async def serve(
     *,
     limits: HandshakeLimits | None = None,
     backlog: int = LISTEN_BACKLOG,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until cancelled; reports the bound (host, port) through
-    ``task_status`` (use ``await nursery.start(serve, app, "127.0.0.1", 0)``)."""
+    ``task_status`` (use ``await nursery.start(serve, app, "127.0.0.1", 0)``).
+    With ``ssl_context`` (``axeom.tls.server_context``) it serves TLS only."""
     listener = bind_listener(host, port, backlog)
     with listener:
-        await serve_listener(app, listener, limits=limits, task_status=task_status)
+        await serve_listener(
+            app, listener, limits=limits, ssl_context=ssl_context, task_status=task_status
+        )
 
 
 async def serve_listener(
@@ -63,9 +70,11 @@ async def serve_listener(
     shutdown: trio.Event | None = None,
     graceful_timeout: float = 10.0,
     control: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on an already bound, listening socket.
+    """Serve ``app`` on an already bound, listening socket (TLS only, with
+    ``ssl_context``).
 
     When ``shutdown`` is set: stop accepting, close every socket with 1001,
     wait up to ``graceful_timeout`` for their ``close`` handlers, return.
@@ -87,11 +96,15 @@ async def serve_listener(
                 runtime.nursery.start_soon(_cancel_when_set, shutdown, accepting)
 
             def on_client(sock: socket.socket, address: Any) -> None:
-                transport = SocketTransport(sock)
+                transport: HeadTransport
+                if ssl_context is None:
+                    transport = SocketTransport(sock)
+                else:
+                    transport = TLSTransport(sock, ssl_context)
                 head = pending.enter(transport, address[0])
                 if head is not None:
                     runtime.nursery.start_soon(
-                        _serve_client, app, runtime, transport, address, limits, head, counters
+                        serve_connection, app, runtime, transport, address, limits, head, counters
                     )
 
             await accept_forever(listener, on_client, pending.evict_oldest)
@@ -168,18 +181,25 @@ def _answer_at_capacity(sock: socket.socket) -> None:
     shed(SocketTransport(sock), AT_CAPACITY)
 
 
-async def _serve_client(
+async def serve_connection(
     app: Axeom,
     runtime: SocketRuntime,
-    transport: SocketTransport,
+    transport: HeadTransport,
     address: tuple[str, int],
     limits: HandshakeLimits,
     pending: PendingHead,
     counters: HandshakeCounters,
+    on_end: Callable[[], object] | None = None,
 ) -> None:
-    """One client: handshake, then hand the socket to the runtime (this task
-    ends there). A failure here is a bug in Axeom, not in the app (handlers are
-    contained by the actor): it is logged and costs this connection only."""
+    """One client: handshake (TLS, then HTTP), then hand the socket to the
+    runtime (this task ends there). The single-process server runs it for
+    every client, a worker for each TLS connection placed on it before its
+    handshake. A failure here is a bug in Axeom, not in the app (handlers are
+    contained by the actor): it is logged and costs this connection only.
+
+    ``on_end`` is called once when the connection ends, refused or served
+    (a worker tells the acceptor, which counted it under the connection
+    limits at accept time)."""
     handed = False
     admission = None
     try:
@@ -189,8 +209,9 @@ async def _serve_client(
         )
         if accepted is not None:
             admission = accepted.admission
-            if admission is not None:  # the socket counts as open until it ends
-                accepted.upgrade.on_end = admission.release
+            release = admission.release if admission is not None else on_end
+            if release is not None:  # the socket counts as open until it ends
+                accepted.upgrade.on_end = release
             await transport.send_all([accepted.response_head])
             counters.count(101, True)
             handed = True  # from here on the runtime closes it
@@ -203,5 +224,7 @@ async def _serve_client(
     finally:
         if not handed:
             transport.close()
+            if on_end is not None:  # no socket runs: its place is given back now
+                on_end()
         if admission is not None:  # no socket runs (idempotent if one ran and ended)
             admission.release()

@@ -74,6 +74,8 @@ class SocketTransport:
 
     __slots__ = ("_closed", "_more", "sock")
 
+    secure = False  # plaintext (``TLSTransport`` is the TLS one)
+
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock

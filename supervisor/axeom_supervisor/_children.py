@@ -90,6 +90,7 @@ def command(
             generation=generation,
             graceful_timeout=server.graceful_timeout,
             handshake=server.handshake_limits(),
+            tls=server.ssl_certfile is not None,
         )
         pass_fds = (listener.fileno(),)
     elif role == "bridge":
@@ -100,6 +101,9 @@ def command(
         options.update(
             worker_id=name, generation=generation, graceful_timeout=server.graceful_timeout
         )
+        if server.ssl_certfile is not None:
+            # The worker runs TLS and the handshake of the connections placed on it.
+            options.update(tls=server.tls_options(), handshake=server.handshake_limits())
     return module, options, pass_fds
 
 

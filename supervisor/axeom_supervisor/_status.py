@@ -124,6 +124,9 @@ def _acceptor_totals(supervisor: Supervisor) -> dict[str, Any]:
     for child in supervisor.children:
         if child.role == "acceptor":
             add_totals(totals, child.report)
+        elif child.role == "worker" and "handshakes" in child.report:
+            # With TLS the workers answer the handshakes (a restarted one's are lost).
+            add_totals(totals, child.report["handshakes"])
     return totals
 
 

@@ -170,9 +170,11 @@ class Supervisor:
         host = self.config.server.host
         shown = f"[{host}]" if ":" in host else host
         count = self.config.server.workers
+        scheme = "wss" if self.config.server.ssl_certfile else "ws"
         try:
             print(
-                f"Axeom listening on ws://{shown}:{self.port} ({count} worker{'s' * (count != 1)})",
+                f"Axeom listening on {scheme}://{shown}:{self.port} "
+                f"({count} worker{'s' * (count != 1)})",
                 flush=True,
             )
         except BrokenPipeError:

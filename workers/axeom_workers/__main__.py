@@ -32,6 +32,8 @@ def main() -> None:
         run_dir=options["run_dir"],
         heartbeat_interval=options["heartbeat_interval"],
         graceful_timeout=options["graceful_timeout"],
+        tls=options.get("tls"),
+        handshake=options.get("handshake"),
     )
     with exit_if_on_start_failed(settings.worker_id):
         _run(loop_of(options), app, settings)

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable, Sized
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pynng
 import trio
@@ -24,11 +24,18 @@ import trio
 from axeom import Axeom, ipc, wire
 from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
 from axeom.security import limits_hit, tracks_sockets
+from axeom.tls import TLSSettings, server_context
 from axeom.trio_runtime import (
+    HandshakeCounters,
+    HandshakeLimits,
+    PendingHeads,
+    SocketRuntime,
     SocketTransport,
+    TLSTransport,
     handoff,
     open_socket_runtime,
     reject,
+    serve_connection,
 )
 from axeom.ws import Upgrade, socket_id_prefix
 
@@ -79,6 +86,10 @@ class WorkerSettings:
     run_dir: str
     heartbeat_interval: float
     graceful_timeout: float
+    # With TLS the worker runs the handshake of the connections placed on it:
+    # ``axeom.tls.TLSSettings`` and ``HandshakeLimits`` keyword arguments.
+    tls: dict[str, Any] | None = None
+    handshake: dict[str, Any] | None = None
 
 
 class Worker:
@@ -108,6 +119,14 @@ class Worker:
         # With connection limits, the acceptor counts the sockets it handed
         # here as open until told that they ended.
         self.reports_closes = tracks_sockets(app)
+        # TLS: built once per process; the handshakes run here, under the same
+        # limits as in the acceptor (head size, request timeout, unfinished heads).
+        self.ssl_context = (
+            None if settings.tls is None else server_context(TLSSettings(**settings.tls))
+        )
+        self.limits = HandshakeLimits(**(settings.handshake or {}))
+        self.counters = HandshakeCounters()
+        self.pending = PendingHeads(self.limits, self.counters)
 
     async def run(self) -> None:
         settings = self.settings
@@ -199,15 +218,24 @@ class Worker:
             except handoff.HandoffError:
                 acceptor_gone = True  # its copies went with it: run what we took
             for received, took in zip(batch, taken, strict=True):
-                if isinstance(took, tuple):
-                    if closes is not None and not acceptor_gone:
-                        took[1].upgrade.on_end = closes.reporter(received.seq)
-                    runtime.nursery.start_soon(self._run_socket, *took)
+                if not isinstance(took, tuple):
+                    continue
+                sock, handed = took
+                end = closes.reporter(received.seq) if closes and not acceptor_gone else None
+                if isinstance(handed, tuple):  # TLS: the handshake runs here
+                    runtime.nursery.start_soon(self._serve_tls, sock, handed, end)
+                    continue
+                handed.upgrade.on_end = end
+                runtime.nursery.start_soon(self._run_socket, sock, handed)
             if acceptor_gone:
                 return
 
-    def _take(self, received: handoff.Received) -> tuple[socket.socket, wire.HandedOff] | int:
-        """The socket and what to run it with, or the refusal to answer."""
+    def _take(
+        self, received: handoff.Received
+    ) -> tuple[socket.socket, wire.HandedOff | tuple[str, int]] | int:
+        """The socket and what to run it with (an upgrade, or for a TLS
+        connection not yet read from, its client's address), or the refusal
+        to answer."""
         runtime = self.runtime
         assert runtime is not None
         if received.fd is None:
@@ -223,8 +251,14 @@ class Worker:
             return wire.NO_DESCRIPTOR
         if received.version != wire.WIRE_VERSION:
             return self._refuse_version(received.fd, received.version, received.head)
+        handed: wire.HandedOff | tuple[str, int]
         try:
-            handed = wire.decode_handoff(self.routes, received.head, received.body)
+            if wire.is_connection(received.head):
+                handed = self._connection(received.body)
+                remote: tuple[str, int] | None = handed
+            else:
+                handed = wire.decode_handoff(self.routes, received.head, received.body)
+                remote = handed.upgrade.remote_address
         except wire.WireError as exc:
             logger.error("refusing a socket: %s", exc)
             os.close(received.fd)
@@ -232,7 +266,7 @@ class Worker:
         if self.draining:
             os.close(received.fd)
             return wire.REFUSED
-        sock = _wrap(received.fd, handed.upgrade.remote_address)
+        sock = _wrap(received.fd, remote)
         if self.refused_no_fd:
             logger.warning(
                 "taking sockets again after refusing %d for want of descriptors",
@@ -241,6 +275,39 @@ class Worker:
             self.refused_no_fd = 0
         self.received += 1
         return sock, handed
+
+    def _connection(self, body: bytes) -> tuple[str, int]:
+        """The client address of a TLS connection placed here before its handshake."""
+        if self.ssl_context is None:
+            raise wire.WireError("a TLS connection, and this worker has no TLS settings")
+        return wire.decode_connection(body)
+
+    async def _serve_tls(
+        self,
+        sock: socket.socket,
+        address: tuple[str, int],
+        on_end: Callable[[], object] | None = None,
+    ) -> None:
+        """A TLS connection placed here right after accept: TLS handshake, request
+        head, ``app.handle``, answer, then the socket (as the single-process server
+        serves every connection). Counted among this worker's unfinished heads
+        until its head is read, so a slow client (a slowloris over TLS) is cut by
+        the request timeout and the caps as in the acceptor.
+
+        Under the security plugin's connection limits the acceptor counted the
+        connection at accept time, by its peer address; ``on_end`` tells it
+        when the connection ends, refused or served."""
+        assert self.ssl_context is not None
+        runtime = self.runtime
+        assert isinstance(runtime, SocketRuntime)
+        transport = TLSTransport(sock, self.ssl_context)
+        head = self.pending.enter(transport, address[0])
+        if head is not None:
+            await serve_connection(
+                self.app, runtime, transport, address, self.limits, head, self.counters, on_end
+            )
+        elif on_end is not None:  # cut before its head (caps): never served
+            on_end()
 
     def _refuse_version(self, fd: int, version: int, head: bytes | None) -> int:
         """A hand-off of another wire version: its client gets the 101 the
@@ -285,7 +352,7 @@ class Worker:
         assert runtime is not None
 
         async def report() -> None:
-            figures = {
+            figures: dict[str, Any] = {
                 "sockets": len(runtime.connections),
                 "received": self.received,
                 "draining": self.draining,
@@ -294,6 +361,9 @@ class Worker:
                 "invalid_messages": self.app.invalid_messages,
                 "limits": limits_hit(self.app),
             }
+            if self.ssl_context is not None:  # this worker answers handshakes
+                figures["handshakes"] = self.counters.report()
+                self.pending.report_if_due()
             await reports.asend(
                 wire.heartbeat(settings.worker_id, settings.generation, os.getpid(), figures)
             )
