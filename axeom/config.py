@@ -14,6 +14,7 @@ A configuration file looks like this (every key is optional; the values shown ar
     max_head_size = 16384       # bytes of request head; larger: 431
     request_timeout = 10.0      # seconds to send the whole request (head and body); slower: 408
     max_body_size = 1048576     # bytes of request body (HTTP routes); larger: 413
+    forwarded_allow_ips = []    # proxies whose X-Forwarded-For / Forwarded name the client
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -400,6 +401,30 @@ def _redis_url(value: Any) -> str | None:
     return value
 
 
+def _proxy_list(value: Any) -> tuple[str, ...]:
+    """``"127.0.0.1, 10.0.0.0/8"`` (the command line's form) or a list of entries:
+    IP addresses, CIDR networks and ``*`` (every peer)."""
+    import ipaddress
+
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, (list, tuple)):
+        raise ValueError(f'must be a list like ["127.0.0.1", "10.0.0.0/8"], got {_show(value)}')
+    checked: list[str] = []
+    for entry in entries:
+        entry = entry.strip() if isinstance(entry, str) else entry
+        if entry == "":
+            continue  # "a, b," from a shell variable
+        if entry != "*":
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"must list IP addresses, CIDR networks (10.0.0.0/8) or *, got {_show(entry)}"
+                ) from None
+        checked.append(entry)
+    return tuple(checked)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Where to listen and how many processes to run.
@@ -428,6 +453,10 @@ class ServerConfig:
             slower one is answered 408.
         max_body_size: Bytes of request body an HTTP route accepts (``Content-Length``); a
             larger one is answered 413 before it is read. ``0`` refuses every body.
+        forwarded_allow_ips: The reverse proxies (IP addresses, CIDR networks, or ``*`` for
+            any peer) whose ``X-Forwarded-For`` or ``Forwarded`` header names the client: from
+            them, ``ws.remote_address``, ``ctx.client`` and the per-address limits use the
+            client's address. Empty (the default) trusts no peer: the headers are ignored.
         loop: The event loop every process that runs application code (the single-process
             server, the acceptor, the workers) runs it on: ``trio`` (the default), ``asyncio``
             or ``uvloop`` (the ``axeom[uvloop]`` extra). A handler awaits the primitives of
@@ -450,6 +479,7 @@ class ServerConfig:
     max_body_size: int = field(default=1 << 20, metadata=_checked(_integer(0, MAX_BODY_SIZE)))
     # Last, so that positional construction from before it was added still works.
     loop: LoopName = field(default="trio", metadata=_checked(_choice(LoopName)))
+    forwarded_allow_ips: tuple[str, ...] = field(default=(), metadata=_checked(_proxy_list))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -467,6 +497,7 @@ class ServerConfig:
             "max_head_size": self.max_head_size,
             "timeout": self.request_timeout,
             "max_body_size": self.max_body_size,
+            "forwarded_allow_ips": self.forwarded_allow_ips,
         }
 
 
@@ -493,6 +524,7 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "max_head_size": "server.max_head_size",
     "request_timeout": "server.request_timeout",
     "max_body_size": "server.max_body_size",
+    "forwarded_allow_ips": "server.forwarded_allow_ips",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",
