@@ -22,6 +22,7 @@ from axeom._headers import Headers
 from axeom._http1 import parse_request_head
 from axeom.config import Config, ConfigError
 from axeom.trio_runtime import HandshakeLimits
+from tests._asgi_servers import running_asgi
 from tests._nginx import running_nginx
 from tests._processes import running_axeom
 
@@ -204,9 +205,9 @@ OTHER_NGINX = "127.0.0.4"  # a proxy it is not told about
 SPOOFED = "127.0.0.66"  # what a client claims to be
 
 
-def who(port: int, headers: dict[str, str] | None = None) -> tuple[str, int]:
-    """The ``ws.remote_address`` the app gives a socket opened from CLIENT to ``port``."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(CLIENT, 0))
+def who(port: int, headers: dict[str, str] | None = None, source: str = CLIENT) -> tuple[str, int]:
+    """The ``ws.remote_address`` the app gives a socket opened from ``source`` to ``port``."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
     with ws_sync.connect(
         f"ws://127.0.0.1:{port}/who", sock=sock, additional_headers=headers, open_timeout=10
     ) as ws:
@@ -249,3 +250,13 @@ def test_forwarded_address_of_another_family(args: list[str]) -> None:
     ) as server:
         assert who(server.port, {"X-Forwarded-For": "::1"}) == ("::1", 0)
         assert who(server.port, {"Forwarded": 'for="[::1]:4711"'}) == ("::1", 4711)
+
+
+@pytest.mark.timeout(60)
+def test_on_an_asgi_server_the_server_decides() -> None:
+    """Under uvicorn, ``ws.remote_address`` is the scope's client: what uvicorn
+    made of the headers with its own ``--forwarded-allow-ips``."""
+    args = ("--forwarded-allow-ips", CLIENT)
+    with running_asgi("uvicorn", "proxy_app:app", args=args) as server:
+        assert who(server.port, {"X-Forwarded-For": SPOOFED}) == (SPOOFED, 0)
+        assert who(server.port, {"X-Forwarded-For": SPOOFED}, source=OTHER_NGINX)[0] == OTHER_NGINX
