@@ -12,10 +12,12 @@ trusted proxy, the leftmost one is the client (as uvicorn does).
 
 ``X-Forwarded-For`` is read when present (nginx, caddy, haproxy and cloud load
 balancers set it); ``Forwarded`` (RFC 7239) only without it, since a proxy
-that sets one header passes the other through as the client wrote it. A value
-this module cannot read (not an address, ``unknown``, an obfuscated node, a
-syntax error) leaves the peer's address in place: never an error, never a
-guess. Addresses come back normalised (``ipaddress``), with port 0 when the
+that sets one header passes the other through as the client wrote it. A hop
+the walk reaches but cannot read (not an address, ``unknown``, an obfuscated
+node, a syntax error, more than ``MAX_HOPS`` trusted proxies) leaves the
+peer's address in place: never an error, never a guess. What lies beyond the
+client is never read, so a client cannot use it to fall back to the proxy's
+address. Addresses come back normalised (``ipaddress``), with port 0 when the
 header names none.
 """
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ._headers import Headers
@@ -38,8 +40,14 @@ _SCHEMES = frozenset({"http", "https", "ws", "wss"})
 # RFC 7239 section 4: forwarded-pair = token "=" value, value = token / quoted-string.
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _PAIR = re.compile(rf'[ \t]*({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*')
-_SEPARATOR = re.compile(r"[ \t]*([;,])[ \t]*")
+_QUOTED_PAIR = re.compile(r"\\(.)")
 _PORT = re.compile(r"[0-9]{1,5}")
+# Proxies walked past at most, from the right. No deployment chains this many;
+# a longer list is a client's own writing, and walking it all (a head may be
+# up to 1 MiB) would make each request cost the server milliseconds.
+MAX_HOPS = 32
+# Stands for the elements left of the last MAX_HOPS: never an address.
+_TOO_FAR = "(more hops)"
 
 
 class TrustedProxies:
@@ -116,34 +124,47 @@ def forwarded_client(headers: Headers, peer: tuple[str, int], proxies: TrustedPr
     readable, the peer itself."""
     if not proxies.trusts(peer[0]):
         return Forwarded(peer)
-    hops: list[tuple[str, str | None]] | None
     if "x-forwarded-for" in headers:
-        hops = [(hop, None) for hop in ",".join(headers.get_all("x-forwarded-for")).split(",")]
+        hops = [(hop, None) for hop in _last_elements(headers.get_all("x-forwarded-for"))]
         found = _walk(hops, proxies)
         proto = headers.get_all("x-forwarded-proto")
         if found is not None and proto:  # the nearest proxy's word: the last value
             found = Forwarded(found.client, _scheme(proto[-1].rsplit(",", 1)[-1]))
     elif "forwarded" in headers:
-        found = _walk(_forwarded_hops(",".join(headers.get_all("forwarded"))), proxies)
+        elements = _last_elements(headers.get_all("forwarded"))
+        found = _walk([_forwarded_element(element) for element in elements], proxies)
     else:
         found = None
     return found or Forwarded(peer)
 
 
-def _walk(hops: list[tuple[str, str | None]] | None, proxies: TrustedProxies) -> Forwarded | None:
+def _last_elements(values: list[str]) -> list[str]:
+    """The last ``MAX_HOPS`` comma-separated elements of a header's values, the
+    values taken as one list (RFC 9110 section 5.3), empty ones left out, and
+    a marker before them if there were more; split from the right, so a long
+    header costs little."""
+    parts = ",".join(values).rsplit(",", MAX_HOPS)
+    if len(parts) > MAX_HOPS:
+        parts[0] = _TOO_FAR
+    return [part for part in parts if part.strip(" \t")]  # empty elements are allowed
+
+
+def _walk(
+    hops: Sequence[tuple[str, str | None] | None], proxies: TrustedProxies
+) -> Forwarded | None:
     """The rightmost hop that is not a trusted proxy (the leftmost if all are),
-    with the scheme its element names, or None if a hop on the way cannot be read."""
-    if not hops:
-        return None
+    with the scheme its element names, or None if a hop on the way cannot be
+    read (an element with no ``for``, a bad address, past ``MAX_HOPS``)."""
     chosen: tuple[Address, int, str | None] | None = None
-    for node, proto in reversed(hops):
-        parsed = _node(node)
-        if parsed is None:
+    for hop in reversed(hops):
+        parsed = None if hop is None else _node(hop[0])
+        if hop is None or parsed is None:
             return None
-        chosen = (*parsed, proto)
+        chosen = (*parsed, hop[1])
         if not proxies._trusts(parsed[0]):
             break
-    assert chosen is not None
+    if chosen is None:
+        return None
     address, port, proto = chosen
     return Forwarded((str(address), port), _scheme(proto))
 
@@ -153,36 +174,26 @@ def _scheme(proto: str | None) -> str | None:
     return scheme if scheme in _SCHEMES else None
 
 
-def _forwarded_hops(value: str) -> list[tuple[str, str | None]] | None:
-    """(for, proto) of each element of a ``Forwarded`` value, or None if it is
-    malformed or an element has no ``for``."""
-    hops: list[tuple[str | None, str | None]] = []
+def _forwarded_element(element: str) -> tuple[str, str | None] | None:
+    """(for, proto) of one ``Forwarded`` element (``for=...;proto=...;by=...``),
+    or None if it is malformed or has no ``for``. Elements are split at every
+    comma: a quoted value with a comma in it (never a ``for`` or ``proto``)
+    leaves its element unreadable, which only matters if the walk reaches it."""
     pairs: dict[str, str] = {}
-    position, end = 0, len(value)
-    while position < end:
-        separator = _SEPARATOR.match(value, position)
-        if separator is not None:  # empty pairs and elements are allowed (RFC 9110 #rule)
-            if separator.group(1) == "," and pairs:
-                hops.append((pairs.get("for"), pairs.get("proto")))
-                pairs = {}
-            position = separator.end()
-            continue
-        pair = _PAIR.match(value, position)
-        if pair is None:
+    for pair in element.split(";"):
+        if not pair.strip(" \t"):
+            continue  # an empty pair is allowed
+        match = _PAIR.fullmatch(pair)
+        if match is None:
             return None
-        name, text = pair.group(1).lower(), pair.group(2)
-        if text.startswith('"'):
-            text = re.sub(r"\\(.)", r"\1", text[1:-1])
+        name, value = match.group(1).lower(), match.group(2)
         if name in pairs:
             return None  # RFC 7239 section 4: a parameter at most once per element
-        pairs[name] = text
-        position = pair.end()
-        if position < end and value[position] not in ";,":
-            return None
-    if pairs:
-        hops.append((pairs.get("for"), pairs.get("proto")))
-    known = [(node, proto) for node, proto in hops if node is not None]
-    return known if len(known) == len(hops) else None
+        if value.startswith('"'):
+            value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+        pairs[name] = value
+    node = pairs.get("for")
+    return None if node is None else (node, pairs.get("proto"))
 
 
 def _node(text: str) -> tuple[Address, int] | None:

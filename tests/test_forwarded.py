@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import websockets.sync.client as ws_sync
 
-from axeom._forwarded import Forwarded, TrustedProxies, forwarded_client
+from axeom._forwarded import MAX_HOPS, Forwarded, TrustedProxies, forwarded_client
 from axeom._headers import Headers
 from axeom._http1 import parse_request_head
 from axeom.config import Config, ConfigError
@@ -168,6 +168,27 @@ def test_x_forwarded_for_wins_over_forwarded() -> None:
     that one is the client's writing."""
     found = resolve(("Forwarded", "for=127.0.0.66"), ("X-Forwarded-For", "127.0.0.5"))
     assert found.client == ("127.0.0.5", 0)
+
+
+def test_a_forged_part_left_of_the_client_is_never_read() -> None:
+    """Whatever a client wrote before the address its proxy appended, readable
+    or not, is not reached: it cannot make the server fall back to the proxy's
+    address (and hide among the proxy's other clients)."""
+    for forged in ('for="127.0.0.66', "for=;;=", "for=127.0.0.66;for=127.0.0.67", "junk"):
+        found = resolve(("Forwarded", f"{forged}, for=127.0.0.5"))
+        assert found.client == ("127.0.0.5", 0), forged
+
+
+def test_a_long_chain_is_walked_only_so_far() -> None:
+    """Past MAX_HOPS trusted proxies the list is a client's writing (walking a
+    1 MiB header would cost each request milliseconds): the peer stays."""
+    chain = ", ".join(["127.1.0.1"] * (MAX_HOPS - 1))
+    assert resolve(("X-Forwarded-For", f"127.0.0.5, {chain}")).client == ("127.0.0.5", 0)
+    many = ", ".join(["127.1.0.1"] * 100_000)
+    assert resolve(("X-Forwarded-For", f"127.0.0.5, {many}")) == Forwarded(PEER)
+    assert resolve(("Forwarded", f"for=127.0.0.5, {many.replace('127', 'for=127')}")) == (
+        Forwarded(PEER)
+    )
 
 
 def test_parse_request_head_resolves_the_client_once() -> None:
