@@ -9,6 +9,7 @@ which one a socket was given is visible.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import urllib.request
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import websockets.sync.client as ws_sync
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from axeom._forwarded import MAX_HOPS, Forwarded, TrustedProxies, forwarded_client
 from axeom._headers import Headers
@@ -189,6 +192,24 @@ def test_a_long_chain_is_walked_only_so_far() -> None:
     assert resolve(("Forwarded", f"for=127.0.0.5, {many.replace('127', 'for=127')}")) == (
         Forwarded(PEER)
     )
+
+
+# Pieces of forwarding headers, in any order: addresses, separators, quotes, junk.
+PIECES = [*'0123456789abcdef.:[]",; =\t_-', "127.0.0.5", "::1", "for=", "proto=https", "\x00", "é"]
+header_text = st.lists(st.sampled_from(PIECES), max_size=30).map("".join)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.sampled_from(["X-Forwarded-For", "Forwarded", "X-Forwarded-Proto"]),
+    st.lists(header_text, min_size=1, max_size=3),
+)
+def test_any_header_text_gives_an_address_never_an_error(name: str, values: list[str]) -> None:
+    """Whatever a header holds: the peer, or an address ``ipaddress`` reads."""
+    found = resolve(*[(name, value) for value in values])
+    assert found.client == PEER or ipaddress.ip_address(found.client[0])
+    assert 0 <= found.client[1] <= 65535
+    assert found.scheme in (None, "http", "https", "ws", "wss")
 
 
 def test_parse_request_head_resolves_the_client_once() -> None:
