@@ -260,11 +260,14 @@ def documented_framing(head: bytes, reference: h11.Request) -> str | None:
     lines = [line.lower() for line in head.split(b"\r\n")]
     if b"transfer-encoding" in names:
         return "Transfer-Encoding is refused (411): bodies by Content-Length only"
-    if sum(line.startswith(b"content-length") for line in lines) > 1:
+    if sum(line.startswith(b"content-length:") for line in lines) > 1:
         return "a repeated Content-Length is refused, even with equal values"
     if any(line.startswith(b"content-length:") and b"," in line for line in lines):
         return "a Content-Length list (2, 2) is refused: one plain number"
-    if b"content-length" in names and any(value == b"websocket" for _, value in reference.headers):
+    upgrade = any(
+        n.lower() == b"upgrade" and b"websocket" in v.lower() for n, v in reference.headers
+    )
+    if b"content-length" in names and upgrade:
         return "an upgrade request announcing a body is refused (smuggling)"
     return None
 
