@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from websockets.utils import apply_mask
 
 from axeom.ws._frames import STREAM_ABOVE, FrameConnection
-from tests._wsraw import client_frame
+from tests._wsraw import Deflater, client_frame
 
 LIMIT = 70_000
 
@@ -79,10 +79,19 @@ def encode(items: list[tuple[str, object]]) -> tuple[bytes, list[str | bytes], i
     return wire, expected, pings
 
 
-def feed(wire: bytes, cuts: list[int], fast: bool) -> tuple[list[str | bytes], FrameConnection]:
+def feed(
+    wire: bytes, cuts: list[int], fast: bool, deflate: bool = False
+) -> tuple[list[str | bytes], FrameConnection]:
     """``wire`` in pieces cut at ``cuts``, as a driver feeds it: once the messages
-    of a piece are handled, whatever waited for them is resumed."""
-    frames = FrameConnection(max_message_size=LIMIT, backpressure_limit=1 << 30)
+    of a piece are handled, whatever waited for them is resumed. ``deflate``:
+    permessage-deflate was negotiated (no parameters)."""
+    from axeom.ws._deflate import rebuild
+
+    frames = FrameConnection(
+        max_message_size=LIMIT,
+        backpressure_limit=1 << 30,
+        extensions=[rebuild([])] if deflate else None,
+    )
     frames._fast_receive = fast
     received: list[str | bytes] = []
     points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
@@ -465,10 +474,10 @@ def close_inside_a_message(wire: bytes) -> bool:
     return False
 
 
-def outcome(wire: bytes, cuts: list[int], fast: bool) -> tuple[object, ...]:
+def outcome(wire: bytes, cuts: list[int], fast: bool, deflate: bool = False) -> tuple[object, ...]:
     """What one path made of ``wire``: messages, close code, state, and the frames
     it wrote with close reasons left out (the two paths word them differently)."""
-    received, frames = feed(wire, cuts, fast)
+    received, frames = feed(wire, cuts, fast, deflate)
     written = []
     output = b"".join(frames.take_output())
     pos = 0
@@ -628,14 +637,25 @@ def close_inside_a_message_anywhere(wire: bytes) -> bool:
     return False
 
 
+compressed_item = st.tuples(st.just("compressed"), st.text(max_size=60), st.booleans())
+
+
 @st.composite
 def mutated_streams(draw: st.DrawFn) -> bytes:
-    """Good and malformed frames, then bytes flipped, overwritten, inserted,
-    deleted or the stream cut short, anywhere (headers included)."""
-    items = draw(st.lists(st.one_of(message, malformed_item), min_size=1, max_size=5))
+    """Good and malformed frames (compressed ones among them: a socket that did
+    not negotiate compression fails them), then bytes flipped, overwritten,
+    inserted, deleted or the stream cut short, anywhere (headers included)."""
+    items = draw(
+        st.lists(st.one_of(message, malformed_item, compressed_item), min_size=1, max_size=5)
+    )
+    deflater = Deflater()
     wire = bytearray(
         b"".join(
-            encode([item])[0] if item[0] in WELL_FORMED else encode_malformed(item)  # type: ignore[list-item]
+            encode([item])[0]  # type: ignore[list-item]
+            if item[0] in WELL_FORMED
+            else deflater.frame(item[1].encode(), 0x1 if item[2] else 0x2)  # type: ignore[union-attr]
+            if item[0] == "compressed"
+            else encode_malformed(item)
             for item in items
         )
     )
@@ -659,12 +679,15 @@ def mutated_streams(draw: st.DrawFn) -> bytes:
 
 @pytest.mark.timeout(120)  # about 3 s alone; generous for a loaded machine
 @settings(max_examples=200, deadline=None, derandomize=True)
-@example(b"\x81\xff" + b"\xff" * 8 + b"mask", [1])  # a 2**64 - 1 length
-@example(b"\x82\xff\x00\x00\x00\x00\x00\x01\x11\x70mask", [])  # 8-byte length over the limit
-@given(mutated_streams(), st.lists(st.integers(min_value=0), max_size=6))
-def test_mutated_streams_fail_like_the_protocol(wire: bytes, cuts: list[int]) -> None:
-    """Any bytes at all, split anywhere: the fast path delivers the same
-    messages before the same close code (and writes the same frames) as the
-    Protocol fed one frame at a time."""
+@example(b"\x81\xff" + b"\xff" * 8 + b"mask", [1], False)  # a 2**64 - 1 length
+@example(b"\x82\xff\x00\x00\x00\x00\x00\x01\x11\x70mask", [], True)  # 8-byte length over the limit
+@given(mutated_streams(), st.lists(st.integers(min_value=0), max_size=6), st.booleans())
+def test_mutated_streams_fail_like_the_protocol(
+    wire: bytes, cuts: list[int], deflate: bool
+) -> None:
+    """Any bytes at all, split anywhere, with or without permessage-deflate:
+    the fast path delivers the same messages before the same close code (and
+    writes the same frames) as the Protocol fed one frame at a time."""
     assume(not close_inside_a_message_anywhere(wire))  # see test_fast_path_fails_like_the_protocol
-    assert outcome(wire, cuts, fast=True) == outcome(wire, frame_ends(wire), fast=False)
+    reference = outcome(wire, frame_ends(wire), fast=False, deflate=deflate)
+    assert outcome(wire, cuts, fast=True, deflate=deflate) == reference
