@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from ._forwarded import TrustedProxies, forwarded_client
 from ._headers import Headers
 from ._messages import Request, Response
 
@@ -33,6 +34,8 @@ _ORIGIN_FORM = re.compile(rb"/[\x21-\x7e]*")
 # CR, LF and NUL would be a smuggling risk, the rest are refused alike.
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 MAX_HEADERS = 100
+# What a trusted proxy says the client used, for the request to count as over TLS.
+_SECURE_SCHEMES = frozenset({"https", "wss"})
 
 
 class HeadError(ValueError):
@@ -65,8 +68,17 @@ def find_head_end(buffer: bytes | bytearray, start: int = 0) -> int:
     return end
 
 
-def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Request:
-    """Parse a complete head (request line, headers, blank line)."""
+def parse_request_head(
+    head: bytes, client: tuple[str, int] | None = None, proxies: TrustedProxies | None = None
+) -> Request:
+    """Parse a complete head (request line, headers, blank line).
+
+    ``client`` is the TCP peer; if it is one of ``proxies``, the request's
+    client is the one its forwarding headers name (see ``axeom._forwarded``),
+    and it is ``secure`` if they say the client used ``https``/``wss``:
+    decided here, once, so that everything after (the per-address limits,
+    ``ctx.client``, ``ws.remote_address``) sees the same address.
+    """
     lines = head.split(b"\r\n")
     if len(lines) < 3 or lines[-1] != b"" or lines[-2] != b"":
         raise HeadError("request head must end with an empty line")
@@ -100,7 +112,14 @@ def parse_request_head(head: bytes, client: tuple[str, int] | None = None) -> Re
     hosts = headers.get_all("host")
     if len(hosts) != 1:  # RFC 7230 section 5.4: exactly one Host in HTTP/1.1
         raise HeadError("missing Host header" if not hosts else "repeated Host header")
-    return Request(method.decode("ascii"), target.decode("latin-1"), headers, client, "1.1")
+    secure = False
+    if proxies and client is not None:
+        forwarded = forwarded_client(headers, client, proxies)
+        client = forwarded.client
+        secure = forwarded.scheme in _SECURE_SCHEMES
+    return Request(
+        method.decode("ascii"), target.decode("latin-1"), headers, client, "1.1", secure=secure
+    )
 
 
 def upgrade_body_refusal(headers: Headers) -> str | None:

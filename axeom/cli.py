@@ -134,6 +134,12 @@ def main() -> None:
     help="redis://HOST:PORT/DB: bridge pub/sub to every node using this Redis.",
 )
 @_option(
+    "--forwarded-allow-ips",
+    envvar="AXEOM_FORWARDED_ALLOW_IPS",
+    help="Comma-separated proxy addresses or CIDR networks (* for any peer) whose "
+    "X-Forwarded-For / Forwarded headers name the client.  [default: none]",
+)
+@_option(
     "--app-dir",
     default=".",
     envvar=APP_DIR_ENV,

@@ -19,6 +19,7 @@ A configuration file looks like this (every key is optional; the values shown ar
     # ssl_keyfile = "key.pem"        # PEM private key
     # ssl_keyfile_password = "..."   # of an encrypted ssl_keyfile
     # ssl_ca_certs = "ca.pem"        # clients must present a certificate signed by these
+    forwarded_allow_ips = []    # proxies whose X-Forwarded-For / Forwarded name the client
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -426,6 +427,30 @@ def _redis_url(value: Any) -> str | None:
     return value
 
 
+def _proxy_list(value: Any) -> tuple[str, ...]:
+    """``"127.0.0.1, 10.0.0.0/8"`` (the command line's form) or a list of entries:
+    IP addresses, CIDR networks and ``*`` (every peer)."""
+    import ipaddress
+
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, (list, tuple)):
+        raise ValueError(f'must be a list like ["127.0.0.1", "10.0.0.0/8"], got {_show(value)}')
+    checked: list[str] = []
+    for entry in entries:
+        entry = entry.strip() if isinstance(entry, str) else entry
+        if entry == "":
+            continue  # "a, b," from a shell variable
+        if entry != "*":
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"must list IP addresses, CIDR networks (10.0.0.0/8) or *, got {_show(entry)}"
+                ) from None
+        checked.append(entry)
+    return tuple(checked)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Where to listen and how many processes to run.
@@ -454,6 +479,10 @@ class ServerConfig:
             slower one is answered 408.
         max_body_size: Bytes of request body an HTTP route accepts (``Content-Length``); a
             larger one is answered 413 before it is read. ``0`` refuses every body.
+        forwarded_allow_ips: The reverse proxies (IP addresses, CIDR networks, or ``*`` for
+            any peer) whose ``X-Forwarded-For`` or ``Forwarded`` header names the client: from
+            them, ``ws.remote_address``, ``ctx.client`` and the per-address limits use the
+            client's address. Empty (the default) trusts no peer: the headers are ignored.
         loop: The event loop every process that runs application code (the single-process
             server, the acceptor, the workers) runs it on: ``trio`` (the default), ``asyncio``
             or ``uvloop`` (the ``axeom[uvloop]`` extra). A handler awaits the primitives of
@@ -487,6 +516,7 @@ class ServerConfig:
     ssl_keyfile: str | None = field(default=None, metadata=_checked(_optional_path))
     ssl_keyfile_password: str | None = field(default=None, metadata=_checked(_optional_text))
     ssl_ca_certs: str | None = field(default=None, metadata=_checked(_optional_path))
+    forwarded_allow_ips: tuple[str, ...] = field(default=(), metadata=_checked(_proxy_list))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -547,6 +577,7 @@ class ServerConfig:
             "max_head_size": self.max_head_size,
             "timeout": self.request_timeout,
             "max_body_size": self.max_body_size,
+            "forwarded_allow_ips": self.forwarded_allow_ips,
         }
 
 
@@ -577,6 +608,7 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "ssl_keyfile": "server.ssl_keyfile",
     "ssl_keyfile_password": "server.ssl_keyfile_password",
     "ssl_ca_certs": "server.ssl_ca_certs",
+    "forwarded_allow_ips": "server.forwarded_allow_ips",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

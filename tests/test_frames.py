@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from websockets.utils import apply_mask
 
 from axeom.ws._frames import STREAM_ABOVE, FrameConnection
-from tests._wsraw import client_frame
+from tests._wsraw import Deflater, client_frame
 
 LIMIT = 70_000
 
@@ -79,10 +79,19 @@ def encode(items: list[tuple[str, object]]) -> tuple[bytes, list[str | bytes], i
     return wire, expected, pings
 
 
-def feed(wire: bytes, cuts: list[int], fast: bool) -> tuple[list[str | bytes], FrameConnection]:
+def feed(
+    wire: bytes, cuts: list[int], fast: bool, deflate: bool = False
+) -> tuple[list[str | bytes], FrameConnection]:
     """``wire`` in pieces cut at ``cuts``, as a driver feeds it: once the messages
-    of a piece are handled, whatever waited for them is resumed."""
-    frames = FrameConnection(max_message_size=LIMIT, backpressure_limit=1 << 30)
+    of a piece are handled, whatever waited for them is resumed. ``deflate``:
+    permessage-deflate was negotiated (no parameters)."""
+    from axeom.ws._deflate import rebuild
+
+    frames = FrameConnection(
+        max_message_size=LIMIT,
+        backpressure_limit=1 << 30,
+        extensions=[rebuild([])] if deflate else None,
+    )
     frames._fast_receive = fast
     received: list[str | bytes] = []
     points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
@@ -465,10 +474,10 @@ def close_inside_a_message(wire: bytes) -> bool:
     return False
 
 
-def outcome(wire: bytes, cuts: list[int], fast: bool) -> tuple[object, ...]:
+def outcome(wire: bytes, cuts: list[int], fast: bool, deflate: bool = False) -> tuple[object, ...]:
     """What one path made of ``wire``: messages, close code, state, and the frames
     it wrote with close reasons left out (the two paths word them differently)."""
-    received, frames = feed(wire, cuts, fast)
+    received, frames = feed(wire, cuts, fast, deflate)
     written = []
     output = b"".join(frames.take_output())
     pos = 0
@@ -550,3 +559,135 @@ def test_many_small_frames_are_taken_as_few_buffers() -> None:
     assert b"".join(chunks) == tiny_text * 50_000 + big_frame_head + big + tiny_binary * 50_000
     assert len(chunks) <= 8
     assert any(chunk is big for chunk in chunks)
+
+
+@pytest.mark.parametrize(
+    ("head", "code"),
+    [
+        (b"\x83\x80", 1002),  # a reserved opcode
+        (b"\x81\x05", 1002),  # unmasked
+        (b"\x82\xff" + (LIMIT + 1).to_bytes(8, "big"), 1009),  # no mask yet, length over the limit
+        (b"\x82\xfe" + (LIMIT // 2).to_bytes(2, "big") + b"ma", None),  # nothing wrong yet
+    ],
+)
+@pytest.mark.parametrize("after_a_message", [False, True])
+def test_a_header_failing_before_it_is_whole_fails_at_once(
+    head: bytes, code: int | None, after_a_message: bool
+) -> None:
+    """A frame whose first header bytes already fail it (as the Protocol alone
+    decides from them) is failed then, not when the rest of its header comes:
+    a peer that stops there is closed at once, not left to an idle timeout.
+    Behind a message of the same bytes, the failure waits for its answers."""
+    first = client_frame(0x1, b"before") if after_a_message else b""
+    received, frames = feed(first + head, [], fast=True)
+    assert received == (["before"] if after_a_message else [])
+    assert (None if frames.is_open else frames.close_status()[0]) == code
+
+
+# -- byte-mutated streams: no structure promised at all ------------------------------
+
+FRAME_MUTATIONS = st.sampled_from(["flip", "set", "insert", "delete", "truncate"])
+
+
+def frame_ends(wire: bytes) -> list[int]:
+    """Where each frame of ``wire`` ends as its headers say (the last one
+    possibly past the end of ``wire``): any bytes read as frame headers."""
+    ends, pos = [], 0
+    while pos < len(wire):
+        second = wire[pos + 1] if pos + 1 < len(wire) else 0
+        length, header = second & 0x7F, 2
+        if length == 126:
+            length, header = int.from_bytes(wire[pos + 2 : pos + 4], "big"), 4
+        elif length == 127:
+            length, header = int.from_bytes(wire[pos + 2 : pos + 10], "big"), 10
+        pos += header + (4 if second & 0x80 else 0) + length
+        ends.append(pos)
+    return ends
+
+
+def completed(wire: bytes) -> bytes:
+    """``wire`` with its last frame made whole (padded with zeros), or cut
+    before it if it announces more than a message may hold: the fast path
+    checks a frame from its header and the Protocol some only at its end, so
+    their verdicts are compared on whole frames (a peer that stops inside a
+    frame has sent nothing that either path could act on differently)."""
+    for _ in range(3):  # the header first, then the payload its length names
+        ends = frame_ends(wire)
+        if not ends or ends[-1] <= len(wire):
+            return wire
+        if ends[-1] - len(wire) > 2 * LIMIT:
+            return wire[: ends[-2] if len(ends) > 1 else 0]
+        wire += bytes(ends[-1] - len(wire))
+    return wire
+
+
+def close_inside_a_message_anywhere(wire: bytes) -> bool:
+    """``close_inside_a_message`` for broken streams too."""
+    open_message, pos = False, 0
+    for end in frame_ends(wire):
+        first = wire[pos]  # whole frames only: see ``completed``
+        opcode, fin = first & 0x0F, first & 0x80
+        if opcode == 0x8 and open_message:
+            return True
+        if opcode in (0x1, 0x2):
+            open_message = not fin
+        elif opcode == 0x0 and fin:
+            open_message = False
+        pos = end
+    return False
+
+
+compressed_item = st.tuples(st.just("compressed"), st.text(max_size=60), st.booleans())
+
+
+@st.composite
+def mutated_streams(draw: st.DrawFn) -> bytes:
+    """Good and malformed frames (compressed ones among them: a socket that did
+    not negotiate compression fails them), then bytes flipped, overwritten,
+    inserted, deleted or the stream cut short, anywhere (headers included)."""
+    items = draw(
+        st.lists(st.one_of(message, malformed_item, compressed_item), min_size=1, max_size=5)
+    )
+    deflater = Deflater()
+    wire = bytearray(
+        b"".join(
+            encode([item])[0]  # type: ignore[list-item]
+            if item[0] in WELL_FORMED
+            else deflater.frame(item[1].encode(), 0x1 if item[2] else 0x2)  # type: ignore[union-attr]
+            if item[0] == "compressed"
+            else encode_malformed(item)
+            for item in items
+        )
+    )
+    for mutation in draw(st.lists(FRAME_MUTATIONS, min_size=1, max_size=3)):
+        if not wire:
+            break
+        at = draw(st.integers(0, min(len(wire) - 1, 200)))  # headers live near the start
+        at = at if draw(st.booleans()) else draw(st.integers(0, len(wire) - 1))
+        if mutation == "flip":
+            wire[at] ^= 1 << draw(st.integers(0, 7))
+        elif mutation == "set":
+            wire[at] = draw(st.integers(0, 255))
+        elif mutation == "insert":
+            wire.insert(at, draw(st.integers(0, 255)))
+        elif mutation == "delete":
+            del wire[at]
+        else:
+            del wire[at:]
+    return completed(bytes(wire))
+
+
+@pytest.mark.timeout(120)  # about 3 s alone; generous for a loaded machine
+@settings(max_examples=200, deadline=None, derandomize=True)
+@example(b"\x81\xff" + b"\xff" * 8 + b"mask", [1], False)  # a 2**64 - 1 length
+@example(b"\x82\xff\x00\x00\x00\x00\x00\x01\x11\x70mask", [], True)  # 8-byte length over the limit
+@given(mutated_streams(), st.lists(st.integers(min_value=0), max_size=6), st.booleans())
+def test_mutated_streams_fail_like_the_protocol(
+    wire: bytes, cuts: list[int], deflate: bool
+) -> None:
+    """Any bytes at all, split anywhere, with or without permessage-deflate:
+    the fast path delivers the same messages before the same close code (and
+    writes the same frames) as the Protocol fed one frame at a time."""
+    assume(not close_inside_a_message_anywhere(wire))  # see test_fast_path_fails_like_the_protocol
+    reference = outcome(wire, frame_ends(wire), fast=False, deflate=deflate)
+    assert outcome(wire, cuts, fast=True, deflate=deflate) == reference

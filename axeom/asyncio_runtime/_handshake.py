@@ -180,8 +180,9 @@ class HandshakeProtocol(asyncio.Protocol):
                 return
             if end > limit:
                 raise HeadError(f"request head larger than {limit} bytes", 431)
-            request = parse_request_head(bytes(buffer[:end]), self.address)
-            request.secure = self.head_socket.tls
+            limits = self.server.limits
+            request = parse_request_head(bytes(buffer[:end]), self.address, limits.proxies)
+            request.secure = request.secure or self.head_socket.tls
             del buffer[:end]
             self.upgrade_asked = "websocket" in request.headers.tokens("upgrade")
             self.request = request

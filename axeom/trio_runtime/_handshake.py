@@ -27,6 +27,7 @@ from typing import Any
 import trio
 
 from .._app import Axeom
+from .._forwarded import TrustedProxies
 from .._http1 import (
     HeadError,
     body_length,
@@ -75,6 +76,10 @@ class HandshakeLimits:
         and closed at once. Below that the node has room, and a burst from
         one address (a reverse proxy, a NAT, clients reconnecting after a
         deploy) is served whole.
+    forwarded_allow_ips: the proxies (addresses, CIDR networks, ``*``) whose
+        ``X-Forwarded-For`` / ``Forwarded`` headers name the client (the
+        address every per-address limit and ``ws.remote_address`` then use);
+        empty (the default) believes no one. ``proxies`` is the parsed form.
     """
 
     max_head_size: int = 16384
@@ -82,8 +87,13 @@ class HandshakeLimits:
     max_pending: int = 1024
     max_pending_per_address: int = 64
     max_body_size: int = 1 << 20
+    forwarded_allow_ips: tuple[str, ...] = ()
+    proxies: TrustedProxies = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Raises ValueError for an entry that is no address or network.
+        object.__setattr__(self, "proxies", TrustedProxies(self.forwarded_allow_ips))
+        object.__setattr__(self, "forwarded_allow_ips", self.proxies.spec)
         for name in ("max_head_size", "max_pending", "max_pending_per_address"):
             if getattr(self, name) < 1:
                 raise ValueError(f"HandshakeLimits.{name} must be at least 1")
@@ -398,8 +408,8 @@ async def _receive_request(
             if head is None:  # the client left; answered as if it were slow
                 received.answer = Response.error(408, "request head not received in time")
                 return received
-            request = parse_request_head(head, client)
-            request.secure = transport.secure
+            request = parse_request_head(head, client, limits.proxies)
+            request.secure = request.secure or transport.secure
             received.upgrade_asked = "websocket" in request.headers.tokens("upgrade")
             length = body_length(request, limits.max_body_size)
             if length:

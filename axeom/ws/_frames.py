@@ -58,6 +58,8 @@ class _QuietProtocolLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 _frames_logger = _QuietProtocolLogger(logging.getLogger("axeom.ws.frames"), {})
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+# RFC 6455 section 5.2: opcodes 0x3-0x7 and 0xB-0xF are reserved (1002 on sight).
+_RESERVED_OPCODES = frozenset((*range(0x3, 0x8), *range(0xB, 0x10)))
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 JOIN_LIMIT = 256 * 1024  # above this, buffers are gathered by the kernel, not copied
 # Past JOIN_LIMIT, a buffer this large goes to the kernel as it is; smaller ones
@@ -297,6 +299,8 @@ class FrameConnection:
             self._receive_slow(chunk, messages)
             if self._owed or self.waiting or self.protocol.state is not OPEN:
                 break
+        if end - pos >= 2 and not self.waiting and self.protocol.state is OPEN:
+            pos = self._fail_early(view, pos, end, messages)
         if pos == end or self.waiting or self.protocol.state is not OPEN:
             self._buffer = bytearray()
         elif view is self._buffer:
@@ -304,6 +308,30 @@ class FrameConnection:
         else:
             self._buffer = bytearray(view[pos:])
         return messages
+
+    def _fail_early(
+        self, view: bytes | bytearray, pos: int, end: int, messages: list[str | bytes]
+    ) -> int:
+        """A frame whose header has not fully arrived, but whose first bytes
+        already fail it (a reserved opcode, no mask, a length over the limit),
+        goes to the Protocol now, as the Protocol alone would fail it at once:
+        a peer that stops there is not left open. Returns where the input left
+        off (``end`` if handed over or held)."""
+        first, second = view[pos], view[pos + 1]
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(view[pos + 2 : pos + 4], "big") if end - pos >= 4 else 0
+        elif length == 127:
+            length = int.from_bytes(view[pos + 2 : pos + 10], "big") if end - pos >= 10 else 0
+        room = self._max_size - (self._message_size if self._message is not None else 0)
+        if second & 0x80 and first & 0x0F not in _RESERVED_OPCODES and length <= room:
+            return pos  # nothing wrong yet: wait for the rest of the header
+        if messages:
+            self._held = bytes(view[pos:end])  # after the answers (see ``receive``)
+            self._wait()
+        else:
+            self._receive_slow(bytes(view[pos:end]), messages)
+        return end
 
     def _drop_protocol_fragment(self) -> None:
         """A close came between the fragments of a message the Protocol reads
