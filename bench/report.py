@@ -17,7 +17,20 @@ from bench import goals
 from bench.scenarios import FOREIGN_BUSY, LOADGEN_BUSY, TESTS, Result
 from bench.targets import PEERS
 
-DISPLAY_ORDER = ("echo", "pipelined", "handshake", "large", "memory")
+DISPLAY_ORDER = (
+    "echo",
+    "pipelined",
+    "handshake",
+    "large",
+    "memory",
+    "json-echo",
+    "json-pipelined",
+)
+# Tests run only when asked for (--tests json-echo,json-pipelined): typed routes against
+# the untyped echo, which the default run's servers do not need.
+TYPED_TESTS = ("json-echo", "json-pipelined")
+DEFAULT_TESTS = tuple(t for t in DISPLAY_ORDER if t not in TYPED_TESTS)
+UNTYPED = "axeom"  # the untyped echo the typed servers are compared with
 _PACKAGES = ("websockets", "aiohttp", "trio", "trio-websocket", "uvloop", "msgpack", "axeom")
 
 
@@ -123,6 +136,22 @@ def targets(
             verdict += (" !" if result.loadgen_bound else "") + (" ~" if result.noisy else "")
         rows.append([label, found.server, figure, ratio, found.needed, verdict])
     return _table(rows, left=2) + "\n" + goals.FANOUT_NOTE
+
+
+def typed_ratios(results: dict[str, dict[str, Result]], tests: list[str]) -> str:
+    """Each typed server's figure as a ratio to the untyped echo of the same run (empty
+    when the run had no typed test or no untyped figure)."""
+    rows = [["test", "server", "figure", f"vs {UNTYPED}"]]
+    for test in [t for t in TYPED_TESTS if t in tests]:
+        untyped = results.get(UNTYPED, {}).get(test)
+        for server, measured in results.items():
+            result = measured.get(test)
+            if result is None or not server.startswith("axeom-typed-"):
+                continue
+            flag = (" !" if result.loadgen_bound else "") + (" ~" if result.noisy else "")
+            figure = _figure(result.value, result.unit) + flag
+            rows.append([test, server, figure, _ratio(result, untyped)])
+    return "" if len(rows) == 1 else "typed echo / untyped echo:\n" + _table(rows)
 
 
 def details(results: dict[str, dict[str, Result]], servers: list[str], tests: list[str]) -> str:

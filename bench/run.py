@@ -56,9 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tests",
-        default=",".join(report.DISPLAY_ORDER),
+        default=",".join(report.DEFAULT_TESTS),
         type=lambda v: _names(v, TESTS, "test"),
-        help=f"comma-separated, from: {', '.join(report.DISPLAY_ORDER)} (default: all)",
+        help=f"comma-separated, from: {', '.join(report.DISPLAY_ORDER)} "
+        f"(default: {', '.join(report.DEFAULT_TESTS)})",
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per test")
     parser.add_argument(
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + report.details(results, ran, args.tests))
         print("\n" + report.footnote())
         print("\n" + report.targets(results, reference, args.tests))
+        typed = report.typed_ratios(results, args.tests)
+        if typed:
+            print("\n" + typed)
     for name, why in meta["skipped"].items():
         print(f"skipped {name}: {why.splitlines()[0]}")
     document = {
