@@ -1,0 +1,56 @@
+"""``encode_object``: JSON text for a model, Struct or dataclass instance.
+
+``ws.send(obj)`` and ``publish`` use it for what is not str, bytes, dict or
+list. The encoder is chosen once per type and cached: a msgspec Struct by
+msgspec's encoder (the fastest), a pydantic model by its own
+``model_dump_json``, a dataclass by msgspec when installed, else ``json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["encode_object"]
+
+_encoders: dict[type, Callable[[Any], str]] = {}
+
+
+def encode_object(value: Any) -> str:
+    """JSON text for ``value``; ``TypeError`` for a type no encoder knows."""
+    encode = _encoders.get(type(value))
+    if encode is None:
+        encode = _encoders[type(value)] = _encoder_for(type(value))
+    return encode(value)
+
+
+def _encoder_for(cls: type) -> Callable[[Any], str]:
+    msgspec = sys.modules.get("msgspec")
+    if msgspec is not None and issubclass(cls, msgspec.Struct):
+        return _msgspec_encoder()
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and issubclass(cls, pydantic.BaseModel):
+        return lambda value: value.model_dump_json()  # type: ignore[no-any-return]
+    if dataclasses.is_dataclass(cls):
+        try:
+            return _msgspec_encoder()
+        except ImportError:
+            return _dataclass_json
+    raise TypeError(
+        f"a message is str, bytes-like, dict, list, a pydantic model, a msgspec Struct "
+        f"or a dataclass, not {cls.__name__}"
+    )
+
+
+def _msgspec_encoder() -> Callable[[Any], str]:
+    import msgspec
+
+    encode = msgspec.json.Encoder().encode
+    return lambda value: encode(value).decode()  # type: ignore[no-any-return]
+
+
+def _dataclass_json(value: Any) -> str:
+    return json.dumps(dataclasses.asdict(value), separators=(",", ":"))
