@@ -26,6 +26,8 @@ each process awaits those on its own loop.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -121,6 +123,12 @@ class _HTTPEndpoint:
         return to_response(await call_maybe_async(self.handler, (ctx,)))
 
 
+def _debug_default() -> bool:
+    """Debug mode unless told otherwise: ``AXEOM_DEBUG`` or ``python -X dev``."""
+    flag = os.environ.get("AXEOM_DEBUG", "").strip().lower()
+    return flag in ("1", "true", "yes") or bool(sys.flags.dev_mode)
+
+
 def to_response(value: Any) -> Response:
     """Turn what a hook or handler returned into a ``Response``."""
     if isinstance(value, Response):
@@ -206,9 +214,18 @@ class Axeom(_Registrar):
 
     >>> app = Axeom().use(ws_plugin())
     >>> app.ws("/echo", message=lambda ws, msg: ws.send(msg))
+
+    ``debug``: development checks that cost time per message, such as
+    ``ws.send(obj)`` checked against the route's ``send`` type. ``None``
+    (the default) reads the ``AXEOM_DEBUG`` environment variable (``1``,
+    ``true`` or ``yes``) and Python's development mode (``python -X dev``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, debug: bool | None = None) -> None:
+        self.debug = _debug_default() if debug is None else debug
+        # Messages of typed routes that failed validation in this process
+        # (``axeom status`` sums them over the workers).
+        self.invalid_messages = 0
         self._app = self
         self._prefix = ""
         self._scope = _Scope()
@@ -521,6 +538,10 @@ class Axeom(_Registrar):
             except Exception:
                 logger.exception("on_error hook %r failed", hook)
         if isinstance(exc, HTTPError):
+            if exc.json is not None:
+                response = Response.json(exc.json, exc.status)
+                response.headers += exc.headers
+                return response
             return Response.error(exc.status, exc.reason, exc.headers)
         hint = wrong_loop_hint(exc)
         logger.error(

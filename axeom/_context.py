@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._headers import Headers
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Context"]
 
+_NOTHING_VALIDATED: Mapping[str, Any] = MappingProxyType({})  # shared: no dict per request
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
@@ -25,7 +28,9 @@ class Context:
     ``ws.data`` on a WebSocket route); values derived earlier are also
     readable as attributes (``ctx.user``), as are the app's ``decorate``
     values. ``set_header`` adds a header to whatever response is sent,
-    the 101 included.
+    the 101 included. On a typed WebSocket route (``app.ws(path, query=Q)``)
+    ``validated["query"]`` (and ``"params"``, ``"headers"``) are the validated
+    values, from ``derive`` on; ``query`` and ``params`` stay the raw dicts.
     """
 
     __slots__ = (
@@ -38,6 +43,7 @@ class Context:
         "request",
         "response_headers",
         "route",
+        "validated",
     )
 
     def __init__(self, app: Axeom, request: Request) -> None:
@@ -51,6 +57,9 @@ class Context:
         self._query: dict[str, str] | None = None
         # Scratch space for the matched endpoint between its check and handle steps.
         self.endpoint_state: Any = None
+        # A typed WebSocket route's validated handshake values, by part:
+        # {"query": ..., "params": ..., "headers": ...} (raw where undeclared).
+        self.validated: Mapping[str, Any] = _NOTHING_VALIDATED
 
     @property
     def method(self) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from ._headers import Headers
+from .schema._encode import encode_object
 
 if TYPE_CHECKING:
     from .ws._upgrade import Upgrade
@@ -120,11 +121,12 @@ def decode_segment(segment: str) -> str:
 
 def to_message(data: Any) -> str | bytes:
     """A WebSocket message from what a user passed: str (text), bytes-like
-    (binary), or a dict/list (JSON text); one rule for send and publish."""
+    (binary), a dict/list (JSON text), or a pydantic model, msgspec Struct or
+    dataclass (JSON text); one rule for send and publish."""
     if isinstance(data, str | bytes):
         return data
     if isinstance(data, bytearray | memoryview):
         return bytes(data)
     if isinstance(data, dict | list):
         return json.dumps(data, separators=(",", ":"))
-    raise TypeError(f"a message is str, bytes-like, dict or list, not {type(data).__name__}")
+    return encode_object(data)  # TypeError for anything else

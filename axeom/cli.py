@@ -476,6 +476,8 @@ def _format_status(result: dict[str, Any]) -> str:
             f"restarts: {totals['restarts']}"
         ),
     ]
+    if "invalid_messages" in totals:
+        lines.append(f"invalid messages (typed routes): {totals['invalid_messages']}")
     responses = totals.get("http_responses") or {}
     if responses:
         lines.append(

@@ -8,6 +8,7 @@ the socket never opens.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 __all__ = [
     "BadRequest",
@@ -27,7 +28,8 @@ class HTTPError(Exception):
     """An HTTP error response: ``status``, a human ``reason`` and extra ``headers``.
 
     The reason is sent to the client as a ``text/plain`` body, so it must not
-    carry secrets; it defaults to the status phrase.
+    carry secrets; it defaults to the status phrase. With ``json`` (plain
+    data) the body is that value as ``application/json`` instead.
     """
 
     status: int = 500
@@ -38,6 +40,7 @@ class HTTPError(Exception):
         reason: str | None = None,
         *,
         headers: list[tuple[str, str]] | None = None,
+        json: Any = None,
     ) -> None:
         if status is not None:
             self.status = status
@@ -45,6 +48,7 @@ class HTTPError(Exception):
             raise ValueError(f"HTTPError status must be 4xx or 5xx, got {self.status}")
         self.reason = reason if reason is not None else _phrase(self.status)
         self.headers = list(headers or [])
+        self.json = json
         super().__init__(self.status, self.reason)
 
     def __str__(self) -> str:

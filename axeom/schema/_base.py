@@ -51,6 +51,12 @@ class Schema:
         numbers); raises ``ValidationFailure``."""
         raise NotImplementedError
 
+    def validate_strings(self, raw: Any) -> Any:
+        """``validate`` for values that all came as strings (a query, path
+        params, headers): a library that can convert them (``"5"`` to ``5``
+        for an ``int`` field) does; pydantic does so in ``validate`` already."""
+        return self.validate(raw)
+
     def json_schema(self) -> dict[str, Any]:
         """A JSON Schema of valid values, from the library's own generator."""
         raise NotImplementedError

@@ -14,9 +14,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["encode_object"]
+__all__ = ["encode_object", "to_builtins"]
 
 _encoders: dict[type, Callable[[Any], str]] = {}
+_PLAIN = (str, int, float, bool, type(None), dict, list)
 
 
 def encode_object(value: Any) -> str:
@@ -54,3 +55,23 @@ def _msgspec_encoder() -> Callable[[Any], str]:
 
 def _dataclass_json(value: Any) -> str:
     return json.dumps(dataclasses.asdict(value), separators=(",", ":"))
+
+
+def to_builtins(value: Any) -> Any:
+    """``value`` as plain JSON-ready data: a model, Struct or dataclass (also
+    inside dicts and lists) as a dict; plain data as it is."""
+    if isinstance(value, _PLAIN) and not isinstance(value, dict | list):
+        return value
+    if isinstance(value, dict):
+        return {key: to_builtins(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_builtins(item) for item in value]
+    msgspec = sys.modules.get("msgspec")
+    if msgspec is not None and isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_builtins(dataclasses.asdict(value))
+    return value

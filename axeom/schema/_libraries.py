@@ -103,6 +103,12 @@ class MsgspecSchema(Schema):
         except self._error as exc:
             raise self.failure(exc) from None
 
+    def validate_strings(self, raw: Any) -> Any:
+        try:
+            return self._msgspec.convert(raw, self._type, strict=False)
+        except self._error as exc:
+            raise self.failure(exc) from None
+
     def json_decoder(self) -> Decoder:
         return self._msgspec.json.Decoder(self._type).decode  # type: ignore[no-any-return]
 

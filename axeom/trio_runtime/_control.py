@@ -137,6 +137,7 @@ async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
             "shed_heads": server.counters.shed,
             "http_responses": dict(server.counters.responses),
             "restarts": 0,
+            "invalid_messages": server.app.invalid_messages,  # typed routes' rejects
         },
     }
 

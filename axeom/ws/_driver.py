@@ -60,20 +60,27 @@ def websocket_for(
     what the handshake decided, the same on every runtime (``path_prefix``:
     an ASGI mount's, kept in ``ws.path``)."""
     route = upgrade.route
-    return WebSocket(
+    typing = route.typing
+    query, params, headers = upgrade.query, upgrade.params, upgrade.headers
+    if typing.handshake:
+        query, params, headers = upgrade.typed or typing.revalidate(upgrade)
+    ws = WebSocket(
         conn,
         app=app,
         route=route.pattern,
         path=path_prefix + upgrade.path,
-        params=upgrade.params,
-        query=upgrade.query,
-        headers=upgrade.headers,
+        params=params,
+        query=query,
+        headers=headers,
         data=upgrade.data,
         subprotocol=upgrade.subprotocol,
         remote_address=upgrade.remote_address,
         socket_id=socket_id,
         publish_to_self=route.options.publish_to_self,
     )
+    if typing.send is not None and app is not None and app.debug:
+        ws._send_check = typing.send_check()
+    return ws
 
 
 # The sweeper's tick: a quarter of the shortest timer in use, kept within

@@ -14,7 +14,10 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from ._typed import RouteTyping
 
 __all__ = ["HANDLER_NAMES", "Handlers", "did_you_mean", "user_stacklevel"]
 
@@ -46,6 +49,8 @@ class Handlers:
     close: Handler | None = None
     error: Handler | None = None
     factory: type | None = None
+    # A typed route's message decoding and event dispatch (``_typed``), or None.
+    typing: RouteTyping | None = None
 
     @classmethod
     def from_mapping(cls, handlers: Mapping[str, Handler]) -> Handlers:
@@ -60,8 +65,11 @@ class Handlers:
         return cls(**cast("dict[str, Any]", dict(handlers)))
 
     @classmethod
-    def from_class(cls, klass: type) -> Handlers:
-        """Handlers from a class; methods are looked up on a fresh instance per socket."""
+    def from_class(cls, klass: type, *, events: bool = False) -> Handlers:
+        """Handlers from a class; methods are looked up on a fresh instance per socket.
+
+        With ``events`` (the route dispatches named events to ``on_<event>``
+        methods) the class may define none of the handlers."""
         try:
             inspect.signature(klass).bind()
         except TypeError as exc:
@@ -71,7 +79,7 @@ class Handlers:
             ) from None
         found = {name: getattr(klass, name) for name in HANDLER_NAMES if hasattr(klass, name)}
         misspelled = _misspelled_handlers(klass, found)
-        if not found:
+        if not found and not events:
             hint = "".join(f"; {name!r}: did you mean {handler!r}?" for name, handler in misspelled)
             raise TypeError(
                 f"WebSocket handler class {klass.__name__} defines none of "
@@ -90,9 +98,14 @@ class Handlers:
     def bind(self) -> BoundHandlers:
         """The callables for one socket (a new instance for class-based handlers)."""
         if self.factory is None:
-            return BoundHandlers(self.open, self.message, self.drain, self.close, self.error)
-        instance = self.factory()
-        return BoundHandlers(*(getattr(instance, n, None) for n in HANDLER_NAMES))
+            bound = BoundHandlers(self.open, self.message, self.drain, self.close, self.error)
+            instance = None
+        else:
+            instance = self.factory()
+            bound = BoundHandlers(*(getattr(instance, n, None) for n in HANDLER_NAMES))
+        if self.typing is not None:
+            return self.typing.bind(bound, instance)
+        return bound
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ._handlers import HANDLER_NAMES, Handlers, did_you_mean
 from ._options import WSOptions
 from ._route import WSRoute
+from ._typed import TYPING_OPTIONS, RouteTyping
 
 if TYPE_CHECKING:
     from .._app import Axeom, _Registrar
@@ -47,6 +48,12 @@ class WSRegistrar:
         @app.ws("/a", idle_timeout=30)
         class Room:                       # one instance per socket
             async def message(self, ws, msg): ...
+
+    Typed routes (``_typed``): ``query=``, ``params=``, ``headers=``,
+    ``body=``, ``send=``, ``events=``, ``discriminator=``, ``on_invalid=``,
+    ``binary=``. With one of them and no handlers, ``app.ws`` registers the
+    route at once and returns it: ``route.on(Type)`` adds an event handler,
+    and the route used as a decorator takes a handler class or function.
     """
 
     def __init__(self, plugin: WSPlugin, target: _Registrar) -> None:
@@ -61,16 +68,20 @@ class WSRegistrar:
         **kwargs: Any,
     ) -> Any:
         given = {name: kwargs.pop(name) for name in HANDLER_NAMES if name in kwargs}
+        typed = {name: kwargs.pop(name) for name in TYPING_OPTIONS if name in kwargs}
         _check_keywords(kwargs)
         options = self._plugin.defaults.with_overrides(kwargs)
+        typing = RouteTyping(typed) if typed else None
         if handlers is None and not given:
+            if typing is not None:
+                return self._register(path, Handlers(), options, typing)
             return lambda target: self._decorated(path, target, options)
         if handlers is not None and given:
             raise TypeError(
                 "give handlers either as a dict/class or as keyword arguments, not both"
             )
         if isinstance(handlers, type):
-            resolved = Handlers.from_class(handlers)
+            resolved = Handlers.from_class(handlers, events=bool(typing and typing.events))
         elif isinstance(handlers, Mapping):
             resolved = Handlers.from_mapping(handlers)
         elif handlers is not None:
@@ -83,7 +94,7 @@ class WSRegistrar:
             )
         else:
             resolved = Handlers.from_mapping(given)
-        return self._register(path, resolved, options)
+        return self._register(path, resolved, options, typing)
 
     def _decorated(self, path: str, target: Any, options: WSOptions) -> Any:
         if isinstance(target, type):
@@ -94,8 +105,10 @@ class WSRegistrar:
             raise TypeError(f"@app.ws decorates a class or a message function, not {target!r}")
         return target
 
-    def _register(self, path: str, handlers: Handlers, options: WSOptions) -> WSRoute:
-        route = WSRoute(self._target._prefix + path, handlers, options)
+    def _register(
+        self, path: str, handlers: Handlers, options: WSOptions, typing: RouteTyping | None = None
+    ) -> WSRoute:
+        route = WSRoute(self._target._prefix + path, handlers, options, typing)
         self._target.add_endpoint("GET", path, route)
         return route
 
@@ -109,8 +122,9 @@ def _check_keywords(keywords: Mapping[str, Any]) -> None:
     unknown = sorted(set(keywords) - WSOptions.names())
     if not unknown:
         return
-    names = [*HANDLER_NAMES, *sorted(WSOptions.names())]
+    options = sorted(WSOptions.names() | TYPING_OPTIONS)
+    names = [*HANDLER_NAMES, *options]
     raise TypeError(
         f"app.ws: unknown handler or option {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
-        f"handlers: {', '.join(HANDLER_NAMES)}; options: {', '.join(sorted(WSOptions.names()))}"
+        f"handlers: {', '.join(HANDLER_NAMES)}; options: {', '.join(options)}"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode
@@ -173,6 +173,7 @@ class WebSocket:
         "_publish_to_self",
         "_queued",
         "_results",
+        "_send_check",
         "_topics",
         "app",
         "data",
@@ -207,6 +208,8 @@ class WebSocket:
         self._results: dict[str, SendResult] | None = None  # the other statuses, likewise
         self._topics: set[str] | None = None  # created on first subscribe (memory)
         self._publish_to_self = publish_to_self
+        # The route's ``send`` type check, in debug mode only (websocket_for).
+        self._send_check: Callable[[Any], None] | None = None
         self.app = app
         self.id = socket_id or new_socket_id()
         self.route = route
@@ -218,14 +221,18 @@ class WebSocket:
         self.subprotocol = subprotocol
         self.remote_address = remote_address
 
-    def send(self, data: str | bytes | bytearray | memoryview | dict | list) -> SendResult:
+    def send(self, data: Any) -> SendResult:
         """Queue a message: ``str`` as a text frame, bytes-like as binary, a
-        dict or list as JSON text. Returns at once with what happened (a
-        ``SendStatus``); ``await ws.send(data)`` also waits until the outbox is
-        back under ``backpressure_limit`` (see ``SendResult``)."""
+        dict or list, a pydantic model, a msgspec Struct or a dataclass as JSON
+        text. Returns at once with what happened (a ``SendStatus``);
+        ``await ws.send(data)`` also waits until the outbox is back under
+        ``backpressure_limit`` (see ``SendResult``). In debug mode an object
+        is checked against the route's ``send`` type (``TypeError``)."""
         if type(data) is str or type(data) is bytes:  # the hot path: no conversion
             status = self._conn.send_message(data)
         else:
+            if self._send_check is not None:
+                self._send_check(data)
             status = self._conn.send_message(to_message(data))
         if status is _QUEUED:
             result = self._queued

@@ -22,7 +22,8 @@ class Upgrade:
     ``deflate_offer`` is the client's permessage-deflate offer that was
     accepted, from which the socket's process rebuilds the extension:
     ``None`` when compression is off, ``[]`` for a bare offer (no
-    parameters), which is an offer all the same.
+    parameters), which is an offer all the same. ``query``, ``params`` and
+    ``headers`` are the raw values, as they arrived.
     """
 
     route: WSRoute
@@ -35,3 +36,7 @@ class Upgrade:
     extensions: str | None
     deflate_offer: list[tuple[str, str | None]] | None
     remote_address: tuple[str, int] | None
+    # A typed route's validated (query, params, headers), in the process that
+    # validated them; None after a hand-off (the worker validates the raw
+    # values again: only plain data crosses a process boundary).
+    typed: tuple[Any, Any, Any] | None = None

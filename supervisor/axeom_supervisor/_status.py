@@ -72,6 +72,13 @@ def status(supervisor: Supervisor) -> dict[str, Any]:
             "shed_heads": acceptors["shed"],
             "http_responses": acceptors["responses"],
             "restarts": supervisor.restarts_total,
+            # Typed routes' messages that failed validation, summed over the
+            # live workers (a restarted worker starts again from 0).
+            "invalid_messages": sum(
+                c.report.get("invalid_messages", 0)
+                for c in supervisor.children
+                if c.role == "worker"
+            ),
         },
     }
 

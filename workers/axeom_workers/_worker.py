@@ -263,6 +263,8 @@ class Worker:
                 "received": self.received,
                 "draining": self.draining,
                 "pubsub_dropped": self._pubsub_dropped(),
+                # Messages of typed routes that failed validation (axeom status).
+                "invalid_messages": self.app.invalid_messages,
             }
             await reports.asend(
                 wire.heartbeat(settings.worker_id, settings.generation, os.getpid(), figures)
