@@ -27,7 +27,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+from .schema import Schema, adapt
+from .ws._typed import CORRELATION_KEY, ERROR_TYPE, REPLY_TYPE, Event, RouteTyping, event_method
 
 if TYPE_CHECKING:
     from ._app import Axeom
@@ -50,6 +53,7 @@ JSON = "application/json"
 SERVER_ID = "default"  # the one server's key: routes are served wherever the app runs
 WILDCARD_PARAM = "rest"  # a trailing ``*`` of a pattern, written ``{rest}`` in the address
 UNTYPED_MESSAGE = "message"  # the one message of a route without types
+ERROR_MESSAGE = "error"  # what on_invalid="reply" sends
 # Component keys must match ``^[\w\d.\-_]+$`` (AsyncAPI 3.0, components object).
 _NOT_A_KEY = re.compile(r"[^\w.\-]")
 _DEFS_PREFIXES = ("#/$defs/", "#/definitions/")
@@ -161,21 +165,37 @@ class SchemaComponents:
 
     def ref(self, name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
         """Register ``schema`` as ``name`` (and its ``$defs``); a ``$ref`` to it."""
-        body = dict(schema)
-        renames: dict[str, str] = {}
-        defs: dict[str, Any] = {}
-        for container in ("$defs", "definitions"):
-            defs.update(body.pop(container, None) or {})
-        for def_name in defs:
-            renames[def_name] = self._free_key(def_name, defs[def_name], renames)
-        for def_name, def_schema in defs.items():
-            self.components[renames[def_name]] = _rewrite(def_schema, renames)
-        body = _rewrite(body, renames)
+        body, renames = self._hoist(schema)
         if set(body) == {"$ref"}:  # msgspec: the type itself is one of its $defs
             return body
         key = self._free_key(name, body, renames)
         self.components[key] = body
         return {"$ref": f"#/components/schemas/{key}"}
+
+    def inline(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        """``schema`` itself, its ``$defs`` registered here: for the places
+        that read better with the schema in place (the handshake's query and
+        headers, which the binding wants as an object with ``properties``)."""
+        body, _ = self._hoist(schema)
+        ref = body.get("$ref")
+        if set(body) == {"$ref"} and isinstance(ref, str):
+            target = self.components.get(ref.rsplit("/", 1)[-1])
+            if isinstance(target, dict):
+                return dict(target)
+        return body
+
+    def _hoist(self, schema: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """``schema`` without its ``$defs`` (now components), references rewritten."""
+        body = dict(schema)
+        defs: dict[str, Any] = {}
+        for container in ("$defs", "definitions"):
+            defs.update(body.pop(container, None) or {})
+        renames: dict[str, str] = {}
+        for def_name, def_schema in defs.items():
+            renames[def_name] = self._free_key(def_name, def_schema, renames)
+        for def_name, def_schema in defs.items():
+            self.components[renames[def_name]] = _rewrite(def_schema, renames)
+        return _rewrite(body, renames), renames
 
     def _free_key(self, name: str, schema: Any, renames: Mapping[str, str]) -> str:
         """``name`` as a key, or ``name_N`` if another schema already has it."""
@@ -236,12 +256,27 @@ class _Builder:
     def add_route(self, route: WSRoute) -> None:
         key = self._free_channel_key(_channel_key(route.pattern))
         address, names = channel_address(route.pattern)
-        channel: dict[str, Any] = {"address": address, "messages": {}}
+        typing = route.typing
+        channel: dict[str, Any] = {"address": address}
+        if typing.messages:
+            channel["description"] = _INVALID_POLICY.get(
+                str(typing.on_invalid), _INVALID_POLICY["function"]
+            )
         if names:
-            channel["parameters"] = {name: _parameter(name) for name in names}
+            channel["parameters"] = _parameters(names, typing.params)
         channel["bindings"] = {"ws": self._ws_binding(route)}
+        channel["messages"] = {}
         self.channels[key] = channel
-        self._untyped(key, channel)
+        if typing.body is not None:
+            ref = self._message(channel, key, typing.body, _payload_of(self.schemas, typing.body))
+            self.operations[f"{key}.receive"] = _operation("receive", key, [ref])
+        elif typing.events:
+            for name, event in typing.events.items():
+                self._event(key, channel, typing, name, event, route)
+        else:
+            ref = self._untyped_message(key, channel)
+            self.operations[f"{key}.receive"] = _operation("receive", key, [ref])
+        self.operations[f"{key}.send"] = _operation("send", key, self._sent(key, channel, typing))
 
     def _free_channel_key(self, base: str) -> str:
         key, n = base, 1
@@ -251,31 +286,247 @@ class _Builder:
         return key
 
     def _ws_binding(self, route: WSRoute) -> dict[str, Any]:
-        """The handshake: a GET, with the route's subprotocols as an extension
-        (the binding has no field for them; ``Sec-WebSocket-Protocol`` is
-        negotiated, in the server's order of preference)."""
+        """The handshake: a GET, its query and headers as JSON Schemas, the
+        route's subprotocols as an extension (the binding has no field for
+        them; ``Sec-WebSocket-Protocol`` is negotiated in the server's order
+        of preference)."""
         binding: dict[str, Any] = {"method": "GET"}
+        typing = route.typing
+        if typing.query is not None:
+            binding["query"] = self.schemas.inline(typing.query.json_schema())
+        if typing.headers is not None:
+            binding["headers"] = _header_names(self.schemas.inline(typing.headers.json_schema()))
         subprotocols = list(route.options.subprotocols or ())
         if subprotocols:
             binding["x-subprotocols"] = subprotocols
         binding["bindingVersion"] = WS_BINDING_VERSION
         return binding
 
-    def _untyped(self, key: str, channel: dict[str, Any]) -> None:
-        """A route without types: one message of unknown payload, both ways."""
+    def _message(
+        self,
+        channel: dict[str, Any],
+        key: str,
+        schema: Schema,
+        payload: dict[str, Any],
+        **extra: Any,
+    ) -> dict[str, str]:
+        """Add a message named after ``schema`` to the channel; a reference to it."""
+        name = _key(schema.name)
+        channel["messages"][name] = {"name": schema.name, "payload": payload}
+        return _message_ref(key, name)
+
+    def _untyped_message(self, key: str, channel: dict[str, Any]) -> dict[str, str]:
+        """One message of unknown payload (what an untyped route receives or sends)."""
         channel["messages"][UNTYPED_MESSAGE] = {
             "name": UNTYPED_MESSAGE,
             "summary": "A text or binary message; the route does not describe its payload.",
         }
-        ref = _message_ref(key, UNTYPED_MESSAGE)
-        self.operations[f"{key}.receive"] = _operation("receive", key, [ref])
-        self.operations[f"{key}.send"] = _operation("send", key, [ref])
+        return _message_ref(key, UNTYPED_MESSAGE)
+
+    def _sent(self, key: str, channel: dict[str, Any], typing: RouteTyping) -> list[dict[str, str]]:
+        """The messages the server sends on its own: ``send=`` (or undescribed
+        ones), and the error answer of ``on_invalid="reply"``."""
+        sent = []
+        if typing.send is not None:
+            sent.append(
+                self._message(channel, key, typing.send, _payload_of(self.schemas, typing.send))
+            )
+        else:
+            sent.append(self._untyped_message(key, channel))
+        if typing.messages and typing.on_invalid == "reply":
+            channel["messages"][ERROR_MESSAGE] = self._error_message(typing)
+            sent.append(_message_ref(key, ERROR_MESSAGE))
+        return sent
+
+    def _event(
+        self,
+        key: str,
+        channel: dict[str, Any],
+        typing: RouteTyping,
+        name: str,
+        event: Event,
+        route: WSRoute,
+    ) -> None:
+        """One event: its message, a ``receive`` operation, and a ``reply``
+        when its handler is declared to answer."""
+        payload = _payload_of(self.schemas, event.schema)
+        if event.schema.const(typing.discriminator) is None:
+            payload = _with_discriminator(payload, typing.discriminator, name)
+        message_key = _key(name)
+        channel["messages"][message_key] = {
+            "name": name,
+            "title": event.schema.name,
+            "payload": payload,
+            "correlationId": _CORRELATION,
+        }
+        operation = _operation("receive", key, [_message_ref(key, message_key)])
+        reply = event.reply if event.reply is not None else _reply_annotation(route, name, event)
+        if reply is not None:
+            reply_key = f"{message_key}.reply"
+            channel["messages"][reply_key] = {
+                "name": reply_key,
+                "title": f"Reply to {name}",
+                "payload": self._reply_payload(typing, reply),
+                "correlationId": _CORRELATION,
+            }
+            operation["reply"] = {
+                "channel": {"$ref": f"#/channels/{key}"},
+                "messages": [_message_ref(key, reply_key)],
+            }
+        self.operations[f"{key}.receive.{message_key}"] = operation
+
+    def _reply_payload(self, typing: RouteTyping, reply: Schema | bool) -> dict[str, Any]:
+        """The reply envelope: ``{"type": "reply", "id": <the request's>, "data": ...}``."""
+        data = {} if reply is True else _payload_of(self.schemas, reply)  # type: ignore[arg-type]
+        return {
+            "type": "object",
+            "properties": {
+                typing.discriminator: {"const": REPLY_TYPE},
+                CORRELATION_KEY: {"description": "The id the request carried."},
+                "data": data,
+            },
+            "required": [typing.discriminator, CORRELATION_KEY, "data"],
+        }
+
+    def _error_message(self, typing: RouteTyping) -> dict[str, Any]:
+        """The answer to an invalid message (``on_invalid="reply"``)."""
+        name = "InvalidMessage"
+        if typing.discriminator != "type":
+            name = _key(f"{name}_{typing.discriminator}")
+        self.schemas.components.setdefault(name, _error_schema(typing.discriminator))
+        return {
+            "name": ERROR_MESSAGE,
+            "summary": "The answer to a message that is not valid JSON, not of a known "
+            "event, or fails its type; the socket stays open.",
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+            "correlationId": _CORRELATION,
+        }
 
 
-def _parameter(name: str) -> dict[str, Any]:
-    if name == WILDCARD_PARAM:
-        return {"description": "The rest of the path (any number of segments)."}
-    return {"description": f"The path segment the route names :{name}."}
+_CORRELATION = {
+    "description": "A request that carries an id gets its reply (or error) with the same id.",
+    "location": f"$message.payload#/{CORRELATION_KEY}",
+}
+_INVALID_POLICY = {
+    "reply": "An invalid message is answered with an `error` message; the socket stays open.",
+    "close": "An invalid message closes the socket with 1007 and a short reason.",
+    "function": "An invalid message is handled by the app's own function.",
+}
+
+
+def _payload_of(schemas: SchemaComponents, schema: Schema) -> dict[str, Any]:
+    return schemas.ref(schema.name, schema.json_schema())
+
+
+def _with_discriminator(payload: dict[str, Any], field_name: str, name: str) -> dict[str, Any]:
+    """An event type without its discriminator field: the envelope adds it."""
+    tag = {"type": "object", "properties": {field_name: {"const": name}}, "required": [field_name]}
+    return {"allOf": [payload, tag]}
+
+
+def _reply_annotation(route: WSRoute, name: str, event: Event) -> Schema | bool | None:
+    """What an event's handler returns, from its return annotation when no
+    ``reply=`` names it: the adapted type, True (a value, not described), or
+    None (no annotation, or ``-> None``)."""
+    handler = event.handler
+    if handler is None and route.handlers.factory is not None:
+        handler = getattr(route.handlers.factory, event_method(name), None)
+    if handler is None:
+        return None
+    try:
+        hints = get_type_hints(handler)
+    except Exception:  # an annotation that cannot be resolved here says nothing
+        return None
+    returned = hints.get("return", None)
+    if returned is None or returned is type(None):
+        return None
+    try:
+        return adapt(returned)
+    except TypeError:
+        return True
+
+
+def _error_schema(discriminator: str) -> dict[str, Any]:
+    return {
+        "title": "InvalidMessage",
+        "type": "object",
+        "properties": {
+            discriminator: {"const": ERROR_TYPE},
+            "error": {"const": "invalid message"},
+            CORRELATION_KEY: {"description": "The id of the invalid message, if it had one."},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "loc": {
+                            "type": "array",
+                            "items": {"type": ["string", "integer"]},
+                            "description": "Where: field names and list indexes.",
+                        },
+                        "msg": {"type": "string"},
+                        "type": {"type": "string"},
+                    },
+                    "required": ["loc", "msg", "type"],
+                },
+            },
+        },
+        "required": [discriminator, "error", "errors"],
+    }
+
+
+def _parameters(names: list[str], params: Schema | None) -> dict[str, Any]:
+    """Each address parameter, with what the route's ``params`` schema says of it."""
+    fields: dict[str, Any] = {}
+    if params is not None:
+        fields = _top_properties(params.json_schema())
+    return {name: _parameter(name, fields.get(name)) for name in names}
+
+
+def _parameter(name: str, field: Any) -> dict[str, Any]:
+    parameter: dict[str, Any] = {}
+    if isinstance(field, dict):
+        text = field.get("description") or field.get("title")
+        if text:
+            parameter["description"] = str(text)
+        enum = field.get("enum") or ([field["const"]] if "const" in field else None)
+        if enum and all(isinstance(v, str) for v in enum):
+            parameter["enum"] = list(enum)
+        if isinstance(field.get("default"), str):
+            parameter["default"] = field["default"]
+        examples = field.get("examples")
+        if isinstance(examples, list) and all(isinstance(v, str) for v in examples):
+            parameter["examples"] = examples
+    if "description" not in parameter:
+        parameter["description"] = (
+            "The rest of the path (any number of segments)."
+            if name == WILDCARD_PARAM
+            else f"The path segment the route names :{name}."
+        )
+    return parameter
+
+
+def _top_properties(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The properties of a schema, looking through a top-level ``$ref`` (msgspec)."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        for prefix in _DEFS_PREFIXES:
+            if ref.startswith(prefix):
+                defs = schema.get("$defs") or schema.get("definitions") or {}
+                schema = defs.get(ref[len(prefix) :], schema)
+    properties = schema.get("properties")
+    return dict(properties) if isinstance(properties, dict) else {}
+
+
+def _header_names(schema: dict[str, Any]) -> dict[str, Any]:
+    """A headers schema with the header names clients send: the schema's
+    field ``x_token`` is the header ``x-token``."""
+    out = dict(schema)
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k.replace("_", "-"): v for k, v in out["properties"].items()}
+    if isinstance(out.get("required"), list):
+        out["required"] = [str(k).replace("_", "-") for k in out["required"]]
+    return out
 
 
 def _message_ref(channel: str, message: str) -> dict[str, str]:
