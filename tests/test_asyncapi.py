@@ -4,14 +4,16 @@ official 3.0.0 JSON Schema, and the three ways to get it (``app.asyncapi()``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
-import urllib.request
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypedDict
 
 import jsonschema
+import msgspec
+import pydantic
 import pytest
 import yaml
 
@@ -19,7 +21,7 @@ from axeom import Axeom
 from axeom.asyncapi import asyncapi_document, channel_address, to_yaml
 from axeom.testing import TestClient
 from axeom.ws import ws_plugin
-from tests._processes import run_axeom, running_axeom
+from tests._processes import run_axeom
 
 SPEC = Path(__file__).resolve().parent / "asyncapi" / "asyncapi-3.0.0.json"
 
@@ -159,3 +161,192 @@ def test_cli_unwritable_output_is_one_line(tmp_path: Path) -> None:
     result = run_axeom("asyncapi", "examples/chat.py:app", "-o", str(tmp_path / "no" / "x.json"))
     assert result.returncode == 1
     assert "cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- typed routes, one per schema library ------------------------------------
+
+
+class StructItem(msgspec.Struct):
+    sku: str
+    qty: int
+
+
+class StructOrder(msgspec.Struct, tag="order"):
+    items: list[StructItem]
+
+
+class ModelItem(pydantic.BaseModel):
+    sku: str
+    qty: int
+
+
+class ModelOrder(pydantic.BaseModel):
+    type: Literal["order"]
+    items: list[ModelItem]
+
+
+@dataclasses.dataclass
+class DataItem:
+    sku: str
+    qty: int
+
+
+@dataclasses.dataclass
+class DataOrder:
+    items: list[DataItem]
+
+
+class DictOrder(TypedDict):
+    items: list[str]
+
+
+SCHEMA_ORDER = {
+    "title": "SchemaOrder",
+    "type": "object",
+    "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/Item"}}},
+    "required": ["items"],
+    "$defs": {"Item": {"type": "object", "properties": {"sku": {"type": "string"}}}},
+}
+
+
+class Parsed:
+    """Any object with a ``parse`` method (and, here, a schema of its own)."""
+
+    __name__ = "Parsed"
+
+    def parse(self, value: Any) -> Any:
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "object"}
+
+
+LIBRARIES = {
+    "msgspec": (StructOrder, "StructItem"),
+    "pydantic": (ModelOrder, "ModelItem"),
+    "dataclass": (DataOrder, "DataItem"),
+    "typeddict": (DictOrder, None),
+    "jsonschema": (SCHEMA_ORDER, "Item"),
+    "parser": (Parsed(), None),
+}
+
+
+class Token(pydantic.BaseModel):
+    token: str
+
+
+class Agent(pydantic.BaseModel):
+    x_agent: str
+
+
+class Ping(msgspec.Struct, tag="ping"):
+    n: int
+
+
+class Pong(msgspec.Struct):
+    n: int
+
+
+class Note(pydantic.BaseModel):  # no discriminator field: the envelope adds it
+    text: str
+
+
+@pytest.mark.parametrize("library", list(LIBRARIES))
+def test_body_typed_by_each_library(library: str) -> None:
+    """``body=`` and ``send=`` of each library: messages whose payloads are that
+    library's JSON Schema, nested types hoisted into components, valid AsyncAPI."""
+    order, nested = LIBRARIES[library]
+    app = Axeom().use(ws_plugin())
+    app.ws("/orders", message=lambda ws, msg: None, body=order, send=order, query=Token)
+    document = app.asyncapi()
+    assert_valid(document)
+    channel = document["channels"]["orders"]
+    schemas = document["components"]["schemas"]
+    [name] = [n for n in channel["messages"] if n != "error"]
+    payload = channel["messages"][name]["payload"]
+    assert payload["$ref"].startswith("#/components/schemas/")
+    assert payload["$ref"].rsplit("/", 1)[1] in schemas
+    if nested is not None:
+        assert nested in schemas
+        assert "$defs" not in json.dumps(schemas)
+    assert document["operations"]["orders.receive"]["messages"] == [
+        {"$ref": f"#/channels/orders/messages/{name}"}
+    ]
+    sent = document["operations"]["orders.send"]["messages"]
+    assert {"$ref": "#/channels/orders/messages/error"} in sent
+    assert channel["bindings"]["ws"]["query"]["properties"]["token"]["type"] == "string"
+
+
+def test_events_with_class_handlers_and_replies() -> None:
+    """Events handled by a class: one operation each; a reply where the
+    handler's return annotation names a type; header fields named as headers."""
+    app = Axeom().use(ws_plugin())
+
+    @app.ws("/rpc", events={"ping": Ping, "note": Note}, headers=Agent, on_invalid="close")
+    class Rpc:
+        def on_ping(self, ws: Any, ping: Ping) -> Pong:
+            return Pong(ping.n)
+
+        def on_note(self, ws: Any, note: Note) -> None:
+            return None
+
+    document = app.asyncapi()
+    assert_valid(document)
+    operations = document["operations"]
+    reply = operations["rpc.receive.ping"]["reply"]
+    assert reply["messages"] == [{"$ref": "#/channels/rpc/messages/ping.reply"}]
+    assert "reply" not in operations["rpc.receive.note"]
+    channel = document["channels"]["rpc"]
+    note = channel["messages"]["note"]["payload"]
+    assert note["allOf"][1]["properties"]["type"] == {"const": "note"}
+    assert "error" not in channel["messages"]  # on_invalid="close" sends nothing
+    assert "1007" in channel["description"]
+    headers = channel["bindings"]["ws"]["headers"]
+    assert list(headers["properties"]) == ["x-agent"] and headers["required"] == ["x-agent"]
+
+
+def test_schemas_shared_and_clashing_names() -> None:
+    """One type used by two routes is one component; another type with the
+    same name gets ``Name_2``; a pydantic tagged union keeps its mapping as
+    ``x-discriminator`` (AsyncAPI's ``discriminator`` is a string)."""
+
+    class Cat(pydantic.BaseModel):
+        kind: Literal["cat"]
+
+    class Dog(pydantic.BaseModel):
+        kind: Literal["dog"]
+
+    class Pet(pydantic.BaseModel):
+        pet: Annotated[Cat | Dog, pydantic.Field(discriminator="kind")]
+
+    other = {"title": "Pet", "type": "object", "properties": {"legs": {"type": "integer"}}}
+    app = Axeom().use(ws_plugin())
+    app.ws("/a", message=lambda ws, msg: None, body=Pet)
+    app.ws("/b", message=lambda ws, msg: None, body=Pet)
+    app.ws("/c", message=lambda ws, msg: None, body=other)
+    document = app.asyncapi()
+    assert_valid(document)
+    schemas = document["components"]["schemas"]
+    assert {"Pet", "Pet_2", "Cat", "Dog"} <= set(schemas)
+    union = schemas["Pet"]["properties"]["pet"]
+    assert union["x-discriminator"]["mapping"]["cat"] == "#/components/schemas/Cat"
+    payloads = [
+        document["channels"][c]["messages"]["Pet"]["payload"]["$ref"] for c in ("a", "b", "c")
+    ]
+    assert payloads == ["#/components/schemas/Pet"] * 2 + ["#/components/schemas/Pet_2"]
+
+
+def test_params_schema_describes_the_address_parameters() -> None:
+    """``params=``: each address parameter's description and enum from its field."""
+
+    class Room(pydantic.BaseModel):
+        room: Literal["lobby", "dev"] = pydantic.Field(description="Which room")
+
+    app = Axeom().use(ws_plugin())
+    app.ws("/chat/:room", message=lambda ws, msg: None, params=Room)
+    document = app.asyncapi()
+    assert_valid(document)
+    assert document["channels"]["chat_room"]["parameters"]["room"] == {
+        "description": "Which room",
+        "enum": ["lobby", "dev"],
+    }
