@@ -149,8 +149,6 @@ class RouteTyping:
         self.events: dict[str, Event] = {}
         for name, schema in _event_types(options.get("events"), self.discriminator):
             self.add_event(schema, None, name=name)
-        if self.body is not None and self.events:
-            raise TypeError("give a route either body= (one message type) or events=, not both")
 
     # -- registration ----------------------------------------------------------
 
@@ -159,7 +157,7 @@ class RouteTyping:
     ) -> str:
         """Declare (or give a handler to) an event; returns its name."""
         if self.body is not None:
-            raise TypeError("a route with body= has no events: use one or the other")
+            raise TypeError("give a route either body= (one message type) or events=, not both")
         schema = adapt(type_)
         name = name or event_name(schema, self.discriminator)
         known = self.events.get(name)

@@ -10,7 +10,10 @@ under the folder named by ``AXEOM_BEHAVIOUR_RECORD``."""
 import asyncio
 import os
 from pathlib import Path
+from typing import Literal
 
+import msgspec
+import pydantic
 import trio
 
 from axeom import Axeom, HTTPError, Response
@@ -193,7 +196,70 @@ def make_app(record: Path | None) -> Axeom:
             writer.close()
             await writer.wait_closed()
 
+    add_typed_routes(app)
     return app
+
+
+# -- typed routes (schemas, handshake validation, events): tests/behaviour/test_behaviour_typed.py
+
+
+class TypedQuery(pydantic.BaseModel):
+    token: str
+    limit: int = 10
+
+
+class TypedHeaders(msgspec.Struct):
+    x_user: str = "anon"
+
+
+class Note(msgspec.Struct):
+    text: str
+    count: int = 1
+
+
+class Say(pydantic.BaseModel):
+    type: Literal["say"] = "say"
+    text: str
+
+
+class Add(msgspec.Struct, tag="add", tag_field="type"):
+    a: int
+    b: int
+
+
+def add_typed_routes(app: Axeom) -> None:
+    def typed_echo(ws, note):
+        """Echoes a Note, with what the handshake validated."""
+        who = f"{ws.headers.x_user}/{ws.params['room']}/{ws.query.token}/{ws.query.limit}"
+        ws.send(Note(text=f"{who}: {note.text}", count=note.count + 1))
+
+    app.ws("/typed/:room", query=TypedQuery, headers=TypedHeaders, body=Note, message=typed_echo)
+    app.ws("/typed-close", body=Note, on_invalid="close", message=lambda ws, n: ws.send(n))
+    app.ws("/typed-msgpack", body=Note, binary="msgpack", message=lambda ws, n: ws.send(n))
+
+    def count_invalid(ws, raw, errors):
+        ws.send(f"invalid {len(raw)} {errors[0]['loc']}")
+
+    app.ws("/typed-custom", body=Note, on_invalid=count_invalid, message=lambda ws, n: ws.send(n))
+
+    events = app.ws("/events", events=[Say, Add])
+
+    @events.on(Say)
+    def said(ws, say):
+        ws.send({"said": say.text})
+
+    @events.on(Add)
+    async def added(ws, add):
+        await pause(0.001)  # a reply after a real suspension
+        return add.a + add.b
+
+    @app.ws("/events-class", events=Say | Add)
+    class Calculator:
+        def on_say(self, ws, say):
+            return f"heard {say.text}"
+
+        def on_add(self, ws, add):
+            return {"sum": add.a + add.b}
 
 
 _record = os.environ.get(RECORD_ENV)
