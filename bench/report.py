@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import goals
 from bench.scenarios import FOREIGN_BUSY, LOADGEN_BUSY, TESTS, Result
-from bench.targets import PEERS
+from bench.targets import PEERS, TYPED_PREFIX
 
 DISPLAY_ORDER = (
     "echo",
@@ -146,7 +146,7 @@ def typed_ratios(results: dict[str, dict[str, Result]], tests: list[str]) -> str
         untyped = results.get(UNTYPED, {}).get(test)
         for server, measured in results.items():
             result = measured.get(test)
-            if result is None or not server.startswith("axeom-typed-"):
+            if result is None or not server.startswith(TYPED_PREFIX):
                 continue
             flag = (" !" if result.loadgen_bound else "") + (" ~" if result.noisy else "")
             figure = _figure(result.value, result.unit) + flag

@@ -24,7 +24,15 @@ import uvloop
 
 from bench import goals, procstat, report, scenarios
 from bench.scenarios import TESTS, Result
-from bench.targets import BASELINE, BENCH_DIR, PEERS, SERVERS, ServerProcess, ServerStartError
+from bench.targets import (
+    BASELINE,
+    BENCH_DIR,
+    PEERS,
+    SERVERS,
+    TYPED_PREFIX,
+    ServerProcess,
+    ServerStartError,
+)
 
 SERVER_CPU = 0
 LOADGEN_CPU = 1
@@ -144,7 +152,8 @@ async def bench_server(
 ) -> dict[str, Any]:
     """Warm ``server`` up and run ``tests`` on it in execution order, filling ``out``."""
     t0 = time.perf_counter()
-    warm = await scenarios.warm_up(server, args.warmup)
+    typed = server.spec.name.startswith(TYPED_PREFIX)
+    warm = await scenarios.warm_up(server, args.warmup, typed=typed)
     print(
         f"  warm-up: {warm['cycles']} handshakes, echo {warm.get('echo_msg_per_s') or 0:,.0f} "
         f"msg/s, {time.perf_counter() - t0:.1f}s, errors {warm['errors'] or 0}",

@@ -338,8 +338,11 @@ async def memory(server: ServerProcess, duration: float, connections: int = 5000
     )
 
 
-async def warm_up(server: ServerProcess, seconds: float, handshakes: int = 2000) -> dict[str, Any]:
-    """Run ~``handshakes`` connection cycles, then ``seconds`` of echo, unmeasured.
+async def warm_up(
+    server: ServerProcess, seconds: float, handshakes: int = 2000, *, typed: bool = False
+) -> dict[str, Any]:
+    """Run ~``handshakes`` connection cycles, then ``seconds`` of echo, unmeasured
+    (``typed``: of the JSON message, the one a typed server echoes unchanged).
 
     A fresh server is markedly slower (a cold websockets server runs ~2x slower) until
     code paths, allocator pools and caches have warmed up.
@@ -351,7 +354,7 @@ async def warm_up(server: ServerProcess, seconds: float, handshakes: int = 2000)
     await _join(list(pending), 2 * CYCLE_TIMEOUT + 1)
     info: dict[str, Any] = {"cycles": load.cycles, "errors": dict(load.errors)}
     if seconds > 0:
-        echoed = await echo(server, seconds)
+        echoed = await (json_echo if typed else echo)(server, seconds)
         info["echo_msg_per_s"] = echoed.value
         info["errors"].update(echoed.errors)
     return info

@@ -32,6 +32,7 @@ _PLAIN_APP = "bench/apps/echo.py:app"  # plain-function handler, runs inline in 
 _ASYNC_APP = "bench/apps/echo_async.py:app"  # coroutine handler
 _TYPED_APP = "bench/apps/typed_echo.py:{}_app"  # body typed by one schema library
 TYPED_LIBRARIES = ("msgspec", "pydantic", "dataclass", "jsonschema")
+TYPED_PREFIX = "axeom-typed-"  # the typed servers: they echo JSON messages only
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ SERVERS: dict[str, ServerSpec] = {
         # the json-echo tests: python -m bench.run --servers axeom,axeom-typed-msgspec,...
         *(
             _axeom(
-                f"axeom-typed-{library}",
+                f"{TYPED_PREFIX}{library}",
                 _TYPED_APP.format(library),
                 0,
                 f"axeom run, plain-function handler, body typed by {library}",
