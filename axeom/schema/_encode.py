@@ -14,9 +14,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["encode_object", "to_builtins"]
+__all__ = ["cached_encoder", "encode_object", "to_builtins"]
 
 _encoders: dict[type, Callable[[Any], str]] = {}
+# The encoder already chosen for a type, or None: ``to_message`` tries it before
+# its isinstance checks (a bound method: no Python frame per message).
+cached_encoder = _encoders.get
 _PLAIN = (str, int, float, bool, type(None), dict, list)
 
 
