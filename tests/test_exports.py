@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 import axeom
+import axeom.schema
 import axeom.ws
 
 
-@pytest.mark.parametrize("module", [axeom, axeom.ws], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [axeom, axeom.ws, axeom.schema], ids=lambda m: m.__name__)
 def test_all_names_exist(module: object) -> None:
     """Every name in __all__ is an attribute of the module, and __all__ has no duplicates."""
     names = module.__all__  # type: ignore[attr-defined]
@@ -67,6 +68,7 @@ def _modules_after_import(statement: str, tmp_path: Path) -> list[str]:
         "import axeom",
         "import axeom.ws",
         "import axeom._http1",
+        "import axeom.schema",
         "import axeom, axeom.ws, axeom._http1\nfrom axeom.ws import *",
     ],
 )

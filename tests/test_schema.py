@@ -224,3 +224,18 @@ def test_encode_object() -> None:
     assert json.loads(encode_object(DataPoint(x=3))) == {"x": 3, "y": 0}
     with pytest.raises(TypeError, match="not set"):
         encode_object({1})
+
+
+def test_json_schema_dict_without_the_library_says_what_to_install() -> None:
+    """Without jsonschema installed, a JSON-Schema dict fails with the extra to install."""
+    code = (
+        "import sys\n"
+        "sys.modules['jsonschema'] = None  # as if it were not installed\n"
+        "from axeom.schema import adapt\n"
+        "try:\n"
+        "    adapt({'type': 'object'})\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'axeom[jsonschema]'" in out.stdout, out.stderr

@@ -428,8 +428,86 @@ def test_registration_refuses_mistakes() -> None:
     with pytest.raises(TypeError, match="lacks on_add"):
         app.ws("/a", NoMethods, events=[Say, Add])
 
+    class OpenOnly:
+        def open(self, ws: Any) -> None: ...
+
+    with pytest.raises(TypeError, match="needs a message"):
+        app.ws("/a", OpenOnly, body=Note)
+
+
+async def test_handler_class_with_a_typed_body() -> None:
+    """A handler class on a `body=` route gets typed values in `message`, with
+    its `open` and per-socket state as usual."""
+    app = new_app()
+
+    @app.ws("/n", body=Note)
+    class Counter:
+        def open(self, ws: Any) -> None:
+            self.seen = 0
+
+        def message(self, ws: Any, note: Note) -> None:
+            self.seen += 1
+            ws.send(f"{self.seen} {note.text}")
+
+    async with TestClient(app) as client:
+        async with client.websocket("/n") as ws:
+            await ws.send('{"text": "a"}')
+            await ws.send('{"text": "b"}')
+            assert [await ws.receive(), await ws.receive()] == ["1 a", "2 b"]
+
 
 def test_validation_failure_text() -> None:
     """`str(ValidationFailure)` reads as where: what, for logs."""
     failure = ValidationFailure([{"loc": ["a", 0], "msg": "bad", "type": "t"}])
     assert str(failure) == "a.0: bad"
+
+
+class Total(pydantic.BaseModel):
+    total: int
+
+
+class Wrong(pydantic.BaseModel):
+    other: str
+
+
+def total_of(ws: Any, msg: Add) -> Total:
+    return Total(total=msg.a + msg.b)
+
+
+def test_route_typing_records_what_the_route_declares() -> None:
+    """`route.typing` holds every schema (what document generators read); a
+    reply type comes from `reply=` or from the handler's return annotation."""
+
+    class Calc:
+        def on_say(self, ws: Any, msg: Say) -> Total:
+            return Total(total=0)
+
+    app = new_app()
+    route = app.ws("/e", events=[Say, Add], query=Query, on_invalid="close")
+    route.on(Add)(total_of)
+    typing = route.typing
+    assert typing.query is not None and typing.query.name == "Query"
+    assert typing.params is None and typing.headers is None and typing.body is None
+    assert (typing.discriminator, typing.on_invalid, typing.binary) == ("type", "close", "json")
+    assert list(typing.events) == ["say", "add"]
+    schema, handler, reply = typing.events["add"]
+    assert (schema.name, handler, reply and reply.name) == ("Add", total_of, "Total")
+    assert typing.events["say"].reply is None
+    other = app.ws("/c", Calc, events=[Say], send=Note)
+    assert other.typing.events["say"].reply is not None
+    assert other.typing.send is not None and other.typing.send.json_schema()["required"] == ["text"]
+    untyped = app.ws("/u", message=print)
+    assert untyped.typing.events == {} and untyped.typing.body is None
+
+
+async def test_reply_type_is_checked_in_debug_mode() -> None:
+    """A reply that does not match its declared type fails the handler in debug mode."""
+    app = new_app(debug=True)
+    route = app.ws("/e", events=[Add])
+    route.on(Add, reply=Wrong)(total_of)
+    async with TestClient(app) as client:
+        async with client.websocket("/e") as ws:
+            await ws.send('{"type": "add", "id": 1, "a": 1, "b": 1}')
+            with pytest.raises(WebSocketClosed) as closed:
+                await ws.receive()
+    assert closed.value.code == 1011

@@ -14,20 +14,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["cached_encoder", "encode_object", "to_builtins"]
+__all__ = ["encode_object", "encoders", "to_builtins"]
 
-_encoders: dict[type, Callable[[Any], str]] = {}
-# The encoder already chosen for a type, or None: ``to_message`` tries it before
-# its isinstance checks (a bound method: no Python frame per message).
-cached_encoder = _encoders.get
+# The encoder of each object type met so far (read first by ``to_message``).
+encoders: dict[type, Callable[[Any], str]] = {}
 _PLAIN = (str, int, float, bool, type(None), dict, list)
 
 
 def encode_object(value: Any) -> str:
     """JSON text for ``value``; ``TypeError`` for a type no encoder knows."""
-    encode = _encoders.get(type(value))
+    encode = encoders.get(type(value))
     if encode is None:
-        encode = _encoders[type(value)] = _encoder_for(type(value))
+        encode = encoders[type(value)] = _encoder_for(type(value))
     return encode(value)
 
 

@@ -5,11 +5,14 @@ from ._options import WSOptions
 from ._plugin import WSPlugin, ws_plugin
 from ._route import WSRoute
 from ._socket import Closing, SendResult, SendStatus, WebSocket, socket_id_prefix
+from ._typed import Event, RouteTyping, event_method
 from ._upgrade import Upgrade
 
 __all__ = [
     "Closing",
+    "Event",
     "Handlers",
+    "RouteTyping",
     "SendResult",
     "SendStatus",
     "Upgrade",
@@ -17,6 +20,7 @@ __all__ = [
     "WSPlugin",
     "WSRoute",
     "WebSocket",
+    "event_method",
     "socket_id_prefix",
     "ws_plugin",
 ]

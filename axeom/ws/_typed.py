@@ -22,7 +22,7 @@ import json
 import logging
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 import msgpack
 from websockets.frames import CloseCode
@@ -30,6 +30,7 @@ from websockets.frames import CloseCode
 from .._call import _NOT_AWAITED
 from ..errors import HTTPError
 from ..schema import ErrorDict, Schema, ValidationFailure, adapt
+from ..schema._base import Decoder
 from ..schema._encode import to_builtins
 from ..schema._failure import json_invalid
 
@@ -116,6 +117,7 @@ class RouteTyping:
     """
 
     __slots__ = (
+        "_decoders",
         "binary",
         "body",
         "discriminator",
@@ -147,6 +149,7 @@ class RouteTyping:
         if self.binary not in BINARY_MODES:
             raise ValueError(f"binary must be 'json' or 'msgpack', got {self.binary!r}")
         self.events: dict[str, Event] = {}
+        self._decoders: tuple[Decoder, Decoder] | None = None  # body's, made once
         for name, schema in _event_types(options.get("events"), self.discriminator):
             self.add_event(schema, None, name=name)
 
@@ -161,7 +164,7 @@ class RouteTyping:
         schema = adapt(type_)
         name = name or event_name(schema, self.discriminator)
         known = self.events.get(name)
-        reply_schema = _maybe_adapt(reply) if reply is not None else None
+        reply_schema = _maybe_adapt(reply) if reply is not None else returned_schema(handler)
         if known is not None:
             handler = handler or known.handler
             reply_schema = reply_schema or known.reply
@@ -179,12 +182,23 @@ class RouteTyping:
         return self.body is not None or bool(self.events)
 
     def check_handlers(self, factory: type | None, message: Handler | None) -> None:
-        """At registration: a class gives an ``on_<event>`` for every event
-        that has no function handler, and ``body=`` needs a ``message``."""
-        if self.body is not None and message is None and factory is None:
-            return  # the handler may still come (the route used as a decorator)
+        """At registration: a handler class gives ``message`` on a ``body=``
+        route, and an ``on_<event>`` for every event without a function
+        handler (functions may still come: ``route.on``, the route used as a
+        decorator)."""
         if factory is None:
             return
+        if self.body is not None:
+            if message is None:
+                raise TypeError(
+                    f"WebSocket handler class {factory.__name__} is on a route with body=: "
+                    f"it needs a message(self, ws, msg) method"
+                )
+            return
+        for name, event in self.events.items():
+            method = getattr(factory, event_method(name), None)
+            if event.handler is None and event.reply is None and method is not None:
+                self.events[name] = event._replace(reply=returned_schema(method))
         missing = [
             event_method(name)
             for name, event in self.events.items()
@@ -234,7 +248,9 @@ class RouteTyping:
         """``bound`` with its ``message`` handler wrapped for this route's types."""
         if self.body is not None:
             if bound.message is not None:
-                bound.message = _body_handler(self, self.body, bound.message)
+                if self._decoders is None:  # once per route (a msgspec Decoder is built)
+                    self._decoders = _decoders(self, self.body)
+                bound.message = _body_handler(self, self.body, self._decoders, bound.message)
         elif self.events:
             bound.message = _event_handler(self, instance)
         return bound
@@ -260,6 +276,23 @@ class RouteTyping:
 
 def _maybe_adapt(obj: Any) -> Schema | None:
     return None if obj is None else adapt(obj)
+
+
+def returned_schema(handler: Handler | None) -> Schema | None:
+    """The reply type of an event handler from its return annotation, when
+    that is a schema type (``-> Sum``); None for ``-> int``, ``-> None`` or none."""
+    if handler is None:
+        return None
+    try:
+        returned = get_type_hints(handler).get("return")
+    except Exception:  # an annotation that does not resolve: no reply type, no error
+        return None
+    if returned is None or returned is type(None):
+        return None
+    try:
+        return adapt(returned)
+    except TypeError:
+        return None
 
 
 def _event_types(events: Any, discriminator: str) -> Iterable[tuple[str | None, Any]]:
@@ -310,15 +343,18 @@ def _header_fields(headers: Headers | Mapping[str, str]) -> dict[str, str]:
 # -- the per-message wrappers ------------------------------------------------------
 
 
-def _decoders(typing: RouteTyping, schema: Schema) -> tuple[Callable[[Any], Any], ...]:
+def _decoders(typing: RouteTyping, schema: Schema) -> tuple[Decoder, Decoder]:
+    """The body's decoders of text and of binary messages."""
     text = schema.json_decoder()
     binary = schema.msgpack_decoder() if typing.binary == "msgpack" else text
     return text, binary
 
 
-def _body_handler(typing: RouteTyping, schema: Schema, handler: Handler) -> Handler:
+def _body_handler(
+    typing: RouteTyping, schema: Schema, decoders: tuple[Decoder, Decoder], handler: Handler
+) -> Handler:
     """``message(ws, raw)`` that gives the handler the decoded, valid value."""
-    text, binary = _decoders(typing, schema)
+    text, binary = decoders
     errors = schema.decode_errors
     failure = schema.failure
 
@@ -420,6 +456,13 @@ def _send_reply(
     ws: WebSocket, typing: RouteTyping, correlation: Any, schema: Schema | None, value: Any
 ) -> None:
     data = schema.to_builtins(value) if schema is not None else to_builtins(value)
+    if schema is not None and ws.app is not None and ws.app.debug:
+        try:
+            schema.validate(data)
+        except ValidationFailure as failure:
+            raise TypeError(
+                f"the reply does not match the event's reply type {schema.name}: {failure}"
+            ) from None
     envelope = {typing.discriminator: REPLY_TYPE, CORRELATION_KEY: correlation, "data": data}
     ws.send(json.dumps(envelope, separators=(",", ":")))
 
