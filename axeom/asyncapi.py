@@ -27,10 +27,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any
 
-from .schema import Schema, adapt
-from .ws._typed import CORRELATION_KEY, ERROR_TYPE, REPLY_TYPE, Event, RouteTyping, event_method
+from .schema import Schema
+from .ws._typed import CORRELATION_KEY, ERROR_TYPE, REPLY_TYPE, Event, RouteTyping
 
 if TYPE_CHECKING:
     from ._app import Axeom
@@ -272,7 +272,7 @@ class _Builder:
             self.operations[f"{key}.receive"] = _operation("receive", key, [ref])
         elif typing.events:
             for name, event in typing.events.items():
-                self._event(key, channel, typing, name, event, route)
+                self._event(key, channel, typing, name, event)
         else:
             ref = self._untyped_message(key, channel)
             self.operations[f"{key}.receive"] = _operation("receive", key, [ref])
@@ -345,7 +345,6 @@ class _Builder:
         typing: RouteTyping,
         name: str,
         event: Event,
-        route: WSRoute,
     ) -> None:
         """One event: its message, a ``receive`` operation, and a ``reply``
         when its handler is declared to answer."""
@@ -360,7 +359,7 @@ class _Builder:
             "correlationId": _CORRELATION,
         }
         operation = _operation("receive", key, [_message_ref(key, message_key)])
-        reply = event.reply if event.reply is not None else _reply_annotation(route, name, event)
+        reply = event.reply  # reply= or the handler's return annotation
         if reply is not None:
             reply_key = f"{message_key}.reply"
             channel["messages"][reply_key] = {
@@ -375,9 +374,9 @@ class _Builder:
             }
         self.operations[f"{key}.receive.{message_key}"] = operation
 
-    def _reply_payload(self, typing: RouteTyping, reply: Schema | bool) -> dict[str, Any]:
+    def _reply_payload(self, typing: RouteTyping, reply: Schema) -> dict[str, Any]:
         """The reply envelope: ``{"type": "reply", "id": <the request's>, "data": ...}``."""
-        data = {} if reply is True else _payload_of(self.schemas, reply)  # type: ignore[arg-type]
+        data = _payload_of(self.schemas, reply)
         return {
             "type": "object",
             "properties": {
@@ -422,28 +421,6 @@ def _with_discriminator(payload: dict[str, Any], field_name: str, name: str) -> 
     """An event type without its discriminator field: the envelope adds it."""
     tag = {"type": "object", "properties": {field_name: {"const": name}}, "required": [field_name]}
     return {"allOf": [payload, tag]}
-
-
-def _reply_annotation(route: WSRoute, name: str, event: Event) -> Schema | bool | None:
-    """What an event's handler returns, from its return annotation when no
-    ``reply=`` names it: the adapted type, True (a value, not described), or
-    None (no annotation, or ``-> None``)."""
-    handler = event.handler
-    if handler is None and route.handlers.factory is not None:
-        handler = getattr(route.handlers.factory, event_method(name), None)
-    if handler is None:
-        return None
-    try:
-        hints = get_type_hints(handler)
-    except Exception:  # an annotation that cannot be resolved here says nothing
-        return None
-    returned = hints.get("return", None)
-    if returned is None or returned is type(None):
-        return None
-    try:
-        return adapt(returned)
-    except TypeError:
-        return True
 
 
 def _error_schema(discriminator: str) -> dict[str, Any]:
