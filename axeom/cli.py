@@ -364,18 +364,21 @@ def reload(port: int, timeout: float) -> None:
 )
 @_option(
     "--host",
-    default=_DEFAULTS.host,
-    show_default=True,
     envvar="AXEOM_HOST",
-    help="Host clients dial, as the document's server.",
+    help=f"Host clients dial, as the document's server.  [default: {_DEFAULTS.host}]",
 )
 @_option(
     "--port",
     type=click.IntRange(1, 65535),
-    default=_DEFAULTS.port,
-    show_default=True,
     envvar="AXEOM_PORT",
-    help="Port clients dial, as the document's server.",
+    help=f"Port clients dial, as the document's server.  [default: {_DEFAULTS.port}]",
+)
+@_option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="AXEOM_CONFIG",
+    help="The TOML file of `axeom run`: its [server] host and port name the server.",
 )
 @click.option(
     "--protocol",
@@ -396,8 +399,9 @@ def asyncapi(
     app: str,
     as_yaml: bool,
     output: str | None,
-    host: str,
-    port: int,
+    host: str | None,
+    port: int | None,
+    config_file: str | None,
     protocol: str,
     title: str,
     api_version: str,
@@ -414,12 +418,19 @@ def asyncapi(
         os.environ[APP_DIR_ENV] = add_app_dir(app_dir)
     except ImportFromStringError as exc:
         raise click.BadParameter(str(exc), param_hint="'--app-dir'") from None
+    try:
+        # The address `axeom run` would listen on, given the same options, file and env.
+        server = Config.build(app, config_file, host=host, port=port).server
+    except ConfigError as exc:
+        raise _ConfigProblem(str(exc)) from None
+    if server.port == 0:
+        raise click.UsageError("the config file says port 0 (picked at start): give --port")
     application = load_app_or_exit(app)
     document = asyncapi_document(
         application,
         title=title,
         version=api_version,
-        host=f"{_format_host(host)}:{port}",
+        host=f"{_format_host(server.host)}:{server.port}",
         protocol=protocol,
     )
     if as_yaml:

@@ -350,3 +350,21 @@ def test_params_schema_describes_the_address_parameters() -> None:
         "description": "Which room",
         "enum": ["lobby", "dev"],
     }
+
+
+def test_cli_server_from_the_config_file_of_axeom_run(tmp_path: Path) -> None:
+    """--config: the [server] host and port `axeom run` would use name the server
+    (--port still wins); a bad file is one line and exit status 2."""
+    config = tmp_path / "axeom.toml"
+    config.write_text('[server]\nhost = "10.0.0.5"\nport = 9100\n')
+    result = run_axeom("asyncapi", "examples/chat.py:app", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["servers"]["default"]["host"] == "10.0.0.5:9100"
+    result = run_axeom(
+        "asyncapi", "examples/chat.py:app", "--config", str(config), "--port", "9200"
+    )
+    assert json.loads(result.stdout)["servers"]["default"]["host"] == "10.0.0.5:9200"
+    config.write_text('[server]\nport = "x"\n')
+    result = run_axeom("asyncapi", "examples/chat.py:app", "--config", str(config))
+    assert result.returncode == 2
+    assert "server.port" in result.stderr and "Traceback" not in result.stderr
