@@ -417,6 +417,35 @@ class Axeom(_Registrar):
         finally:
             await self.run_on_stop()
 
+    # -- AsyncAPI ------------------------------------------------------------
+
+    def asyncapi(self, **info: Any) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of the app's WebSocket routes, as a dict.
+
+        ``info``: ``title``, ``version``, ``description``, ``host``
+        (``HOST:PORT`` clients dial, default ``127.0.0.1:8000``) and
+        ``protocol`` (``ws`` or ``wss``); see ``axeom.asyncapi``.
+        """
+        from .asyncapi import asyncapi_document
+
+        return asyncapi_document(self, **info)
+
+    def asyncapi_route(self, path: str = "/asyncapi.json", **info: Any) -> Axeom:
+        """Serve the AsyncAPI document as JSON on ``GET path``.
+
+        Built at each request (routes registered later are in it), with the
+        request's ``Host`` header as the server's host: the document names
+        the address its reader reached. ``info`` as for ``asyncapi`` (a
+        ``host`` given there wins over the header).
+        """
+
+        def document(ctx: Context) -> Response:
+            given = {"host": ctx.headers.get("host") or None, **info}
+            return Response.json(self.asyncapi(**{k: v for k, v in given.items() if v}))
+
+        self.get(path, document)
+        return self
+
     # -- ASGI ----------------------------------------------------------------
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

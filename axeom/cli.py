@@ -419,6 +419,100 @@ def reload(port: int, timeout: float) -> None:
     click.echo("reloading: workers are replaced one at a time, then the acceptor")
 
 
+@main.command()
+@click.argument("app", metavar="IMPORT")
+@click.option("--yaml", "as_yaml", is_flag=True, help="YAML instead of JSON (needs PyYAML).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout."
+)
+@_option(
+    "--host",
+    envvar="AXEOM_HOST",
+    help=f"Host clients dial, as the document's server.  [default: {_DEFAULTS.host}]",
+)
+@_option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    envvar="AXEOM_PORT",
+    help=f"Port clients dial, as the document's server.  [default: {_DEFAULTS.port}]",
+)
+@_option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="AXEOM_CONFIG",
+    help="The TOML file of `axeom run`: its [server] host and port name the server.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["ws", "wss"]),
+    default="ws",
+    show_default=True,
+    help="wss when clients reach the app through TLS.",
+)
+@click.option("--title", default="Axeom app", show_default=True, help="info.title")
+@click.option("--api-version", default="0.1.0", show_default=True, help="info.version")
+@_option(
+    "--app-dir",
+    default=".",
+    envvar=APP_DIR_ENV,
+    help="Folder put first on the import path.  [default: .]",
+)
+def asyncapi(
+    app: str,
+    as_yaml: bool,
+    output: str | None,
+    host: str | None,
+    port: int | None,
+    config_file: str | None,
+    protocol: str,
+    title: str,
+    api_version: str,
+    app_dir: str,
+) -> None:
+    """Print the AsyncAPI 3.0 document of the app named by IMPORT.
+
+    Imports the app as `axeom run` does (no server is started, no on_start
+    function runs), and describes its WebSocket routes.
+    """
+    from .asyncapi import asyncapi_document, to_yaml
+
+    try:
+        os.environ[APP_DIR_ENV] = add_app_dir(app_dir)
+    except ImportFromStringError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--app-dir'") from None
+    try:
+        # The address `axeom run` would listen on, given the same options, file and env.
+        server = Config.build(app, config_file, host=host, port=port).server
+    except ConfigError as exc:
+        raise _ConfigProblem(str(exc)) from None
+    if server.port == 0:
+        raise click.UsageError("the config file says port 0 (picked at start): give --port")
+    application = load_app_or_exit(app)
+    document = asyncapi_document(
+        application,
+        title=title,
+        version=api_version,
+        host=f"{_format_host(server.host)}:{server.port}",
+        protocol=protocol,
+    )
+    if as_yaml:
+        try:
+            text = to_yaml(document)
+        except ImportError as exc:
+            raise click.ClickException(str(exc)) from None
+    else:
+        text = json.dumps(document, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
 def _format_status(result: dict[str, Any]) -> str:
     # With --workers 0 the one "server" process answers: it supervises nothing.
     single = all(p["role"] == "server" for p in result["processes"])

@@ -24,6 +24,8 @@ UVLOOP_PLAIN = ("axeom-uvloop",)
 UVLOOP_HANDSHAKES = ("axeom-uvloop", "axeom-uvloop-w1")
 ASYNCIO_COROUTINE = ("axeom-uvloop-async", "axeom-asyncio-async")
 ASYNCIO_PLAIN = ("axeom-asyncio",)
+TYPED_MSGSPEC = ("axeom-typed-msgspec",)  # body typed by a msgspec Struct
+UNTYPED = "axeom"  # the same echo without a type: JSON text in, the same text back
 # Idle memory "no worse than before": RSS per connection repeats within about 0.3 KiB of
 # ~9 KiB between runs, so allow 5% before calling a change a regression.
 MEMORY_SLACK = 0.05
@@ -52,6 +54,8 @@ TARGETS: tuple[Target, ...] = (
     Target("uvloop handshakes", "handshake", UVLOOP_HANDSHAKES, FAST_PEER, 1.0),
     Target("asyncio/uvloop closed-loop echo, coroutine", "echo", ASYNCIO_COROUTINE, FAST_PEER, 1.0),
     Target("plain asyncio closed-loop echo", "echo", ASYNCIO_PLAIN, FAST_PEER, 1.0),
+    # Validation is cheap enough to leave on: a msgspec-typed echo keeps 90% of untyped.
+    Target("typed echo (msgspec) vs untyped", "json-echo", TYPED_MSGSPEC, UNTYPED, 0.9),
 )
 FANOUT_NOTE = (
     "fan-out: no worse than the last release -> python -m bench.fanout "

@@ -15,9 +15,22 @@ from typing import Any
 
 from bench import goals
 from bench.scenarios import FOREIGN_BUSY, LOADGEN_BUSY, TESTS, Result
-from bench.targets import PEERS
+from bench.targets import PEERS, TYPED_PREFIX
 
-DISPLAY_ORDER = ("echo", "pipelined", "handshake", "large", "memory")
+DISPLAY_ORDER = (
+    "echo",
+    "pipelined",
+    "handshake",
+    "large",
+    "memory",
+    "json-echo",
+    "json-pipelined",
+)
+# Tests run only when asked for (--tests json-echo,json-pipelined): typed routes against
+# the untyped echo, which the default run's servers do not need.
+TYPED_TESTS = ("json-echo", "json-pipelined")
+DEFAULT_TESTS = tuple(t for t in DISPLAY_ORDER if t not in TYPED_TESTS)
+UNTYPED = "axeom"  # the untyped echo the typed servers are compared with
 _PACKAGES = ("websockets", "aiohttp", "trio", "trio-websocket", "uvloop", "msgpack", "axeom")
 
 
@@ -123,6 +136,44 @@ def targets(
             verdict += (" !" if result.loadgen_bound else "") + (" ~" if result.noisy else "")
         rows.append([label, found.server, figure, ratio, found.needed, verdict])
     return _table(rows, left=2) + "\n" + goals.FANOUT_NOTE
+
+
+def typed_ratios(results: dict[str, dict[str, Result]], tests: list[str]) -> str:
+    """Each typed server's figure as a ratio to the untyped echo of the same run, and
+    the same for messages per CPU-second of the server (the cost per message, which
+    holds up better than the rate when other processes share the core). Empty when
+    the run had no typed test."""
+    head = ["test", "server", "figure", f"vs {UNTYPED}", "msg/CPU-s", f"vs {UNTYPED}"]
+    rows = [head]
+    for test in [t for t in TYPED_TESTS if t in tests]:
+        untyped = results.get(UNTYPED, {}).get(test)
+        for server, measured in results.items():
+            result = measured.get(test)
+            if result is None or not (server.startswith(TYPED_PREFIX) or server == UNTYPED):
+                continue
+            flag = (" !" if result.loadgen_bound else "") + (" ~" if result.noisy else "")
+            figure = _figure(result.value, result.unit) + flag
+            per_cpu = per_cpu_second(result)
+            base = None if untyped is None else per_cpu_second(untyped)
+            cost = "n/a" if per_cpu is None or not base else f"{per_cpu / base:.2f}x"
+            rows.append(
+                [
+                    test,
+                    server,
+                    figure,
+                    _ratio(result, untyped),
+                    "-" if per_cpu is None else f"{per_cpu:,.0f}",
+                    cost,
+                ]
+            )
+    return "" if len(rows) == 1 else "typed echo / untyped echo:\n" + _table(rows)
+
+
+def per_cpu_second(result: Result) -> float | None:
+    """Messages per second of server CPU (whole process tree) over the window."""
+    if result.value is None or not result.server_cpu:
+        return None
+    return result.value / result.server_cpu
 
 
 def details(results: dict[str, dict[str, Result]], servers: list[str], tests: list[str]) -> str:

@@ -24,7 +24,15 @@ import uvloop
 
 from bench import goals, procstat, report, scenarios
 from bench.scenarios import TESTS, Result
-from bench.targets import BASELINE, BENCH_DIR, PEERS, SERVERS, ServerProcess, ServerStartError
+from bench.targets import (
+    BASELINE,
+    BENCH_DIR,
+    PEERS,
+    SERVERS,
+    TYPED_PREFIX,
+    ServerProcess,
+    ServerStartError,
+)
 
 SERVER_CPU = 0
 LOADGEN_CPU = 1
@@ -56,9 +64,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tests",
-        default=",".join(report.DISPLAY_ORDER),
+        default=",".join(report.DEFAULT_TESTS),
         type=lambda v: _names(v, TESTS, "test"),
-        help=f"comma-separated, from: {', '.join(report.DISPLAY_ORDER)} (default: all)",
+        help=f"comma-separated, from: {', '.join(report.DISPLAY_ORDER)} "
+        f"(default: {', '.join(report.DEFAULT_TESTS)})",
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per test")
     parser.add_argument(
@@ -143,7 +152,8 @@ async def bench_server(
 ) -> dict[str, Any]:
     """Warm ``server`` up and run ``tests`` on it in execution order, filling ``out``."""
     t0 = time.perf_counter()
-    warm = await scenarios.warm_up(server, args.warmup)
+    typed = server.spec.name.startswith(TYPED_PREFIX)
+    warm = await scenarios.warm_up(server, args.warmup, typed=typed)
     print(
         f"  warm-up: {warm['cycles']} handshakes, echo {warm.get('echo_msg_per_s') or 0:,.0f} "
         f"msg/s, {time.perf_counter() - t0:.1f}s, errors {warm['errors'] or 0}",
@@ -239,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + report.details(results, ran, args.tests))
         print("\n" + report.footnote())
         print("\n" + report.targets(results, reference, args.tests))
+        typed = report.typed_ratios(results, args.tests)
+        if typed:
+            print("\n" + typed)
     for name, why in meta["skipped"].items():
         print(f"skipped {name}: {why.splitlines()[0]}")
     document = {

@@ -22,6 +22,9 @@ CONNECT_TIMEOUT = 10.0
 CYCLE_TIMEOUT = 5.0
 SMALL = b"x" * 32  # ASCII, so valid UTF-8 for text frames
 LARGE = bytes(range(256)) * 4096  # 1 MiB
+# What the typed-echo tests send: a small chat-like message as compact JSON in the field
+# order of bench/apps/typed_echo.py's types, so a typed echo is the same bytes.
+JSON_MESSAGE = b'{"room":"lobby","text":"hello, typed world","seq":42}'
 LOADGEN_BUSY = 0.85  # above this fraction of a core, the client may be the bottleneck
 FOREIGN_BUSY = 0.05  # other processes using more than this of a benchmark core: noisy
 
@@ -194,6 +197,34 @@ async def large(server: ServerProcess, duration: float) -> Result:
     )
 
 
+async def json_echo(server: ServerProcess, duration: float) -> Result:
+    """``echo`` with a JSON message: what a typed route (decode, validate, encode) costs."""
+    return await _echo(
+        server,
+        duration,
+        test="json-echo",
+        connections=100,
+        depth=1,
+        payload=JSON_MESSAGE,
+        opcode=frames.OP_TEXT,
+        unit="msg/s",
+    )
+
+
+async def json_pipelined(server: ServerProcess, duration: float) -> Result:
+    """``pipelined`` with a JSON message: the typed path's cost with less I/O per message."""
+    return await _echo(
+        server,
+        duration,
+        test="json-pipelined",
+        connections=100,
+        depth=16,
+        payload=JSON_MESSAGE,
+        opcode=frames.OP_TEXT,
+        unit="msg/s",
+    )
+
+
 async def _cycles(
     server: ServerProcess, load: Load, workers: int, max_cycles: int | None = None
 ) -> list[asyncio.Task[None]]:
@@ -307,8 +338,11 @@ async def memory(server: ServerProcess, duration: float, connections: int = 5000
     )
 
 
-async def warm_up(server: ServerProcess, seconds: float, handshakes: int = 2000) -> dict[str, Any]:
-    """Run ~``handshakes`` connection cycles, then ``seconds`` of echo, unmeasured.
+async def warm_up(
+    server: ServerProcess, seconds: float, handshakes: int = 2000, *, typed: bool = False
+) -> dict[str, Any]:
+    """Run ~``handshakes`` connection cycles, then ``seconds`` of echo, unmeasured
+    (``typed``: of the JSON message, the one a typed server echoes unchanged).
 
     A fresh server is markedly slower (a cold websockets server runs ~2x slower) until
     code paths, allocator pools and caches have warmed up.
@@ -320,7 +354,7 @@ async def warm_up(server: ServerProcess, seconds: float, handshakes: int = 2000)
     await _join(list(pending), 2 * CYCLE_TIMEOUT + 1)
     info: dict[str, Any] = {"cycles": load.cycles, "errors": dict(load.errors)}
     if seconds > 0:
-        echoed = await echo(server, seconds)
+        echoed = await (json_echo if typed else echo)(server, seconds)
         info["echo_msg_per_s"] = echoed.value
         info["errors"].update(echoed.errors)
     return info
@@ -350,5 +384,7 @@ TESTS: dict[str, TestSpec] = {
         TestSpec("pipelined", "echo pipelined (100x16)", "msg/s", True, pipelined),
         TestSpec("handshake", "handshakes (50 workers)", "conn/s", True, handshake),
         TestSpec("large", "1 MiB echo (4 conns)", "MiB/s", True, large),
+        TestSpec("json-echo", "JSON echo closed-loop (100x1)", "msg/s", True, json_echo),
+        TestSpec("json-pipelined", "JSON echo pipelined (100x16)", "msg/s", True, json_pipelined),
     )
 }

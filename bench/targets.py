@@ -30,6 +30,9 @@ _AXEOM_READY = re.compile(r"^Axeom listening on ws://127\.0\.0\.1:(\d+)\b")
 _PEER_READY = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)\b")
 _PLAIN_APP = "bench/apps/echo.py:app"  # plain-function handler, runs inline in the loop
 _ASYNC_APP = "bench/apps/echo_async.py:app"  # coroutine handler
+_TYPED_APP = "bench/apps/typed_echo.py:{}_app"  # body typed by one schema library
+TYPED_LIBRARIES = ("msgspec", "pydantic", "dataclass", "jsonschema")
+TYPED_PREFIX = "axeom-typed-"  # the typed servers: they echo JSON messages only
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,18 @@ SERVERS: dict[str, ServerSpec] = {
         _axeom("axeom-uvloop", _PLAIN_APP, 0, "axeom run, plain-function handler", "uvloop", False),
         _axeom(
             "axeom-uvloop-async", _ASYNC_APP, 0, "axeom run, coroutine handler", "uvloop", False
+        ),
+        # Typed echo, one server per schema library, compared with ``axeom`` (untyped) on
+        # the json-echo tests: python -m bench.run --servers axeom,axeom-typed-msgspec,...
+        *(
+            _axeom(
+                f"{TYPED_PREFIX}{library}",
+                _TYPED_APP.format(library),
+                0,
+                f"axeom run, plain-function handler, body typed by {library}",
+                default=False,
+            )
+            for library in TYPED_LIBRARIES
         ),
         _asgi("axeom-uvicorn", "uvicorn", "bench.apps.echo:app", "Axeom app on uvicorn"),
         _asgi("starlette-uvicorn", "uvicorn", "starlette_echo:app", "Starlette echo on uvicorn"),
