@@ -139,6 +139,13 @@ def main() -> None:
     envvar=APP_DIR_ENV,
     help="Folder put first on the import path, in every process.  [default: .]",
 )
+@_option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    envvar="AXEOM_METRICS_PORT",
+    help="Serve Prometheus metrics of the whole node at /metrics on this port (on --host); "
+    "0 picks a free one.  [default: off]",
+)
 def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> None:
     """Serve the app named by IMPORT (module:attr or path/to/file.py:attr)."""
     try:
@@ -200,11 +207,31 @@ def _serve_in_process(config: Config) -> None:
     (the one place that choice is made for this mode)."""
     configure_logging(config.server.log_level)
     application = load_app_or_exit(config.app)
+    collector = _serve_metrics(config)
     with exit_if_on_start_failed():
         if config.server.loop == "trio":
-            _serve_on_trio(config, application)
+            _serve_on_trio(config, application, collector)
         else:
-            _serve_on_asyncio(config, application)
+            _serve_on_asyncio(config, application, collector)
+
+
+def _serve_metrics(config: Config) -> Any:
+    """``--metrics-port``: /metrics served from a thread of this process (the
+    collector the server keeps refreshed), or None; one line if it cannot listen."""
+    server = config.server
+    if server.metrics_port is None:
+        return None
+    from .metrics import MetricsServer, NodeCollector
+
+    collector = NodeCollector()
+    try:
+        port = MetricsServer(collector).start(server.host, server.metrics_port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve metrics on {server.host}:{server.metrics_port}: {exc.strerror or exc}"
+        ) from None
+    click.echo(f"Axeom metrics on http://{_format_host(server.host)}:{port}/metrics")
+    return collector
 
 
 def _bind(config: Config) -> Any:
@@ -221,7 +248,7 @@ def _bind(config: Config) -> Any:
         ) from None
 
 
-def _serve_on_asyncio(config: Config, application: Any) -> None:
+def _serve_on_asyncio(config: Config, application: Any, collector: Any = None) -> None:
     """Bind, serve on asyncio or uvloop (``asyncio_runtime.run``: lifespan
     functions around serving, drain on a signal), with the control socket
     ``axeom status`` and ``axeom publish`` talk to, as on trio."""
@@ -247,6 +274,7 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
                 control=control_address(listener.getsockname()[1]),
                 listener=listener,
                 on_ready=ready,
+                metrics=collector,
             )
         except LoopUnavailable as exc:
             exit_loop_unavailable(str(exc))
@@ -254,7 +282,7 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
             pass
 
 
-def _serve_on_trio(config: Config, application: Any) -> None:
+def _serve_on_trio(config: Config, application: Any, collector: Any = None) -> None:
     """Bind, run the lifespan functions around ``serve_listener`` on trio, drain on a signal."""
     server = config.server
     descriptors = raise_fd_limit()
@@ -278,6 +306,7 @@ def _serve_on_trio(config: Config, application: Any) -> None:
                 limits=HandshakeLimits(**server.handshake_limits()),
                 graceful_timeout=server.graceful_timeout,
                 control=control_address(listener.getsockname()[1]),
+                metrics=collector,
             )
             bound: Any = await nursery.start(serving)
             click.echo(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")

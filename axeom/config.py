@@ -14,6 +14,7 @@ A configuration file looks like this (every key is optional; the values shown ar
     max_head_size = 16384       # bytes of request head; larger: 431
     request_timeout = 10.0      # seconds to send the whole request (head and body); slower: 408
     max_body_size = 1048576     # bytes of request body (HTTP routes); larger: 413
+    # metrics_port = 9100      # Prometheus /metrics of the node on this port (unset: off)
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -380,6 +381,10 @@ class WorkerPolicyConfig:
         _require_greater(self, "heartbeat_timeout", "heartbeat_interval")
 
 
+def _optional_port(value: Any) -> int | None:
+    return None if value is None else _integer(0, 65535)(value)
+
+
 def _redis_url(value: Any) -> str | None:
     if value is None:
         return None
@@ -433,6 +438,8 @@ class ServerConfig:
             or ``uvloop`` (the ``axeom[uvloop]`` extra). A handler awaits the primitives of
             its loop only, so an app whose handlers use asyncio libraries (asyncpg,
             ``redis.asyncio``) picks ``asyncio`` or ``uvloop``. The supervisor stays on trio.
+        metrics_port: Serve Prometheus metrics of the whole node at ``/metrics`` on this port
+            (on ``host``); ``0`` picks a free one (printed at start). Unset: no metrics server.
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -450,6 +457,7 @@ class ServerConfig:
     max_body_size: int = field(default=1 << 20, metadata=_checked(_integer(0, MAX_BODY_SIZE)))
     # Last, so that positional construction from before it was added still works.
     loop: LoopName = field(default="trio", metadata=_checked(_choice(LoopName)))
+    metrics_port: int | None = field(default=None, metadata=_checked(_optional_port))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -493,6 +501,7 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "max_head_size": "server.max_head_size",
     "request_timeout": "server.request_timeout",
     "max_body_size": "server.max_body_size",
+    "metrics_port": "server.metrics_port",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

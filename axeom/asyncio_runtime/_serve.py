@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import signal
 import socket
@@ -28,8 +29,14 @@ from .._listener import (
     bind_listener,
     connection_waiting,
 )
+from ..metrics import NodeCollector, refresh_forever
 from ..process import STOP_SIGNALS, serve_with_lifespan
-from ..trio_runtime._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
+from ..trio_runtime._control import (
+    SINGLE_PROCESS_COMMANDS,
+    SingleProcess,
+    serve_control,
+    single_status,
+)
 from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, shed
 from ._handshake import Handshakes, HeadSocket
 from ._loops import new_event_loop
@@ -154,13 +161,15 @@ async def serve_listener(
     control: str | None = None,
     loop_name: str = "asyncio",
     on_ready: Callable[[tuple[str, int]], None] | None = None,
+    metrics: NodeCollector | None = None,
 ) -> None:
     """Serve ``app`` on an already bound, listening socket until ``shutdown``
     is set (forever without one): then stop accepting, close every socket
     with 1001, wait up to ``graceful_timeout`` for their ``close`` handlers.
 
     ``control`` is an nng address on which to answer ``axeom status`` and
-    ``axeom publish``; ``on_ready`` gets the bound (host, port) once accepting.
+    ``axeom publish``; ``on_ready`` gets the bound (host, port) once accepting;
+    ``metrics``, a collector to keep refreshed with this server's figures.
     """
     limits = limits or HandshakeLimits()
     counters = HandshakeCounters()
@@ -168,10 +177,13 @@ async def serve_listener(
     runtime = AsyncioRuntime(app, loop_name=loop_name)
     handshakes = Handshakes(app, runtime, limits, counters)
     acceptor = _Acceptor(listener, handshakes, runtime.loop)
-    control_task = None
+    control_task = metrics_task = None
+    target = SingleProcess(app, runtime, listener.getsockname()[1], counters)  # type: ignore[arg-type]
     if control is not None:
-        target = SingleProcess(app, runtime, listener.getsockname()[1], counters)  # type: ignore[arg-type]
         control_task = runtime.start_task(serve_control(target, control, SINGLE_PROCESS_COMMANDS))
+    if metrics is not None:
+        build = functools.partial(single_status, target)
+        metrics_task = runtime.start_task(refresh_forever(metrics, build, asyncio.sleep))
     acceptor.start()
     try:
         if on_ready is not None:
@@ -186,10 +198,11 @@ async def serve_listener(
         if left:
             logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
         runtime.close()
-        if control_task is not None:
-            control_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await control_task
+        for task in (control_task, metrics_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
 
 async def serve(
@@ -217,6 +230,7 @@ def run(
     control: str | None = None,
     listener: socket.socket | None = None,
     on_ready: Callable[[tuple[str, int]], None] | None = None,
+    metrics: NodeCollector | None = None,
 ) -> None:
     """Serve ``app`` on a new ``loop_name`` loop until SIGTERM or SIGINT, then
     drain; blocks. What ``axeom run --loop asyncio|uvloop --workers 0`` calls.
@@ -233,7 +247,7 @@ def run(
         listener = bind_listener(host, port)
     try:
         loop.run_until_complete(
-            _main(app, listener, loop_name, graceful_timeout, limits, control, on_ready)
+            _main(app, listener, loop_name, graceful_timeout, limits, control, on_ready, metrics)
         )
     finally:
         if own_listener:
@@ -252,6 +266,7 @@ async def _main(
     limits: HandshakeLimits | None,
     control: str | None,
     on_ready: Callable[[tuple[str, int]], None] | None,
+    metrics: NodeCollector | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     shutdown = asyncio.Event()
@@ -278,6 +293,7 @@ async def _main(
                 control=control,
                 loop_name=loop_name,
                 on_ready=on_ready,
+                metrics=metrics,
             )
         finally:
             for signum in STOP_SIGNALS:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pynng
 
-from .. import wire
+from .. import metrics, wire
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -112,8 +112,17 @@ class SingleProcess:
 
 async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
     """``{"cmd": "status"}``: this one process, its sockets and topics."""
+    return single_status(server)
+
+
+def single_status(server: SingleProcess) -> dict[str, Any]:
+    """The status of ``--workers 0``, in the shape a supervisor answers
+    (what ``axeom status`` shows and ``/metrics`` renders)."""
     uptime = round(time.monotonic() - server.started, 3)
-    sockets = len(server.runtime.connections)
+    runtime = server.runtime
+    sockets = len(runtime.connections)
+    figures = metrics.process_figures(runtime.connections, server.app.pubsub)
+    pubsub = server.app.pubsub
     return {
         "pid": os.getpid(),
         "port": server.port,
@@ -127,9 +136,14 @@ async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
                 "uptime": uptime,
                 "restarts": 0,
                 "sockets": sockets,
+                "routes": figures["routes"],
             }
         ],
-        "pubsub": {"topics": server.app.pubsub.statistics()["topics"]},
+        "pubsub": {
+            "topics": pubsub.statistics()["topics"],
+            "published": pubsub.published,
+            "delivered": pubsub.delivered,
+        },
         "totals": {
             "sockets": sockets,
             "handed_off": server.counters.accepted,  # accepted and run right here
@@ -137,7 +151,12 @@ async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
             "shed_heads": server.counters.shed,
             "http_responses": dict(server.counters.responses),
             "restarts": 0,
+            "handshakes": {str(code): n for code, n in server.counters.statuses.items()},
         },
+        "routes": figures["routes"],
+        "top_topics": metrics.top_topics(pubsub.topic_sizes()),
+        "traffic": figures["traffic"],
+        "bridge": None,
     }
 
 

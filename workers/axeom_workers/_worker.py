@@ -13,15 +13,15 @@ import os
 import resource
 import signal
 import socket
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pynng
 import trio
 
-from axeom import Axeom, ipc, wire
+from axeom import Axeom, ipc, metrics, wire
 from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
 from axeom.trio_runtime import (
     SocketTransport,
@@ -49,7 +49,7 @@ class Sockets(Protocol):
     of an asyncio loop and the sockets (and every handler) run on asyncio."""
 
     @property
-    def connections(self) -> Sized: ...
+    def connections(self) -> Collection[Any]: ...
 
     @property
     def nursery(self) -> trio.Nursery: ...
@@ -263,6 +263,8 @@ class Worker:
                 "received": self.received,
                 "draining": self.draining,
                 "pubsub_dropped": self._pubsub_dropped(),
+                # Sockets per route, traffic totals: for status and /metrics.
+                **metrics.process_figures(runtime.connections, self.app.pubsub),
             }
             await reports.asend(
                 wire.heartbeat(settings.worker_id, settings.generation, os.getpid(), figures)

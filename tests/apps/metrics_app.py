@@ -1,0 +1,53 @@
+"""App for the metrics and status tests: routes whose traffic the tests count.
+
+``/echo``: echoes; ``/boom``: its message handler raises (close 1011);
+``/room/:topic``: subscribed to its topic, publishes what it receives
+(``pid`` answers its process id instead); ``/close/:code``: closes with
+that code on its first message. Every message handled increments the
+app-defined counter ``app_messages_total`` (prometheus_client, in the
+handler: what an application's own metric looks like).
+"""
+
+import os
+
+from prometheus_client import Counter
+
+from axeom import Axeom
+from axeom.ws import ws_plugin
+
+APP_MESSAGES = Counter("app_messages", "Messages the app's handlers saw.")
+
+app = Axeom().use(ws_plugin())
+
+
+def echo(ws, msg):
+    APP_MESSAGES.inc()
+    ws.send(msg)
+
+
+def boom(ws, msg):
+    APP_MESSAGES.inc()
+    raise RuntimeError("boom")
+
+
+def join(ws):
+    ws.subscribe(ws.params["topic"])
+
+
+def room(ws, msg):
+    APP_MESSAGES.inc()
+    if msg == "pid":
+        ws.send(f"pid {os.getpid()}")
+    else:
+        ws.publish(ws.params["topic"], msg)
+
+
+def close_with(ws, msg):
+    APP_MESSAGES.inc()
+    ws.close(int(ws.params["code"]), "asked")
+
+
+app.ws("/echo", message=echo)
+app.ws("/boom", message=boom)
+app.ws("/room/:topic", open=join, message=room)
+app.ws("/close/:code", message=close_with)
