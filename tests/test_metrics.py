@@ -145,8 +145,10 @@ def test_a_two_worker_tree_counts_what_its_clients_did(fast: tuple[str, str]) ->
         handled = made["echo_messages"] + 3  # boom, close, the publish
         samples = scrape_until(
             server,
-            lambda s: value(s, "axeom_closes_total", code="1000") == made["echo_sockets"] + 2
-            and value(s, "axeom_pubsub_deliveries_total") == 1,
+            lambda s: (
+                value(s, "axeom_closes_total", code="1000") == made["echo_sockets"] + 2
+                and value(s, "axeom_pubsub_deliveries_total") == 1
+            ),
             "every close and the delivery",
         )
         assert value(samples, "axeom_handshakes_total", status="101") == made["echo_sockets"] + 4
@@ -155,9 +157,9 @@ def test_a_two_worker_tree_counts_what_its_clients_did(fast: tuple[str, str]) ->
         assert value(samples, "axeom_messages_sent_total") == made["echo_messages"] + 1
         assert value(samples, "axeom_closes_total", code="1011") == 1
         assert value(samples, "axeom_closes_total", code="4001") == 1
-        assert value(
-            samples, "axeom_handler_exceptions_total", route="/boom", handler="message"
-        ) == 1
+        assert (
+            value(samples, "axeom_handler_exceptions_total", route="/boom", handler="message") == 1
+        )
         # Every handler call: the messages, and the two rooms' open handlers.
         assert value(samples, "axeom_handler_duration_seconds_count") == handled + 2
         assert value(samples, "axeom_handler_duration_seconds_bucket", le="+Inf") == handled + 2
@@ -214,17 +216,19 @@ def test_a_single_process_serves_the_same_metrics(loop: str) -> None:
         assert closed_by_server(f"{server.url}/boom", "x") == 1011
         samples = scrape_until(
             server,
-            lambda s: value(s, "axeom_handshakes_total", status="404") == 1
-            and value(s, "axeom_closes_total", code="1011") == 1,
+            lambda s: (
+                value(s, "axeom_handshakes_total", status="404") == 1
+                and value(s, "axeom_closes_total", code="1011") == 1
+            ),
             "the rejection and the failure",
         )
         assert value(samples, "axeom_handshakes_total", status="101") == 2
         assert value(samples, "axeom_messages_received_total") == 4
         assert value(samples, "axeom_messages_sent_total") == 3
         assert value(samples, "axeom_closes_total", code="1000") == 1
-        assert value(
-            samples, "axeom_handler_exceptions_total", route="/boom", handler="message"
-        ) == 1
+        assert (
+            value(samples, "axeom_handler_exceptions_total", route="/boom", handler="message") == 1
+        )
         assert value(samples, "axeom_handler_duration_seconds_count") == 4
         assert value(samples, "app_messages_total") == 4
 
