@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import click
@@ -341,16 +342,54 @@ def _control_options(fn: Any) -> Any:
     )(fn)
 
 
+# Seconds between two refreshes of ``axeom status --watch`` without a value.
+WATCH_INTERVAL = 2.0
+CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen (ANSI)
+
+
 @main.command()
 @_control_options
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-def status(port: int, as_json: bool, timeout: float) -> None:
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.1),
+    is_flag=False,
+    flag_value=WATCH_INTERVAL,
+    default=None,
+    metavar="[SECONDS]",
+    help=f"Refresh every SECONDS (default {WATCH_INTERVAL:g}) until Ctrl-C: in place on a "
+    "terminal, else one block after another.",
+)
+def status(port: int, as_json: bool, timeout: float, watch: float | None) -> None:
     """Show the processes of a running `axeom run` (its sockets, topics, restarts)."""
-    result = control_request(port, {"cmd": "status"}, timeout)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
+    if watch is not None:
+        _watch_status(port, as_json, timeout, watch)
         return
-    click.echo(_format_status(result))
+    click.echo(_status_text(control_request(port, {"cmd": "status"}, timeout), as_json))
+
+
+def _status_text(result: dict[str, Any], as_json: bool) -> str:
+    return json.dumps(result, indent=2) if as_json else _format_status(result)
+
+
+def _watch_status(port: int, as_json: bool, timeout: float, interval: float) -> None:
+    """``status --watch``: on a terminal the screen is redrawn in place; piped
+    or redirected, blocks follow each other separated by a blank line (no
+    escape codes in a log file). Ctrl-C ends it quietly with status 0."""
+    in_place = sys.stdout.isatty()
+    try:
+        first = True
+        while True:
+            text = _status_text(control_request(port, {"cmd": "status"}, timeout), as_json)
+            if in_place:
+                click.echo(f"{CLEAR_SCREEN}every {interval:g}s, Ctrl-C to stop\n\n{text}")
+            else:
+                click.echo(text if first else f"\n{text}")
+            sys.stdout.flush()
+            first = False
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
 
 
 def control_request(port: int, request: dict[str, Any], timeout: float) -> Any:
@@ -428,7 +467,29 @@ def _format_status(result: dict[str, Any]) -> str:
             "http responses (refused upgrades included): "
             + "  ".join(f"{status_class}: {count}" for status_class, count in responses.items())
         )
+    lines += _operator_lines(result)
     return "\n".join(lines)
+
+
+def _operator_lines(result: dict[str, Any]) -> list[str]:
+    """Sockets per route, the busiest topics, each child's last exit."""
+    lines: list[str] = []
+    routes = result.get("routes") or {}
+    if routes:
+        shown = sorted(routes.items(), key=lambda item: (-item[1], item[0]))
+        lines.append("sockets per route: " + "  ".join(f"{r}: {n}" for r, n in shown))
+    topics = result.get("top_topics") or []
+    if topics:
+        lines.append("top topics (subscribers): " + "  ".join(f"{t}: {n}" for t, n in topics))
+    exits = [p for p in result["processes"] if p.get("last_exit")]
+    if exits:
+        lines.append("last exit of each child:")
+        for p in exits:
+            last = p["last_exit"]
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["at"]))
+            asked = " (asked: stop or reload)" if last.get("requested") else ""
+            lines.append(f"  {p['name']:<12} {at}  {last['cause']}{asked}")
+    return ["", *lines] if lines else []
 
 
 def _format_host(host: str) -> str:

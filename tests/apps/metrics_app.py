@@ -3,12 +3,14 @@
 ``/echo``: echoes; ``/boom``: its message handler raises (close 1011);
 ``/room/:topic``: subscribed to its topic, publishes what it receives
 (``pid`` answers its process id instead); ``/close/:code``: closes with
-that code on its first message. Every message handled increments the
+that code on its first message; ``/block``: its message handler blocks the
+worker's loop for as many seconds as the message says. Every message handled increments the
 app-defined counter ``app_messages_total`` (prometheus_client, in the
 handler: what an application's own metric looks like).
 """
 
 import os
+import time
 
 from prometheus_client import Counter
 
@@ -47,7 +49,12 @@ def close_with(ws, msg):
     ws.close(int(ws.params["code"]), "asked")
 
 
+def block(ws, msg):
+    time.sleep(float(msg))  # holds the worker's loop: its heartbeats stop
+
+
 app.ws("/echo", message=echo)
 app.ws("/boom", message=boom)
 app.ws("/room/:topic", open=join, message=room)
 app.ws("/close/:code", message=close_with)
+app.ws("/block", message=block)
