@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from tests._processes import Server, run_axeom, running_axeom
+from tests._redis import running_redis
 from tests._wsraw import upgrade_request
 
 APP = "tests/apps/metrics_app.py:app"
@@ -246,3 +247,23 @@ def test_a_metrics_port_in_use_is_one_line() -> None:
             assert result.returncode != 0
             assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
             assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_the_redis_bridge_state_follows_redis(fast: tuple[str, str]) -> None:
+    """``axeom_redis_bridge_up`` is 1 while the bridge is connected to Redis,
+    0 once Redis is gone (the tree serves on)."""
+    with running_redis() as redis_server:
+        args = ("--workers", "1", "--port", "0", "--metrics-port", "0", *fast)
+        with running_axeom(APP, *args, "--pubsub", redis_server.url) as server:
+            scrape_until(
+                server, lambda s: value(s, "axeom_redis_bridge_up") == 1, "the bridge connected"
+            )
+            redis_server.stop()
+            scrape_until(
+                server,
+                lambda s: (
+                    ("axeom_redis_bridge_up", frozenset()) in s
+                    and value(s, "axeom_redis_bridge_up") == 0
+                ),
+                "the bridge disconnected",
+            )
