@@ -148,11 +148,20 @@ def _families(status: dict[str, Any]) -> Iterator[Any]:
     restarts = CounterMetricFamily(
         "axeom_restarts", "Restarts of a child process of the tree.", labels=["child"]
     )
+    # During a reload a child's old and new processes share its name: one
+    # series each (sockets added up, the restart count both carry).
+    open_sockets: dict[tuple[str, str], int] = {}
+    restart_counts: dict[str, int] = {}
     for process in status["processes"]:
+        name = process["name"]
         for route, count in (process.get("routes") or {}).items():
-            sockets.add_metric([process["name"], route], count)
+            open_sockets[name, route] = open_sockets.get((name, route), 0) + count
         if process["role"] != "server":
-            restarts.add_metric([process["name"]], process["restarts"])
+            restart_counts[name] = max(restart_counts.get(name, 0), process["restarts"])
+    for (name, route), count in sorted(open_sockets.items()):
+        sockets.add_metric([name, route], count)
+    for name, count in sorted(restart_counts.items()):
+        restarts.add_metric([name], count)
     yield sockets
     yield restarts
     handshakes = CounterMetricFamily(
