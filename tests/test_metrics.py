@@ -3,7 +3,9 @@ the library's own parser, against traffic the tests make themselves."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 import urllib.request
@@ -267,3 +269,34 @@ def test_the_redis_bridge_state_follows_redis(fast: tuple[str, str]) -> None:
                 ),
                 "the bridge disconnected",
             )
+
+
+def test_an_exited_workers_live_gauges_leave_the_sum(fast: tuple[str, str]) -> None:
+    """An app gauge in ``livesum`` mode counts live workers only: once a worker
+    is killed, its value is gone from the sum (``mark_process_dead``), and
+    its restart does not count twice; the app's counters keep what it counted."""
+    args = ("--workers", "2", "--port", "0", "--metrics-port", "0", *fast)
+    with running_axeom(APP, *args) as server, ExitStack() as stack:
+        pids: set[int] = set()
+        rooms = 0
+        while len(pids) < 2:  # a socket on each worker
+            assert rooms < 10, "placement never reached both workers"
+            ws = stack.enter_context(ws_sync.connect(f"{server.url}/room/r", open_timeout=10))
+            rooms += 1
+            ws.send("pid")
+            pids.add(int(ws.recv(timeout=10).split()[1]))
+        before = scrape_until(
+            server, lambda s: value(s, "app_room_sockets") == rooms, "every room socket"
+        )
+        os.kill(min(pids), signal.SIGKILL)
+        after = scrape_until(
+            server,
+            lambda s: (
+                0 < value(s, "app_room_sockets") < rooms
+                and value(s, "axeom_restarts_total", child="worker-1")
+                + value(s, "axeom_restarts_total", child="worker-2")
+                == 1
+            ),
+            "the killed worker's sockets gone from the gauge, and its restart",
+        )
+        assert value(after, "app_messages_total") == value(before, "app_messages_total")
