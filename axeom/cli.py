@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import click
@@ -168,6 +169,13 @@ def main() -> None:
     envvar="AXEOM_SSL_CA_CERTS",
     help="PEM bundle of authorities: clients must present a certificate they signed.",
 )
+@_option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    envvar="AXEOM_METRICS_PORT",
+    help="Serve Prometheus metrics of the whole node at /metrics on this port (on --host); "
+    "0 picks a free one.  [default: off]",
+)
 def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> None:
     """Serve the app named by IMPORT (module:attr or path/to/file.py:attr)."""
     try:
@@ -259,11 +267,31 @@ def _serve_in_process(config: Config) -> None:
     (the one place that choice is made for this mode)."""
     configure_logging(config.server.log_level)
     application = load_app_or_exit(config.app)
+    collector = _serve_metrics(config)
     with exit_if_on_start_failed():
         if config.server.loop == "trio":
-            _serve_on_trio(config, application)
+            _serve_on_trio(config, application, collector)
         else:
-            _serve_on_asyncio(config, application)
+            _serve_on_asyncio(config, application, collector)
+
+
+def _serve_metrics(config: Config) -> Any:
+    """``--metrics-port``: /metrics served from a thread of this process (the
+    collector the server keeps refreshed), or None; one line if it cannot listen."""
+    server = config.server
+    if server.metrics_port is None:
+        return None
+    from .metrics import MetricsServer, NodeCollector
+
+    collector = NodeCollector()
+    try:
+        port = MetricsServer(collector).start(server.host, server.metrics_port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve metrics on {server.host}:{server.metrics_port}: {exc.strerror or exc}"
+        ) from None
+    click.echo(f"Axeom metrics on http://{_format_host(server.host)}:{port}/metrics")
+    return collector
 
 
 def _bind(config: Config) -> Any:
@@ -280,7 +308,7 @@ def _bind(config: Config) -> Any:
         ) from None
 
 
-def _serve_on_asyncio(config: Config, application: Any) -> None:
+def _serve_on_asyncio(config: Config, application: Any, collector: Any = None) -> None:
     """Bind, serve on asyncio or uvloop (``asyncio_runtime.run``: lifespan
     functions around serving, drain on a signal), with the control socket
     ``axeom status`` and ``axeom publish`` talk to, as on trio."""
@@ -307,6 +335,7 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
                 listener=listener,
                 on_ready=ready,
                 ssl_context=_ssl_context(config),
+                metrics=collector,
             )
         except LoopUnavailable as exc:
             exit_loop_unavailable(str(exc))
@@ -314,7 +343,7 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
             pass
 
 
-def _serve_on_trio(config: Config, application: Any) -> None:
+def _serve_on_trio(config: Config, application: Any, collector: Any = None) -> None:
     """Bind, run the lifespan functions around ``serve_listener`` on trio, drain on a signal."""
     server = config.server
     descriptors = raise_fd_limit()
@@ -339,6 +368,7 @@ def _serve_on_trio(config: Config, application: Any) -> None:
                 graceful_timeout=server.graceful_timeout,
                 control=control_address(listener.getsockname()[1]),
                 ssl_context=_ssl_context(config),
+                metrics=collector,
             )
             bound: Any = await nursery.start(serving)
             click.echo(
@@ -375,16 +405,54 @@ def _control_options(fn: Any) -> Any:
     )(fn)
 
 
+# Seconds between two refreshes of ``axeom status --watch`` without a value.
+WATCH_INTERVAL = 2.0
+CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen (ANSI)
+
+
 @main.command()
 @_control_options
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-def status(port: int, as_json: bool, timeout: float) -> None:
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.1),
+    is_flag=False,
+    flag_value=WATCH_INTERVAL,
+    default=None,
+    metavar="[SECONDS]",
+    help=f"Refresh every SECONDS (default {WATCH_INTERVAL:g}) until Ctrl-C: in place on a "
+    "terminal, else one block after another.",
+)
+def status(port: int, as_json: bool, timeout: float, watch: float | None) -> None:
     """Show the processes of a running `axeom run` (its sockets, topics, restarts)."""
-    result = control_request(port, {"cmd": "status"}, timeout)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
+    if watch is not None:
+        _watch_status(port, as_json, timeout, watch)
         return
-    click.echo(_format_status(result))
+    click.echo(_status_text(control_request(port, {"cmd": "status"}, timeout), as_json))
+
+
+def _status_text(result: dict[str, Any], as_json: bool) -> str:
+    return json.dumps(result, indent=2) if as_json else _format_status(result)
+
+
+def _watch_status(port: int, as_json: bool, timeout: float, interval: float) -> None:
+    """``status --watch``: on a terminal the screen is redrawn in place; piped
+    or redirected, blocks follow each other separated by a blank line (no
+    escape codes in a log file). Ctrl-C ends it quietly with status 0."""
+    in_place = sys.stdout.isatty()
+    try:
+        first = True
+        while True:
+            text = _status_text(control_request(port, {"cmd": "status"}, timeout), as_json)
+            if in_place:
+                click.echo(f"{CLEAR_SCREEN}every {interval:g}s, Ctrl-C to stop\n\n{text}")
+            else:
+                click.echo(text if first else f"\n{text}")
+            sys.stdout.flush()
+            first = False
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
 
 
 def control_request(port: int, request: dict[str, Any], timeout: float) -> Any:
@@ -564,7 +632,29 @@ def _format_status(result: dict[str, Any]) -> str:
         lines.append(
             "limits hit: " + "  ".join(f"{name}: {count}" for name, count in sorted(hits.items()))
         )
+    lines += _operator_lines(result)
     return "\n".join(lines)
+
+
+def _operator_lines(result: dict[str, Any]) -> list[str]:
+    """Sockets per route, the busiest topics, each child's last exit."""
+    lines: list[str] = []
+    routes = result.get("routes") or {}
+    if routes:
+        shown = sorted(routes.items(), key=lambda item: (-item[1], item[0]))
+        lines.append("sockets per route: " + "  ".join(f"{r}: {n}" for r, n in shown))
+    topics = result.get("top_topics") or []
+    if topics:
+        lines.append("top topics (subscribers): " + "  ".join(f"{t}: {n}" for t, n in topics))
+    exits = [p for p in result["processes"] if p.get("last_exit")]
+    if exits:
+        lines.append("last exit of each child:")
+        for p in exits:
+            last = p["last_exit"]
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["at"]))
+            asked = " (asked: stop or reload)" if last.get("requested") else ""
+            lines.append(f"  {p['name']:<12} {at}  {last['cause']}{asked}")
+    return ["", *lines] if lines else []
 
 
 def _format_host(host: str) -> str:

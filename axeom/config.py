@@ -20,6 +20,7 @@ A configuration file looks like this (every key is optional; the values shown ar
     # ssl_keyfile_password = "..."   # of an encrypted ssl_keyfile
     # ssl_ca_certs = "ca.pem"        # clients must present a certificate signed by these
     forwarded_allow_ips = []    # proxies whose X-Forwarded-For / Forwarded name the client
+    # metrics_port = 9100      # Prometheus /metrics of the node on this port (unset: off)
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -407,6 +408,10 @@ class WorkerPolicyConfig:
         _require_greater(self, "heartbeat_timeout", "heartbeat_interval")
 
 
+def _optional_port(value: Any) -> int | None:
+    return None if value is None else _integer(0, 65535)(value)
+
+
 def _redis_url(value: Any) -> str | None:
     if value is None:
         return None
@@ -494,6 +499,8 @@ class ServerConfig:
         ssl_keyfile_password: Password of an encrypted ``ssl_keyfile``.
         ssl_ca_certs: PEM bundle of authorities; set, every client must present a
             certificate signed by one of them (mutual TLS).
+        metrics_port: Serve Prometheus metrics of the whole node at ``/metrics`` on this port
+            (on ``host``); ``0`` picks a free one (printed at start). Unset: no metrics server.
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -517,6 +524,7 @@ class ServerConfig:
     ssl_keyfile_password: str | None = field(default=None, metadata=_checked(_optional_text))
     ssl_ca_certs: str | None = field(default=None, metadata=_checked(_optional_path))
     forwarded_allow_ips: tuple[str, ...] = field(default=(), metadata=_checked(_proxy_list))
+    metrics_port: int | None = field(default=None, metadata=_checked(_optional_port))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -609,6 +617,7 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "ssl_keyfile_password": "server.ssl_keyfile_password",
     "ssl_ca_certs": "server.ssl_ca_certs",
     "forwarded_allow_ips": "server.forwarded_allow_ips",
+    "metrics_port": "server.metrics_port",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

@@ -16,7 +16,7 @@ Sans-IO: no event loop here; the link does the I/O.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._call import not_awaited
@@ -181,6 +181,10 @@ class PubSub:
         # the event loop's schedule point (set by the runtime that runs sockets).
         self.work = 0
         self.checkpoint: Callable[[], Awaitable[None]] | None = None
+        # Totals since start, for status and metrics: publishes made here, and
+        # socket deliveries of any publish (this process's subscribers).
+        self.published = 0
+        self.delivered = 0
 
     # -- sockets ---------------------------------------------------------------
 
@@ -251,6 +255,7 @@ class PubSub:
         Returns how many local sockets it was queued on (awaitable: flow control).
         """
         _check_str("topic", topic)
+        self.published += 1
         result = Published(self.deliver(topic, data, sender))
         if self.link is not None:
             self.outgoing.put((PUB, topic, data))
@@ -268,6 +273,7 @@ class PubSub:
         for ws in members:
             if ws is not exclude and ws.send(data):
                 count += 1
+        self.delivered += count
         return count
 
     def send(self, socket_id: str, data: Message) -> Sent:
@@ -344,6 +350,10 @@ class PubSub:
             if not self._dirty_counts and not self.outgoing.items:
                 self.link.wakeup()
             self._dirty_counts.add(topic)
+
+    def topic_sizes(self) -> Iterator[tuple[str, int]]:
+        """Each topic with its number of subscribers in this process."""
+        return ((topic, len(members)) for topic, members in self._topics.items())
 
     def statistics(self) -> dict[str, int]:
         return {

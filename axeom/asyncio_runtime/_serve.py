@@ -30,9 +30,15 @@ from .._listener import (
     bind_listener,
     connection_waiting,
 )
+from ..metrics import NodeCollector, refresh_forever
 from ..process import STOP_SIGNALS, serve_with_lifespan
 from ..security import connection_limits
-from ..trio_runtime._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
+from ..trio_runtime._control import (
+    SINGLE_PROCESS_COMMANDS,
+    SingleProcess,
+    serve_control,
+    single_status,
+)
 from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, shed
 from ._handshake import HandshakeProtocol, Handshakes, HeadSocket
 from ._loops import new_event_loop
@@ -189,13 +195,15 @@ async def serve_listener(
     loop_name: str = "asyncio",
     on_ready: Callable[[tuple[str, int]], None] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    metrics: NodeCollector | None = None,
 ) -> None:
     """Serve ``app`` on an already bound, listening socket until ``shutdown``
     is set (forever without one): then stop accepting, close every socket
     with 1001, wait up to ``graceful_timeout`` for their ``close`` handlers.
 
     ``control`` is an nng address on which to answer ``axeom status`` and
-    ``axeom publish``; ``on_ready`` gets the bound (host, port) once accepting.
+    ``axeom publish``; ``on_ready`` gets the bound (host, port) once accepting;
+    ``metrics``, a collector to keep refreshed with this server's figures.
     With ``ssl_context`` (``axeom.tls.server_context``) it serves TLS only,
     through the loop's own TLS transport.
     """
@@ -206,10 +214,13 @@ async def serve_listener(
     runtime = AsyncioRuntime(app, loop_name=loop_name)
     handshakes = Handshakes(app, runtime, limits, counters, ssl_context)
     acceptor = _Acceptor(listener, handshakes, runtime.loop)
-    control_task = None
+    control_task = metrics_task = None
+    target = SingleProcess(app, runtime, listener.getsockname()[1], counters)  # type: ignore[arg-type]
     if control is not None:
-        target = SingleProcess(app, runtime, listener.getsockname()[1], counters)  # type: ignore[arg-type]
         control_task = runtime.start_task(serve_control(target, control, SINGLE_PROCESS_COMMANDS))
+    if metrics is not None:
+        build = functools.partial(single_status, target)
+        metrics_task = runtime.start_task(refresh_forever(metrics, build, asyncio.sleep))
     acceptor.start()
     try:
         if on_ready is not None:
@@ -224,10 +235,11 @@ async def serve_listener(
         if left:
             logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
         runtime.close()
-        if control_task is not None:
-            control_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await control_task
+        for task in (control_task, metrics_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
 
 async def serve(
@@ -256,6 +268,7 @@ def run(
     listener: socket.socket | None = None,
     on_ready: Callable[[tuple[str, int]], None] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    metrics: NodeCollector | None = None,
 ) -> None:
     """Serve ``app`` on a new ``loop_name`` loop until SIGTERM or SIGINT, then
     drain; blocks. What ``axeom run --loop asyncio|uvloop --workers 0`` calls.
@@ -273,7 +286,15 @@ def run(
     try:
         loop.run_until_complete(
             _main(
-                app, listener, loop_name, graceful_timeout, limits, control, on_ready, ssl_context
+                app,
+                listener,
+                loop_name,
+                graceful_timeout,
+                limits,
+                control,
+                on_ready,
+                ssl_context,
+                metrics,
             )
         )
     finally:
@@ -294,6 +315,7 @@ async def _main(
     control: str | None,
     on_ready: Callable[[tuple[str, int]], None] | None,
     ssl_context: ssl.SSLContext | None,
+    metrics: NodeCollector | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     shutdown = asyncio.Event()
@@ -321,6 +343,7 @@ async def _main(
                 loop_name=loop_name,
                 on_ready=on_ready,
                 ssl_context=ssl_context,
+                metrics=metrics,
             )
         finally:
             for signum in STOP_SIGNALS:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pynng
 
-from .. import wire
+from .. import metrics, wire
 from ..security import limits_hit
 
 if TYPE_CHECKING:
@@ -113,8 +113,17 @@ class SingleProcess:
 
 async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
     """``{"cmd": "status"}``: this one process, its sockets and topics."""
+    return single_status(server)
+
+
+def single_status(server: SingleProcess) -> dict[str, Any]:
+    """The status of ``--workers 0``, in the shape a supervisor answers
+    (what ``axeom status`` shows and ``/metrics`` renders)."""
     uptime = round(time.monotonic() - server.started, 3)
-    sockets = len(server.runtime.connections)
+    runtime = server.runtime
+    sockets = len(runtime.connections)
+    figures = metrics.process_figures(runtime.connections, server.app.pubsub)
+    pubsub = server.app.pubsub
     return {
         "pid": os.getpid(),
         "port": server.port,
@@ -128,9 +137,14 @@ async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
                 "uptime": uptime,
                 "restarts": 0,
                 "sockets": sockets,
+                "routes": figures["routes"],
             }
         ],
-        "pubsub": {"topics": server.app.pubsub.statistics()["topics"]},
+        "pubsub": {
+            "topics": pubsub.statistics()["topics"],
+            "published": pubsub.published,
+            "delivered": pubsub.delivered,
+        },
         "totals": {
             "sockets": sockets,
             "handed_off": server.counters.accepted,  # accepted and run right here
@@ -140,7 +154,12 @@ async def _status(server: SingleProcess, request: dict[str, Any]) -> Any:
             "restarts": 0,
             "invalid_messages": server.app.invalid_messages,  # typed routes' rejects
             "limits_hit": limits_hit(server.app),
+            "handshakes": {str(code): n for code, n in server.counters.statuses.items()},
         },
+        "routes": figures["routes"],
+        "top_topics": metrics.top_topics(pubsub.topic_sizes()),
+        "traffic": figures["traffic"],
+        "bridge": None,
     }
 
 

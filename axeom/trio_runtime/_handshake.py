@@ -121,9 +121,12 @@ class HandshakeCounters:
     responses: dict[str, int] = field(
         default_factory=lambda: {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
     )
+    # Every answer by exact status (101 included), for the metrics.
+    statuses: dict[int, int] = field(default_factory=dict)
 
     def count(self, status: int, upgrade_asked: bool) -> None:
         """Record one answer (called once per request head)."""
+        self.statuses[status] = self.statuses.get(status, 0) + 1
         if status == 101:
             self.accepted += 1
             return
@@ -145,6 +148,7 @@ class HandshakeCounters:
             "rejected": self.rejected,
             "shed": self.shed,
             "responses": self.responses,
+            "statuses": {str(status): n for status, n in self.statuses.items()},
         }
 
 

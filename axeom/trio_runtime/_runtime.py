@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["SocketRuntime", "open_socket_runtime"]
 
 
-
 class SocketRuntime:
     """Runs WebSocket connections for one app inside one trio nursery."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import socket
 import ssl
@@ -22,8 +23,9 @@ from .._listener import (
     bind_listener,
     connection_waiting,
 )
+from ..metrics import NodeCollector, refresh_forever
 from ..security import connection_limits
-from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control
+from ._control import SINGLE_PROCESS_COMMANDS, SingleProcess, serve_control, single_status
 from ._handshake import (
     HandshakeCounters,
     HandshakeLimits,
@@ -71,6 +73,7 @@ async def serve_listener(
     graceful_timeout: float = 10.0,
     control: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    metrics: NodeCollector | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on an already bound, listening socket (TLS only, with
@@ -79,7 +82,8 @@ async def serve_listener(
     When ``shutdown`` is set: stop accepting, close every socket with 1001,
     wait up to ``graceful_timeout`` for their ``close`` handlers, return.
     ``control`` is an nng address on which to answer ``axeom status`` and
-    ``axeom publish``.
+    ``axeom publish``; ``metrics``, a collector to keep refreshed with this
+    server's figures (its metrics server runs elsewhere: ``axeom.metrics``).
     """
     limits = limits or HandshakeLimits()
     counters = HandshakeCounters()
@@ -87,9 +91,12 @@ async def serve_listener(
     pending = PendingHeads(limits, counters)
     listener.setblocking(False)
     async with open_socket_runtime(app) as runtime:
+        target = SingleProcess(app, runtime, listener.getsockname()[1], counters)
         if control is not None:
-            target = SingleProcess(app, runtime, listener.getsockname()[1], counters)
             runtime.nursery.start_soon(serve_control, target, control, SINGLE_PROCESS_COMMANDS)
+        if metrics is not None:
+            build = functools.partial(single_status, target)
+            runtime.nursery.start_soon(refresh_forever, metrics, build, trio.sleep)
         task_status.started(listener.getsockname()[:2])
         with trio.CancelScope() as accepting:
             if shutdown is not None:

@@ -15,6 +15,7 @@ this socket with 1011 (the peer never sees the exception text).
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from .._call import call_now, noting_suspension
 from .._loops import wrong_loop_hint
 from ._handlers import BoundHandlers
 from ._socket import WebSocket
+from ._tally import DURATION_BOUNDS, TALLY, clock
 
 __all__ = ["Actor"]
 
@@ -82,6 +84,7 @@ class Actor:
         if self._closed:
             return None
         self._closed = True
+        TALLY.closed(code)
         ws = self.ws
         if ws.app is not None:  # no more deliveries to a closed socket
             ws.app.pubsub.remove_socket(ws, ws.subscriptions)
@@ -130,9 +133,11 @@ class Actor:
         self, name: str, handler: Callable[..., Any], args: tuple[Any, ...]
     ) -> Awaitable[None] | None:
         self.busy = True
+        started = clock()
         try:
             pending = call_now(handler, args)
         except Exception as exc:
+            TALLY.handler_took(clock() - started)
             rest = self._fail(name, exc)
             if rest is None:
                 self.busy = False
@@ -140,18 +145,28 @@ class Actor:
             return self._busy_until(rest)
         if pending is None:
             self.busy = False
+            # Inline (not handler_took): this is the per-message path of plain handlers.
+            elapsed = clock() - started
+            tally = TALLY
+            tally.durations[bisect_left(DURATION_BOUNDS, elapsed)] += 1
+            tally.duration_sum += elapsed
             return None
-        return self._finish(name, pending)
+        return self._finish(name, pending, started)
 
-    async def _finish(self, name: str, pending: Awaitable[Any]) -> None:
+    async def _finish(self, name: str, pending: Awaitable[Any], started: float) -> None:
+        """Await a coroutine handler's rest; its duration runs until it returns."""
         try:
             await noting_suspension(pending, self.on_suspend)
         except Exception as exc:
+            TALLY.handler_took(clock() - started)
+            started = -1.0
             rest = self._fail(name, exc)
             if rest is not None:
                 await rest
         finally:
             self.busy = False
+            if started >= 0:
+                TALLY.handler_took(clock() - started)
 
     async def _busy_until(self, rest: Awaitable[None]) -> None:
         try:
@@ -162,6 +177,7 @@ class Actor:
     def _fail(self, name: str, exc: Exception) -> Awaitable[None] | None:
         """Log, call ``error``, close with 1011; the ``error`` handler's rest if any."""
         ws = self.ws
+        TALLY.failed(ws.route, name)
         hint = wrong_loop_hint(exc)
         logger.error(
             "%s handler of socket %s (%s) raised; closing it with 1011%s",

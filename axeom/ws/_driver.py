@@ -22,6 +22,7 @@ from ..pubsub import WORK_BUDGET
 from ._deflate import rebuild
 from ._frames import FrameConnection
 from ._socket import WebSocket
+from ._tally import TALLY
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -173,10 +174,12 @@ class SocketDriver:
             rest = actor.start_message(message)
             if rest is not None:
                 del messages[:done]
+                TALLY.messages_in += done
                 return rest  # still in dispatch: the rest is this handler's
             if (pubsub is not None and pubsub.work >= WORK_BUDGET) or clock() >= deadline:
                 break
         del messages[:done]
+        TALLY.messages_in += done
         self.in_dispatch = False
         return None
 

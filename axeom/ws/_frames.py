@@ -37,6 +37,7 @@ from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol, Side
 
 from ._socket import SendStatus
+from ._tally import TALLY
 
 try:  # the C unmasking routine websockets itself uses; pure Python otherwise
     from websockets.speedups import apply_mask
@@ -188,6 +189,7 @@ class FrameConnection:
         close (or before a broken frame) thus leave before the close frame
         (RFC 6455 5.5.1 lets an endpoint finish sending first; Autobahn 7.1.1).
         """
+        TALLY.bytes_in += len(data)
         if not self._fast_receive or self.close_started or self.protocol.state is not OPEN:
             if self.waiting:
                 return self._resume(data)
@@ -373,6 +375,7 @@ class FrameConnection:
             return []
         held, self._held = self._held, b""
         self._fast_receive = True
+        TALLY.bytes_in -= len(held)  # counted when it first arrived
         return self.receive(held + bytes(data))
 
     def _start_frame(self, first: int, length: int, mask: bytes, defer: bool) -> bool:
@@ -561,6 +564,7 @@ class FrameConnection:
         if self.buffered + self.inflight >= self.limit:
             self.wants_drain = True
             return SendStatus.DROPPED
+        TALLY.messages_out += 1
         if self._fast_send:
             if isinstance(data, str):
                 payload = data.encode()
@@ -608,13 +612,16 @@ class FrameConnection:
         else:
             chunks = _gathered(outbox)
         outbox.clear()
+        TALLY.bytes_out += self.buffered
         self.buffered = 0
         return chunks
 
     def put_back(self, chunks: list[bytes]) -> None:
         """Return what a partial write left over to the front of the outbox."""
         self.outbox[0:0] = chunks
-        self.buffered += sum(len(chunk) for chunk in chunks)
+        size = sum(len(chunk) for chunk in chunks)
+        self.buffered += size
+        TALLY.bytes_out -= size  # not written after all: counted when it is
 
     def _collect(self) -> None:
         for chunk in self.protocol.data_to_send():

@@ -41,6 +41,7 @@ class Child:
     report: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0
     stop_requested: bool = False
+    hung: bool = False  # stopped for missed heartbeats
     handoff_path: str | None = None
 
     @property

@@ -110,4 +110,5 @@ async def check_health(supervisor: Supervisor) -> None:
                 now - last,
             )
             child.state = "stopping"  # not again at the next check
+            child.hung = True  # its exit's cause, in status
             supervisor.nursery.start_soon(stop, supervisor, child)

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import pynng
 import trio
 
-from axeom import wire
+from axeom import metrics, wire
 from axeom.pubsub import merge_counts, socket_prefix
 from axeom.wire import PUB, RCOUNTS, SEND, SUB, SYNC, SYNCED, UNSUB, Operation
 
@@ -309,6 +309,12 @@ class Hub:
         if self.remote is not None:
             self.remote.topics_changed(set(self.topics), set())
             self.remote.counts(self.local_totals(set(self.topics)))
+
+    def top_topics(self, count: int) -> list[list[Any]]:
+        """This node's ``count`` topics with the most subscribers, most first."""
+        workers = self.workers.values()
+        sizes = ((t, sum(w.counts.get(t, 0) for w in workers)) for t in self.topics)
+        return metrics.top_topics(sizes, count)
 
     def statistics(self) -> dict[str, Any]:
         return {

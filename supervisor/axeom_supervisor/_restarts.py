@@ -11,10 +11,12 @@ backoff, or give up and stop everything with a non-zero status.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import trio
 
+from axeom import metrics
 from axeom.process import EXIT_APP_LOAD_FAILED, EXIT_ON_START_FAILED
 
 from ._children import Child
@@ -41,6 +43,7 @@ async def watch(supervisor: Supervisor, child: Child) -> None:
     if child.role == "acceptor":
         add_totals(supervisor.retired_acceptors, child.report)
     status = ExitStatus.from_returncode(returncode, requested=child.stop_requested)
+    _retire(supervisor, child, status)
     log = logger.info if child.stop_requested or supervisor.stopping else logger.error
     log("%s (pid %d) %s", child.name, child.pid, status.describe())
     if child.role == "worker":
@@ -62,6 +65,26 @@ async def watch(supervisor: Supervisor, child: Child) -> None:
         await _restart_all(supervisor, child, decision)
     else:
         await _restart(supervisor, child, decision)
+
+
+def _retire(supervisor: Supervisor, child: Child, status: ExitStatus) -> None:
+    """Keep what an exited child leaves to status and metrics: its traffic
+    totals (a worker's), its exit cause and time, and, in the tree's
+    application metrics, its ``live*`` gauges leave the sums."""
+    if child.role == "worker":
+        retired = supervisor.retired_workers
+        metrics.add_traffic(retired["traffic"], child.report.get("traffic"))
+        retired["pubsub_delivered"] += child.report.get("pubsub_delivered", 0)
+    cause = status.describe()
+    if child.hung:
+        cause = f"missed heartbeats, then {cause}"
+    supervisor.last_exits[child.name] = {
+        "cause": cause,
+        "requested": child.stop_requested and not child.hung,
+        "at": round(time.time(), 3),
+    }
+    if supervisor.metrics_dir is not None:
+        metrics.mark_dead(child.pid, supervisor.metrics_dir)
 
 
 def _exit_code(status: ExitStatus) -> int:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from axeom import metrics
+
 from ._children import Child
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ def zero_totals() -> dict[str, Any]:
         "rejected": 0,
         "shed": 0,
         "responses": {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0},
+        "statuses": {},
     }
 
 
@@ -40,6 +43,8 @@ def add_totals(into: dict[str, Any], report: dict[str, Any]) -> None:
         into["responses"][status_class] = into["responses"].get(status_class, 0) + count
     if report.get("limits"):
         _add_counts(into.setdefault("limits", {}), report["limits"])
+    for code, count in (report.get("statuses") or {}).items():
+        into["statuses"][code] = into["statuses"].get(code, 0) + count
 
 
 def status(supervisor: Supervisor) -> dict[str, Any]:
@@ -82,7 +87,9 @@ def status(supervisor: Supervisor) -> dict[str, Any]:
                 if c.role == "worker"
             ),
             "limits_hit": _limits_hit(supervisor, acceptors),
+            "handshakes": acceptors["statuses"],
         },
+        **_operator_view(supervisor, processes),
     }
 
 
@@ -112,7 +119,39 @@ def _process_status(child: Child, now: float) -> dict[str, Any]:
     }
     if child.role == "worker":
         entry["sockets"] = child.report.get("sockets", 0)
+        entry["routes"] = child.report.get("routes") or {}
     return entry
+
+
+def _operator_view(supervisor: Supervisor, processes: list[dict[str, Any]]) -> dict[str, Any]:
+    """What an operator asks first (sockets per route, busiest topics, the
+    last restart cause of each child) and the traffic totals /metrics
+    exports: from the same reports as the rest, counted once."""
+    last_exits = supervisor.last_exits
+    for process in processes:
+        if process["name"] in last_exits:
+            process["last_exit"] = last_exits[process["name"]]
+    routes: dict[str, int] = {}
+    traffic = metrics.zero_traffic()
+    metrics.add_traffic(traffic, supervisor.retired_workers["traffic"])
+    for child in supervisor.children:
+        if child.role == "worker":
+            for route, count in (child.report.get("routes") or {}).items():
+                routes[route] = routes.get(route, 0) + count
+            metrics.add_traffic(traffic, child.report.get("traffic"))
+    hub = supervisor.hub
+    view: dict[str, Any] = {
+        "routes": routes,
+        "top_topics": hub.top_topics(metrics.TOP_TOPICS) if hub is not None else [],
+        "traffic": traffic,
+        "bridge": None,
+    }
+    if supervisor.config.server.pubsub:
+        bridge = supervisor.live("bridge")
+        running = bridge is not None and bridge.ready.is_set()
+        connected = bridge is not None and running and bool(bridge.report.get("connected"))
+        view["bridge"] = {"running": running, "connected": connected}
+    return view
 
 
 def _acceptor_totals(supervisor: Supervisor) -> dict[str, Any]:
@@ -138,6 +177,9 @@ def _pubsub_status(supervisor: Supervisor) -> dict[str, Any]:
     result = hub.statistics()
     result["dropped_workers"] = sum(
         c.report.get("pubsub_dropped", 0) for c in supervisor.children if c.role == "worker"
+    )
+    result["delivered"] = supervisor.retired_workers["pubsub_delivered"] + sum(
+        c.report.get("pubsub_delivered", 0) for c in supervisor.children if c.role == "worker"
     )
     if supervisor.config.server.pubsub:
         bridge = supervisor.live("bridge")

@@ -26,6 +26,7 @@ its own module:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -38,7 +39,7 @@ from typing import Any
 import pynng
 import trio
 
-from axeom import ipc, wire
+from axeom import ipc, metrics, wire
 from axeom.config import Config
 from axeom.trio_runtime import remove_ipc_file
 
@@ -51,7 +52,7 @@ from ._policy import RestartPolicy
 from ._reload import reload
 from ._restarts import watch
 from ._shutdown import shutdown
-from ._status import zero_totals
+from ._status import status, zero_totals
 from ._table import WorkerTable
 
 __all__ = ["Supervisor"]
@@ -64,7 +65,16 @@ EXIT_OK = 0
 class Supervisor:
     """Owns the listening socket and the process tree of one server."""
 
-    def __init__(self, config: Config, listener: socket.socket) -> None:
+    def __init__(
+        self,
+        config: Config,
+        listener: socket.socket,
+        collector: metrics.NodeCollector | None = None,
+        metrics_dir: str | None = None,
+    ) -> None:
+        """``collector`` and ``metrics_dir``: with ``--metrics-port``, what the
+        metrics server (already listening) renders, and the directory of the
+        tree's application metrics (this object removes it at exit)."""
         self.config = config
         self.listener = listener
         self.run_dir = tempfile.mkdtemp(prefix="axeom-")
@@ -81,6 +91,16 @@ class Supervisor:
         self.restarting: dict[str, Child] = {}
         # Counters of acceptors that exited: status totals survive a restart.
         self.retired_acceptors = zero_totals()
+        # The same for workers' traffic, and each child's last exit (cause, time).
+        self.retired_workers: dict[str, Any] = {
+            "traffic": metrics.zero_traffic(),
+            "pubsub_delivered": 0,
+        }
+        self.last_exits: dict[str, dict[str, Any]] = {}
+        # /metrics (--metrics-port): the collector, its server and the tree's
+        # directory for application metrics (made before the first child starts).
+        self.metrics_collector = collector
+        self.metrics_dir = metrics_dir
         self.table = WorkerTable(self)
         self.restarts_total = 0
         self.exit_code = EXIT_OK
@@ -139,6 +159,14 @@ class Supervisor:
                     nursery.start_soon(check_health, self)
                     nursery.start_soon(self.table.publish_periodically)
                     nursery.start_soon(self._reloader)
+                    if self.metrics_collector is not None:
+                        nursery.start_soon(
+                            metrics.refresh_forever,
+                            self.metrics_collector,
+                            functools.partial(status, self),
+                            trio.sleep,
+                            self.config.workers.heartbeat_interval,
+                        )
                     await self._start_tree()
         except BaseException:
             # The supervisor itself failed: never leave children running
@@ -148,6 +176,8 @@ class Supervisor:
             raise
         finally:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            if self.metrics_dir is not None:
+                metrics.remove_multiprocess_dir(self.metrics_dir)
             remove_ipc_file(self.control_address)
         return self.exit_code
 

@@ -105,6 +105,7 @@ class RedisBridge:
         self.subscriptions_changed = asyncio.Event()
         self.changed_counts: set[str] = set()
         self.down = False
+        self.connected = False  # to Redis right now (for status and metrics)
         self.dropped = 0
         # ``await ws.subscribe`` barriers (SYNCED, worker, number) waiting for
         # Redis to confirm the SUBSCRIBEs issued before them.
@@ -247,6 +248,7 @@ class RedisBridge:
                     logger.info("connected to Redis at %s", self.url)
                 down_since, delay = None, BACKOFF_INITIAL
                 self.down = False
+                self.connected = True
                 await self._session(client)
             except (RedisError, OSError) as exc:
                 if down_since is None:
@@ -258,6 +260,7 @@ class RedisBridge:
                         exc,
                     )
                 self.down = True
+                self.connected = False
                 self.pending.clear()  # at most once: what could not go out is dropped
             finally:
                 try:
@@ -337,7 +340,7 @@ async def amain(options: dict[str, Any]) -> None:
         await reports.asend(wire.ready("bridge", 0, os.getpid()))
 
         async def report() -> None:
-            figures = {"dropped": bridge.dropped}
+            figures = {"dropped": bridge.dropped, "connected": bridge.connected}
             await reports.asend(wire.heartbeat("bridge", 0, os.getpid(), figures))
 
         async def exit_now() -> None:

@@ -13,7 +13,7 @@ import os
 import resource
 import signal
 import socket
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import pynng
 import trio
 
-from axeom import Axeom, ipc, wire
+from axeom import Axeom, ipc, metrics, wire
 from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
 from axeom.security import limits_hit, tracks_sockets
 from axeom.tls import TLSSettings, server_context
@@ -58,7 +58,7 @@ class Sockets(Protocol):
     of an asyncio loop and the sockets (and every handler) run on asyncio."""
 
     @property
-    def connections(self) -> Sized: ...
+    def connections(self) -> Collection[Any]: ...
 
     @property
     def nursery(self) -> trio.Nursery: ...
@@ -360,6 +360,8 @@ class Worker:
                 # Messages of typed routes that failed validation (axeom status).
                 "invalid_messages": self.app.invalid_messages,
                 "limits": limits_hit(self.app),
+                # Sockets per route, traffic totals: for status and /metrics.
+                **metrics.process_figures(runtime.connections, self.app.pubsub),
             }
             if self.ssl_context is not None:  # this worker answers handshakes
                 figures["handshakes"] = self.counters.report()
