@@ -14,6 +14,8 @@ A configuration file looks like this (every key is optional; the values shown ar
     max_head_size = 16384       # bytes of request head; larger: 431
     request_timeout = 10.0      # seconds to send the whole request (head and body); slower: 408
     max_body_size = 1048576     # bytes of request body (HTTP routes); larger: 413
+    reload = false              # development: restart the app's processes when a .py file changes
+    reload_dirs = []            # more folders to watch with reload (besides the app's own)
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -243,6 +245,23 @@ def _non_empty_string(value: Any) -> str:
     return value
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_show(value)}")
+    return value
+
+
+def _directories(value: Any) -> tuple[str, ...]:
+    """A list of existing folders (``reload_dirs``), as a tuple: a folder that is not there
+    would be watched for nothing, and the user would wonder why no edit reloads."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"must be an array of folder names, got {_show(value)}")
+    for folder in value:
+        if not os.path.isdir(folder):
+            raise ValueError(f"must name existing folders, got {_show(folder)} (not a folder)")
+    return tuple(value)
+
+
 def _instance_of(cls: type) -> Check:
     def check(value: Any) -> Any:
         if not isinstance(value, cls):
@@ -433,6 +452,11 @@ class ServerConfig:
             or ``uvloop`` (the ``axeom[uvloop]`` extra). A handler awaits the primitives of
             its loop only, so an app whose handlers use asyncio libraries (asyncpg,
             ``redis.asyncio``) picks ``asyncio`` or ``uvloop``. The supervisor stays on trio.
+        reload: Development: watch the app's folder (the folder of its file, or of its module
+            or package) and ``reload_dirs`` for changes to ``.py`` files, and restart every
+            process that runs application code when one changes; open sockets are closed with
+            1012 (service restart). Needs the ``axeom[reload]`` extra (watchfiles).
+        reload_dirs: More folders to watch with ``reload``.
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -450,6 +474,8 @@ class ServerConfig:
     max_body_size: int = field(default=1 << 20, metadata=_checked(_integer(0, MAX_BODY_SIZE)))
     # Last, so that positional construction from before it was added still works.
     loop: LoopName = field(default="trio", metadata=_checked(_choice(LoopName)))
+    reload: bool = field(default=False, metadata=_checked(_boolean))
+    reload_dirs: tuple[str, ...] = field(default=(), metadata=_checked(_directories))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -493,6 +519,8 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "max_head_size": "server.max_head_size",
     "request_timeout": "server.request_timeout",
     "max_body_size": "server.max_body_size",
+    "reload": "server.reload",
+    "reload_dirs": "server.reload_dirs",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+from websockets.frames import CloseCode
 
 from .._app import Axeom
 from .._listener import (
@@ -62,12 +63,14 @@ async def serve_listener(
     shutdown: trio.Event | None = None,
     graceful_timeout: float = 10.0,
     control: str | None = None,
+    close_code: Callable[[], int] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on an already bound, listening socket.
 
-    When ``shutdown`` is set: stop accepting, close every socket with 1001,
-    wait up to ``graceful_timeout`` for their ``close`` handlers, return.
+    When ``shutdown`` is set: stop accepting, close every socket with 1001
+    (or what ``close_code()`` answers then: 1012 when a reloader restarts the
+    server), wait up to ``graceful_timeout`` for their ``close`` handlers, return.
     ``control`` is an nng address on which to answer ``axeom status`` and
     ``axeom publish``.
     """
@@ -93,7 +96,8 @@ async def serve_listener(
                     )
 
             await accept_forever(listener, on_client, pending.evict_oldest)
-        left = await runtime.drain(graceful_timeout)
+        code = CloseCode.GOING_AWAY if close_code is None else close_code()
+        left = await runtime.drain(graceful_timeout, code)
         if left:
             logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
 

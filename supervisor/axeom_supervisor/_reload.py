@@ -13,6 +13,7 @@ stopped and the old process kept.
 from __future__ import annotations
 
 import logging
+import signal
 from typing import TYPE_CHECKING
 
 import trio
@@ -23,20 +24,22 @@ from ._shutdown import stop
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
 
-__all__ = ["reload"]
+__all__ = ["reload", "roll_acceptor", "roll_workers", "watch_source"]
 
 logger = logging.getLogger("axeom.supervisor")
 
 
-async def reload(supervisor: Supervisor) -> None:
+async def reload(supervisor: Supervisor, signum: int = signal.SIGTERM) -> None:
     """Replace the workers one at a time, then the acceptor. The new acceptor
     accepts on the same listening socket before the old one stops; the old
-    one finishes the handshakes it has in flight."""
-    await roll_workers(supervisor)
+    one finishes the handshakes it has in flight. ``signum`` stops each old
+    worker: SIGTERM drains it (1001); ``--reload`` sends ``RESTART_SIGNAL``
+    (its sockets are closed with 1012, service restart: clients reconnect)."""
+    await roll_workers(supervisor, signum)
     await roll_acceptor(supervisor)
 
 
-async def roll_workers(supervisor: Supervisor) -> None:
+async def roll_workers(supervisor: Supervisor, signum: int = signal.SIGTERM) -> None:
     """Replace each worker in turn: the new one is ready (and receiving
     sockets) before the old one drains; other workers are not touched."""
     logger.info("rolling workers")
@@ -56,7 +59,7 @@ async def roll_workers(supervisor: Supervisor) -> None:
         old.state = "draining"
         old.stop_requested = True
         await supervisor.table.publish_and_confirm()
-        await stop(supervisor, old, "draining")
+        await stop(supervisor, old, "draining", signum)
     logger.info("workers rolled")
 
 
@@ -77,3 +80,16 @@ async def roll_acceptor(supervisor: Supervisor) -> None:
     old.stop_requested = True
     await stop(supervisor, old, "draining")
     logger.info("acceptor replaced")
+
+
+async def watch_source(supervisor: Supervisor) -> None:
+    """``--reload``: each edit of a ``.py`` file of the app asks for a reload
+    (which checks that the edit imports before it replaces anything)."""
+    from axeom.reload import source_changes, watched_folders
+
+    server = supervisor.config.server
+    folders = watched_folders(supervisor.config.app, server.reload_dirs)
+    logger.info("--reload: watching %s", ", ".join(folders))
+    async for paths in source_changes(folders):
+        logger.info("%s changed: reloading", ", ".join(paths))
+        supervisor.request_reload()
