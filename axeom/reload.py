@@ -132,19 +132,24 @@ class SourceFilter:
 
 async def source_changes(folders: list[str]) -> AsyncIterator[list[str]]:
     """Each edit of the app's source (a burst of writes is one), as the sorted
-    paths that changed; forever, on trio."""
+    paths that changed; on trio, until the watch fails (a watched folder removed,
+    the system's limit of watches reached): then one error line, and the server
+    goes on serving without reloading rather than stop."""
     from watchfiles import awatch
 
     # Ours is the line that says what changed; watchfiles would add its own.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
-    async for changes in awatch(
-        *folders,
-        watch_filter=SourceFilter(folders),
-        debounce=MAX_BURST_MS,
-        step=QUIET_MS,
-        rust_timeout=WATCH_POLL_MS,
-    ):
-        yield sorted({path for _, path in changes})
+    try:
+        async for changes in awatch(
+            *folders,
+            watch_filter=SourceFilter(folders),
+            debounce=MAX_BURST_MS,
+            step=QUIET_MS,
+            rust_timeout=WATCH_POLL_MS,
+        ):
+            yield sorted({path for _, path in changes})
+    except (OSError, RuntimeError) as exc:
+        logger.error("--reload: watching stopped (%s); edits are no longer reloaded", exc)
 
 
 class ImportCheck:
