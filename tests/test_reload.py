@@ -245,3 +245,21 @@ def test_watched_folders_are_found_without_importing_the_app(tmp_path: Path) -> 
     assert watched_folders(f"{tmp_path}/single.py:app") == [folder]
     assert watched_folders("single:app", app_dir=folder) == [folder]
     assert watched_folders("shop.api:app", [folder], app_dir=folder) == [str(package), folder]
+
+
+def test_config_file_keys_and_their_errors(tmp_path: Path) -> None:
+    """server.reload and server.reload_dirs come from the file too; a bad value is one
+    line with the file, the line and the key."""
+    from axeom.config import Config, ConfigError
+
+    config = tmp_path / "axeom.toml"
+    config.write_text(f'[server]\nreload = true\nreload_dirs = ["{tmp_path}"]\n')
+    server = Config.build("app:app", config).server
+    assert server.reload is True and server.reload_dirs == (str(tmp_path),)
+    config.write_text(f'[server]\nreload = true\nreload_dirs = ["{tmp_path / "gone"}"]\n')
+    with pytest.raises(ConfigError) as error:
+        Config.build("app:app", config)
+    assert str(error.value).startswith(f"{config}:3: server.reload_dirs must name existing")
+    config.write_text('[server]\nreload = "yes"\n')
+    with pytest.raises(ConfigError, match=r':2: server.reload must be true or false, got "yes"'):
+        Config.build("app:app", config)

@@ -8,43 +8,54 @@ route the two versions share, while a new acceptor would hand a route added
 by the reload to an old worker, which refuses it. Each replacement is ready
 before the process it replaces drains; one that does not become ready is
 stopped and the old process kept.
+
+``--reload`` (development) takes the same path with two differences: all the
+new workers start at once, and the old ones close their sockets with 1012
+(service restart) and exit without draining them.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 from typing import TYPE_CHECKING
 
 import trio
 
-from ._children import READY_TIMEOUT
+from axeom.process import RESTART_SIGNAL
+
+from ._children import READY_TIMEOUT, Child
 from ._shutdown import stop
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
 
-__all__ = ["reload", "roll_acceptor", "roll_workers", "watch_source"]
+__all__ = ["reload", "restart_workers", "roll_acceptor", "roll_workers", "watch_source"]
 
 logger = logging.getLogger("axeom.supervisor")
 
 
-async def reload(supervisor: Supervisor, signum: int = signal.SIGTERM) -> None:
-    """Replace the workers one at a time, then the acceptor. The new acceptor
-    accepts on the same listening socket before the old one stops; the old
-    one finishes the handshakes it has in flight. ``signum`` stops each old
-    worker: SIGTERM drains it (1001); ``--reload`` sends ``RESTART_SIGNAL``
-    (its sockets are closed with 1012, service restart: clients reconnect)."""
-    await roll_workers(supervisor, signum)
+async def reload(supervisor: Supervisor, *, restart: bool = False) -> None:
+    """Replace the workers, then the acceptor. The new acceptor accepts on the
+    same listening socket before the old one stops; the old one finishes the
+    handshakes it has in flight. By default the workers roll one at a time and
+    each old one drains (1001); ``restart`` (``--reload``) replaces them all at
+    once, each old one closing its sockets with 1012 (service restart)."""
+    if restart:
+        await restart_workers(supervisor)
+    else:
+        await roll_workers(supervisor)
     await roll_acceptor(supervisor)
 
 
-async def roll_workers(supervisor: Supervisor, signum: int = signal.SIGTERM) -> None:
+def _running_workers(supervisor: Supervisor) -> list[Child]:
+    return [c for c in supervisor.children if c.role == "worker" and c.state == "running"]
+
+
+async def roll_workers(supervisor: Supervisor) -> None:
     """Replace each worker in turn: the new one is ready (and receiving
     sockets) before the old one drains; other workers are not touched."""
     logger.info("rolling workers")
-    running = [c for c in supervisor.children if c.role == "worker" and c.state == "running"]
-    for old in running:
+    for old in _running_workers(supervisor):
         if supervisor.stopping:
             return
         if old.process.returncode is not None or supervisor.live(old.name) is not old:
@@ -59,8 +70,42 @@ async def roll_workers(supervisor: Supervisor, signum: int = signal.SIGTERM) -> 
         old.state = "draining"
         old.stop_requested = True
         await supervisor.table.publish_and_confirm()
-        await stop(supervisor, old, "draining", signum)
+        await stop(supervisor, old, "draining")
     logger.info("workers rolled")
+
+
+async def restart_workers(supervisor: Supervisor) -> None:
+    """``--reload`` (development: fast rather than gentle): start a new worker
+    for every running one at once; when they are ready, the old ones close
+    their sockets with 1012 (``RESTART_SIGNAL``: the clients reconnect, to the
+    new code) and exit, together. As in a roll, no handshake is refused: the
+    acceptor places on the new workers before the old ones stop."""
+    logger.info("restarting workers")
+    pairs = []
+    for old in _running_workers(supervisor):
+        if supervisor.stopping:
+            return  # the shutdown stops the new ones too
+        new = await supervisor.start("worker", old.name)
+        new.restarts = old.restarts
+        pairs.append((old, new))
+    with trio.move_on_after(READY_TIMEOUT):
+        for _, new in pairs:
+            await new.ready.wait()
+    if supervisor.stopping:
+        return
+    leaving = []
+    for old, new in pairs:
+        if not new.ready.is_set():
+            logger.error("new %s did not become ready; keeping the old one", old.name)
+        elif old.process.returncode is None:
+            old.state = "draining"
+            old.stop_requested = True
+            leaving.append(old)
+    await supervisor.table.publish_and_confirm()
+    async with trio.open_nursery() as stops:
+        for old in leaving:
+            stops.start_soon(stop, supervisor, old, "draining", RESTART_SIGNAL)
+    logger.info("workers restarted")
 
 
 async def roll_acceptor(supervisor: Supervisor) -> None:

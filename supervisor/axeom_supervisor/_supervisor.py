@@ -40,7 +40,6 @@ import trio
 
 from axeom import ipc, wire
 from axeom.config import Config
-from axeom.process import RESTART_SIGNAL
 from axeom.reload import ImportCheck
 from axeom.trio_runtime import remove_ipc_file
 
@@ -250,8 +249,8 @@ class Supervisor:
         """Run the reloads asked for. With ``--reload`` every reload (an edit,
         SIGHUP, ``axeom reload``) first imports the app in a throwaway process:
         an edit that does not import keeps the running code (its error is
-        printed once); one that does replaces the processes, closing their
-        sockets with 1012 (``RESTART_SIGNAL``) rather than draining them."""
+        printed once); one that does replaces the processes, the workers all
+        at once, closing their sockets with 1012 rather than draining them."""
         check = ImportCheck(self.config.app) if self.config.server.reload else None
         while True:
             await self._reload_requested.wait()
@@ -261,4 +260,4 @@ class Supervisor:
             if check is None:
                 await reload(self)
             elif await check.passes():
-                await reload(self, RESTART_SIGNAL)
+                await reload(self, restart=True)
