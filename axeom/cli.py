@@ -403,11 +403,11 @@ def publish(topic: str, message: str, port: int, binary: bool, timeout: float) -
 @_control_options
 def reload(port: int, timeout: float) -> None:
     """Load the app's code anew, as SIGHUP does: with `--workers N` the workers are
-    replaced one at a time, then the acceptor, without refusing a handshake; with
-    `--workers 0 --reload` the server process is restarted."""
+    replaced one at a time, then the acceptor, without refusing a handshake; under
+    `--reload` (also `--workers 0`) as an edit does."""
     result = control_request(port, {"cmd": "reload"}, timeout)
     if result == "restarting":
-        click.echo("restarting: the server process is replaced (--workers 0 --reload)")
+        click.echo("restarting (--reload): the processes that run the app are replaced")
         return
     click.echo("reloading: workers are replaced one at a time, then the acceptor")
 
