@@ -29,7 +29,7 @@ from axeom import Axeom
 from axeom.ws import ws_plugin
 
 sys.path.insert(0, {lib!r})
-from helper import PREFIX  # noqa: E402
+from prefix import PREFIX  # noqa: E402
 
 VERSION = "v1"
 
@@ -47,10 +47,10 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture
 def app_file(tmp_path: Path) -> Path:
-    """``app.py`` in its own folder, importing ``helper`` from a sibling ``lib`` folder."""
+    """``app.py`` in its own folder, importing ``prefix`` from a sibling ``lib`` folder."""
     lib = tmp_path / "lib"
     lib.mkdir()
-    (lib / "helper.py").write_text('PREFIX = ""\n')
+    (lib / "prefix.py").write_text('PREFIX = ""\n')
     folder = tmp_path / "app"
     folder.mkdir()
     path = folder / "app.py"
@@ -137,7 +137,7 @@ def test_asyncio_reloads_on_an_edit_in_a_reload_dir(app_file: Path) -> None:
         connect(server) as ws,
     ):
         assert ask(ws) == "v1: hi"
-        edit(lib / "helper.py", 'PREFIX = ""', 'PREFIX = "+"')
+        edit(lib / "prefix.py", 'PREFIX = ""', 'PREFIX = "+"')
         assert closed_with(ws) == 1012
         wait_for_answer(server, "+v1: hi")
 
