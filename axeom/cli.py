@@ -25,6 +25,8 @@ from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
 from ._loops import LOOPS, loop_unavailable
 from .config import OVERRIDES_SOURCE, Config, ConfigError, ServerConfig
 from .process import (
+    STOP_SIGNALS,
+    close_code_for,
     configure_logging,
     exit_if_on_start_failed,
     exit_loop_unavailable,
@@ -141,6 +143,23 @@ def main() -> None:
     "X-Forwarded-For / Forwarded headers name the client.  [default: none]",
 )
 @_option(
+    "--reload",
+    is_flag=True,
+    default=None,
+    envvar="AXEOM_RELOAD",
+    help="Development: restart the processes that run the app when a .py file in its "
+    "folder (or a --reload-dir) changes; open sockets get 1012.  [default: off]",
+)
+@_option(
+    "--reload-dir",
+    "reload_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    envvar="AXEOM_RELOAD_DIR",
+    help="Another folder to watch with --reload (repeatable; the environment variable "
+    "takes several, separated by spaces).",
+)
+@_option(
     "--app-dir",
     default=".",
     envvar=APP_DIR_ENV,
@@ -187,6 +206,7 @@ def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> No
     for name in ("log_level", "loop"):
         if overrides.get(name):
             overrides[name] = overrides[name].lower()
+    overrides["reload_dirs"] = overrides.get("reload_dirs") or None  # () = not given
     try:
         config = Config.build(app, config_file, **overrides)
     except ConfigError as exc:
@@ -196,10 +216,18 @@ def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> No
         raise _ConfigProblem(problem)
     if config.server.pubsub:
         _check_pubsub(config)
+    arguments = {"app": app, "file": config_file, "overrides": overrides}
+    if config.server.reload:
+        _check_reload()
+        # Python trusts a cached .pyc whose source has the same size and mtime second:
+        # an edit saved within the second of the last import, keeping the size (v1 -> v2),
+        # would load the old code. Without cached app code every import compiles afresh.
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+        if config.server.workers == 0:
+            sys.exit(_run_reloader(config, arguments))
     if config.server.workers == 0:
         _serve_in_process(config)
         return
-    arguments = {"app": app, "file": config_file, "overrides": overrides}
     argv = [sys.executable, "-m", "axeom_supervisor", json.dumps(arguments)]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -236,15 +264,19 @@ def _scheme(config: Config) -> str:
     return "wss" if config.server.ssl_certfile else "ws"
 
 
-async def _set_on_signal(event: Any) -> None:
-    """SIGTERM or SIGINT: ask the server to drain (a second one is ignored)."""
+async def _set_on_signal(event: Any, stopped_by: list[int]) -> None:
+    """SIGTERM or SIGINT (or a reloader's RESTART_SIGNAL): ask the server to drain
+    (a second one is ignored); ``stopped_by`` gets the signal."""
     import trio
 
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async for signum in signals:
             logging.getLogger("axeom.server").info(
-                "received %s: closing sockets with 1001", signal.Signals(signum).name
+                "received %s: closing sockets with %d",
+                signal.Signals(signum).name,
+                close_code_for(signum),
             )
+            stopped_by.append(signum)
             event.set()
             return
 
@@ -262,17 +294,33 @@ def _check_pubsub(config: Config) -> None:
         ) from None
 
 
-def _serve_in_process(config: Config) -> None:
+def _check_reload() -> None:
+    from .reload import watchfiles_missing
+
+    problem = watchfiles_missing()
+    if problem is not None:
+        raise click.UsageError(problem)
+
+
+def _run_reloader(config: Config, arguments: dict[str, Any]) -> int:
+    """``--workers 0 --reload``: this process binds and watches; the server is its child."""
+    from ._reloader import run_reloader
+
+    return run_reloader(config, arguments, _bind(config))
+
+
+def _serve_in_process(config: Config, listener: Any = None) -> None:
     """``--workers 0``: this process serves, on the loop ``server.loop`` names
-    (the one place that choice is made for this mode)."""
+    (the one place that choice is made for this mode). ``listener``: the
+    listening socket, when a ``--reload`` parent bound it (else bound here)."""
     configure_logging(config.server.log_level)
     application = load_app_or_exit(config.app)
     collector = _serve_metrics(config)
     with exit_if_on_start_failed():
         if config.server.loop == "trio":
-            _serve_on_trio(config, application, collector)
+            _serve_on_trio(config, application, collector, listener)
         else:
-            _serve_on_asyncio(config, application, collector)
+            _serve_on_asyncio(config, application, collector, listener)
 
 
 def _serve_metrics(config: Config) -> Any:
@@ -294,10 +342,12 @@ def _serve_metrics(config: Config) -> Any:
     return collector
 
 
-def _bind(config: Config) -> Any:
+def _bind(config: Config, listener: Any = None) -> Any:
     """The listening socket of ``--workers 0``, or one line if it cannot be had."""
     from ._listener import bind_listener
 
+    if listener is not None:
+        return listener
     server = config.server
     try:
         return bind_listener(server.host, server.port)
@@ -308,7 +358,9 @@ def _bind(config: Config) -> Any:
         ) from None
 
 
-def _serve_on_asyncio(config: Config, application: Any, collector: Any = None) -> None:
+def _serve_on_asyncio(
+    config: Config, application: Any, collector: Any = None, listener: Any = None
+) -> None:
     """Bind, serve on asyncio or uvloop (``asyncio_runtime.run``: lifespan
     functions around serving, drain on a signal), with the control socket
     ``axeom status`` and ``axeom publish`` talk to, as on trio."""
@@ -324,7 +376,7 @@ def _serve_on_asyncio(config: Config, application: Any, collector: Any = None) -
         sys.stdout.flush()
         logging.getLogger("axeom.server").info(descriptors)
 
-    with _bind(config) as listener:
+    with _bind(config, listener) as listener:
         try:
             run_asyncio(
                 application,
@@ -343,7 +395,9 @@ def _serve_on_asyncio(config: Config, application: Any, collector: Any = None) -
             pass
 
 
-def _serve_on_trio(config: Config, application: Any, collector: Any = None) -> None:
+def _serve_on_trio(
+    config: Config, application: Any, collector: Any = None, listener: Any = None
+) -> None:
     """Bind, run the lifespan functions around ``serve_listener`` on trio, drain on a signal."""
     server = config.server
     descriptors = raise_fd_limit()
@@ -353,12 +407,13 @@ def _serve_on_trio(config: Config, application: Any, collector: Any = None) -> N
     from .trio_runtime._handshake import HandshakeLimits
     from .trio_runtime._serve import serve_listener
 
-    listener = _bind(config)
+    listener = _bind(config, listener)
 
     async def serve() -> None:
         shutdown = trio.Event()
+        stopped_by: list[int] = []
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_set_on_signal, shutdown)
+            nursery.start_soon(_set_on_signal, shutdown, stopped_by)
             serving = functools.partial(
                 serve_listener,
                 application,
@@ -369,6 +424,7 @@ def _serve_on_trio(config: Config, application: Any, collector: Any = None) -> N
                 control=control_address(listener.getsockname()[1]),
                 ssl_context=_ssl_context(config),
                 metrics=collector,
+                close_code=lambda: close_code_for(stopped_by[0] if stopped_by else signal.SIGTERM),
             )
             bound: Any = await nursery.start(serving)
             click.echo(
@@ -481,9 +537,13 @@ def publish(topic: str, message: str, port: int, binary: bool, timeout: float) -
 @main.command()
 @_control_options
 def reload(port: int, timeout: float) -> None:
-    """Load the app's code anew without refusing a handshake, as SIGHUP does:
-    the workers are replaced one at a time, then the acceptor (`--workers N` only)."""
-    control_request(port, {"cmd": "reload"}, timeout)
+    """Load the app's code anew, as SIGHUP does: with `--workers N` the workers are
+    replaced one at a time, then the acceptor, without refusing a handshake; under
+    `--reload` (also `--workers 0`) as an edit does."""
+    result = control_request(port, {"cmd": "reload"}, timeout)
+    if result == "restarting":
+        click.echo("restarting (--reload): the processes that run the app are replaced")
+        return
     click.echo("reloading: workers are replaced one at a time, then the acceptor")
 
 

@@ -21,6 +21,8 @@ A configuration file looks like this (every key is optional; the values shown ar
     # ssl_ca_certs = "ca.pem"        # clients must present a certificate signed by these
     forwarded_allow_ips = []    # proxies whose X-Forwarded-For / Forwarded name the client
     # metrics_port = 9100      # Prometheus /metrics of the node on this port (unset: off)
+    reload = false              # development: restart the app's processes when a .py file changes
+    reload_dirs = []            # more folders to watch with reload (besides the app's own)
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -271,6 +273,23 @@ def _non_empty_string(value: Any) -> str:
     return value
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_show(value)}")
+    return value
+
+
+def _directories(value: Any) -> tuple[str, ...]:
+    """A list of existing folders (``reload_dirs``), as a tuple: a folder that is not there
+    would be watched for nothing, and the user would wonder why no edit reloads."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"must be an array of folder names, got {_show(value)}")
+    for folder in value:
+        if not os.path.isdir(folder):
+            raise ValueError(f"must name existing folders, got {_show(folder)} (not a folder)")
+    return tuple(value)
+
+
 def _instance_of(cls: type) -> Check:
     def check(value: Any) -> Any:
         if not isinstance(value, cls):
@@ -501,6 +520,11 @@ class ServerConfig:
             certificate signed by one of them (mutual TLS).
         metrics_port: Serve Prometheus metrics of the whole node at ``/metrics`` on this port
             (on ``host``); ``0`` picks a free one (printed at start). Unset: no metrics server.
+        reload: Development: watch the app's folder (the folder of its file, or of its module
+            or package) and ``reload_dirs`` for changes to ``.py`` files, and restart every
+            process that runs application code when one changes; open sockets are closed with
+            1012 (service restart). Needs the ``axeom[reload]`` extra (watchfiles).
+        reload_dirs: More folders to watch with ``reload``.
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -525,6 +549,8 @@ class ServerConfig:
     ssl_ca_certs: str | None = field(default=None, metadata=_checked(_optional_path))
     forwarded_allow_ips: tuple[str, ...] = field(default=(), metadata=_checked(_proxy_list))
     metrics_port: int | None = field(default=None, metadata=_checked(_optional_port))
+    reload: bool = field(default=False, metadata=_checked(_boolean))
+    reload_dirs: tuple[str, ...] = field(default=(), metadata=_checked(_directories))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -618,6 +644,8 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "ssl_ca_certs": "server.ssl_ca_certs",
     "forwarded_allow_ips": "server.forwarded_allow_ips",
     "metrics_port": "server.metrics_port",
+    "reload": "server.reload",
+    "reload_dirs": "server.reload_dirs",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

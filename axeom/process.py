@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn
 
 import pynng
+from websockets.frames import CloseCode
 
 from . import wire
 from ._app import Axeom, OnStartError
@@ -27,7 +28,10 @@ __all__ = [
     "EXIT_CANNOT_START",
     "EXIT_ON_START_FAILED",
     "REPORT_SEND_TIMEOUT_MS",
+    "RESTART_SIGNAL",
+    "STOP_SIGNALS",
     "child_settings",
+    "close_code_for",
     "configure_logging",
     "exit_if_on_start_failed",
     "exit_loop_unavailable",
@@ -148,8 +152,18 @@ async def serve_with_lifespan(app: Axeom, serve: Callable[[], Awaitable[None]]) 
             await app.run_on_stop()
 
 
+# What a reloader (``--reload``) sends a process that runs application code:
+# stop as on SIGTERM, but close the sockets with 1012 (service restart: come
+# back soon) rather than 1001 (going away).
+RESTART_SIGNAL = signal.SIGUSR1
+
 # The signals that ask a process to stop; while it runs on_stop it already is.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, RESTART_SIGNAL)
+
+
+def close_code_for(signum: int) -> int:
+    """The close code of the sockets of a process stopped by ``signum``."""
+    return CloseCode.SERVICE_RESTART if signum == RESTART_SIGNAL else CloseCode.GOING_AWAY
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import outcome
 import trio
+from websockets.frames import CloseCode
 
 from ._loops import new_event_loop
 
@@ -188,9 +189,9 @@ class GuestSockets:
         sock: socket.socket = transport.sock
         self.runtime.start_socket(sock, upgrade, trailing, socket_id=socket_id)
 
-    async def drain(self, timeout: float) -> int:
+    async def drain(self, timeout: float, code: int = CloseCode.GOING_AWAY) -> int:
         """``AsyncioRuntime.drain`` (on asyncio), awaited from trio."""
-        return await call_in_asyncio(self.runtime.drain, timeout)
+        return await call_in_asyncio(self.runtime.drain, timeout, code)
 
 
 @contextlib.asynccontextmanager

@@ -20,6 +20,8 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from websockets.frames import CloseCode
+
 from .._listener import (
     ACCEPT_BATCH,
     ACCEPT_PAUSE,
@@ -31,7 +33,7 @@ from .._listener import (
     connection_waiting,
 )
 from ..metrics import NodeCollector, refresh_forever
-from ..process import STOP_SIGNALS, serve_with_lifespan
+from ..process import STOP_SIGNALS, close_code_for, serve_with_lifespan
 from ..security import connection_limits
 from ..trio_runtime._control import (
     SINGLE_PROCESS_COMMANDS,
@@ -196,10 +198,12 @@ async def serve_listener(
     on_ready: Callable[[tuple[str, int]], None] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     metrics: NodeCollector | None = None,
+    close_code: Callable[[], int] | None = None,
 ) -> None:
     """Serve ``app`` on an already bound, listening socket until ``shutdown``
     is set (forever without one): then stop accepting, close every socket
-    with 1001, wait up to ``graceful_timeout`` for their ``close`` handlers.
+    with 1001 (or what ``close_code()`` answers then: 1012 when a reloader
+    restarts the server), wait up to ``graceful_timeout`` for their ``close`` handlers.
 
     ``control`` is an nng address on which to answer ``axeom status`` and
     ``axeom publish``; ``on_ready`` gets the bound (host, port) once accepting;
@@ -231,7 +235,8 @@ async def serve_listener(
             await shutdown.wait()
     finally:
         acceptor.stop()
-        left = await runtime.drain(graceful_timeout)
+        code = CloseCode.GOING_AWAY if close_code is None else close_code()
+        left = await runtime.drain(graceful_timeout, code)
         if left:
             logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
         runtime.close()
@@ -320,9 +325,16 @@ async def _main(
     loop = asyncio.get_running_loop()
     shutdown = asyncio.Event()
 
+    stopped_by: list[int] = []
+
     def on_signal(signum: int) -> None:
         if not shutdown.is_set():
-            logger.info("received %s: closing sockets with 1001", signal.Signals(signum).name)
+            stopped_by.append(signum)
+            logger.info(
+                "received %s: closing sockets with %d",
+                signal.Signals(signum).name,
+                close_code_for(signum),
+            )
             shutdown.set()
 
     async def serving() -> None:
@@ -344,6 +356,7 @@ async def _main(
                 on_ready=on_ready,
                 ssl_context=ssl_context,
                 metrics=metrics,
+                close_code=lambda: close_code_for(stopped_by[0] if stopped_by else signal.SIGTERM),
             )
         finally:
             for signum in STOP_SIGNALS:

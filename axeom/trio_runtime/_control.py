@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pynng
 
 from .. import metrics, wire
+from ..reload import reloader_pid
 from ..security import limits_hit
 
 if TYPE_CHECKING:
@@ -175,8 +177,23 @@ async def _ping(server: SingleProcess, request: dict[str, Any]) -> Any:
     return "pong"
 
 
+async def _reload(server: SingleProcess, request: dict[str, Any]) -> Any:
+    """``{"cmd": "reload"}``: with ``--reload``, ask the parent watcher to restart
+    this server (as an edit does): answers ``"restarting"``. Without it there is
+    nothing that could load new code into this one process: an error says so."""
+    parent = reloader_pid()
+    if parent is None:
+        raise ValueError(
+            "this server runs with --workers 0 and loaded its code once; restart it, or run "
+            "it with --reload (restarts on every edit) or --workers N (rolling reloads)"
+        )
+    os.kill(parent, signal.SIGHUP)
+    return "restarting"
+
+
 SINGLE_PROCESS_COMMANDS: dict[str, Command] = {
     "status": _status,
     "publish": _publish,
     "ping": _ping,
+    "reload": _reload,
 }

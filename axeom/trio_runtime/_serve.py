@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+from websockets.frames import CloseCode
 
 from .._app import Axeom
 from .._listener import (
@@ -74,13 +75,15 @@ async def serve_listener(
     control: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     metrics: NodeCollector | None = None,
+    close_code: Callable[[], int] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on an already bound, listening socket (TLS only, with
     ``ssl_context``).
 
-    When ``shutdown`` is set: stop accepting, close every socket with 1001,
-    wait up to ``graceful_timeout`` for their ``close`` handlers, return.
+    When ``shutdown`` is set: stop accepting, close every socket with 1001
+    (or what ``close_code()`` answers then: 1012 when a reloader restarts the
+    server), wait up to ``graceful_timeout`` for their ``close`` handlers, return.
     ``control`` is an nng address on which to answer ``axeom status`` and
     ``axeom publish``; ``metrics``, a collector to keep refreshed with this
     server's figures (its metrics server runs elsewhere: ``axeom.metrics``).
@@ -115,7 +118,8 @@ async def serve_listener(
                     )
 
             await accept_forever(listener, on_client, pending.evict_oldest)
-        left = await runtime.drain(graceful_timeout)
+        code = CloseCode.GOING_AWAY if close_code is None else close_code()
+        left = await runtime.drain(graceful_timeout, code)
         if left:
             logger.warning("%d sockets still open after %ss; dropping them", left, graceful_timeout)
 

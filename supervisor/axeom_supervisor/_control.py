@@ -46,9 +46,10 @@ async def ping(supervisor: Supervisor, request: dict[str, Any]) -> Any:
 async def reload(supervisor: Supervisor, request: dict[str, Any]) -> Any:
     """``{"cmd": "reload"}``: as SIGHUP: roll the workers one at a time, then
     replace the acceptor (every process that runs application code). Answers
-    ``"reloading"`` at once; the roll goes on after the reply."""
+    ``"reloading"`` at once; the roll goes on after the reply. Under ``--reload``
+    it answers ``"restarting"``: an edit's restart (import check, 1012) follows."""
     supervisor.request_reload()
-    return "reloading"
+    return "restarting" if supervisor.config.server.reload else "reloading"
 
 
 async def publish(supervisor: Supervisor, request: dict[str, Any]) -> Any:

@@ -29,25 +29,30 @@ logger = logging.getLogger("axeom.supervisor")
 REAP_WAIT = 1.0
 
 
-async def stop(supervisor: Supervisor, child: Child, state: str = "stopping") -> None:
+async def stop(
+    supervisor: Supervisor, child: Child, state: str = "stopping", signum: int = signal.SIGTERM
+) -> None:
     """The shutdown timeline, the same on every path: SIGTERM (the child
     then has ``graceful_timeout`` to finish its work), SIGKILL if it still
     runs ``shutdown_timeout`` after the SIGTERM. Returns once it exited.
+    A ``--reload`` roll sends ``RESTART_SIGNAL`` (``signum``) instead of
+    SIGTERM: the same timeline, with the sockets closed with 1012.
 
     Callers set ``stop_requested`` first when the exit must not be
     restarted (shutdown, reload, ``one_for_all``); a hung child is
     stopped without it, and so restarted under the policy."""
     child.state = state
-    child.signal(signal.SIGTERM)
+    child.signal(signum)
     timeout = supervisor.config.supervisor.shutdown_timeout
     with trio.move_on_after(timeout):
         await child.process.wait()
         return
     logger.error(
-        "%s (pid %d) still running %gs after SIGTERM: killing it",
+        "%s (pid %d) still running %gs after %s: killing it",
         child.name,
         child.pid,
         timeout,
+        signal.Signals(signum).name,
     )
     child.signal(signal.SIGKILL)
     await child.process.wait()

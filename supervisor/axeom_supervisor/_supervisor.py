@@ -41,6 +41,7 @@ import trio
 
 from axeom import ipc, metrics, wire
 from axeom.config import Config
+from axeom.reload import ImportCheck
 from axeom.trio_runtime import remove_ipc_file
 
 from . import _control
@@ -49,7 +50,7 @@ from ._children import READY_TIMEOUT, Child, command, spawn
 from ._health import check_health, receive_reports
 from ._hub import Hub
 from ._policy import RestartPolicy
-from ._reload import reload
+from ._reload import reload, watch_source
 from ._restarts import watch
 from ._shutdown import shutdown
 from ._status import status, zero_totals
@@ -167,6 +168,8 @@ class Supervisor:
                             trio.sleep,
                             self.config.workers.heartbeat_interval,
                         )
+                    if self.config.server.reload:
+                        nursery.start_soon(watch_source, self)
                     await self._start_tree()
         except BaseException:
             # The supervisor itself failed: never leave children running
@@ -275,8 +278,18 @@ class Supervisor:
         self._reload_requested.set()
 
     async def _reloader(self) -> None:
+        """Run the reloads asked for. With ``--reload`` every reload (an edit,
+        SIGHUP, ``axeom reload``) first imports the app in a throwaway process:
+        an edit that does not import keeps the running code (its error is
+        printed once); one that does replaces the processes, the workers all
+        at once, closing their sockets with 1012 rather than draining them."""
+        check = ImportCheck(self.config.app) if self.config.server.reload else None
         while True:
             await self._reload_requested.wait()
             self._reload_requested = trio.Event()
-            if not self.stopping:
+            if self.stopping:
+                continue
+            if check is None:
                 await reload(self)
+            elif await check.passes():
+                await reload(self, restart=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import signal
 import socket
 from collections.abc import Callable, Collection
 from contextlib import AbstractAsyncContextManager
@@ -20,9 +19,15 @@ from typing import Any, Protocol
 
 import pynng
 import trio
+from websockets.frames import CloseCode
 
 from axeom import Axeom, ipc, metrics, wire
-from axeom.process import REPORT_SEND_TIMEOUT_MS, heartbeat_forever
+from axeom.process import (
+    REPORT_SEND_TIMEOUT_MS,
+    STOP_SIGNALS,
+    close_code_for,
+    heartbeat_forever,
+)
 from axeom.security import limits_hit, tracks_sockets
 from axeom.tls import TLSSettings, server_context
 from axeom.trio_runtime import (
@@ -72,7 +77,7 @@ class Sockets(Protocol):
         socket_id: str | None = None,
     ) -> None: ...
 
-    async def drain(self, timeout: float) -> int: ...
+    async def drain(self, timeout: float, code: int = ...) -> int: ...
 
 
 # Opens the worker's ``Sockets`` for an app (``open_socket_runtime`` on trio).
@@ -383,12 +388,14 @@ class Worker:
         return int(self.app.pubsub.dropped + link_dropped)
 
     async def _signals(self, nursery: trio.Nursery) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                nursery.start_soon(self.drain, nursery)
+        """SIGTERM or SIGINT drains (1001); RESTART_SIGNAL (a ``--reload``
+        roll) drains with 1012, so that clients know to come back."""
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            async for signum in signals:
+                nursery.start_soon(self.drain, nursery, close_code_for(signum))
 
-    async def drain(self, nursery: trio.Nursery) -> None:
-        """Close every socket with 1001 (in batches), wait for their ``close``
+    async def drain(self, nursery: trio.Nursery, code: int = CloseCode.GOING_AWAY) -> None:
+        """Close every socket with ``code`` (in batches), wait for their ``close``
         handlers within the graceful timeout, then stop the process."""
         if self.draining:
             return
@@ -398,7 +405,7 @@ class Worker:
         logger.info(
             "worker %s draining %d sockets", self.settings.worker_id, len(runtime.connections)
         )
-        await runtime.drain(self.settings.graceful_timeout)
+        await runtime.drain(self.settings.graceful_timeout, code)
         nursery.cancel_scope.cancel()
         runtime.nursery.cancel_scope.cancel()
 
