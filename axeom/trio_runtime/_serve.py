@@ -187,6 +187,7 @@ async def _serve_client(
         if accepted is not None:
             await transport.send_all([accepted.response_head])
             counters.count(101, True)
+            accepted.log_access(101)
             handed = True  # from here on the runtime closes it
             runtime.start_socket(transport, accepted.upgrade, accepted.trailing)
     except trio.BrokenResourceError:

@@ -18,6 +18,8 @@ import trio
 
 from axeom import wire
 from axeom.config import Config
+from axeom.logs import LogSettings
+from axeom.watchdog import watchdog_options
 
 __all__ = ["READY_TIMEOUT", "Child", "command", "spawn"]
 
@@ -75,8 +77,8 @@ def command(
     options: dict[str, Any] = {
         "app": config.app,
         "run_dir": run_dir,
-        "log_level": server.log_level,
         "heartbeat_interval": config.workers.heartbeat_interval,
+        **LogSettings.of(server).to_options(),
     }
     pass_fds: tuple[int, ...] = ()
     if role in ("acceptor", "worker"):
@@ -100,6 +102,7 @@ def command(
         options.update(
             worker_id=name, generation=generation, graceful_timeout=server.graceful_timeout
         )
+        options.update(watchdog_options(config))
     return module, options, pass_fds
 
 

@@ -40,6 +40,7 @@ import trio
 
 from axeom import ipc, wire
 from axeom.config import Config
+from axeom.logs import announce
 from axeom.trio_runtime import remove_ipc_file
 
 from . import _control
@@ -170,13 +171,10 @@ class Supervisor:
         host = self.config.server.host
         shown = f"[{host}]" if ":" in host else host
         count = self.config.server.workers
-        try:
-            print(
-                f"Axeom listening on ws://{shown}:{self.port} ({count} worker{'s' * (count != 1)})",
-                flush=True,
-            )
-        except BrokenPipeError:
-            pass  # nobody reads our stdout (`| head -0`): the tree serves on regardless
+        announce(
+            f"Axeom listening on ws://{shown}:{self.port} ({count} worker{'s' * (count != 1)})",
+            "axeom.supervisor",
+        )
 
     # -- the children ------------------------------------------------------------
 
