@@ -45,6 +45,7 @@ __all__ = [
     "announce",
     "configure_logging",
     "error_line",
+    "find_handler",
     "format_stack",
     "log_access",
     "log_for_socket",
@@ -129,8 +130,14 @@ def role_of(process: str | None) -> str:
 
 
 def running_socket(frame: FrameType | None) -> tuple[Any, str] | None:
-    """The socket whose handler runs at ``frame`` (or below it), and the name
-    of that handler (``message``, ``open``...), or None outside a handler."""
+    """The socket's actor whose handler runs at ``frame`` (or below it), and
+    the name of that handler (``message``, ``open``...), or None outside a handler."""
+    found = find_handler(frame)
+    return None if found is None else (found[1], found[2])
+
+
+def find_handler(frame: FrameType | None) -> tuple[FrameType, Any, str] | None:
+    """``running_socket``, with the actor's frame that calls the handler."""
     from .ws._actor import handler_frame  # the ws plugin, imported once logging is
 
     for _ in range(MAX_FRAME_WALK):
@@ -138,7 +145,7 @@ def running_socket(frame: FrameType | None) -> tuple[Any, str] | None:
             return None
         found = handler_frame(frame)
         if found is not None:
-            return found
+            return frame, found[0], found[1]
         frame = frame.f_back
     return None
 
@@ -385,6 +392,11 @@ def log_for_socket(logger: logging.Logger, level: int, ws: Any, msg: str, *args:
     logger.handle(record)
 
 
-def format_stack(frame: FrameType | None) -> str:
-    """``frame`` and its callers, formatted as a traceback's lines (innermost last)."""
-    return "".join(traceback.format_stack(frame))
+def format_stack(frame: FrameType | None, below: FrameType | None = None) -> str:
+    """``frame`` and its callers up to (not including) ``below``, or all of
+    them, formatted as a traceback's lines (innermost last)."""
+    frames = []
+    while frame is not None and frame is not below:
+        frames.append((frame, frame.f_lineno))
+        frame = frame.f_back
+    return "".join(traceback.format_list(traceback.StackSummary.extract(reversed(frames))))

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .logs import format_stack, log_for_socket, running_socket
+from .logs import find_handler, format_stack, log_for_socket
 
 __all__ = [
     "BEATS_PER_THRESHOLD",
@@ -157,16 +157,17 @@ class Watchdog:
     def _report_block(self, held: float) -> None:
         """One warning: the handler, its socket and route, the loop thread's stack."""
         frame = sys._current_frames().get(self._loop_thread)
-        found = running_socket(frame)
-        stack = format_stack(frame).rstrip()
+        found = find_handler(frame)
         if found is None:
+            stack = format_stack(frame).rstrip()
             logger.warning(
                 "event loop held for %.1fs (not by a socket handler); its stack:\n%s",
                 held,
                 stack,
             )
             return
-        actor, name = found
+        below, actor, name = found
+        stack = format_stack(frame, below).rstrip()  # from the handler's call down
         ws = actor.ws
         handler = getattr(actor.handlers, name, None)
         log_for_socket(

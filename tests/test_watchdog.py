@@ -1,0 +1,100 @@
+"""A handler that holds its process's event loop is named in the log (route,
+socket, handler, the stack down to the blocking call) before the supervisor
+replaces its worker; the hung worker's sockets get 1011, its sibling's stay."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests._processes import Server, running_axeom, wait_for
+
+APP = "tests/apps/ops_app.py:app"
+# Generous for a loaded 2-core machine: only a failure takes this long.
+DEADLINE = 60.0
+HELD = "event loop held for"
+
+
+def _open(stack: ExitStack, server: Server, path: str) -> tuple[ClientConnection, int]:
+    """A socket on ``path`` (closed with ``stack``) and the pid of the process serving it."""
+    ws = stack.enter_context(connect(f"{server.url}{path}", open_timeout=DEADLINE))
+    greeting = ws.recv(timeout=DEADLINE)
+    assert isinstance(greeting, str) and greeting.startswith("pid ")
+    return ws, int(greeting.split()[1])
+
+
+def _check_named(text: str, socket_route: str = "/block") -> None:
+    """The warning names the handler, its route and socket, and its stack
+    reaches the ``time.sleep`` line of the app."""
+    start = text.index(HELD)
+    warning = text[start : start + 4000]
+    assert "by the message handler ops_app.block of socket" in warning, warning
+    assert f"(route {socket_route})" in warning
+    assert "time.sleep(float(msg.split()[1]))" in warning
+
+
+@pytest.mark.parametrize("loop", ["trio", "asyncio"])
+def test_a_blocked_loop_is_named_and_its_end_logged(loop: str) -> None:
+    """``--workers 0``: a handler that sleeps past ``--block-warning`` is
+    logged once with its stack, and again when the loop runs again."""
+    with running_axeom(
+        APP, "--port", "0", "--workers", "0", "--loop", loop, "--block-warning", "0.3"
+    ) as server:
+        with ExitStack() as stack:
+            ws, _ = _open(stack, server, "/block")
+            ws.send("sleep 1.5")
+            assert ws.recv(timeout=DEADLINE) == "done sleep 1.5"
+        wait_for(
+            lambda: "event loop ran again after being held" in server.text(),
+            DEADLINE,
+            "the end of the block",
+            output=server.text,
+        )
+        text = server.text()
+    _check_named(text)
+    assert text.count(HELD) == 1  # once per episode, not once per check
+
+
+TREE_CONFIG = """
+[workers]
+heartbeat_interval = 0.2
+heartbeat_timeout = 3.0
+block_warning = 0.5
+
+[supervisor]
+shutdown_timeout = 4.0
+"""
+
+
+def test_a_hung_worker_is_named_then_its_sockets_get_1011(tmp_path: Path) -> None:
+    """``--workers 2``: the handler blocking one worker is named (with the
+    ``time.sleep`` line) before the supervisor's missed-heartbeat verdict; the
+    socket on the hung worker is closed with 1011 before the worker is
+    replaced; a socket on the other worker goes on undisturbed."""
+    config = tmp_path / "axeom.toml"
+    config.write_text(TREE_CONFIG)
+    with running_axeom(APP, "--port", "0", "--workers", "2", "--config", str(config)) as server:
+        with ExitStack() as stack:
+            hung, hung_pid = _open(stack, server, "/block")
+            calm, calm_pid = _open(stack, server, "/calm")  # least loaded: the other worker
+            assert calm_pid != hung_pid
+            hung.send("sleep 3600")
+            with pytest.raises(ConnectionClosed) as closed:
+                hung.recv(timeout=DEADLINE)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+            calm.send("still there")
+            assert calm.recv(timeout=DEADLINE) == "calm still there"
+        wait_for(
+            lambda: "closed 1 socket(s) with 1011" in server.text(),
+            DEADLINE,
+            "the hung worker's last line",
+            output=server.text,
+        )
+        text = server.text()
+    _check_named(text)
+    assert text.index(HELD) < text.index("missed heartbeats")
+    assert text.count(HELD) == 1
