@@ -262,7 +262,6 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
     from .trio_runtime._handshake import HandshakeLimits
 
     watchdog = _watchdog(config)
-    beats: list[Any] = []  # the beat task, referenced while it runs
 
     def ready(bound: tuple[str, int]) -> None:
         announce(f"Axeom listening on ws://{_format_host(bound[0])}:{bound[1]}")
@@ -270,9 +269,9 @@ def _serve_on_asyncio(config: Config, application: Any) -> None:
         if watchdog is not None:
             import asyncio
 
-            from .watchdog import beat_forever_asyncio
+            from .watchdog import start_beating_asyncio
 
-            beats.append(asyncio.get_running_loop().create_task(beat_forever_asyncio(watchdog)))
+            start_beating_asyncio(watchdog, asyncio.get_running_loop())
 
     with _bind(config) as listener, watchdog or contextlib.nullcontext():
         try:
@@ -305,13 +304,18 @@ def _serve_on_trio(config: Config, application: Any) -> None:
     watchdog = _watchdog(config)
 
     async def serve() -> None:
-        shutdown = trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_set_on_signal, shutdown)
+        async with trio.open_nursery() as beats:
             if watchdog is not None:
                 from .watchdog import beat_forever_trio
 
-                nursery.start_soon(beat_forever_trio, watchdog)
+                beats.start_soon(beat_forever_trio, watchdog)
+            await serve_until_drained()
+            beats.cancel_scope.cancel()  # beating on through the drain, not after it
+
+    async def serve_until_drained() -> None:
+        shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_set_on_signal, shutdown)
             serving = functools.partial(
                 serve_listener,
                 application,

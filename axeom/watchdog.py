@@ -32,9 +32,9 @@ from .logs import find_handler, format_stack, log_for_socket
 __all__ = [
     "BEATS_PER_THRESHOLD",
     "Watchdog",
-    "beat_forever_asyncio",
     "beat_forever_trio",
     "close_hung_sockets",
+    "start_beating_asyncio",
     "watchdog_options",
     "watchdog_settings",
 ]
@@ -206,14 +206,17 @@ async def beat_forever_trio(watchdog: Watchdog) -> None:
         await trio.sleep(watchdog.interval)
 
 
-async def beat_forever_asyncio(watchdog: Watchdog) -> None:
-    """The loop's side on asyncio or uvloop."""
-    import asyncio
+def start_beating_asyncio(watchdog: Watchdog, loop: Any) -> None:
+    """The loop's side on an asyncio or uvloop ``loop``: a timer callback
+    that beats and re-arms itself (not a task: a loop closed under it drops
+    a pending timer silently, where a pending task would be reported)."""
+
+    def beat() -> None:
+        watchdog.beat()
+        loop.call_later(watchdog.interval, beat)
 
     watchdog.start()
-    while True:
-        watchdog.beat()
-        await asyncio.sleep(watchdog.interval)
+    beat()
 
 
 # The close frame a hung process writes to its sockets: 1011 (internal

@@ -4,6 +4,8 @@ replaces its worker; the hung worker's sockets get 1011, its sibling's stay."""
 
 from __future__ import annotations
 
+import os
+import signal
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -40,7 +42,8 @@ def _check_named(text: str, socket_route: str = "/block") -> None:
 @pytest.mark.parametrize("loop", ["trio", "asyncio"])
 def test_a_blocked_loop_is_named_and_its_end_logged(loop: str) -> None:
     """``--workers 0``: a handler that sleeps past ``--block-warning`` is
-    logged once with its stack, and again when the loop runs again."""
+    logged once with its stack, and again when the loop runs again; the
+    watchdog does not hold up a SIGTERM's clean exit."""
     with running_axeom(
         APP, "--port", "0", "--workers", "0", "--loop", loop, "--block-warning", "0.3"
     ) as server:
@@ -54,6 +57,8 @@ def test_a_blocked_loop_is_named_and_its_end_logged(loop: str) -> None:
             "the end of the block",
             output=server.text,
         )
+        os.kill(server.proc.pid, signal.SIGTERM)
+        assert server.proc.wait(timeout=DEADLINE) == 0
         text = server.text()
     _check_named(text)
     assert text.count(HELD) == 1  # once per episode, not once per check
