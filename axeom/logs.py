@@ -114,6 +114,10 @@ class LogSettings:
 # -- who is logging --------------------------------------------------------------------------
 
 _process = {"role": "server", "name": "server"}
+# The roles whose processes run socket handlers: only their records are
+# looked up the stack for a socket (the supervisor's never are).
+HANDLER_ROLES = frozenset({"server", "worker"})
+_walk = [True]  # this process runs handlers
 _json_output = False  # announce() and error_line() print JSON too
 
 
@@ -159,7 +163,7 @@ def _record_factory(previous: Any) -> Any:
         record.role = _process["role"]
         record.process_name = _process["name"]
         record.socket_id = record.route = None
-        if record.name != ACCESS_LOGGER.name:
+        if _walk[0] and record.name != ACCESS_LOGGER.name:
             found = running_socket(sys._getframe(1))
             if found is not None:
                 ws = found[0].ws
@@ -239,6 +243,7 @@ def configure_logging(settings: LogSettings, process: str | None = None) -> None
     """
     global _json_output
     _process["role"], _process["name"] = role_of(process), process or "server"
+    _walk[0] = _process["role"] in HANDLER_ROLES
     factory = logging.getLogRecordFactory()
     if not getattr(factory, "axeom", False):
         logging.setLogRecordFactory(_record_factory(factory))
