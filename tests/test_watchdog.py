@@ -4,10 +4,14 @@ replaces its worker; the hung worker's sockets get 1011, its sibling's stay."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -103,3 +107,45 @@ def test_a_hung_worker_is_named_then_its_sockets_get_1011(tmp_path: Path) -> Non
     _check_named(text)
     assert text.index(HELD) < text.index("missed heartbeats")
     assert text.count(HELD) == 1
+
+
+def _beat_until(watchdog: Any, done: Callable[[], bool]) -> None:
+    """Keep the watched (this) thread beating, as a running loop does, until ``done()``."""
+    deadline = time.monotonic() + DEADLINE
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        watchdog.beat()
+        time.sleep(0.002)
+
+
+def test_one_warning_per_episode_and_one_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
+    """Checks every quarter threshold log a held loop once, not once per
+    check, and its end once, episode after episode."""
+    from axeom.watchdog import Watchdog
+
+    caplog.set_level(logging.WARNING, logger="axeom.watchdog")
+    with Watchdog(0.05) as watchdog:
+        watchdog.start()
+        for episode in (1, 2):
+            time.sleep(0.5)  # held: about 40 checks past the threshold
+            _beat_until(watchdog, lambda: "ran again" in caplog.text)
+            messages = [r.getMessage() for r in caplog.records]
+            assert sum(HELD in m for m in messages) == 1, messages
+            assert sum("ran again" in m for m in messages) == 1, messages
+            assert watchdog.episodes == episode
+            caplog.clear()
+
+
+def test_the_warning_names_the_test_when_no_handler_runs(caplog: pytest.LogCaptureFixture) -> None:
+    """Held by code that is no socket handler: said so, with that code's stack."""
+    from axeom.watchdog import Watchdog
+
+    caplog.set_level(logging.WARNING, logger="axeom.watchdog")
+    with Watchdog(0.05) as watchdog:
+        watchdog.start()
+        time.sleep(0.5)
+        _beat_until(watchdog, lambda: "ran again" in caplog.text)
+    held = [r.getMessage() for r in caplog.records if HELD in r.getMessage()]
+    assert len(held) == 1
+    assert "not by a socket handler" in held[0]
+    assert "test_the_warning_names_the_test_when_no_handler_runs" in held[0]
