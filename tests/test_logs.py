@@ -252,3 +252,26 @@ def test_a_missing_log_config_is_refused_before_anything_starts(tmp_path: Path) 
     assert result.returncode == 2
     assert "server.log_config names no file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[server]\nlog_format = "xml"', 'config.toml:2: server.log_format must be one of "text"'),
+        ('[server]\naccess_log = "no"', "config.toml:2: server.access_log must be true or false"),
+        ("[workers]\nblock_warning = -1", "config.toml:2: workers.block_warning must be a number"),
+        ('[server]\nlog_config = "nope.json"', "config.toml:2: server.log_config names no file"),
+    ],
+)
+def test_log_keys_of_the_config_file_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    """A bad logging or watchdog key: one line at the file's line, before anything starts."""
+    from axeom.config import Config, ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    monkeypatch.chdir(tmp_path)  # the error names the file as given
+    with pytest.raises(ConfigError) as error:
+        Config.build("app:app", "config.toml")
+    assert str(error.value).startswith(message), str(error.value)
