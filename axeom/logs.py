@@ -356,6 +356,10 @@ def _json_line(level: str, logger: str, message: str) -> str:
 # -- the access log ---------------------------------------------------------------------------
 
 
+# The text of an access line: client, request line, status, milliseconds.
+ACCESS_FORMAT = '%s - "%s %s" %d %.2fms'
+
+
 def log_access(
     status: int,
     method: str,
@@ -365,26 +369,29 @@ def log_access(
 ) -> None:
     """One access line for an answered request head (``started``: the
     ``time.perf_counter()`` of its accept). Called once per handshake, never
-    per message; when ``axeom.access`` is off it costs one cached check."""
+    per message; when ``axeom.access`` is off it costs one cached check.
+
+    The record is made and handled directly rather than through
+    ``Logger.info``: that would look up the caller's file and line, which
+    say nothing here and cost about a third of the line (measured).
+    """
     if not ACCESS_LOGGER.isEnabledFor(logging.INFO):
         return
     duration = round((time.perf_counter() - started) * 1000, 2)
     address = "-" if client is None else f"{client[0]}:{client[1]}"
-    ACCESS_LOGGER.info(
-        '%s - "%s %s" %d %.2fms',
-        address,
-        method,
-        path,
-        status,
-        duration,
-        extra={
-            "status": status,
-            "method": method,
-            "path": path,
-            "client": address,
-            "duration_ms": duration,
-        },
+    fields = {
+        "status": status,
+        "method": method,
+        "path": path,
+        "client": address,
+        "duration_ms": duration,
+    }
+    args = (address, method, path, status, duration)
+    name = ACCESS_LOGGER.name
+    record = ACCESS_LOGGER.makeRecord(
+        name, logging.INFO, __file__, 0, ACCESS_FORMAT, args, None, "log_access", fields
     )
+    ACCESS_LOGGER.handle(record)
 
 
 def log_for_socket(logger: logging.Logger, level: int, ws: Any, msg: str, *args: Any) -> None:
