@@ -76,17 +76,22 @@ block_warning = 0.5
 
 [supervisor]
 shutdown_timeout = 4.0
+
+[server]
+graceful_timeout = 2.0
 """
 
 
-def test_a_hung_worker_is_named_then_its_sockets_get_1011(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["trio", "asyncio"])
+def test_a_hung_worker_is_named_then_its_sockets_get_1011(tmp_path: Path, loop: str) -> None:
     """``--workers 2``: the handler blocking one worker is named (with the
     ``time.sleep`` line) before the supervisor's missed-heartbeat verdict; the
     socket on the hung worker is closed with 1011 before the worker is
     replaced; a socket on the other worker goes on undisturbed."""
     config = tmp_path / "axeom.toml"
     config.write_text(TREE_CONFIG)
-    with running_axeom(APP, "--port", "0", "--workers", "2", "--config", str(config)) as server:
+    args = ("--port", "0", "--workers", "2", "--loop", loop, "--config", str(config))
+    with running_axeom(APP, *args) as server:
         with ExitStack() as stack:
             hung, hung_pid = _open(stack, server, "/block")
             calm, calm_pid = _open(stack, server, "/calm")  # least loaded: the other worker
