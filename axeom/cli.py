@@ -9,6 +9,7 @@ status, never a traceback. Every option also reads ``AXEOM_<NAME>``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -23,7 +24,8 @@ import click
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir
 from ._loops import LOOPS, loop_unavailable
-from .config import OVERRIDES_SOURCE, Config, ConfigError, ServerConfig
+from .config import OVERRIDES_SOURCE, Config, ConfigError, ServerConfig, WorkerPolicyConfig
+from .logs import LOG_FORMATS, LogSettings, announce
 from .process import (
     STOP_SIGNALS,
     close_code_for,
@@ -38,6 +40,7 @@ __all__ = ["main"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 _DEFAULTS = ServerConfig()
+_DEFAULTS_WORKERS = WorkerPolicyConfig()
 
 
 class _EnvOption(click.Option):
@@ -160,6 +163,32 @@ def main() -> None:
     "takes several, separated by spaces).",
 )
 @_option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS, case_sensitive=False),
+    envvar="AXEOM_LOG_FORMAT",
+    help="text, or json: one object per line (time, level, process, socket id, route...).  "
+    f"[default: {_DEFAULTS.log_format}]",
+)
+@_option(
+    "--log-config",
+    type=click.Path(dir_okay=False),
+    envvar="AXEOM_LOG_CONFIG",
+    help="Logging config file for every process: .json/.yaml (dictConfig) or .ini (fileConfig).",
+)
+@_option(
+    "--access-log/--no-access-log",
+    default=None,
+    envvar="AXEOM_ACCESS_LOG",
+    help="One line per request head answered (logger axeom.access).  [default: on]",
+)
+@_option(
+    "--block-warning",
+    type=click.FloatRange(min=0),
+    envvar="AXEOM_BLOCK_WARNING",
+    help="Seconds a handler may hold the event loop before its route, socket and stack "
+    f"are logged; 0 turns it off.  [default: {_DEFAULTS_WORKERS.block_warning:g}]",
+)
+@_option(
     "--app-dir",
     default=".",
     envvar=APP_DIR_ENV,
@@ -203,7 +232,7 @@ def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> No
         os.environ[APP_DIR_ENV] = add_app_dir(app_dir)
     except ImportFromStringError as exc:
         raise click.BadParameter(str(exc), param_hint="'--app-dir'") from None
-    for name in ("log_level", "loop"):
+    for name in ("log_level", "loop", "log_format"):
         if overrides.get(name):
             overrides[name] = overrides[name].lower()
     overrides["reload_dirs"] = overrides.get("reload_dirs") or None  # () = not given
@@ -313,7 +342,7 @@ def _serve_in_process(config: Config, listener: Any = None) -> None:
     """``--workers 0``: this process serves, on the loop ``server.loop`` names
     (the one place that choice is made for this mode). ``listener``: the
     listening socket, when a ``--reload`` parent bound it (else bound here)."""
-    configure_logging(config.server.log_level)
+    configure_logging(LogSettings.of(config.server))
     application = load_app_or_exit(config.app)
     collector = _serve_metrics(config)
     with exit_if_on_start_failed():
@@ -371,12 +400,19 @@ def _serve_on_asyncio(
     from .ipc import control_address
     from .trio_runtime._handshake import HandshakeLimits
 
-    def ready(bound: tuple[str, int]) -> None:
-        click.echo(f"Axeom listening on {_scheme(config)}://{_format_host(bound[0])}:{bound[1]}")
-        sys.stdout.flush()
-        logging.getLogger("axeom.server").info(descriptors)
+    watchdog = _watchdog(config)
 
-    with _bind(config, listener) as listener:
+    def ready(bound: tuple[str, int]) -> None:
+        announce(f"Axeom listening on {_scheme(config)}://{_format_host(bound[0])}:{bound[1]}")
+        logging.getLogger("axeom.server").info(descriptors)
+        if watchdog is not None:
+            import asyncio
+
+            from .watchdog import start_beating_asyncio
+
+            start_beating_asyncio(watchdog, asyncio.get_running_loop())
+
+    with _bind(config, listener) as listener, watchdog or contextlib.nullcontext():
         try:
             run_asyncio(
                 application,
@@ -408,8 +444,18 @@ def _serve_on_trio(
     from .trio_runtime._serve import serve_listener
 
     listener = _bind(config, listener)
+    watchdog = _watchdog(config)
 
     async def serve() -> None:
+        async with trio.open_nursery() as beats:
+            if watchdog is not None:
+                from .watchdog import beat_forever_trio
+
+                beats.start_soon(beat_forever_trio, watchdog)
+            await serve_until_drained()
+            beats.cancel_scope.cancel()  # beating on through the drain, not after it
+
+    async def serve_until_drained() -> None:
         shutdown = trio.Event()
         stopped_by: list[int] = []
         async with trio.open_nursery() as nursery:
@@ -427,19 +473,27 @@ def _serve_on_trio(
                 close_code=lambda: close_code_for(stopped_by[0] if stopped_by else signal.SIGTERM),
             )
             bound: Any = await nursery.start(serving)
-            click.echo(
-                f"Axeom listening on {_scheme(config)}://{_format_host(bound[0])}:{bound[1]}"
-            )
-            sys.stdout.flush()
+            announce(f"Axeom listening on {_scheme(config)}://{_format_host(bound[0])}:{bound[1]}")
             logging.getLogger("axeom.server").info(descriptors)
             await shutdown.wait()
         # serve_listener returned after draining; the nursery ended with it.
 
-    with listener:
+    with listener, watchdog or contextlib.nullcontext():
         try:
             trio.run(serve_with_lifespan, application, serve)
         except KeyboardInterrupt:
             pass
+
+
+def _watchdog(config: Config) -> Any:
+    """The watchdog of ``--workers 0`` (None if ``block_warning`` is 0): it
+    names a handler that holds the loop; with no supervisor to replace this
+    process, it has nothing to close on a hang."""
+    if config.workers.block_warning <= 0:
+        return None
+    from .watchdog import Watchdog
+
+    return Watchdog(config.workers.block_warning)
 
 
 def _control_options(fn: Any) -> Any:

@@ -23,6 +23,9 @@ A configuration file looks like this (every key is optional; the values shown ar
     # metrics_port = 9100      # Prometheus /metrics of the node on this port (unset: off)
     reload = false              # development: restart the app's processes when a .py file changes
     reload_dirs = []            # more folders to watch with reload (besides the app's own)
+    log_format = "text"         # text | json (one object per line)
+    # log_config = "logging.json"  # unset; a dictConfig (.json, .yaml) or fileConfig (.ini) file
+    access_log = true           # one line per request head answered (logger axeom.access)
 
     [supervisor]
     strategy = "one_for_one"    # or "one_for_all"
@@ -34,7 +37,8 @@ A configuration file looks like this (every key is optional; the values shown ar
     [workers]
     restart = "permanent"       # permanent | transient | temporary
     heartbeat_interval = 1.0
-    heartbeat_timeout = 5.0
+    heartbeat_timeout = 30.0    # seconds of silence before a worker counts as hung
+    block_warning = 1.0         # seconds a handler may hold the loop before it is logged; 0: off
 
 Precedence is *override > file > default*: overrides are what the command line or the environment
 gave (``None`` means "not given"), the file is optional, and every knob has a default, so
@@ -73,6 +77,7 @@ __all__ = [
     "BackoffConfig",
     "Config",
     "ConfigError",
+    "LogFormat",
     "LogLevel",
     "LoopName",
     "RestartType",
@@ -91,6 +96,9 @@ RestartType = Literal["permanent", "transient", "temporary"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 """Names of the log levels accepted by ``server.log_level``."""
+
+LogFormat = Literal["text", "json"]
+"""Formats accepted by ``server.log_format``."""
 
 LoopName = Literal["trio", "asyncio", "uvloop"]
 """Event loops accepted by ``server.loop``: where handlers, hooks and lifespan functions run."""
@@ -231,6 +239,9 @@ MIN_HEAD_SIZE, MAX_HEAD_SIZE = 1024, 1 << 20
 MAX_REQUEST_TIMEOUT = 600.0
 # A request body is held whole in memory until the handler has run.
 MAX_BODY_SIZE = 1 << 30
+# gunicorn's worker timeout: a blocking database call or a slow DNS lookup in a
+# handler can take this long, and a worker killed for it drops every socket on it.
+DEFAULT_HEARTBEAT_TIMEOUT = 30.0
 _REQUEST_TIMEOUT = _number(
     f"> 0 and <= {MAX_REQUEST_TIMEOUT:g}", lambda value: 0 < value <= MAX_REQUEST_TIMEOUT
 )
@@ -414,13 +425,21 @@ class WorkerPolicyConfig:
             never restarted.
         heartbeat_interval: Seconds between the "I am alive" messages a worker sends.
         heartbeat_timeout: Seconds without a heartbeat after which the supervisor considers the
-            worker hung (an event loop blocked by CPU-bound code) and kills it. Must be greater
-            than ``heartbeat_interval``, or every healthy worker would be killed.
+            worker hung (an event loop blocked by CPU-bound code or a blocking call) and stops
+            it. Must be greater than ``heartbeat_interval``, or every healthy worker would be
+            killed. The default, 30 s, is gunicorn's: what a slow blocking database call can
+            take; such calls belong in ``trio.to_thread.run_sync`` / ``asyncio.to_thread``.
+        block_warning: Seconds a handler may hold its process's event loop before the process
+            logs it (the route, the socket id, the handler and the stack of the blocking
+            call), once per episode, and again when the loop resumes. ``0`` turns it off.
     """
 
     restart: RestartType = field(default="permanent", metadata=_checked(_choice(RestartType)))
     heartbeat_interval: float = field(default=1.0, metadata=_checked(_POSITIVE))
-    heartbeat_timeout: float = field(default=5.0, metadata=_checked(_POSITIVE))
+    heartbeat_timeout: float = field(
+        default=DEFAULT_HEARTBEAT_TIMEOUT, metadata=_checked(_POSITIVE)
+    )
+    block_warning: float = field(default=1.0, metadata=_checked(_NON_NEGATIVE))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -429,6 +448,17 @@ class WorkerPolicyConfig:
 
 def _optional_port(value: Any) -> int | None:
     return None if value is None else _integer(0, 65535)(value)
+
+
+def _log_config_file(value: Any) -> str | None:
+    """A ``--log-config`` file: a path to a file that exists (read by every process)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be the path of a logging config file, got {_show(value)}")
+    if not os.path.isfile(value):
+        raise ValueError(f"names no file, got {_show(value)}")
+    return value
 
 
 def _redis_url(value: Any) -> str | None:
@@ -525,6 +555,13 @@ class ServerConfig:
             process that runs application code when one changes; open sockets are closed with
             1012 (service restart). Needs the ``axeom[reload]`` extra (watchfiles).
         reload_dirs: More folders to watch with ``reload``.
+        log_format: ``text`` (lines for a person) or ``json`` (one object per line: time,
+            level, process role and name, pid, socket id and route, logger, message).
+        log_config: A logging configuration file applied in every process instead of the
+            format above: ``.json`` or ``.yaml`` (``logging.config.dictConfig``) or ``.ini``
+            (``logging.config.fileConfig``), as uvicorn's ``--log-config``.
+        access_log: One line per answered request head (logger ``axeom.access``: status,
+            method, path, client, duration), 101s and rejections alike.
     """
 
     host: str = field(default="127.0.0.1", metadata=_checked(_non_empty_string))
@@ -551,6 +588,10 @@ class ServerConfig:
     metrics_port: int | None = field(default=None, metadata=_checked(_optional_port))
     reload: bool = field(default=False, metadata=_checked(_boolean))
     reload_dirs: tuple[str, ...] = field(default=(), metadata=_checked(_directories))
+    # Logs (after ``loop``, for the same reason).
+    log_format: LogFormat = field(default="text", metadata=_checked(_choice(LogFormat)))
+    log_config: str | None = field(default=None, metadata=_checked(_log_config_file))
+    access_log: bool = field(default=True, metadata=_checked(_boolean))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -646,6 +687,10 @@ OVERRIDE_KEYS: Mapping[str, str] = {
     "metrics_port": "server.metrics_port",
     "reload": "server.reload",
     "reload_dirs": "server.reload_dirs",
+    "log_format": "server.log_format",
+    "log_config": "server.log_config",
+    "access_log": "server.access_log",
+    "block_warning": "workers.block_warning",
     "strategy": "supervisor.strategy",
     "max_restarts": "supervisor.max_restarts",
     "max_seconds": "supervisor.max_seconds",

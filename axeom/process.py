@@ -17,15 +17,18 @@ from typing import Any, NoReturn
 import pynng
 from websockets.frames import CloseCode
 
-from . import wire
+from . import logs, wire
 from ._app import Axeom, OnStartError
 from ._fdlimit import raise_fd_limit
 from ._importer import APP_DIR_ENV, ImportFromStringError, add_app_dir, import_from_string
 from ._loops import DEFAULT_LOOP
+from .logs import LogSettings
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
+    "EXIT_BAD_LOG_CONFIG",
     "EXIT_CANNOT_START",
+    "EXIT_HUNG",
     "EXIT_ON_START_FAILED",
     "REPORT_SEND_TIMEOUT_MS",
     "RESTART_SIGNAL",
@@ -62,6 +65,13 @@ EXIT_ON_START_FAILED = 5
 # would hold it forever, and the child would never check again. Generous: a
 # live supervisor takes a report in microseconds.
 REPORT_SEND_TIMEOUT_MS = 5000
+# A worker whose loop a handler held until the supervisor was about to kill
+# it: its watchdog wrote 1011 to its sockets and ended it (see axeom.watchdog).
+# Restarted under the policy like any crash.
+EXIT_HUNG = 6
+# A --log-config file that cannot be applied: a usage error, as a bad config
+# file is (click's status for those).
+EXIT_BAD_LOG_CONFIG = 2
 
 
 _parent = os.getppid()
@@ -78,20 +88,24 @@ def parent_gone() -> bool:
     return os.getppid() != _parent
 
 
-def configure_logging(level: str, process: str | None = None) -> None:
-    """Log to stderr at ``level``, one format for every process.
+def configure_logging(settings: LogSettings | str, process: str | None = None) -> None:
+    """Set up logging the one way every process of the tree does (see
+    ``axeom.logs``): ``settings``, or just a level for the text format.
 
-    In a tree, every line carries its process's name in brackets
+    In a tree, every text line carries its process's name in brackets
     (``[supervisor]``, ``[acceptor]``, ``[worker-1]``, ``[redis-bridge]``): the
     children share the supervisor's stderr, and a reader must tell them apart.
-    The single-process server (``process`` None) has no tag.
+    The single-process server (``process`` None) has no tag. A ``--log-config``
+    file that cannot be applied ends the process with one line and status 2
+    (``axeom run`` applies it first, so a tree never starts with a bad one).
     """
-    tag = f"[{process}] " if process is not None else ""
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if isinstance(settings, str):
+        settings = LogSettings(level=settings)
+    try:
+        logs.configure_logging(settings, process)
+    except logs.LogConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_LOG_CONFIG)
 
 
 async def heartbeat_forever(
@@ -192,7 +206,7 @@ def exit_if_on_start_failed(process: str | None = None) -> Iterator[None]:
     except OnStartError as exc:
         logging.getLogger("axeom.server").debug("on_start failed", exc_info=exc.error)
         tag = "" if process is None else f"[{process}] "
-        print(f"Error: {tag}{exc}", file=sys.stderr, flush=True)
+        print(logs.error_line(f"{tag}{exc}"), file=sys.stderr, flush=True)
         sys.exit(EXIT_ON_START_FAILED)
 
 
@@ -210,7 +224,7 @@ def exit_loop_unavailable(reason: str, process: str | None = None) -> NoReturn:
     run`` checked it, but a child may run in another environment). A restart
     cannot fix it, so a supervisor gives up at once."""
     tag = "" if process is None else f"[{process}] "
-    print(f"Error: {tag}{reason}", file=sys.stderr, flush=True)
+    print(logs.error_line(f"{tag}{reason}"), file=sys.stderr, flush=True)
     sys.exit(EXIT_CANNOT_START)
 
 
@@ -244,5 +258,5 @@ def load_app_or_exit(import_str: str) -> Axeom:
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"Error: {message}", file=sys.stderr, flush=True)
+    print(logs.error_line(message), file=sys.stderr, flush=True)
     sys.exit(EXIT_APP_LOAD_FAILED)

@@ -80,7 +80,7 @@ def test_defaults_are_the_documented_values() -> None:
         shutdown_timeout=15.0,
     )
     assert config.workers == WorkerPolicyConfig(
-        restart="permanent", heartbeat_interval=1.0, heartbeat_timeout=5.0
+        restart="permanent", heartbeat_interval=1.0, heartbeat_timeout=30.0, block_warning=1.0
     )
 
 
@@ -99,6 +99,8 @@ def test_documented_example_file_gives_the_defaults(config_file: Callable[[str],
         max_head_size = 16384
         request_timeout = 10.0
         max_body_size = 1048576
+        log_format = "text"
+        access_log = true
 
         [supervisor]
         strategy = "one_for_one"
@@ -110,7 +112,8 @@ def test_documented_example_file_gives_the_defaults(config_file: Callable[[str],
         [workers]
         restart = "permanent"
         heartbeat_interval = 1.0
-        heartbeat_timeout = 5.0
+        heartbeat_timeout = 30.0
+        block_warning = 1.0
         """
     )
     assert Config.build(APP, file=path) == dataclasses.replace(Config.build(APP), file=path)
@@ -404,10 +407,10 @@ def test_cross_field_error_blames_the_file_that_set_the_other_key(
     config_file: Callable[[str], str],
 ) -> None:
     """A default heartbeat_timeout broken by the file's interval is reported against the file."""
-    message = error_from_file(config_file, "[workers]\nheartbeat_interval = 10")
+    message = error_from_file(config_file, "[workers]\nheartbeat_interval = 40")
     assert message == (
-        "config.toml:2: workers.heartbeat_timeout must be greater than heartbeat_interval (10.0),"
-        " got 5.0"
+        "config.toml:2: workers.heartbeat_timeout must be greater than heartbeat_interval (40.0),"
+        " got 30.0"
     )
 
 

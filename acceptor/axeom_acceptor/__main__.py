@@ -6,6 +6,7 @@ import logging
 import socket
 
 from axeom import Axeom, Request, Response
+from axeom.logs import LogSettings
 from axeom.process import (
     child_settings,
     configure_logging,
@@ -23,7 +24,7 @@ from ._acceptor import Acceptor, AcceptorSettings
 
 def main() -> None:
     options = child_settings("acceptor")
-    configure_logging(options["log_level"], "acceptor")
+    configure_logging(LogSettings.from_options(options), "acceptor")
     logging.getLogger("axeom.acceptor").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])
     listener = socket.socket(fileno=options["listener_fd"])

@@ -445,6 +445,7 @@ class Acceptor:
         except wire.WireError as exc:
             logger.error("cannot hand off a socket: %s; answering 500", exc)
             self.counters.count(500, True)
+            accepted.log_access(500)
             with contextlib.suppress(trio.BrokenResourceError):
                 transport.try_send([UNSENDABLE])
             return False
@@ -455,6 +456,7 @@ class Acceptor:
             if outcome == wire.TAKEN:
                 self.handed_total += 1
                 self.counters.count(101, True)
+                accepted.log_access(101)
                 if self._refusals:
                     logger.warning(
                         "placing sockets again after answering %d with 503", self._refusals
@@ -467,15 +469,18 @@ class Acceptor:
                 # on our descriptor).
                 logger.warning("worker %s did not answer a hand-off in time", slot.worker_id)
                 self._count_unplaced(tried)
+                accepted.log_access(503)
                 with contextlib.suppress(trio.BrokenResourceError, OSError):
                     transport.try_send([UNPLACED])
                     transport.sock.shutdown(socket.SHUT_RDWR)
                 return False
             if outcome == wire.OTHER_VERSION:
+                accepted.log_access(101)
                 return False  # that worker wrote the 101 and a close 1012 (service restart)
             if outcome == GONE:
                 logger.warning("worker %s unreachable; placing elsewhere", slot.worker_id)
         self._count_unplaced(tried)
+        accepted.log_access(503)
         # Closed at once, not lingering like other rejections: this happens
         # when descriptors are short, and the head was read to its end.
         with contextlib.suppress(trio.BrokenResourceError):

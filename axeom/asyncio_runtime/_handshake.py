@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 from .._http1 import HeadError, body_length, find_head_end, parse_request_head, serialize_response
 from .._messages import Request, Response
+from ..logs import log_access
 from ..trio_runtime._handshake import HandshakeCounters, HandshakeLimits, PendingHead, PendingHeads
 
 if TYPE_CHECKING:
@@ -126,6 +128,7 @@ class HandshakeProtocol(asyncio.Protocol):
         self.upgrade_asked = False
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+        self.started = time.perf_counter()  # the access line's duration starts here
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -259,6 +262,9 @@ class HandshakeProtocol(asyncio.Protocol):
             logger.exception("response to %s cannot be serialized; answering 500", self.address)
             response = Response.error(500, "Internal Server Error")
             head = serialize_response(response, close=True)
+        request = self.request
+        method, path = ("-", "-") if request is None else (request.method, request.path)
+        log_access(response.status, method, path, self.address, self.started)
         if response.status == 101 and response.upgrade is not None:
             transport.write(head)
             server.counters.count(101, True)

@@ -36,6 +36,7 @@ from .._http1 import (
     serialize_response,
 )
 from .._messages import Request, Response
+from ..logs import log_access
 from ..security import Admission
 from ..ws._upgrade import Upgrade
 from ._tls import TLSTransport
@@ -155,7 +156,7 @@ class HandshakeCounters:
 @dataclass(slots=True)
 class Accepted:
     """A socket whose handshake succeeded: write ``response_head`` (the 101),
-    then run it with ``trailing`` first."""
+    then run it with ``trailing`` first; ``log_access`` once its fate is known."""
 
     upgrade: Upgrade
     trailing: bytes
@@ -163,6 +164,15 @@ class Accepted:
     # The socket's place under the connection limits, if they apply: the
     # caller releases it if the socket never runs, or hands it to what runs it.
     admission: Admission | None = None
+    method: str = "GET"
+    path: str = "-"
+    client: tuple[str, int] | None = None
+    started: float = 0.0  # time.perf_counter() when the handshake began
+
+    def log_access(self, status: int) -> None:
+        """The access line of this handshake, answered ``status`` in the end
+        (101, or 503 when no worker took the socket)."""
+        log_access(status, self.method, self.path, self.client, self.started)
 
 
 @dataclass(eq=False, slots=True)
@@ -347,7 +357,10 @@ async def answer_handshake(
     refuse the socket, and the client then gets a 503 instead).
     ``handle`` runs the app instead of awaiting ``app.handle`` here: the
     acceptor on an asyncio loop runs its hooks there (see ``asyncio_runtime``).
+    Every rejection written here has its access line logged here; an
+    accepted socket's is the caller's (``Accepted.log_access``).
     """
+    started = time.perf_counter()
     try:
         received = await _receive_request(transport, client, limits)
     finally:
@@ -373,12 +386,17 @@ async def answer_handshake(
         logger.exception("response to %s cannot be serialized; answering 500", client)
         response = Response.error(500, "Internal Server Error")
         head = serialize_response(response, close=True)
+    request = received.request
+    method, path = ("-", "-") if request is None else (request.method, request.path)
     if response.status == 101 and response.upgrade is not None:
         assert request is not None
-        return Accepted(response.upgrade, trailing, head, request.admission)
+        return Accepted(
+            response.upgrade, trailing, head, request.admission, method, path, client, started
+        )
     _release(request)
     if counters is not None:
         counters.count(response.status, upgrade_asked)
+    log_access(response.status, method, path, client, started)
     await reject(transport, head)
     return None
 

@@ -225,6 +225,7 @@ async def serve_connection(
                 accepted.upgrade.on_end = release
             await transport.send_all([accepted.response_head])
             counters.count(101, True)
+            accepted.log_access(101)
             handed = True  # from here on the runtime closes it
             runtime.start_socket(transport, accepted.upgrade, accepted.trailing)
             admission = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any
 
 from websockets.frames import CloseCode
@@ -27,7 +28,7 @@ from ._handlers import BoundHandlers
 from ._socket import WebSocket
 from ._tally import DURATION_BOUNDS, TALLY, clock
 
-__all__ = ["Actor"]
+__all__ = ["Actor", "handler_frame"]
 
 logger = logging.getLogger("axeom.ws")
 
@@ -217,3 +218,35 @@ class Actor:
 
     def _log_close_failure(self) -> None:
         logger.exception("close handler of socket %s (%s) raised", self.ws.id, self.ws.path)
+
+
+# The frames of Actor methods that a handler of the socket runs under, and the
+# handler each stands for (None: the method's ``name`` local says which).
+_HANDLER_CODES: dict[Any, str | None] = {
+    Actor._start.__code__: None,
+    Actor._finish.__code__: None,
+    Actor.start_close.__code__: "close",
+    Actor._closing.__code__: "close",
+    Actor._after_error.__code__: "error",
+    Actor._busy_until.__code__: "error",
+}
+
+
+def handler_frame(frame: FrameType) -> tuple[Actor, str] | None:
+    """The actor and handler name if ``frame`` is an ``Actor`` method that
+    runs one of its socket's handlers, else None.
+
+    Found from the stack rather than recorded on each call, so that a log
+    record (or a watchdog looking at a blocked loop) can tell which socket's
+    handler runs while the per-message path stores nothing: only code that
+    asks pays, and it may ask from another thread (reading a frame's locals
+    does not change what that thread runs).
+    """
+    if frame.f_code not in _HANDLER_CODES:
+        return None
+    local = frame.f_locals
+    actor = local.get("self")
+    if not isinstance(actor, Actor):
+        return None
+    name = _HANDLER_CODES[frame.f_code] or local.get("name")
+    return actor, name if isinstance(name, str) else "?"

@@ -14,6 +14,7 @@ import trio
 
 from axeom import metrics
 from axeom.config import Config, ConfigError
+from axeom.logs import LogSettings
 from axeom.process import configure_logging, raise_fd_limit
 from axeom.trio_runtime import bind_listener
 
@@ -27,7 +28,7 @@ def main() -> None:
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)
-    configure_logging(config.server.log_level, "supervisor")
+    configure_logging(LogSettings.of(config.server), "supervisor")
     logging.getLogger("axeom.supervisor").info(raise_fd_limit())
     try:
         listener = bind_listener(config.server.host, config.server.port)

@@ -18,6 +18,8 @@ import trio
 
 from axeom import wire
 from axeom.config import Config
+from axeom.logs import LogSettings
+from axeom.watchdog import watchdog_options
 
 __all__ = ["READY_TIMEOUT", "Child", "command", "spawn"]
 
@@ -76,8 +78,8 @@ def command(
     options: dict[str, Any] = {
         "app": config.app,
         "run_dir": run_dir,
-        "log_level": server.log_level,
         "heartbeat_interval": config.workers.heartbeat_interval,
+        **LogSettings.of(server).to_options(),
     }
     pass_fds: tuple[int, ...] = ()
     if role in ("acceptor", "worker"):
@@ -105,6 +107,7 @@ def command(
         if server.ssl_certfile is not None:
             # The worker runs TLS and the handshake of the connections placed on it.
             options.update(tls=server.tls_options(), handshake=server.handshake_limits())
+        options.update(watchdog_options(config))
     return module, options, pass_fds
 
 

@@ -41,6 +41,7 @@ import trio
 
 from axeom import ipc, metrics, wire
 from axeom.config import Config
+from axeom.logs import announce
 from axeom.reload import ImportCheck
 from axeom.trio_runtime import remove_ipc_file
 
@@ -204,14 +205,11 @@ class Supervisor:
         shown = f"[{host}]" if ":" in host else host
         count = self.config.server.workers
         scheme = "wss" if self.config.server.ssl_certfile else "ws"
-        try:
-            print(
-                f"Axeom listening on {scheme}://{shown}:{self.port} "
-                f"({count} worker{'s' * (count != 1)})",
-                flush=True,
-            )
-        except BrokenPipeError:
-            pass  # nobody reads our stdout (`| head -0`): the tree serves on regardless
+        announce(
+            f"Axeom listening on {scheme}://{shown}:{self.port} "
+            f"({count} worker{'s' * (count != 1)})",
+            "axeom.supervisor",
+        )
 
     # -- the children ------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from typing import Any
 import pynng
 
 from axeom import ipc, wire
+from axeom.logs import LogSettings
 from axeom.process import (
     EXIT_CANNOT_START,
     REPORT_SEND_TIMEOUT_MS,
@@ -355,7 +356,7 @@ async def amain(options: dict[str, Any]) -> None:
 
 def main() -> None:
     options = child_settings("Redis bridge")
-    configure_logging(options["log_level"], "redis-bridge")
+    configure_logging(LogSettings.from_options(options), "redis-bridge")
     logger.info(raise_fd_limit())
     try:
         import redis  # noqa: F401

@@ -6,6 +6,7 @@ import functools
 import logging
 
 from axeom import Axeom
+from axeom.logs import LogSettings
 from axeom.process import (
     child_settings,
     configure_logging,
@@ -16,6 +17,7 @@ from axeom.process import (
     raise_fd_limit,
     serve_with_lifespan,
 )
+from axeom.watchdog import watchdog_settings
 
 from ._hub_link import ASYNCIO_WAITS
 from ._worker import WorkerSettings, run_worker
@@ -23,7 +25,7 @@ from ._worker import WorkerSettings, run_worker
 
 def main() -> None:
     options = child_settings("worker")
-    configure_logging(options["log_level"], options["worker_id"])
+    configure_logging(LogSettings.from_options(options), options["worker_id"])
     logging.getLogger("axeom.worker").info(raise_fd_limit())
     app = load_app_or_exit(options["app"])
     settings = WorkerSettings(
@@ -34,6 +36,7 @@ def main() -> None:
         graceful_timeout=options["graceful_timeout"],
         tls=options.get("tls"),
         handshake=options.get("handshake"),
+        **watchdog_settings(options),
     )
     with exit_if_on_start_failed(settings.worker_id):
         _run(loop_of(options), app, settings)

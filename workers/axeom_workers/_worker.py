@@ -8,11 +8,12 @@ blocks the loop silences them and the supervisor notices.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
 import socket
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from websockets.frames import CloseCode
 
 from axeom import Axeom, ipc, metrics, wire
 from axeom.process import (
+    EXIT_HUNG,
     REPORT_SEND_TIMEOUT_MS,
     STOP_SIGNALS,
     close_code_for,
@@ -42,6 +44,7 @@ from axeom.trio_runtime import (
     reject,
     serve_connection,
 )
+from axeom.watchdog import Watchdog, beat_forever_trio, close_hung_sockets
 from axeom.ws import Upgrade, socket_id_prefix
 
 from ._closes import ChannelCloses
@@ -95,6 +98,11 @@ class WorkerSettings:
     # ``axeom.tls.TLSSettings`` and ``HandshakeLimits`` keyword arguments.
     tls: dict[str, Any] | None = None
     handshake: dict[str, Any] | None = None
+    # The watchdog (axeom.watchdog): seconds a handler may hold the loop
+    # before it is logged (0: no watchdog), and after how long a held loop
+    # gets its sockets closed with 1011 and the process ended (None: never).
+    block_warning: float = 0.0
+    hang_after: float | None = None
 
 
 class Worker:
@@ -150,10 +158,12 @@ class Worker:
             pynng.Push0(dial=self.paths.hub, send_timeout=SEND_TIMEOUT_MS) as hub_out,
             pynng.Pull0(listen=pubsub_address) as hub_in,
         ):
-            async with self.open_sockets(self.app) as runtime:
+            async with self.open_sockets(self.app) as runtime, self._watchdog() as watchdog:
                 self.runtime = runtime
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    if watchdog is not None:
+                        nursery.start_soon(beat_forever_trio, watchdog)
                     nursery.start_soon(self._accept_channels, listener, nursery)
                     nursery.start_soon(self._heartbeats, reports)
                     nursery.start_soon(self._signals, nursery)
@@ -169,6 +179,39 @@ class Worker:
                             prefix=socket_id_prefix(),
                         )
                     )
+
+    @contextlib.asynccontextmanager
+    async def _watchdog(self) -> AsyncIterator[Watchdog | None]:
+        """The watchdog thread while the worker serves (None if turned off).
+        Its beat is a trio task: on an asyncio worker (a trio guest) it runs
+        only when the host loop does, so it sees that loop held too."""
+        settings = self.settings
+        if settings.block_warning <= 0:
+            yield None
+            return
+        watchdog = Watchdog(
+            settings.block_warning, hang_after=settings.hang_after, on_hang=self._hung
+        )
+        with watchdog:
+            yield watchdog
+
+    def _hung(self) -> None:
+        """From the watchdog thread: the loop is still held, past the
+        supervisor's SIGTERM and close to its SIGKILL. Close what can be
+        closed cleanly with 1011, and end the process now."""
+        runtime = self.runtime
+        closed, skipped = (0, 0) if runtime is None else close_hung_sockets(runtime.connections)
+        logger.error(
+            "event loop still held after %.0fs: closed %d socket(s) with 1011 (%d skipped: "
+            "output partly written) and exiting",
+            self.settings.hang_after,
+            closed,
+            skipped,
+        )
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(EXIT_HUNG)
 
     async def _accept_channels(self, listener: socket.socket, nursery: trio.Nursery) -> None:
         """The acceptor connects here (again after it restarts)."""
