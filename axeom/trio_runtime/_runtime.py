@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import trio
 from websockets.frames import CloseCode
@@ -66,7 +66,7 @@ class SocketRuntime:
         """Hand over one upgraded socket (its handshake already answered): the
         runtime runs it and closes it at its end. Returns at once; on the
         readiness loop, ``open`` (if a plain function) has run when it does."""
-        if self.readiness is not None and isinstance(transport, SocketTransport):
+        if self.readiness is not None and _readable_directly(transport):
             self._ready_connection(transport, upgrade, socket_id).start(trailing)
         else:
             self.nursery.start_soon(self._run_in_task, transport, upgrade, trailing, socket_id)
@@ -81,7 +81,7 @@ class SocketRuntime:
     ) -> None:
         """Run one upgraded socket to its end (the handshake is already answered).
         Cancelling this call ends the socket (its ``close`` handler still runs)."""
-        if self.readiness is None or not isinstance(transport, SocketTransport):
+        if self.readiness is None or not _readable_directly(transport):
             await self._run_in_task(transport, upgrade, trailing, socket_id)
             return
         conn = self._ready_connection(transport, upgrade, socket_id)
@@ -175,3 +175,10 @@ async def open_socket_runtime(app: Axeom | None) -> AsyncIterator[SocketRuntime]
             yield runtime
         finally:
             nursery.cancel_scope.cancel()
+
+
+def _readable_directly(transport: Transport) -> TypeGuard[SocketTransport]:
+    """A plaintext socket, which the readiness loop reads from the kernel
+    itself. Not a TLS one (a subclass): OpenSSL may hold decrypted bytes back,
+    which raise no epoll edge, so TLS sockets run in a task each."""
+    return type(transport) is SocketTransport

@@ -23,14 +23,14 @@ import ssl
 
 import trio
 
-from ._transport import MAX_RECV_SIZE, RECV_SIZE, SocketTransport, advance
+from ._transport import MAX_RECV_SIZE, RECV_SIZE, SocketTransport
 
 __all__ = ["TLSTransport", "transport_for"]
 
 logger = logging.getLogger("axeom.server")
 
 
-class TLSTransport:
+class TLSTransport(SocketTransport):
     """A TLS connection on an accepted socket (server side): the standard
     library's ``SSLSocket``, non-blocking, driven like ``SocketTransport``
     (try first, park in ``wait_readable``/``wait_writable`` only when OpenSSL
@@ -42,17 +42,15 @@ class TLSTransport:
     rejection decided before then (a slow client's 408) closes the connection.
     """
 
-    __slots__ = ("_closed", "handshaken", "sock")
+    __slots__ = ("handshaken",)
 
     secure = True  # a request read from here came over TLS
+    sock: ssl.SSLSocket
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
         sock.setblocking(False)
-        self.sock: ssl.SSLSocket = context.wrap_socket(
-            sock, server_side=True, do_handshake_on_connect=False
-        )
+        super().__init__(context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False))
         self.handshaken = False
-        self._closed = False
 
     async def _handshake(self) -> bool:
         sock = self.sock
@@ -109,25 +107,7 @@ class TLSTransport:
     async def send_all(self, chunks: list[bytes]) -> None:
         if not self.handshaken:
             raise trio.BrokenResourceError("no TLS session to write on")
-        while chunks:
-            sent = self.try_send(chunks)
-            if sent:
-                chunks = advance(chunks, sent)
-                continue
-            try:
-                await trio.lowlevel.wait_writable(self.sock)
-            except (trio.ClosedResourceError, OSError) as exc:
-                raise trio.BrokenResourceError("socket closed while writing") from exc
-
-    def close(self) -> None:
-        """Close the socket now (wakes a task parked on it)."""
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(OSError, ValueError):
-            trio.lowlevel.notify_closing(self.sock)
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        await super().send_all(chunks)
 
     async def aclose(self) -> None:
         """Send close_notify if the session is up (without waiting for the
