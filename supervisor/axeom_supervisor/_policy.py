@@ -22,7 +22,12 @@ from collections import deque
 from dataclasses import dataclass
 
 from axeom.config import RestartType, Strategy, SupervisorConfig
-from axeom.process import EXIT_APP_LOAD_FAILED, EXIT_CANNOT_START, EXIT_ON_START_FAILED
+from axeom.process import (
+    EXIT_APP_LOAD_FAILED,
+    EXIT_CANNOT_START,
+    EXIT_HUNG,
+    EXIT_ON_START_FAILED,
+)
 
 __all__ = [
     "EXIT_APP_LOAD_FAILED",
@@ -95,6 +100,8 @@ class ExitStatus:
             return f"killed by {_signal_name(self.signal)}"
         if self.code == 0:
             return "exited normally"
+        if self.code == EXIT_HUNG:
+            return f"ended by its watchdog, its sockets closed with 1011 (code {EXIT_HUNG})"
         return f"exited with code {self.code}"
 
 
