@@ -5,10 +5,12 @@ Adding a runtime is one ``Runtime(...)`` in ``RUNTIMES``.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -27,6 +29,17 @@ SERVER_PING = str(PING_INTERVAL)
 HYPERCORN_PINGS = ("-c", "python:tests.apps.hypercorn_pings")
 # The loop `axeom run` uses without --loop: its rows pass no option, as a user would.
 DEFAULT_LOOP = "trio"
+
+
+class ServerProcess(Protocol):
+    """A running server as ``running_axeom`` and ``running_asgi`` give it."""
+
+    proc: subprocess.Popen[str]
+    port: int
+
+    def text(self) -> str:
+        """What it printed so far."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -67,16 +80,23 @@ class Runtime:
         return ("--port", "0", "--workers", str(self.workers), *loop)
 
     @contextmanager
-    def serving(self, record: Path) -> Iterator[int]:
-        """A real server of the app until the block ends (reaped); yields its port."""
+    def running(self, record: Path) -> Iterator[ServerProcess]:
+        """A real server of the app until the block ends (reaped): its process,
+        port and output."""
         env = {RECORD_ENV: str(record), **self.env}
         if self.server is not None:
             with running_asgi(
                 self.server, ASGI_APP, cwd=ROOT, args=self.server_args, env=env
             ) as asgi:
-                yield asgi.port
+                yield asgi
             return
         with running_axeom(APP, *self.arguments(), env=env) as server:
+            yield server
+
+    @contextmanager
+    def serving(self, record: Path) -> Iterator[int]:
+        """A real server of the app until the block ends (reaped); yields its port."""
+        with self.running(record) as server:
             yield server.port
 
 
@@ -109,11 +129,17 @@ RUNTIMES = (
 )
 
 
-def limitation(runtime: str, reason: str, *cases: str) -> pytest.MarkDecorator:
+def limitation(
+    runtime: str, reason: str, *cases: str, server_exits: bool = False
+) -> pytest.MarkDecorator:
     """A documented limitation of the server of row ``runtime`` (README's
     per-server table): the test is a strict xfail on that row only, and only
-    for the parametrized ``cases`` named (their ids), or all if none are."""
-    return pytest.mark.limitation(runtime=runtime, reason=f"{runtime}: {reason}", cases=cases)
+    for the parametrized ``cases`` named (their ids), or all if none are.
+    ``server_exits``: the server's process exits on that test, which then runs
+    on a server of its own, so that the row's server never goes through it."""
+    return pytest.mark.limitation(
+        runtime=runtime, reason=f"{runtime}: {reason}", cases=cases, server_exits=server_exits
+    )
 
 
 def available() -> list[Runtime]:

@@ -1,6 +1,7 @@
 """Fixtures of the behaviour suite: every test runs once per runtime in
 ``_runtimes.available()``; each real runtime's server starts once for the
-whole suite and is reaped at its end."""
+whole suite (again only after a case killed it: ``_server``) and is reaped
+at its end."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ from tests.behaviour._client import (
     memory_target,
 )
 from tests.behaviour._runtimes import Runtime, available
+from tests.behaviour._server import RowServer
+
+# The mark of a test that runs on a server of its own (``limitation(server_exits=True)``).
+OWN_SERVER = pytest.mark.own_server
 
 T = TypeVar("T")
 
@@ -48,7 +53,11 @@ def _run_as_asyncio_guest(async_fn: Callable[[], Awaitable[T]], **_: Any) -> T:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "limitation(runtime, reason, cases): a server's documented difference"
+        "markers",
+        "limitation(runtime, reason, cases, server_exits): a server's documented difference",
+    )
+    config.addinivalue_line(
+        "markers", f"{OWN_SERVER.name}: the test runs on a server of its own (it makes it exit)"
     )
 
 
@@ -63,20 +72,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _limitations_as_xfails(item: pytest.Item, runtime: Runtime) -> None:
     """Each ``limitation`` mark (``_runtimes.limitation``) becomes a strict
-    xfail on its row (and cases) only: every other row must pass."""
+    xfail on its row (and cases) only: every other row must pass. One whose
+    server exits also gets its own server there (``OWN_SERVER``)."""
     marks = list(item.iter_markers("limitation"))
     callspec = getattr(item, "callspec", None)
     if marks and callspec is not None:
         name = runtime.name
         case = callspec.id.removeprefix(name).removeprefix("-")
-        reasons = [
-            mark.kwargs["reason"]
+        applying = [
+            mark
             for mark in marks
             if mark.kwargs["runtime"] == name
             and (not mark.kwargs["cases"] or case in mark.kwargs["cases"])
         ]
-        if reasons:
-            item.add_marker(pytest.mark.xfail(strict=True, reason="; ".join(reasons)))
+        if applying:
+            reason = "; ".join(mark.kwargs["reason"] for mark in applying)
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+        if any(mark.kwargs["server_exits"] for mark in applying):
+            item.add_marker(OWN_SERVER)
 
 
 @pytest.fixture(scope="package", params=available(), ids=lambda runtime: runtime.name)
@@ -107,26 +120,55 @@ def echo_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="package")
-def port(runtime: Runtime, record: Path, echo_port: int) -> Iterator[int | None]:
-    """The runtime's server, started once (None in memory: one app per test)."""
+def row_server(runtime: Runtime, record: Path, echo_port: int) -> Iterator[RowServer | None]:
+    """The runtime's server, started once for its row, and again only after
+    a case killed it (None in memory: one app per test). A death no case
+    could be blamed for fails the row's end."""
     if runtime.in_memory:
         yield None
         return
-    with runtime.serving(record) as bound:
-        yield bound
+    server = RowServer(runtime, record)
+    try:
+        server.running()
+        yield server
+    finally:
+        server.stop()
+    server.raise_unblamed_deaths()
+
+
+@pytest.fixture
+def case_server(
+    row_server: RowServer | None, runtime: Runtime, record: Path, request: pytest.FixtureRequest
+) -> Iterator[RowServer | None]:
+    """The server this case talks to: the row's (started again first if it
+    died), or one of its own for a case that makes the server exit."""
+    if row_server is None or request.node.get_closest_marker(OWN_SERVER.name) is None:
+        if row_server is not None:
+            row_server.running(request.node.nodeid)
+        yield row_server
+        return
+    own = RowServer(runtime, record)
+    try:
+        own.running(request.node.nodeid)
+        yield own
+    finally:
+        own.stop()
 
 
 @pytest.fixture
 async def target(
     runtime: Runtime,
-    port: int | None,
+    case_server: RowServer | None,
     record: Path,
     nursery: trio.Nursery,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Target]:
-    if port is not None:
+    if case_server is not None:
         expected_to_fail = request.node.get_closest_marker("xfail") is not None
-        yield TcpTarget(port, nursery, EXPECTED_FAILURE_TIMEOUT if expected_to_fail else TIMEOUT)
+        timeout = EXPECTED_FAILURE_TIMEOUT if expected_to_fail else TIMEOUT
+        yield TcpTarget(case_server.port, nursery, timeout)
+        # Within the test's own run, so that a server that died fails this case.
+        await case_server.check(nursery)
         return
     async with memory_target(make_app(record), runtime) as memory:
         yield memory

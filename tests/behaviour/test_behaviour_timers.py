@@ -15,6 +15,15 @@ NO_IDLE_TIMEOUT = "idle_timeout is the server's, and it has none for WebSockets"
 POLL = 0.02
 # Pings a quiet socket waits for (a quarter of an idle timeout of them: short).
 PINGS = int(KEEPALIVE_IDLE_TIMEOUT / PING_INTERVAL / 4)
+EARLY_FRAMES_400 = "answers 400 to an upgrade request with frames right behind it"
+# The app's accept (any ASGI app's) reaches hypercorn between the two writes
+# of that 400; its h11 connection raises on the second, out of the trio
+# worker's task group (https://github.com/pgjones/hypercorn/issues/225).
+EARLY_FRAMES_400_THEN_EXIT = (
+    f"{EARLY_FRAMES_400}; then its trio worker process exits (h11 raises LocalProtocolError:"
+    " the app's accept arrived while that 400 was being written) and hypercorn's main"
+    " process exits with it, dropping every connection (pgjones/hypercorn#225)"
+)
 
 
 @limitation("uvicorn", NO_IDLE_TIMEOUT)
@@ -42,8 +51,8 @@ async def test_keepalive_pings_keep_a_quiet_socket_open(target: Target) -> None:
 
 
 @limitation("uvicorn", "drops the bytes that arrive with the upgrade request")
-@limitation("hypercorn", "answers 400 to an upgrade request with frames right behind it")
-@limitation("hypercorn-trio", "answers 400 to an upgrade request with frames right behind it")
+@limitation("hypercorn", EARLY_FRAMES_400)
+@limitation("hypercorn-trio", EARLY_FRAMES_400_THEN_EXIT, server_exits=True)
 @limitation("daphne", "drops the bytes that arrive with the upgrade request")
 async def test_frames_sent_with_the_upgrade_request_are_not_lost(target: Target) -> None:
     """Frames the client writes right behind its upgrade request (before the
