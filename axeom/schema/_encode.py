@@ -58,7 +58,7 @@ def _encoder_for(cls: type) -> Callable[[Any], bytes]:
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and issubclass(cls, pydantic.BaseModel):
         # What model_dump_json() calls, with the same defaults, before its .decode().
-        return cls.__pydantic_serializer__.to_json  # type: ignore[no-any-return]
+        return cls.__pydantic_serializer__.to_json  # type: ignore[attr-defined,no-any-return]
     if dataclasses.is_dataclass(cls):
         try:
             return _msgspec_encoder()
