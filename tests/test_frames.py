@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from websockets.utils import apply_mask
 
 from axeom.ws._frames import STREAM_ABOVE, FrameConnection
+from axeom.ws._socket import SendStatus
 from tests._wsraw import Deflater, client_frame
 
 LIMIT = 70_000
@@ -691,3 +692,40 @@ def test_mutated_streams_fail_like_the_protocol(
     assume(not close_inside_a_message_anywhere(wire))  # see test_fast_path_fails_like_the_protocol
     reference = outcome(wire, frame_ends(wire), fast=False, deflate=deflate)
     assert outcome(wire, cuts, fast=True, deflate=deflate) == reference
+
+
+# -- send_text: a text message already encoded as UTF-8 -----------------------------
+
+
+@pytest.mark.parametrize("size", [3, 125, 126, 65536])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflate"])
+def test_send_text_writes_the_frame_send_writes_for_the_str(size: int, compressed: bool) -> None:
+    """``send_text(utf8)`` (``ws.send`` of a model, Struct or dataclass: JSON
+    bytes) puts on the wire exactly the text frame ``send(str)`` does, with the
+    same count for backpressure; the bytes are not decoded and encoded again."""
+    from axeom.ws._deflate import rebuild
+
+    text = "é" * (size // 2) + "x" * (size % 2)  # ``size`` bytes of UTF-8, not ASCII
+
+    def connection() -> FrameConnection:
+        extensions = [rebuild([])] if compressed else None
+        return FrameConnection(
+            max_message_size=LIMIT, backpressure_limit=1 << 20, extensions=extensions
+        )
+
+    by_str, by_bytes = connection(), connection()
+    assert by_str.send(text) == by_bytes.send_text(text.encode()) == SendStatus.QUEUED
+    assert by_bytes.buffered == by_str.buffered
+    assert by_bytes.take_output() == by_str.take_output()
+
+
+def test_send_text_statuses_match_send() -> None:
+    """Over the limit it is dropped, at the limit it reports backpressure, after
+    a close it is refused: as ``send``."""
+    frames = FrameConnection(max_message_size=LIMIT, backpressure_limit=10)
+    assert frames.send_text(b"12345") == SendStatus.QUEUED
+    assert frames.send_text(b"12345") == SendStatus.BACKPRESSURE
+    assert frames.send_text(b"12345") == SendStatus.DROPPED
+    assert frames.wants_drain
+    frames.close(1000, "")
+    assert frames.send_text(b"1") == SendStatus.CLOSED

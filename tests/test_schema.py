@@ -226,6 +226,33 @@ def test_encode_object() -> None:
         encode_object({1})
 
 
+class AliasedModel(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(populate_by_name=True)
+    user_id: int = pydantic.Field(alias="userId")
+    note: str = "é"
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def twice(self) -> int:
+        return self.user_id * 2
+
+
+def test_encoded_bytes_are_what_each_library_makes() -> None:
+    """The UTF-8 bytes ``ws.send`` sends for a model are ``model_dump_json()``'s
+    (aliases, computed fields, non-ASCII as it is), for a Struct or dataclass
+    msgspec's; the text encoder is the same bytes as str."""
+    from axeom.schema._encode import json_encoders
+
+    model = AliasedModel(user_id=7)
+    for value, expected in [
+        (model, model.model_dump_json().encode()),
+        (MsgspecPoint(x=2), msgspec.json.encode(MsgspecPoint(x=2))),
+        (DataPoint(x=3), msgspec.json.encode(DataPoint(x=3))),
+    ]:
+        assert encode_object(value) == expected.decode()
+        assert json_encoders[type(value)](value) == expected
+
+
 def test_json_schema_dict_without_the_library_says_what_to_install() -> None:
     """Without jsonschema installed, a JSON-Schema dict fails with the extra to install."""
     code = (

@@ -148,6 +148,10 @@ class ASGIConnection:
             return _BACKPRESSURE
         return _QUEUED
 
+    def send_text(self, payload: bytes) -> SendStatus:
+        # An ASGI text message is a str: the server encodes it again.
+        return self.send_message(payload.decode())
+
     def close(self, code: int, reason: str) -> None:
         if self.closing is not None or self.peer_close is not None:
             return

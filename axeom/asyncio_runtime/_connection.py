@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, cast
 from ..ws._actor import Actor
 from ..ws._driver import SocketDriver, websocket_for
 from ..ws._frames import FrameConnection
-from ..ws._socket import SendStatus
 from ..ws._upgrade import Upgrade
 from ._wrong_loop import explain_wrong_loop
 
@@ -115,16 +114,8 @@ class AsyncioConnection(SocketDriver, asyncio.Protocol):
         self._drained: list[asyncio.Future[None]] | None = None
         self._writable: list[asyncio.Future[None]] | None = None
 
-    # -- Connection protocol (what ws.* calls) -------------------------------
-
-    def send_message(self, data: str | bytes) -> SendStatus:
-        if self.broken:  # the peer is gone (1006): nothing queued now would ever leave
-            return SendStatus.CLOSED
-        status = self.frames.send(data)
-        if status and not self.in_dispatch and not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.runtime.schedule_flush(self)
-        return status
+    # -- Connection protocol (what ws.* calls; send_message and send_text are
+    # SocketDriver's) ----------------------------------------------------------
 
     def close(self, code: int, reason: str) -> None:
         if self.frames.close(code, reason) and not self.in_dispatch and not self.flush_scheduled:

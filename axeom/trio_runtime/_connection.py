@@ -25,7 +25,6 @@ from ..ws._actor import Actor
 from ..ws._driver import SocketDriver, clock, websocket_for
 from ..ws._frames import FrameConnection
 from ..ws._options import WSOptions
-from ..ws._socket import SendStatus
 from ..ws._upgrade import Upgrade
 from ._transport import Transport, advance
 
@@ -88,16 +87,8 @@ class NativeConnection(SocketDriver):
         self._writable: trio.Event | None = None
         self._handler_idle: trio.Event | None = None
 
-    # -- Connection protocol (what ws.* calls) -------------------------------
-
-    def send_message(self, data: str | bytes) -> SendStatus:
-        if self.broken:  # the peer is gone (1006): nothing queued now would ever leave
-            return SendStatus.CLOSED
-        status = self.frames.send(data)
-        if status and not self.in_dispatch and not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.runtime.schedule_flush(self)
-        return status
+    # -- Connection protocol (what ws.* calls; send_message and send_text are
+    # SocketDriver's) ----------------------------------------------------------
 
     def close(self, code: int, reason: str) -> None:
         if self.frames.close(code, reason) and not self.in_dispatch and not self.flush_scheduled:

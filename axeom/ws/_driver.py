@@ -21,7 +21,7 @@ from websockets.frames import CloseCode
 from ..pubsub import WORK_BUDGET
 from ._deflate import rebuild
 from ._frames import FrameConnection
-from ._socket import WebSocket
+from ._socket import SendStatus, WebSocket
 from ._tally import TALLY
 
 if TYPE_CHECKING:
@@ -141,11 +141,33 @@ class SocketDriver:
     last_activity: float
     ping_sent_at: float | None
     close_started_at: float | None
+    broken: bool  # the peer is gone (a slot of the class mixing this in)
 
     # Each runtime's connection class defines these two: start the closing
     # handshake, and drop the TCP connection at once.
     close: Callable[[int, str], object]
     _break: Callable[[], None]
+
+    # -- Connection protocol: what ws.send calls ------------------------------
+
+    def send_message(self, data: str | bytes) -> SendStatus:
+        if self.broken:  # the peer is gone (1006): nothing queued now would ever leave
+            return SendStatus.CLOSED
+        status = self.frames.send(data)
+        if status and not self.in_dispatch and not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.runtime.schedule_flush(self)
+        return status
+
+    def send_text(self, payload: bytes) -> SendStatus:
+        """``send_message`` of a text message already encoded as UTF-8."""
+        if self.broken:
+            return SendStatus.CLOSED
+        status = self.frames.send_text(payload)
+        if status and not self.in_dispatch and not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.runtime.schedule_flush(self)
+        return status
 
     def dispatch(self, deadline: float = math.inf) -> Awaitable[None] | None:
         """Run the handlers of ``backlog`` in arrival order, inline, as far as

@@ -586,6 +586,30 @@ class FrameConnection:
             return SendStatus.BACKPRESSURE
         return SendStatus.QUEUED
 
+    def send_text(self, payload: bytes) -> SendStatus:
+        """Queue one text message already encoded as UTF-8 by the caller
+        (``ws.send`` of an object, which its encoder made JSON bytes of): the
+        bytes go out as they are, with no ``str`` made to be encoded again.
+        The caller vouches that they are valid UTF-8. ``send`` stays the
+        shorter path for ``str`` and bytes (one method each, no flag to test)."""
+        if self.close_started or self.protocol.state is not OPEN:
+            return SendStatus.CLOSED
+        if self.buffered + self.inflight >= self.limit:
+            self.wants_drain = True
+            return SendStatus.DROPPED
+        TALLY.messages_out += 1
+        if self._fast_send:
+            head = _frame_head(0x1, len(payload))
+            self.outbox += (head, payload)
+            self.buffered += len(head) + len(payload)
+        else:
+            self.protocol.send_text(payload)
+            self._collect()
+        if self.buffered + self.inflight >= self.limit:
+            self.wants_drain = True
+            return SendStatus.BACKPRESSURE
+        return SendStatus.QUEUED
+
     def ping(self, payload: bytes = b"") -> None:
         if self.protocol.state is OPEN and not self.close_started:
             self.protocol.send_ping(payload)

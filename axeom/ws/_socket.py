@@ -14,6 +14,7 @@ from .._call import not_awaited
 from .._headers import Headers
 from .._messages import to_message
 from ..pubsub import UNSUBSCRIBED, Published, Subscribed, Unsubscribed
+from ..schema._encode import json_encoders
 
 if TYPE_CHECKING:
     from .._app import Axeom
@@ -124,6 +125,11 @@ class Connection(Protocol):
     """What an adapter provides under a ``WebSocket`` (frames, writes, timers)."""
 
     def send_message(self, data: str | bytes) -> SendStatus: ...
+
+    def send_text(self, payload: bytes) -> SendStatus:
+        """Send a text message already encoded as UTF-8 (valid: ``ws.send``'s
+        encoder made it), so that it need not become a ``str`` first."""
+        ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -236,7 +242,11 @@ class WebSocket:
         else:
             if self._send_check is not None:
                 self._send_check(data)
-            status = self._conn.send_message(to_message(data))
+            to_json = json_encoders.get(type(data))
+            if to_json is not None:  # a model, Struct or dataclass type sent before
+                status = self._conn.send_text(to_json(data))  # its UTF-8 as it is
+            else:
+                status = self._conn.send_message(to_message(data))
         if status is _QUEUED:
             result = self._queued
             if result is None:

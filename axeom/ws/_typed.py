@@ -358,6 +358,17 @@ def _body_handler(
     errors = schema.decode_errors
     failure = schema.failure
 
+    if text is binary:  # JSON either way: the decoders take str and bytes alike
+
+        def message_json(ws: WebSocket, raw: str | bytes) -> Any:
+            try:
+                value = text(raw)
+            except errors as exc:
+                return invalid(typing, ws, raw, failure(exc).errors, None)
+            return handler(ws, value)
+
+        return message_json
+
     def message(ws: WebSocket, raw: str | bytes) -> Any:
         try:
             value = text(raw) if type(raw) is str else binary(raw)

@@ -9,6 +9,7 @@ under the folder named by ``AXEOM_BEHAVIOUR_RECORD``."""
 
 import asyncio
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -254,7 +255,23 @@ class Add(msgspec.Struct, tag="add", tag_field="type"):
     b: int
 
 
+@dataclass
+class Card:
+    text: str
+    count: int = 1
+
+
 def add_typed_routes(app: Axeom) -> None:
+    def send_objects(ws, note):
+        """Sends the Note back as a msgspec Struct, a pydantic model and a
+        dataclass, each twice (a type's first send picks its encoder)."""
+        for _ in range(2):
+            ws.send(note)
+            ws.send(Say(text=note.text))
+            ws.send(Card(text=note.text, count=note.count))
+
+    app.ws("/typed-objects", body=Note, message=send_objects)
+
     def typed_echo(ws, note):
         """Echoes a Note, with what the handshake validated."""
         who = f"{ws.headers.x_user}/{ws.params['room']}/{ws.query.token}/{ws.query.limit}"

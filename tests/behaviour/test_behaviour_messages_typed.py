@@ -54,6 +54,19 @@ async def test_invalid_message_gets_an_error_reply_and_the_socket_stays(target: 
         assert json.loads(await ws.receive())["text"] == "anon/lobby/t1/10: still here"
 
 
+@pytest.mark.parametrize("text", ["short", "é" * 100], ids=["ascii", "utf8-over-125-bytes"])
+async def test_objects_sent_arrive_as_json_text_frames(target: Target, text: str) -> None:
+    """A msgspec Struct, a pydantic model and a dataclass given to ``ws.send``
+    arrive as text frames of compact JSON, the first send of each type and
+    the next ones alike (those go out as the encoder's UTF-8 bytes)."""
+    async with target.connect("/typed-objects") as ws:
+        await ws.send(json.dumps({"text": text, "count": 3}))
+        received = await ws.receive_many(6)
+    note = json.dumps({"text": text, "count": 3}, separators=(",", ":"), ensure_ascii=False)
+    say = json.dumps({"type": "say", "text": text}, separators=(",", ":"), ensure_ascii=False)
+    assert received == [note, say, note] * 2
+
+
 @limitation("daphne", "refuses close code 1007: it arrives as 1000, with no reason")
 async def test_invalid_message_closes_with_1007(target: Target) -> None:
     """`on_invalid="close"` closes with 1007 and a short reason (never 1011)."""
