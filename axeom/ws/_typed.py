@@ -384,7 +384,7 @@ def _event_handler(typing: RouteTyping, instance: object | None) -> Handler:
     def message(ws: WebSocket, raw: str | bytes) -> Any:
         try:
             envelope = json.loads(raw) if type(raw) is str else loads_binary(raw)
-        except (ValueError, msgpack.UnpackException) as exc:
+        except (ValueError, msgpack.UnpackException, RecursionError) as exc:
             return invalid(typing, ws, raw, json_invalid(exc).errors, None)
         if type(envelope) is not dict:
             return invalid(typing, ws, raw, [_not_an_event(discriminator)], None)
