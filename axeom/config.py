@@ -496,6 +496,8 @@ def _proxy_list(value: Any) -> tuple[str, ...]:
             continue  # "a, b," from a shell variable
         if entry != "*":
             try:
+                if not isinstance(entry, str):  # ip_network takes the int 5 as 0.0.0.5
+                    raise TypeError(entry)
                 ipaddress.ip_network(entry, strict=False)
             except (TypeError, ValueError):
                 raise ValueError(
