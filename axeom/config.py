@@ -598,6 +598,10 @@ class ServerConfig:
     def __post_init__(self) -> None:
         _validate(self)
         self._check_tls()
+        if self.metrics_port and self.metrics_port == self.port:
+            # Else the two binds race: one of them fails with "address in use".
+            detail = f"must differ from port ({self.port}), got {self.metrics_port}"
+            raise ConfigError(detail, "metrics_port", related=("port",))
 
     def _check_tls(self) -> None:
         """The TLS files are loaded once here, so that a missing file, a wrong

@@ -251,6 +251,18 @@ def test_a_metrics_port_in_use_is_one_line() -> None:
             assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_a_metrics_port_equal_to_the_port_is_a_usage_error() -> None:
+    """``--metrics-port`` the same as ``--port``: one line naming both, status 2,
+    before anything binds (not a metrics server started and the listen failing)."""
+    result = run_axeom("run", APP, "--port", "18431", "--metrics-port", "18431")
+    assert result.returncode == 2, result.stderr
+    assert (
+        "Error: --metrics-port (or AXEOM_METRICS_PORT): must differ from port (18431), got 18431"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr and "Axeom metrics on" not in result.stdout
+
+
 def test_the_redis_bridge_state_follows_redis(fast: tuple[str, str]) -> None:
     """``axeom_redis_bridge_up`` is 1 while the bridge is connected to Redis,
     0 once Redis is gone (the tree serves on)."""
