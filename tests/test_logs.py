@@ -274,7 +274,7 @@ def test_a_missing_log_config_is_refused_before_anything_starts(tmp_path: Path) 
     missing = os.path.join(tmp_path, "nope.json")
     result = run_axeom("run", APP, "--workers", "2", "--port", "0", "--log-config", missing)
     assert result.returncode == 2
-    assert "server.log_config names no file" in result.stderr
+    assert "Error: --log-config (or AXEOM_LOG_CONFIG): names no file" in result.stderr
     assert "Traceback" not in result.stderr
 
 
