@@ -422,6 +422,13 @@ def test_registration_refuses_mistakes() -> None:
     with pytest.raises(TypeError, match=r"unknown handler or option 'bdy'.*did you mean 'body'"):
         app.ws("/a", bdy=Note, message=print)
 
+    class Other(msgspec.Struct):  # also named "note": it would replace Note silently
+        other: int
+
+    Other.__name__ = "Note"
+    with pytest.raises(TypeError, match="two event types are named 'note'"):
+        app.ws("/a", events=[Note, Other])
+
     class NoMethods:
         def on_say(self, ws: Any, msg: Any) -> None: ...
 
