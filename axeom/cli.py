@@ -264,9 +264,18 @@ def run(app: str, config_file: str | None, app_dir: str, **overrides: Any) -> No
 
 
 # Settings checked beyond their type when the configuration is built (the TLS
-# files): an error about one, given on the command line or in the environment,
-# names the option rather than the "overrides" layer.
-_CHECKED_OPTIONS = ("ssl_certfile", "ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs")
+# and log config files, a metrics port equal to the port, the proxies' addresses):
+# an error about one, given on the command line or in the environment, names the
+# option rather than the "overrides" layer.
+_CHECKED_OPTIONS = (
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_keyfile_password",
+    "ssl_ca_certs",
+    "metrics_port",
+    "log_config",
+    "forwarded_allow_ips",
+)
 
 
 def _where_set(error: ConfigError) -> str:

@@ -496,6 +496,8 @@ def _proxy_list(value: Any) -> tuple[str, ...]:
             continue  # "a, b," from a shell variable
         if entry != "*":
             try:
+                if not isinstance(entry, str):  # ip_network takes the int 5 as 0.0.0.5
+                    raise TypeError(entry)
                 ipaddress.ip_network(entry, strict=False)
             except (TypeError, ValueError):
                 raise ValueError(
@@ -596,6 +598,10 @@ class ServerConfig:
     def __post_init__(self) -> None:
         _validate(self)
         self._check_tls()
+        if self.metrics_port and self.metrics_port == self.port:
+            # Else the two binds race: one of them fails with "address in use".
+            detail = f"must differ from port ({self.port}), got {self.metrics_port}"
+            raise ConfigError(detail, "metrics_port", related=("port",))
 
     def _check_tls(self) -> None:
         """The TLS files are loaded once here, so that a missing file, a wrong

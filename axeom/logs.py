@@ -154,20 +154,33 @@ def find_handler(frame: FrameType | None) -> tuple[FrameType, Any, str] | None:
     return None
 
 
+# The attributes the record factory adds to every record.
+RECORD_FIELDS = ("role", "process_name", "socket_id", "route")
+_MAKE_RECORD = logging.Logger.makeRecord.__code__
+
+
 def _record_factory(previous: Any) -> Any:
     """A record factory that adds the process's role and name, and the socket
-    of the handler that logs (if any), to every record, whoever formats it."""
+    of the handler that logs (if any), to every record, whoever formats it.
+
+    ``Logger.makeRecord`` refuses an ``extra`` key the record already has
+    (KeyError "Attempt to overwrite"), so a name given in the caller's
+    ``extra`` (``extra={"route": ...}``, valid without Axeom) is left for
+    ``extra`` to set: the caller's value wins, and the log call works."""
 
     def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record: logging.LogRecord = previous(*args, **kwargs)
-        record.role = _process["role"]
-        record.process_name = _process["name"]
-        record.socket_id = record.route = None
+        values = [_process["role"], _process["name"], None, None]
+        caller = sys._getframe(1)
         if _walk[0] and record.name != ACCESS_LOGGER.name:
-            found = running_socket(sys._getframe(1))
+            found = running_socket(caller)
             if found is not None:
                 ws = found[0].ws
-                record.socket_id, record.route = ws.id, ws.route
+                values[2:] = ws.id, ws.route
+        extra = caller.f_locals.get("extra") if caller.f_code is _MAKE_RECORD else None
+        for name, value in zip(RECORD_FIELDS, values, strict=True):
+            if not extra or name not in extra:
+                setattr(record, name, value)
         return record
 
     make.axeom = True  # type: ignore[attr-defined]
@@ -194,7 +207,7 @@ class JsonFormatter(logging.Formatter):
             "process": getattr(record, "process_name", _process["name"]),
             "pid": record.process,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _message(record),
         }
         socket_id = getattr(record, "socket_id", None)
         if socket_id is not None:
@@ -211,6 +224,27 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
         return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; for a log call that cannot be formatted (more
+    ``%s`` than arguments, a message whose ``str`` raises) what was given and
+    why it failed, so that the line stays one JSON object (``logging``'s own
+    report of the error is a multi-line traceback on stderr)."""
+    try:
+        return record.getMessage()
+    except Exception as exc:
+        return (
+            f"(unformattable log call: {type(exc).__name__}: {_safe_repr(exc)}) "
+            f"message {_safe_repr(record.msg)}, arguments {_safe_repr(record.args)}"
+        )
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return str(value) if isinstance(value, BaseException) else repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 def _iso(created: float) -> str:

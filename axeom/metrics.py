@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from .pubsub import PubSub
 
 __all__ = [
+    "MAX_SCRAPES",
     "MULTIPROC_ENV",
+    "SCRAPE_TIMEOUT",
     "TOP_TOPICS",
     "MetricsServer",
     "NodeCollector",
@@ -60,6 +62,14 @@ TOP_TOPICS = 10
 # Seconds between two refreshes of the single-process server's figures (a
 # process tree refreshes with each heartbeat interval instead).
 REFRESH_INTERVAL = 1.0
+# Connections to the metrics port served at once, each on a thread of the
+# serving process (the supervisor in a tree): Prometheus scrapes a target one
+# request at a time; past this many a new connection is closed at once, so
+# that connections held open (a slowloris) cannot pile up threads.
+MAX_SCRAPES = 16
+# Seconds a scrape connection may stay silent (sending its request, reading
+# the page) before it is closed: a scrape takes milliseconds.
+SCRAPE_TIMEOUT = 10.0
 
 
 # -- what one process reports ----------------------------------------------------
@@ -279,10 +289,20 @@ class _Forward:
 
 
 class MetricsServer:
-    """``/metrics`` on its own port, served by ``prometheus_client`` from a
-    thread: scrapes never wait on (nor slow) the event loop."""
+    """``/metrics`` on its own port, served by ``prometheus_client``'s WSGI
+    app from threads: scrapes never wait on (nor slow) the event loop. At
+    most ``MAX_SCRAPES`` connections at once, each cut after
+    ``scrape_timeout`` seconds of silence (the library's own
+    ``start_http_server`` gives every connection a thread for as long as it
+    stays open)."""
 
-    def __init__(self, collector: NodeCollector, multiprocess_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        collector: NodeCollector,
+        multiprocess_dir: str | None = None,
+        *,
+        scrape_timeout: float = SCRAPE_TIMEOUT,
+    ) -> None:
         from prometheus_client import REGISTRY, CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -292,14 +312,17 @@ class MetricsServer:
             MultiProcessCollector(self.registry, path=multiprocess_dir)
         else:
             self.registry.register(_Forward(REGISTRY))  # type: ignore[arg-type]
+        self.scrape_timeout = scrape_timeout
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
     def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (OSError if it cannot); the bound port."""
-        from prometheus_client import start_http_server
+        from ._metrics_http import serve_metrics
 
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server, self._thread = serve_metrics(
+            self.registry, host, port, MAX_SCRAPES, self.scrape_timeout
+        )
         return int(self._server.server_address[1])
 
     def stop(self) -> None:

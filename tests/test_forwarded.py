@@ -253,6 +253,16 @@ def test_config_key_and_override(tmp_path: Path) -> None:
         Config.build("app:app", str(config))
 
 
+@pytest.mark.parametrize("entry", ["5", "true", '["127.0.0.1"]', "1.5"])
+def test_config_entry_that_is_not_a_string(tmp_path: Path, entry: str) -> None:
+    """An entry that is no string (``ipaddress`` takes the int 5 for 0.0.0.5)
+    is reported at its file and line, not left for the server to fail on."""
+    config = tmp_path / "axeom.toml"
+    config.write_text(f"[server]\nport = 0\nforwarded_allow_ips = [{entry}]\n")
+    with pytest.raises(ConfigError, match=r"axeom.toml:3: server.forwarded_allow_ips must list"):
+        Config.build("app:app", str(config))
+
+
 # --- live: nginx in front of axeom run ------------------------------------------------
 
 CLIENT = "127.0.0.5"  # where the test's clients connect from

@@ -115,6 +115,30 @@ def test_json_logs_parse_and_log_each_handshake_once(workers: int, loop: str) ->
     assert expected <= processes, processes
 
 
+def test_odd_log_calls_keep_the_socket_and_the_json_lines() -> None:
+    """A handler's ``extra`` with keys Axeom sets on records (``route``,
+    ``role``, ``socket_id``) is the caller's, not a KeyError closing the socket
+    with 1011; a log call that cannot be formatted (bad arguments, a message
+    whose ``str`` raises) is still one JSON line, saying what went wrong."""
+    with running_axeom(APP, "--port", "0", "--log-format", "json") as server:
+        with connect(f"{server.url}/odd", open_timeout=DEADLINE) as ws:
+            ws.send("m")
+            assert ws.recv(timeout=DEADLINE) == "odd m"
+        wait_for(
+            lambda: len([r for r in _records(server) if r["logger"] == "opsapp"]) >= 3,
+            DEADLINE,
+            "the handler's three records",
+            output=server.text,
+        )
+        said = [r for r in _records(server) if r["logger"] == "opsapp"]
+    extra, bad_arguments, unprintable = said
+    assert (extra["message"], extra["route"], extra["role"]) == ("with extra", "mine", "admin")
+    assert extra["socket_id"] == 7
+    assert "'%s and %s'" in bad_arguments["message"], bad_arguments
+    assert "not enough arguments" in bad_arguments["message"]
+    assert "no text for this one" in unprintable["message"], unprintable
+
+
 def test_no_access_log_gives_no_access_line() -> None:
     """``--no-access-log``: handshakes are answered, none is logged."""
     with running_axeom(APP, "--port", "0", "--workers", "2", "--no-access-log") as server:
@@ -250,7 +274,7 @@ def test_a_missing_log_config_is_refused_before_anything_starts(tmp_path: Path) 
     missing = os.path.join(tmp_path, "nope.json")
     result = run_axeom("run", APP, "--workers", "2", "--port", "0", "--log-config", missing)
     assert result.returncode == 2
-    assert "server.log_config names no file" in result.stderr
+    assert "Error: --log-config (or AXEOM_LOG_CONFIG): names no file" in result.stderr
     assert "Traceback" not in result.stderr
 
 

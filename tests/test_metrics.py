@@ -251,6 +251,57 @@ def test_a_metrics_port_in_use_is_one_line() -> None:
             assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_a_metrics_port_equal_to_the_port_is_a_usage_error() -> None:
+    """``--metrics-port`` the same as ``--port``: one line naming both, status 2,
+    before anything binds (not a metrics server started and the listen failing)."""
+    result = run_axeom("run", APP, "--port", "18431", "--metrics-port", "18431")
+    assert result.returncode == 2, result.stderr
+    assert (
+        "Error: --metrics-port (or AXEOM_METRICS_PORT): must differ from port (18431), got 18431"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr and "Axeom metrics on" not in result.stdout
+
+
+def wait_closed(sock: socket.socket) -> None:
+    """Read until the server closed ``sock`` (a reset counts)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+
+
+def test_held_connections_to_the_metrics_port_are_bounded_and_cut() -> None:
+    """Connections that never finish their request (a slowloris on a metrics
+    port served on a public ``--host``) get at most ``MAX_SCRAPES`` threads
+    of the serving process (the supervisor), are cut after the scrape
+    timeout, and scrapes work again once they are gone."""
+    import threading
+
+    from axeom.metrics import MAX_SCRAPES, MetricsServer, NodeCollector
+
+    server = MetricsServer(NodeCollector(), scrape_timeout=0.5)
+    port = server.start("127.0.0.1", 0)
+    before = threading.active_count()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(MAX_SCRAPES * 4):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=SCRAPE_DEADLINE)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # never finished
+            held.append(sock)
+        assert threading.active_count() <= before + MAX_SCRAPES
+        for sock in held:  # every one is closed by the server: refused, or timed out
+            wait_closed(sock)
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=SCRAPE_DEADLINE) as response:
+            assert response.status == 200
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+
+
 def test_the_redis_bridge_state_follows_redis(fast: tuple[str, str]) -> None:
     """``axeom_redis_bridge_up`` is 1 while the bridge is connected to Redis,
     0 once Redis is gone (the tree serves on)."""

@@ -189,6 +189,25 @@ def test_bad_limits_fail_at_construction() -> None:
         security_plugin(handshake_rate_per_ip=(10, 0))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"headers": {"X-A\r\nSet-Cookie": "v"}}, r"security header name 'X-A\\r\\nSet-Cookie'"),
+        ({"headers": {"X A": "v"}}, "security header name 'X A'"),
+        ({"headers": {"": "v"}}, "security header name ''"),
+        ({"headers": {5: "v"}}, "security header name 5"),
+        ({"hsts": 31536000}, "security header 'strict-transport-security' must be a one-line"),
+        ({"hsts": "max-age=1\r\nX: 1"}, "security header 'strict-transport-security'"),
+    ],
+)
+def test_bad_headers_fail_at_construction(options: dict[str, object], message: str) -> None:
+    """A header the serializer would refuse (a name with a line break or a
+    space, an HSTS value that is no string) is an error where the plugin is
+    made, not a 500 on every response."""
+    with pytest.raises(ValueError, match=message):
+        security_plugin(**options)  # type: ignore[arg-type]
+
+
 # -- origin policy ----------------------------------------------------------------
 
 

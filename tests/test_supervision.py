@@ -277,6 +277,28 @@ def test_axeom_reload_replaces_every_app_process(tmp_path: Path) -> None:
         assert new is not None and new["pid"] != acceptor["pid"]
 
 
+def test_sighup_with_code_that_does_not_import_keeps_the_tree_serving(tmp_path: Path) -> None:
+    """A reload whose new processes cannot load the app (a bad deploy, or an
+    edit saved while a ``--reload`` was under way) keeps the running ones:
+    the tree serves on with its code, and the next good reload goes through."""
+    app_file = tmp_path / "reloadable.py"
+    shutil.copy(os.path.join(ROOT, "tests/apps/reload_template.py"), app_file)
+    good = app_file.read_text()
+    with tree(tmp_path, app=f"{app_file}:app", workers=1) as server:
+        app_file.write_text(good + "app.ws('/new'\n")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        kept = "keeping the running acceptor"
+        ended = server.proc.poll
+        wait_for(lambda: kept in server.text() or ended() is not None, 40, "the reload's end")
+        assert ended() is None, server.text()
+        assert "giving up" not in server.text()
+        with connect(server, "/old") as ws:
+            assert ask(ws, "hi") == "old: hi"
+        app_file.write_text(good + 'app.ws("/new", message=lambda ws, msg: ws.send(msg))\n')
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_for(lambda: answers_101(server, "/new"), 40, "the good reload to serve /new")
+
+
 # -- item: one shutdown timeline; one_for_all is about workers -----------------------
 
 

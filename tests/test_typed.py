@@ -422,6 +422,13 @@ def test_registration_refuses_mistakes() -> None:
     with pytest.raises(TypeError, match=r"unknown handler or option 'bdy'.*did you mean 'body'"):
         app.ws("/a", bdy=Note, message=print)
 
+    class Other(msgspec.Struct):  # also named "note": it would replace Note silently
+        other: int
+
+    Other.__name__ = "Note"
+    with pytest.raises(TypeError, match="two event types are named 'note'"):
+        app.ws("/a", events=[Note, Other])
+
     class NoMethods:
         def on_say(self, ws: Any, msg: Any) -> None: ...
 
@@ -511,3 +518,69 @@ async def test_reply_type_is_checked_in_debug_mode() -> None:
             with pytest.raises(WebSocketClosed) as closed:
                 await ws.receive()
     assert closed.value.code == 1011
+
+
+# -- hostile input ----------------------------------------------------------------
+
+
+class Anything(msgspec.Struct):
+    data: Any = None
+
+
+@dataclasses.dataclass
+class AnythingDC:
+    data: Any = None
+
+
+RECURSIVE_SCHEMA = {"type": "object", "additionalProperties": {"$ref": "#"}}
+TOO_DEEP_ARRAY = '{"data": ' + "[" * 100_000 + "]" * 100_000 + "}"
+TOO_DEEP_OBJECT = '{"a":' * 900 + "{}" + "}" * 900
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (Anything, TOO_DEEP_ARRAY),
+        (AnythingDC, TOO_DEEP_ARRAY),
+        ({"type": "object"}, TOO_DEEP_ARRAY),
+        (RECURSIVE_SCHEMA, TOO_DEEP_OBJECT),
+        (Query, TOO_DEEP_ARRAY),
+    ],
+    ids=["msgspec", "dataclass", "jsonschema", "jsonschema-recursive", "pydantic"],
+)
+async def test_a_message_nested_too_deeply_is_invalid_not_1011(body: Any, message: str) -> None:
+    """Nesting deeper than a decoder or validator follows (a RecursionError in
+    json, msgspec or jsonschema) is an invalid message like any other: the
+    error reply, the socket still open; never the handler's 1011."""
+    app = new_app()
+    app.ws("/n", body=body, message=lambda ws, value: ws.send("valid"))
+    async with TestClient(app) as client:
+        async with client.websocket("/n") as ws:
+            await ws.send(message)
+            reply = json.loads(await ws.receive())
+            await ws.send("[]")  # the socket still serves
+            assert json.loads(await ws.receive())["error"] == "invalid message"
+    assert reply["error"] == "invalid message", reply
+    assert app.invalid_messages == 2
+
+
+async def test_an_event_nested_too_deeply_is_invalid_not_1011() -> None:
+    """The same on an events route, whose envelope is decoded before dispatch,
+    and for an event whose schema recurses: the error keeps the id."""
+    app = new_app()
+    tree = {**RECURSIVE_SCHEMA, "title": "Tree"}
+    route = app.ws("/e", events=[Say, tree])
+    route.on(Say)(lambda ws, msg: msg.text)
+    route.on(tree)(lambda ws, msg: "grown")
+    deep_event = '{"type": "tree", "id": 5, "a": ' + '{"a":' * 900 + "{}" + "}" * 900 + "}"
+    async with TestClient(app) as client:
+        async with client.websocket("/e") as ws:
+            await ws.send('{"type": "say", "id": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+            envelope = json.loads(await ws.receive())
+            await ws.send(deep_event)
+            event = json.loads(await ws.receive())
+            await ws.send('{"type": "say", "id": 2, "text": "still here"}')
+            assert json.loads(await ws.receive())["data"] == "still here"
+    assert envelope["error"] == "invalid message" and envelope["errors"][0]["type"] == "too_deep"
+    assert event["error"] == "invalid message" and event["id"] == 5
+    assert app.invalid_messages == 2

@@ -16,8 +16,13 @@ Decoder = Callable[[Any], Any]
 
 # What a decoder may raise for bad input: JSON and msgpack errors, the
 # libraries' validation errors (pydantic's and msgspec's are ValueErrors) and
-# ours; a ``parse`` object's schema widens it to any Exception.
-_DECODE_ERRORS: tuple[type[Exception], ...] = (ValueError, msgpack.UnpackException)
+# ours, and RecursionError (json, msgspec and jsonschema recurse per level of
+# nesting); a ``parse`` object's schema widens it to any Exception.
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    msgpack.UnpackException,
+    RecursionError,
+)
 
 
 class Schema:

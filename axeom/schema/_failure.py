@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ErrorDict", "ValidationFailure", "json_invalid", "one_error"]
+__all__ = ["ErrorDict", "ValidationFailure", "json_invalid", "one_error", "too_deep"]
 
 ErrorDict = dict[str, Any]
 
@@ -41,4 +41,13 @@ def one_error(msg: str, type_: str, loc: list[Any] | None = None) -> ValidationF
 
 def json_invalid(exc: BaseException) -> ValidationFailure:
     """The failure for bytes that are no JSON (or no msgpack) at all."""
+    if isinstance(exc, RecursionError):
+        return too_deep()
     return one_error(f"invalid encoding: {exc}", "json_invalid")
+
+
+def too_deep() -> ValidationFailure:
+    """The failure for a message nested deeper than a decoder or validator
+    follows (they raise ``RecursionError``: a client's ``[[[[...`` must be
+    an invalid message, not the handler's exception)."""
+    return one_error("nested too deeply", "too_deep")

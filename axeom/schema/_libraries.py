@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._base import Decoder, Schema, inline_top_ref
-from ._failure import ErrorDict, ValidationFailure, json_invalid, one_error
+from ._failure import ErrorDict, ValidationFailure, json_invalid, one_error, too_deep
 
 __all__ = ["JSONSchemaDict", "MsgspecSchema", "ParserSchema", "PydanticSchema"]
 
@@ -109,12 +109,16 @@ class MsgspecSchema(Schema):
             return self._msgspec.convert(raw, self._type)
         except self._error as exc:
             raise self.failure(exc) from None
+        except RecursionError:
+            raise too_deep() from None
 
     def validate_strings(self, raw: Any) -> Any:
         try:
             return self._msgspec.convert(raw, self._type, strict=False)
         except self._error as exc:
             raise self.failure(exc) from None
+        except RecursionError:
+            raise too_deep() from None
 
     def json_decoder(self) -> Decoder:
         return self._msgspec.json.Decoder(self._type).decode  # type: ignore[no-any-return]
@@ -174,9 +178,13 @@ class JSONSchemaDict(Schema):
 
     def validate(self, raw: Any) -> Any:
         validator = self._validator
-        if validator.is_valid(raw):  # the common case, without building errors
-            return raw
-        raise ValidationFailure([_jsonschema_error(e) for e in validator.iter_errors(raw)])
+        try:
+            if validator.is_valid(raw):  # the common case, without building errors
+                return raw
+            errors = [_jsonschema_error(e) for e in validator.iter_errors(raw)]
+        except RecursionError:  # a recursive schema ($ref) follows the nesting
+            raise too_deep() from None
+        raise ValidationFailure(errors)
 
     def json_schema(self) -> dict[str, Any]:
         return dict(self.source)
@@ -229,7 +237,7 @@ class ParserSchema(Schema):
     def failure(self, exc: BaseException) -> ValidationFailure:
         if isinstance(exc, ValidationFailure):
             return exc
-        if isinstance(exc, json.JSONDecodeError):
+        if isinstance(exc, json.JSONDecodeError | RecursionError):
             return json_invalid(exc)
         errors = getattr(exc, "errors", None)
         if callable(errors):

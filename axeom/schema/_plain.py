@@ -15,7 +15,7 @@ import typing
 from typing import Any
 
 from ._base import Schema
-from ._failure import ErrorDict, ValidationFailure
+from ._failure import ErrorDict, ValidationFailure, too_deep
 
 __all__ = ["PlainSchema", "plain_json_schema"]
 
@@ -37,7 +37,10 @@ class PlainSchema(Schema):
 
     def validate(self, raw: Any) -> Any:
         errors: list[ErrorDict] = []
-        value = _check(self.source, raw, [], errors)
+        try:
+            value = _check(self.source, raw, [], errors)
+        except RecursionError:  # a recursive dataclass follows the nesting
+            raise too_deep() from None
         if errors:
             raise ValidationFailure(errors)
         return value

@@ -24,6 +24,7 @@ server, use its own limits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -97,7 +98,7 @@ def security_plugin(
             ),
         ),
         _headers(content_type_options, frame_options, referrer_policy, headers),
-        hsts,
+        None if hsts is None else _value("strict-transport-security", hsts),
     )
 
 
@@ -123,12 +124,25 @@ def _headers(
     ]
     result = []
     for name, value in named:
-        if value is None:
-            continue
-        if not isinstance(value, str) or "\r" in value or "\n" in value:
-            raise ValueError(f"security header {name!r} must be a one-line string, got {value!r}")
-        result.append((name.lower(), value))
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(
+                f"security header name {name!r} is not a header name (letters, digits, -)"
+            )
+        if value is not None:
+            result.append((name.lower(), _value(name, value)))
     return result
+
+
+# A header name: an HTTP token (RFC 9110 section 5.6.2).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _value(name: str, value: object) -> str:
+    """``value`` checked once here: the response serializer refuses a line
+    break (every response would be a 500)."""
+    if not isinstance(value, str) or "\r" in value or "\n" in value:
+        raise ValueError(f"security header {name!r} must be a one-line string, got {value!r}")
+    return value
 
 
 class SecurityPlugin:

@@ -164,6 +164,11 @@ class RouteTyping:
         schema = adapt(type_)
         name = name or event_name(schema, self.discriminator)
         known = self.events.get(name)
+        if known is not None and not _same_source(known.schema.source, type_):
+            raise TypeError(
+                f"two event types are named {name!r} ({known.schema.name} and {schema.name}): "
+                f"give each its own {self.discriminator!r} value, or name them in a dict"
+            )
         reply_schema = _maybe_adapt(reply) if reply is not None else returned_schema(handler)
         if known is not None:
             handler = handler or known.handler
@@ -312,6 +317,12 @@ def _event_types(events: Any, discriminator: str) -> Iterable[tuple[str | None, 
     )
 
 
+def _same_source(declared: Any, given: Any) -> bool:
+    """``given`` is the type an event was declared with (``route.on(Type)``
+    after ``events=[Type]``), not another type of the same event name."""
+    return declared is given or (isinstance(declared, dict) and declared == given)
+
+
 def event_name(schema: Schema, discriminator: str) -> str:
     """The name of an event type: the one value its discriminator field
     allows (``type: Literal["say"]``, a msgspec tag, a JSON-Schema ``const``),
@@ -395,7 +406,7 @@ def _event_handler(typing: RouteTyping, instance: object | None) -> Handler:
     def message(ws: WebSocket, raw: str | bytes) -> Any:
         try:
             envelope = json.loads(raw) if type(raw) is str else loads_binary(raw)
-        except (ValueError, msgpack.UnpackException) as exc:
+        except (ValueError, msgpack.UnpackException, RecursionError) as exc:
             return invalid(typing, ws, raw, json_invalid(exc).errors, None)
         if type(envelope) is not dict:
             return invalid(typing, ws, raw, [_not_an_event(discriminator)], None)

@@ -21,7 +21,7 @@ from axeom.config import Config
 from axeom.logs import LogSettings
 from axeom.watchdog import watchdog_options
 
-__all__ = ["READY_TIMEOUT", "Child", "command", "spawn"]
+__all__ = ["READY_TIMEOUT", "Child", "command", "spawn", "wait_ready"]
 
 # Seconds a new child has to report ready (import the app, bind its sockets)
 # before it counts as hung; generous, for a slow import on a loaded machine.
@@ -61,6 +61,23 @@ class Child:
                 self.process.send_signal(signum)
             except ProcessLookupError:
                 pass
+
+
+async def wait_ready(child: Child, deadline: float) -> bool:
+    """Wait until ``child`` reports ready (True), exits first (False: a new
+    worker whose code does not import gives up at once, not at the deadline)
+    or the ``trio.current_time()`` deadline passes (False)."""
+    with trio.move_on_at(deadline):
+        async with trio.open_nursery() as nursery:
+
+            async def exited() -> None:
+                await child.process.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(exited)
+            await child.ready.wait()
+            nursery.cancel_scope.cancel()
+    return child.ready.is_set()
 
 
 def command(

@@ -23,7 +23,7 @@ import trio
 
 from axeom.process import RESTART_SIGNAL
 
-from ._children import READY_TIMEOUT, Child
+from ._children import READY_TIMEOUT, Child, wait_ready
 from ._shutdown import stop
 
 if TYPE_CHECKING:
@@ -62,9 +62,7 @@ async def roll_workers(supervisor: Supervisor) -> None:
             continue  # it died (and was replaced) since the roll began
         new = await supervisor.start("worker", old.name)
         new.restarts = old.restarts
-        with trio.move_on_after(READY_TIMEOUT):
-            await new.ready.wait()
-        if not new.ready.is_set():
+        if not await wait_ready(new, trio.current_time() + READY_TIMEOUT):
             logger.error("new %s did not become ready; keeping the old one", old.name)
             continue
         old.state = "draining"
@@ -88,9 +86,9 @@ async def restart_workers(supervisor: Supervisor) -> None:
         new = await supervisor.start("worker", old.name)
         new.restarts = old.restarts
         pairs.append((old, new))
-    with trio.move_on_after(READY_TIMEOUT):
-        for _, new in pairs:
-            await new.ready.wait()
+    deadline = trio.current_time() + READY_TIMEOUT
+    for _, new in pairs:
+        await wait_ready(new, deadline)
     if supervisor.stopping:
         return
     leaving = []
@@ -115,9 +113,7 @@ async def roll_acceptor(supervisor: Supervisor) -> None:
         return
     new = await supervisor.start("acceptor", "acceptor")
     new.restarts = old.restarts
-    with trio.move_on_after(READY_TIMEOUT):
-        await new.ready.wait()
-    if not new.ready.is_set():
+    if not await wait_ready(new, trio.current_time() + READY_TIMEOUT):
         logger.error("new acceptor did not start accepting; keeping the old one")
         new.stop_requested = True
         await stop(supervisor, new)

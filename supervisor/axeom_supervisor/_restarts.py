@@ -53,6 +53,8 @@ async def watch(supervisor: Supervisor, child: Child) -> None:
     decision = supervisor.policy(child.role).on_exit(trio.current_time(), child.name, status)
     if isinstance(decision, Ignore):
         return
+    if isinstance(decision, GiveUp) and _replacement_failed(supervisor, child, status):
+        return
     if isinstance(decision, GiveUp):
         logger.error("%s", decision.reason)  # the reason ends in "giving up"
         supervisor.exit_code = _exit_code(status)
@@ -85,6 +87,25 @@ def _retire(supervisor: Supervisor, child: Child, status: ExitStatus) -> None:
     }
     if supervisor.metrics_dir is not None:
         metrics.mark_dead(child.pid, supervisor.metrics_dir)
+
+
+def _replacement_failed(supervisor: Supervisor, child: Child, status: ExitStatus) -> bool:
+    """A reload's new process that could not load the app (a bad deploy, an
+    edit saved while a ``--reload`` was under way) while the process it was
+    to replace still runs: the reload keeps that one (``wait_ready`` tells it),
+    and the tree serves on with the code it had instead of giving up."""
+    if not (status.app_load_failed or status.on_start_failed):
+        return False
+    if supervisor.live(child.name) is None:
+        return False  # nothing left to keep: the app cannot start at all
+    logger.error(
+        "the reload's new %s %s: the application failed to load (its log shows the"
+        " error); keeping the running %s and its code",
+        child.name,
+        status.describe(),
+        child.name,
+    )
+    return True
 
 
 def _exit_code(status: ExitStatus) -> int:

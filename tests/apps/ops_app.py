@@ -1,5 +1,6 @@
 """Routes for the logging and watchdog tests: a handler that logs, one that
-blocks its loop with ``time.sleep``, and a hook that refuses."""
+blocks its loop with ``time.sleep``, a hook that refuses, and a handler whose
+log calls are odd (``extra`` keys Axeom also sets, a bad format)."""
 
 import logging
 import os
@@ -39,3 +40,19 @@ def block(ws, msg):
 
 app.ws("/block", open=where, message=block)
 app.ws("/calm", open=where, message=lambda ws, msg: ws.send(f"calm {msg}"))
+
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("no text for this one")
+
+
+def odd(ws, msg):
+    # Keys Axeom sets on every record: the caller's values win, as without Axeom.
+    log.warning("with extra", extra={"route": "mine", "role": "admin", "socket_id": 7})
+    log.warning("%s and %s", "one argument")  # a bad log call: two %s, one argument
+    log.warning(Unprintable())
+    ws.send(f"odd {msg}")
+
+
+app.ws("/odd", message=odd)
