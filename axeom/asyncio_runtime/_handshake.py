@@ -153,6 +153,12 @@ class HandshakeProtocol(asyncio.Protocol):
         # else: answered, or waiting for the app; rejected input is discarded
 
     def eof_received(self) -> bool:
+        if self.state is _State.HEAD and not self.buffer:
+            # Closed before sending a byte (a load balancer's TCP health check):
+            # nothing to answer, log or count (trio does the same).
+            self._read()
+            self.state = _State.DONE
+            return False
         if self.state in (_State.HEAD, _State.BODY):
             # The client left mid-request: answered as if it were slow (trio does the same).
             self._answer(Response.error(408, f"{self.state.value} not received in time"))

@@ -368,6 +368,9 @@ async def answer_handshake(
             pending.leave()
     if pending is not None and pending.evicted:
         return None  # already answered 408 and closed
+    if received.gone:
+        transport.close()
+        return None
     response = received.answer
     request = received.request
     if response is None:
@@ -416,6 +419,9 @@ class _Received:
     trailing: bytes = b""  # read past the request: a client's first frames
     answer: Response | None = None
     upgrade_asked: bool = False
+    # The client closed before sending a byte (a load balancer's TCP health
+    # check, a failed TLS handshake): nothing to answer, log or count.
+    gone: bool = False
 
 
 async def _receive_request(
@@ -427,8 +433,11 @@ async def _receive_request(
     with trio.move_on_after(limits.timeout):
         try:
             head, trailing = await _read_head(transport, limits.max_head_size)
-            if head is None:  # the client left; answered as if it were slow
-                received.answer = Response.error(408, "request head not received in time")
+            if head is None:  # the client left
+                if not trailing:
+                    received.gone = True  # before sending anything
+                else:  # mid-head: answered as if it were slow
+                    received.answer = Response.error(408, "request head not received in time")
                 return received
             request = parse_request_head(head, client, limits.proxies)
             request.secure = request.secure or transport.secure
@@ -458,11 +467,13 @@ async def _read_body(transport: HeadTransport, received: bytes, length: int) -> 
 
 
 async def _read_head(transport: HeadTransport, limit: int) -> tuple[bytes | None, bytes]:
+    """The head and what followed it; at end of input, None and what came
+    of the head (empty if the client sent nothing)."""
     buffer = bytearray()
     while True:
         data = await transport.receive()
         if not data:
-            return None, b""
+            return None, bytes(buffer)  # the client left, after sending this
         scanned = len(buffer)
         buffer += data
         end = find_head_end(buffer, scanned)
