@@ -56,9 +56,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "limitation(runtime, reason, cases, server_exits): a server's documented difference",
     )
-    config.addinivalue_line(
-        "markers", f"{OWN_SERVER.name}: the test runs on a server of its own (it makes it exit)"
-    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
