@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ _DECODE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-class Schema:
+class Schema(ABC):
     """A type adapted for validation, JSON Schema and encoding.
 
     ``name`` is a title usable as a message or schema name; ``kind`` says
@@ -51,10 +52,10 @@ class Schema:
 
     # -- what each adapter defines -------------------------------------------
 
+    @abstractmethod
     def validate(self, raw: Any) -> Any:
         """The valid value made from ``raw`` (plain data: dicts, lists, str,
         numbers); raises ``ValidationFailure``."""
-        raise NotImplementedError
 
     def validate_strings(self, raw: Any) -> Any:
         """``validate`` for values that all came as strings (a query, path
@@ -62,9 +63,9 @@ class Schema:
         for an ``int`` field) does; pydantic does so in ``validate`` already."""
         return self.validate(raw)
 
+    @abstractmethod
     def json_schema(self) -> dict[str, Any]:
         """A JSON Schema of valid values, from the library's own generator."""
-        raise NotImplementedError
 
     def to_builtins(self, value: Any) -> Any:
         """``value`` as plain JSON-ready data (for encoding and checks)."""
