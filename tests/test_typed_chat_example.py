@@ -168,6 +168,10 @@ async def test_example_as_the_readme_shows_with_two_workers() -> None:
                 open_client(f"ws://{base}/chat/dev?user=bob") as bob,
                 open_client(f"ws://{base}/chat/dev?user=cy") as cy,
             ):
+                # cy's first reply comes after its open handler, which awaits the
+                # subscription until publishes from every worker reach it.
+                await cy.send('{"type": "members", "id": 1}')
+                assert json.loads(await cy.receive())["id"] == 1
                 await bob.send('{"type": "say", "text": "hi"}')
                 said = {"type": "said", "user": "bob", "text": "hi"}
                 assert json.loads(await cy.receive()) == said
